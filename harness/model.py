@@ -236,7 +236,6 @@ class RunManifest(_Frozen):
     started_at: str
     finished_at: str | None
     scenario: Scenario
-    quick: bool = False
     targets: dict[str, TargetRun]
     placement: Placement
     environment: Environment
@@ -287,3 +286,11 @@ def load_scenario(path: Path) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         raise _explain(path, exc) from exc
+
+
+def discover_targets(root: Path) -> dict[str, TargetConfig]:
+    """Every ``root/<name>/target.toml``, by name, sorted; the upstream included.
+
+    Raises ConfigError on the first invalid file.
+    """
+    return {path.parent.name: load_target(path.parent) for path in sorted(root.glob("*/target.toml"))}

@@ -1,0 +1,322 @@
+"""The ``gwbench`` command: one ``cmd_<name>`` function per subcommand.
+
+Exit codes: 0 success; 1 a target or cell failed (the run still finished);
+2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness.launch import LaunchError, LocalLauncher
+from harness.model import (
+    Cell,
+    ConfigError,
+    Measurement,
+    RunFailure,
+    TargetConfig,
+    discover_targets,
+    load_scenario,
+)
+from harness.plan import planned_seconds
+from harness.results import ResultsError
+from harness.runner import UPSTREAM, RunSpec, blocks_for, execute, split_cpus
+from harness.verify import VerificationReport, verify
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _select_targets(
+    root: Path, wanted: str | None, scenario_targets: Sequence[str] = ()
+) -> tuple[dict[str, TargetConfig], TargetConfig]:
+    """Targets to use (by --targets, else the scenario's, else all) and the upstream."""
+    available = discover_targets(root)
+    upstreams = [t for t in available.values() if t.role == "upstream"]
+    if not upstreams:
+        raise ConfigError(f'{root}: no target with role = "upstream"')
+    stacks = {name: t for name, t in available.items() if t.role == "target"}
+    names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else list(scenario_targets)
+    if not names:
+        return stacks, upstreams[0]
+    unknown = [n for n in names if n not in stacks]
+    if unknown:
+        raise ConfigError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(stacks)}")
+    return {n: stacks[n] for n in names}, upstreams[0]
+
+
+class _Display:
+    """Progress display for a run: a bar over planned seconds and one line per cell."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress = progress
+        self.task = task
+        self.cell_started = 0.0
+        self.planned = 0.0
+
+    def target_starting(self, target: str, repeat: int) -> None:
+        self.progress.update(self.task, description=f"{target} (repeat {repeat + 1}): starting")
+
+    def verified(self, target: str, report: VerificationReport) -> None:
+        verdict = "[green]passed[/]" if report.passed else f"[red]FAILED ({len(report.failures)} checks)[/]"
+        self.progress.console.print(f"verify {target}: {verdict}")
+
+    def cell_starting(self, cell: Cell, planned_s: float) -> None:
+        self.cell_started = time.monotonic()
+        self.planned = planned_s
+        self.progress.update(
+            self.task, description=f"{cell.target} {cell.endpoint} c={cell.concurrency} r={cell.repeat + 1}"
+        )
+
+    def cell_done(self, cell: Cell, m: Measurement) -> None:
+        self.progress.advance(self.task, self.planned)
+        p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
+        errors = m.errors.total
+        self.progress.console.print(
+            f"  {cell.target:<18} {cell.endpoint:<22} c={cell.concurrency:<4} "
+            f"{m.rps:10.1f} req/s  p99 {p99}  errors {errors}"
+            + ("  [yellow]generator-bound[/]" if m.generator_bound else "")
+        )
+
+    def failure(self, failure: RunFailure) -> None:
+        where = failure.cell_id or failure.target
+        self.progress.console.print(f"[red]failure[/] {where}: {failure.reason}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(Path(args.scenario))
+    targets, upstream = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
+    seed = (
+        args.seed
+        if args.seed is not None
+        else (scenario.seed if scenario.seed is not None else int(time.time()))
+    )
+    spec = RunSpec(
+        scenario=scenario,
+        targets=targets,
+        upstream=upstream,
+        targets_root=Path(args.targets_dir),
+        results_root=Path(args.results),
+        repo=REPO,
+        seed=seed,
+    )
+    blocks = blocks_for(spec)
+    total_s = planned_seconds(scenario, blocks)
+    cells = sum(len(b.cells) for b in blocks)
+    if args.dry_run:
+        for block in blocks:
+            for cell in block.cells:
+                out.print(cell.cell_id)
+        out.print(f"{cells} cells, {total_s:.0f} s of load (plus start-up and verification)")
+        return EXIT_OK
+    console.print(
+        f"scenario [bold]{scenario.name}[/]: {len(targets)} stacks, {cells} cells, "
+        f"~{total_s / 60:.1f} min of load (seed {seed})"
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("starting", total=total_s)
+        outcome = execute(spec, _Display(progress, task))
+    console.print(f"results: {outcome.run_dir}")
+    if not args.no_report:
+        out.print(f"report: {_render(outcome.run_dir, Path(args.reports))}")
+    if outcome.interrupted:
+        console.print("[yellow]interrupted[/]: partial results kept")
+        return EXIT_INTERRUPTED
+    if outcome.failures:
+        console.print(
+            f"[red]{len(outcome.failures)} failure(s)[/]: "
+            + "; ".join(f"{f.cell_id or f.target}" for f in outcome.failures[:5])
+        )
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def _render(run_dir: Path, reports: Path) -> Path:
+    from harness.report import write_reports
+
+    return write_reports(run_dir, reports)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = Path(args.run)
+    run_dir = run if run.is_dir() else Path(args.results) / args.run
+    out.print(f"report: {_render(run_dir, Path(args.reports))}")
+    return EXIT_OK
+
+
+def _print_report(name: str, report: VerificationReport) -> None:
+    table = Table(title=f"{name}: {'passed' if report.passed else 'FAILED'}", show_lines=False)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for check in report.checks:
+        table.add_row(
+            check.name, "ok" if check.passed else "[red]FAIL[/]", "" if check.passed else check.detail
+        )
+    out.print(table)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    targets, upstream = _select_targets(Path(args.targets_dir), args.targets)
+    root = Path(args.targets_dir)
+    logs = Path(args.logs)
+    failed = []
+    with LocalLauncher() as launcher:
+        up = launcher.start(
+            upstream,
+            root / upstream.name,
+            workers=upstream.default_workers,
+            log_path=logs / f"{UPSTREAM}.log",
+        )
+        for name, config in targets.items():
+            try:
+                running = launcher.start(
+                    config,
+                    root / name,
+                    workers=config.default_workers,
+                    log_path=logs / f"{name}.log",
+                    env={"GWBENCH_UPSTREAM_URL": up.url},
+                )
+            except LaunchError as exc:
+                console.print(f"[red]{exc}[/]")
+                failed.append(name)
+                continue
+            try:
+                report = verify(running.url)
+            finally:
+                launcher.stop(running)
+            if args.verbose or not report.passed:
+                _print_report(name, report)
+            out.print(f"{name}: {'passed' if report.passed else 'FAILED'} ({len(report.checks)} checks)")
+            if not report.passed:
+                failed.append(name)
+    if failed:
+        console.print(f"[red]verification failed[/]: {', '.join(failed)}")
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    targets, upstream = _select_targets(Path(args.targets_dir), args.target)
+    ((name, config),) = targets.items()
+    root = Path(args.targets_dir)
+    logs = Path(args.logs)
+    placement = split_cpus(sorted(os.sched_getaffinity(0)))
+    with LocalLauncher(target_cpus=placement.target_cpus) as launcher:
+        up = launcher.start(
+            upstream,
+            root / upstream.name,
+            workers=upstream.default_workers,
+            log_path=logs / f"{UPSTREAM}.log",
+            cpus=placement.generator_cpus,
+        )
+        running = launcher.start(
+            config,
+            root / name,
+            workers=args.workers or config.default_workers,
+            log_path=logs / f"{name}.log",
+            env={"GWBENCH_UPSTREAM_URL": up.url},
+        )
+        out.print(f"{name} ({running.workers} workers) at {running.url}  (upstream {up.url})")
+        out.print(f"try: curl '{running.url}/io/upstream?ms=50'   logs: {logs}   Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print("stopping")
+    return EXIT_OK
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    table = Table()
+    for column in ("target", "interface", "server", "workers", "worker model"):
+        table.add_column(column)
+    for name, t in discover_targets(Path(args.targets_dir)).items():
+        if t.role == "target":
+            table.add_row(name, t.interface, t.server, str(t.default_workers), t.worker_model)
+    out.print(table)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gwbench", description="Benchmark WSGI and ASGI Python stacks.")
+    parser.add_argument("--targets-dir", default=str(REPO / "targets"), help="folder of targets")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario and render its report")
+    run.add_argument("scenario", nargs="?", default=str(REPO / "scenarios" / "default.toml"))
+    run.add_argument("--targets", help="comma-separated target names (default: the scenario's, else all)")
+    run.add_argument("--seed", type=int, help="seed of the randomised order")
+    run.add_argument("--results", default=str(REPO / "results"))
+    run.add_argument("--reports", default=str(REPO / "reports"))
+    run.add_argument("--no-report", action="store_true")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, launch nothing")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="re-render the report of a stored run")
+    report.add_argument("run", help="run directory or run id under --results")
+    report.add_argument("--results", default=str(REPO / "results"))
+    report.add_argument("--reports", default=str(REPO / "reports"))
+    report.set_defaults(func=cmd_report)
+
+    ver = sub.add_parser("verify", help="check targets against targets/CONTRACT.md")
+    ver.add_argument("--targets", help="comma-separated target names (default: all)")
+    ver.add_argument("--logs", default="/tmp/gwbench-verify-logs")
+    ver.add_argument("-v", "--verbose", action="store_true", help="show every check")
+    ver.set_defaults(func=cmd_verify)
+
+    serve = sub.add_parser("serve", help="start one target (and its upstream) until Ctrl-C")
+    serve.add_argument("target")
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--logs", default="/tmp/gwbench-serve-logs")
+    serve.set_defaults(func=cmd_serve)
+
+    tgt = sub.add_parser("targets", help="list the stacks")
+    tgt.set_defaults(func=cmd_targets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``gwbench``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        code: int = args.func(args)
+        return code
+    except (ConfigError, ResultsError, LaunchError) as exc:
+        console.print(f"[red]error[/]: {exc}")
+        return EXIT_USAGE if not isinstance(exc, LaunchError) else EXIT_FAILURES
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

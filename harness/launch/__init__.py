@@ -1,0 +1,6 @@
+"""Start targets with their limits, wait until ready, tear everything down."""
+
+from harness.launch.base import LaunchError, RunningTarget
+from harness.launch.local import LocalLauncher
+
+__all__ = ["LaunchError", "LocalLauncher", "RunningTarget"]

@@ -1,0 +1,221 @@
+"""The local launcher: each target is its own process group on 127.0.0.1.
+
+A target runs in a new session (so Ctrl-C in the terminal reaches the harness,
+which then tears the target down in order), pinned to the target CPUs, with its
+stdout and stderr appended to a log file. Stopping sends SIGTERM to the whole
+group, waits a grace period, then SIGKILLs the group and any descendant that
+left it. The launcher remembers everything it started, so :meth:`close` (or
+leaving the ``with`` block, also on an exception) leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from harness.launch.base import LaunchError, RunningTarget
+from harness.model import TargetConfig
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Ask the kernel for a free TCP port on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a text file, or a note that it is empty."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    selected = text.splitlines()[-lines:]
+    return "\n".join(selected) if selected else "(log is empty)"
+
+
+def _health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+class _Started:
+    def __init__(self, target: RunningTarget, process: subprocess.Popen[bytes]) -> None:
+        self.target = target
+        self.process = process
+
+
+class LocalLauncher:
+    """Starts targets as local process groups and guarantees their teardown.
+
+    ``target_cpus`` is the CPU set every target is pinned to (empty: no
+    pinning). ``grace_s`` is how long a target gets between SIGTERM and SIGKILL.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        target_cpus: Iterable[int] = (),
+        grace_s: float = 5.0,
+        python: str = sys.executable,
+    ) -> None:
+        self.target_cpus = frozenset(target_cpus)
+        self.grace_s = grace_s
+        self.python = python
+        self._started: dict[int, _Started] = {}
+
+    def __enter__(self) -> LocalLauncher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(
+        self,
+        config: TargetConfig,
+        directory: Path,
+        *,
+        workers: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 30.0,
+        cpus: Iterable[int] | None = None,
+    ) -> RunningTarget:
+        """Start ``config`` (whose folder is ``directory``) and wait until it is ready.
+
+        Ready means ``GET config.ready_path`` answers 200 within
+        ``ready_timeout_s`` seconds. Raises LaunchError, quoting the last lines
+        of the target's log, when the command cannot start, exits early or
+        never becomes ready; nothing is left running in that case. ``cpus``
+        overrides the launcher's ``target_cpus`` for this process.
+        """
+        port = free_port()
+        argv = config.argv(python=self.python, host=LOOPBACK, port=port, workers=workers)
+        cwd = (directory / config.app_dir).resolve()
+        child_env = dict(os.environ)
+        child_env.update(config.env)
+        child_env.update(env or {})
+        child_env["PYTHONUNBUFFERED"] = "1"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        pinned = self.target_cpus if cpus is None else frozenset(cpus)
+
+        def pin() -> None:
+            if pinned:
+                os.sched_setaffinity(0, pinned)
+
+        with log_path.open("ab") as log:
+            log.write(f"$ {' '.join(argv)}  (cwd {cwd})\n".encode())
+            log.flush()
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=pin,
+                )
+            except OSError as exc:
+                raise LaunchError(f"{config.name}: cannot start {argv[0]!r}: {exc}") from exc
+        running = RunningTarget(
+            name=config.name,
+            host=LOOPBACK,
+            port=port,
+            pid=process.pid,
+            log_path=log_path,
+            workers=workers,
+        )
+        self._started[process.pid] = _Started(running, process)
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            code = process.poll()
+            if code is not None:
+                self.stop(running)
+                raise LaunchError(
+                    f"{config.name}: exited with code {code} before it was ready; "
+                    f"last lines of {log_path}:\n{tail(log_path)}"
+                )
+            if _health_ok(LOOPBACK, port, config.ready_path, timeout_s=1.0):
+                return running
+            if time.monotonic() > deadline:
+                self.stop(running)
+                raise LaunchError(
+                    f"{config.name}: not ready after {ready_timeout_s:.0f} s "
+                    f"(GET {config.ready_path} on port {port}); last lines of {log_path}:\n"
+                    f"{tail(log_path)}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, target: RunningTarget) -> None:
+        """Stop a target's whole process tree: SIGTERM, grace period, SIGKILL.
+
+        Safe to call twice. Returns when no process of the tree is left.
+        """
+        started = self._started.get(target.pid)
+        if started is None:
+            return
+        # Forgotten only once gone, so an interrupted stop is retried by close().
+        self._terminate(started.process)
+        del self._started[target.pid]
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+        try:
+            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        self._signal_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=self.grace_s)
+        _, alive = psutil.wait_procs([p for p in tree if p.pid != process.pid], timeout=0.5)
+        if process.poll() is None or alive:
+            self._signal_group(process.pid, signal.SIGKILL)
+            for proc in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            process.wait()
+            psutil.wait_procs(alive, timeout=self.grace_s)
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+
+    def close(self) -> None:
+        """Stop every target this launcher started and has not stopped yet."""
+        for started in list(self._started.values()):
+            self.stop(started.target)
+
+    def running(self) -> list[RunningTarget]:
+        """Targets started and not yet stopped."""
+        return [started.target for started in self._started.values()]

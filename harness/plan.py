@@ -1,0 +1,54 @@
+"""Expand a scenario over targets into an ordered list of cells.
+
+Order: for each repeat, the targets in a shuffled order (seeded, so a run can be
+replayed and drift on a noisy machine does not always favour the same stack);
+within one target, endpoints in scenario order and concurrency ascending. Cells
+of one target and repeat are contiguous, so the target is launched once per
+block.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.model import Cell, Scenario
+
+
+@dataclass(frozen=True)
+class Block:
+    """The cells measured against one launch of one target."""
+
+    target: str
+    repeat: int
+    cells: tuple[Cell, ...]
+
+
+def plan(scenario: Scenario, targets: Sequence[str], seed: int) -> list[Block]:
+    """Return the blocks of cells to measure, in the order to measure them.
+
+    ``targets`` are the target names to include (already filtered); ``seed``
+    fixes the shuffle. Raises ValueError if ``targets`` is empty.
+    """
+    if not targets:
+        raise ValueError("no targets to measure")
+    rng = random.Random(seed)
+    blocks = []
+    for repeat in range(scenario.repeats):
+        order = list(targets)
+        rng.shuffle(order)
+        for target in order:
+            cells = tuple(
+                Cell(target=target, endpoint=endpoint, concurrency=concurrency, repeat=repeat)
+                for endpoint in scenario.endpoints
+                for concurrency in sorted(scenario.concurrency)
+            )
+            blocks.append(Block(target=target, repeat=repeat, cells=cells))
+    return blocks
+
+
+def planned_seconds(scenario: Scenario, blocks: Sequence[Block]) -> float:
+    """Load time the plan needs, in seconds (warm-up plus measured time per cell)."""
+    cells = sum(len(block.cells) for block in blocks)
+    return cells * (scenario.warmup_s + scenario.duration_s)

@@ -1,0 +1,114 @@
+"""Write and read a run directory, atomically.
+
+Layout of ``results/<run_id>/``::
+
+    manifest.json        RunManifest (schema_version, config, environment, status)
+    measurements.jsonl   one Measurement per line, in the order measured
+    histograms/<cell_id>.hdr   the cell's HdrHistogram, base64 "HISTFAAA..." encoding,
+                         values in microseconds
+    logs/<target>.log    the target's stdout and stderr
+
+Every file is written to a temporary name in the same folder and renamed over
+the old one, so a reader (or an interrupted run) only ever sees complete files.
+Loaders refuse results whose ``schema_version`` they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from harness.model import SCHEMA_VERSION, Measurement, RunManifest
+
+
+class ResultsError(Exception):
+    """A run directory is missing, incomplete or of an unknown schema version."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunWriter:
+    """Accumulates one run's files in ``root/<run_id>/``.
+
+    Each :meth:`add_measurement` rewrites ``measurements.jsonl`` atomically, so
+    what was measured before an interruption is always on disk.
+    """
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.directory = root / run_id
+        if self.directory.exists():
+            raise ResultsError(f"{self.directory}: a run with this id already exists")
+        (self.directory / "logs").mkdir(parents=True)
+        (self.directory / "histograms").mkdir()
+        self._lines: list[str] = []
+
+    @property
+    def logs(self) -> Path:
+        return self.directory / "logs"
+
+    def write_manifest(self, manifest: RunManifest) -> None:
+        write_atomic(
+            self.directory / "manifest.json",
+            json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n",
+        )
+
+    def write_histogram(self, cell_id: str, encoded: str) -> str:
+        """Store an encoded histogram; return its path relative to the run directory."""
+        relative = f"histograms/{cell_id}.hdr"
+        write_atomic(self.directory / relative, encoded + "\n")
+        return relative
+
+    def add_measurement(self, measurement: Measurement) -> None:
+        self._lines.append(json.dumps(measurement.model_dump(mode="json"), sort_keys=True))
+        write_atomic(self.directory / "measurements.jsonl", "\n".join(self._lines) + "\n")
+
+
+def load_manifest(run_dir: Path) -> RunManifest:
+    """Read ``manifest.json``; raises ResultsError if missing or of another schema."""
+    path = run_dir / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ResultsError(f"{run_dir}: no manifest.json (not a run directory?)") from exc
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: schema_version {version!r} is not supported (this harness reads {SCHEMA_VERSION})"
+        )
+    return RunManifest.model_validate(data)
+
+
+def load_measurements(run_dir: Path) -> list[Measurement]:
+    """Read ``measurements.jsonl`` (empty list if no cell was measured yet)."""
+    path = run_dir / "measurements.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Measurement.model_validate_json(line) for line in lines if line.strip()]
+
+
+def load_run(run_dir: Path) -> tuple[RunManifest, list[Measurement]]:
+    """Read a whole run directory: its manifest and its measurements."""
+    return load_manifest(run_dir), load_measurements(run_dir)
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Run directories under ``root`` that have a manifest, oldest first."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())

@@ -1,0 +1,64 @@
+"""Shared fixtures: the repository's targets, a running upstream, process-leak checks."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.launch import LocalLauncher, RunningTarget
+from harness.model import TargetConfig, discover_targets
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS_DIR = REPO / "targets"
+sys.path.insert(0, str(Path(__file__).parent))
+
+ALL_TARGETS = discover_targets(TARGETS_DIR)
+STACKS = sorted(name for name, t in ALL_TARGETS.items() if t.role == "target")
+SERVER_WORDS = ("gunicorn", "uvicorn", "hypercorn", "upstream", "http.server", "gwbench")
+
+
+def stray_processes(since: float) -> list[str]:
+    """Processes started after ``since`` (epoch s) that look like ours, not this process or its children."""
+    me = psutil.Process()
+    mine = {p.pid for p in me.children(recursive=True)} | {me.pid}
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        try:
+            if proc.info["create_time"] < since or proc.pid in mine:
+                continue
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if any(word in cmdline for word in SERVER_WORDS):
+            found.append(f"{proc.pid}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def no_leftover_processes() -> Iterator[None]:
+    """Fail the test if it leaves any server process behind."""
+    since = time.time() - 1
+    yield
+    deadline = time.monotonic() + 5
+    while (left := stray_processes(since)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def targets() -> dict[str, TargetConfig]:
+    return ALL_TARGETS
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTarget]:
+    """The real upstream service, on 127.0.0.1, for the module's tests."""
+    config = ALL_TARGETS["upstream"]
+    logs = tmp_path_factory.mktemp("upstream-logs")
+    with LocalLauncher() as launcher:
+        yield launcher.start(config, TARGETS_DIR / "upstream", workers=1, log_path=logs / "upstream.log")

@@ -1,0 +1,97 @@
+"""An HTTP/1.1 server whose answers a test controls, run in a background thread.
+
+Paths (query strings ignored):
+- ``/ok``: 200 after ``delay_s``.
+- ``/flaky``: every third request gets 500, the others 200.
+- ``/close``: 200 with ``Connection: close``, then the connection is closed.
+- ``/hang``: never answers.
+Counts of answers by status are kept in ``answered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections import Counter
+from types import TracebackType
+
+
+class ControlledServer:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.answered: Counter[int] = Counter()
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._flaky = 0
+        self._loop = asyncio.new_event_loop()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._server: asyncio.base_events.Server | None = None
+
+    def __enter__(self) -> ControlledServer:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.answered.values())
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, sock=self._sock, backlog=1024)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+        self._server.close()
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        self._loop.run_until_complete(asyncio.sleep(0))
+        self._loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].split(b"?")[0].decode()
+                close = False
+                status = 200
+                if path == "/hang":
+                    await asyncio.sleep(3600)
+                elif path == "/flaky":
+                    with self._lock:
+                        self._flaky += 1
+                        status = 500 if self._flaky % 3 == 0 else 200
+                elif path == "/close":
+                    close = True
+                elif path != "/ok":
+                    status = 404
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                body = b"ok"
+                headers = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n"
+                if close:
+                    headers += "Connection: close\r\n"
+                writer.write(headers.encode() + b"\r\n" + body)
+                with self._lock:
+                    self.answered[status] += 1
+                if close:
+                    await writer.drain()
+                    writer.close()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            writer.close()

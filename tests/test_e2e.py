@@ -1,0 +1,142 @@
+"""A short real run through the CLI: launch, verify, drive, store, report, and an interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, stray_processes
+
+from harness.results import load_run
+
+SCENARIO = """
+description = "end-to-end test: one sync and one async stack"
+targets = ["flask-gunicorn", "fastapi-uvicorn"]
+endpoints = ["/io/sleep?ms=50", "/io/upstream?ms=50"]
+concurrency = [4, 32]
+warmup_s = 0.3
+duration_s = 1.5
+seed = 7
+"""
+
+
+def gwbench(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    root = tmp_path_factory.mktemp("e2e")
+    scenario = root / "e2e.toml"
+    scenario.write_text(SCENARIO)
+    results, reports = root / "results", root / "reports"
+    since = time.time() - 1
+    done = subprocess.run(
+        gwbench("run", str(scenario), "--results", str(results), "--reports", str(reports)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert not stray_processes(since)
+    return results, reports, done
+
+
+def test_run_measures_every_cell_and_exits_zero(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    results, _, done = run
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = results.iterdir()
+    manifest, measurements = load_run(run_dir)
+    assert manifest.status == "complete"
+    assert manifest.finished_at is not None
+    assert set(manifest.targets) == {"flask-gunicorn", "fastapi-uvicorn"}
+    assert all(t.verified for t in manifest.targets.values())
+    assert len(measurements) == len(manifest.cell_order) == 2 * 2 * 2
+    assert [m.cell_id for m in measurements] == list(manifest.cell_order)
+    for m in measurements:
+        assert m.status == "ok" and m.errors.total == 0, m
+        assert m.latency_ms is not None and m.latency_ms.p50 >= 50.0
+        assert m.server_pss_mb_peak is not None and m.server_pss_mb_peak > 10
+        assert (run_dir / str(m.histogram)).is_file()
+    assert (run_dir / "logs" / "flask-gunicorn.log").is_file()
+    assert (run_dir / "logs" / "upstream.log").is_file()
+
+
+def test_async_stack_beats_the_sync_ceiling_on_io_wait(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    results, _, _ = run
+    (run_dir,) = results.iterdir()
+    _, measurements = load_run(run_dir)
+    by = {(m.target, m.endpoint, m.concurrency): m for m in measurements}
+    for endpoint in ("/io/sleep?ms=50", "/io/upstream?ms=50"):
+        sync = by[("flask-gunicorn", endpoint, 32)]
+        asgi = by[("fastapi-uvicorn", endpoint, 32)]
+        # Little's law: 3 sync workers x 1 request / 0.05 s = 60 requests/s at most.
+        assert sync.rps <= 63, sync.rps
+        assert asgi.rps > 3 * sync.rps, (asgi.rps, sync.rps)
+
+
+def test_report_is_written_and_self_contained(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    results, reports, done = run
+    (run_dir,) = results.iterdir()
+    page = reports / run_dir.name / "index.html"
+    assert f"report: {page}" in done.stdout
+    html = page.read_text()
+    assert "<svg" in html
+    for name in ("flask-gunicorn", "fastapi-uvicorn", "/io/upstream?ms=50"):
+        assert name in html
+    assert "http://" not in html.replace("http://127.0.0.1", "").replace("http://www.w3.org", "")
+    assert run_dir.name in (reports / "index.html").read_text()
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
+    scenario = tmp_path / "long.toml"
+    scenario.write_text(
+        SCENARIO.replace("duration_s = 1.5", "duration_s = 2.0").replace(
+            'targets = ["flask-gunicorn", "fastapi-uvicorn"]', 'targets = ["fastapi-uvicorn"]'
+        )
+    )
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        gwbench("run", str(scenario), "--results", str(results), "--reports", str(tmp_path / "reports")),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        jsonl = None
+        while time.monotonic() < deadline:
+            found = list(results.glob("*/measurements.jsonl"))
+            if found and found[0].read_text().count("\n") >= 1:
+                jsonl = found[0]
+                break
+            time.sleep(0.1)
+        assert jsonl is not None, "no cell measured within 60 s"
+        os.kill(proc.pid, signal.SIGTERM)
+        started = time.monotonic()
+        proc.wait(timeout=15)
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    manifest = json.loads((jsonl.parent / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    _, measurements = load_run(jsonl.parent)
+    assert 1 <= len(measurements) < 4
+    assert all(m.status == "ok" for m in measurements)

@@ -1,0 +1,100 @@
+"""The local launcher starts real targets and leaves nothing behind."""
+
+from __future__ import annotations
+
+import http.client
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import TARGETS_DIR
+
+from harness.launch import LaunchError, LocalLauncher
+from harness.model import TargetConfig
+
+
+def fake_target(tmp_path: Path, command: str) -> TargetConfig:
+    return TargetConfig(
+        name="broken",
+        description="d",
+        framework="none",
+        server="none",
+        interface="wsgi",
+        worker_model="none",
+        command=command,
+        default_workers=1,
+        workers_rule="none",
+    )
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_gunicorn_target_starts_pinned_and_its_whole_tree_stops(
+    tmp_path: Path, targets: dict[str, TargetConfig]
+) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    with LocalLauncher(target_cpus=[cpu]) as launcher:
+        running = launcher.start(
+            targets["flask-gunicorn"],
+            TARGETS_DIR / "flask-gunicorn",
+            workers=2,
+            log_path=tmp_path / "flask.log",
+        )
+        conn = http.client.HTTPConnection(running.host, running.port, timeout=5)
+        conn.request("GET", "/health")
+        assert conn.getresponse().read() == b"ok"
+        conn.close()
+        root = psutil.Process(running.pid)
+        tree = [root, *root.children(recursive=True)]
+        assert len(tree) >= 3  # master + 2 workers
+        assert all(p.cpu_affinity() == [cpu] for p in tree)
+        assert os.getpgid(running.pid) == running.pid
+        launcher.stop(running)
+        _gone, alive = psutil.wait_procs(tree, timeout=1)
+        assert not alive
+        assert launcher.running() == []
+    assert (tmp_path / "flask.log").read_text().startswith("$ ")
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_target_that_exits_at_start_raises_with_its_log(tmp_path: Path) -> None:
+    config = fake_target(tmp_path, "{python} -m gwbench_no_such_module {host} {port}")
+    with LocalLauncher() as launcher, pytest.raises(LaunchError) as err:
+        launcher.start(config, tmp_path, workers=1, log_path=tmp_path / "broken.log")
+    assert "broken: exited with code 1" in str(err.value)
+    assert "No module named gwbench_no_such_module" in str(err.value)
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_target_that_never_becomes_ready_is_stopped(tmp_path: Path) -> None:
+    # http.server answers 404 on /health: it runs but never becomes ready.
+    config = fake_target(tmp_path, "{python} -m http.server --bind {host} {port}")
+    with LocalLauncher() as launcher:
+        with pytest.raises(LaunchError, match="not ready after 2 s"):
+            launcher.start(config, tmp_path, workers=1, log_path=tmp_path / "slow.log", ready_timeout_s=2)
+        assert launcher.running() == []
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_target_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import signal, sys, http.server\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers()\n"
+        "        self.wfile.write(b'ok')\n"
+        "http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()\n"
+    )
+    config = fake_target(tmp_path, "{python} stubborn.py {host} {port}")
+    with LocalLauncher(grace_s=0.5) as launcher:
+        running = launcher.start(config, tmp_path, workers=1, log_path=tmp_path / "s.log")
+        proc = psutil.Process(running.pid)
+    assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_missing_executable_is_a_launch_error(tmp_path: Path) -> None:
+    config = fake_target(tmp_path, "/nonexistent/gwbench-server {host} {port}")
+    with LocalLauncher() as launcher, pytest.raises(LaunchError, match="cannot start"):
+        launcher.start(config, tmp_path, workers=1, log_path=tmp_path / "x.log")
