@@ -1,0 +1,5 @@
+"""Settings for the ASGI target: async views."""
+
+from gwbench_site.settings import *  # noqa: F403
+
+ROOT_URLCONF = "gwbench_site.urls_async"
