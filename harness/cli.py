@@ -37,8 +37,8 @@ from harness.verify import VerificationReport, verify
 REPO = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
