@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,3 +168,77 @@ def test_a_stored_run_re_renders_to_the_same_report(
     assert re.sub(r'href="[^"]*/results/[^"]*"', "", first) == re.sub(
         r'href="[^"]*/results/[^"]*"', "", second
     )
+
+
+BROKEN_TARGET = """
+description = "answers /health but nothing else of the contract"
+framework = "none"
+server = "http.server"
+interface = "wsgi"
+worker_model = "one thread"
+command = "{python} broken.py {host} {port}"
+default_workers = 1
+workers_rule = "none"
+"""
+BROKEN_APP = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok" if self.path == "/health" else b"nope"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"""
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_stacks_that_fail_to_verify_or_start_are_not_measured_and_the_run_goes_on(tmp_path: Path) -> None:
+    targets = tmp_path / "targets"
+    shutil.copytree(REPO / "targets" / "upstream", targets / "upstream")
+    shutil.copytree(REPO / "targets" / "fastapi-uvicorn", targets / "fastapi-uvicorn")
+    (targets / "broken").mkdir()
+    (targets / "broken" / "target.toml").write_text(BROKEN_TARGET)
+    (targets / "broken" / "broken.py").write_text(BROKEN_APP)
+    (targets / "crashing").mkdir()
+    (targets / "crashing" / "target.toml").write_text(
+        BROKEN_TARGET.replace("broken.py", "-m gwbench_no_such_module")
+    )
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        SCENARIO.replace('["flask-gunicorn", "fastapi-uvicorn"]', "[]").replace("[4, 32]", "[4]")
+    )
+    results = tmp_path / "results"
+    done = subprocess.run(
+        gwbench(
+            "--targets-dir",
+            str(targets),
+            "run",
+            str(scenario),
+            "--results",
+            str(results),
+            "--reports",
+            str(tmp_path / "reports"),
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    (run_dir,) = results.iterdir()
+    manifest, measurements = load_run(run_dir)
+    assert manifest.status == "complete"
+    by_target: dict[str, list[str]] = {}
+    for m in measurements:
+        by_target.setdefault(m.target, []).append(m.status)
+    assert by_target == {"broken": ["failed"] * 2, "crashing": ["failed"] * 2, "fastapi-uvicorn": ["ok"] * 2}
+    reasons = {m.target: m.failure_reason or "" for m in measurements if m.status == "failed"}
+    assert reasons["broken"].startswith("failed verification: ")
+    assert "No module named gwbench_no_such_module" in reasons["crashing"]
+    assert manifest.targets["broken"].verified is False
+    assert manifest.targets["broken"].verification_failures
+    assert "failed verification" in (tmp_path / "reports" / run_dir.name / "index.html").read_text()

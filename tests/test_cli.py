@@ -1,0 +1,83 @@
+"""The gwbench command: serve, dry run, listing, configuration errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, STACKS
+
+
+def gwbench(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_serve_keeps_one_stack_up_until_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        gwbench("serve", "fastapi-uvicorn", "--logs", str(tmp_path)),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)", line)
+        assert match, line
+        with urllib.request.urlopen(f"{match.group(1)}/io/upstream?ms=5", timeout=5) as response:
+            assert json.load(response) == {"delayed_ms": 5}
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+
+
+def test_dry_run_prints_the_plan_without_launching(tmp_path: Path) -> None:
+    done = subprocess.run(
+        gwbench("run", "--dry-run", str(REPO / "scenarios" / "default.toml"), "--seed", "1"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len([x for x in lines if "__c" in x]) == len(STACKS) * 2 * 3
+    assert lines[-1].startswith("30 cells, 300 s of load")
+
+
+def test_targets_lists_every_stack() -> None:
+    done = subprocess.run(gwbench("targets"), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for name in STACKS:
+        assert name in done.stdout
+
+
+def test_an_invalid_scenario_names_the_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'description = "x"\nendpoints = ["/json"]\nconcurrency = [0]\nwarmup_s = 1\nduration_s = -2\n'
+    )
+    done = subprocess.run(gwbench("run", str(bad)), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{bad}: duration_s:" in done.stderr
+    assert f"{bad}: concurrency:" in done.stderr
+
+
+def test_an_unknown_target_is_a_usage_error() -> None:
+    done = subprocess.run(
+        gwbench("run", "--targets", "no-such-stack"), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "unknown target(s) no-such-stack" in done.stderr
