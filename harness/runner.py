@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import environment
-from harness.launch import LaunchError, LocalLauncher, RunningTarget
+from harness.launch import LaunchError, LocalLauncher, RunningTarget, wait_until_idle
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
 from harness.load.histogram import latency_summary
 from harness.model import (
@@ -346,6 +346,10 @@ class _Run:
         )
         self.writer.add_measurement(measurement)
         self.events.cell_done(cell, measurement)
+        if wait_until_idle(running, self.spec.targets[cell.target].ready_path) is None:
+            self.fail(
+                cell.target, cell, "target still busy 30 s after the cell; the next cell may be affected"
+            )
 
 
 def execute(spec: RunSpec, events: Events) -> RunOutcome:

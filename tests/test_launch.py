@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 from pathlib import Path
 
 import psutil
 import pytest
 from conftest import TARGETS_DIR
 
-from harness.launch import LaunchError, LocalLauncher
+from harness.launch import LaunchError, LocalLauncher, wait_until_idle
 from harness.model import TargetConfig
 
 
@@ -98,3 +99,22 @@ def test_a_missing_executable_is_a_launch_error(tmp_path: Path) -> None:
     config = fake_target(tmp_path, "/nonexistent/gwbench-server {host} {port}")
     with LocalLauncher() as launcher, pytest.raises(LaunchError, match="cannot start"):
         launcher.start(config, tmp_path, workers=1, log_path=tmp_path / "x.log")
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_wait_until_idle_waits_for_a_sync_backlog_to_drain(
+    tmp_path: Path, targets: dict[str, TargetConfig]
+) -> None:
+    with LocalLauncher() as launcher:
+        running = launcher.start(
+            targets["flask-gunicorn"], TARGETS_DIR / "flask-gunicorn", workers=1, log_path=tmp_path / "f.log"
+        )
+        # 30 requests of 50 ms each, whose clients hang up at once: the single sync
+        # worker still serves them one by one (about 1.5 s of work).
+        for _ in range(30):
+            with socket.create_connection((running.host, running.port)) as sock:
+                sock.sendall(b"GET /io/sleep?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n")
+        waited = wait_until_idle(running)
+        assert waited is not None and waited >= 0.8, waited
+        again = wait_until_idle(running)
+        assert again is not None and again < 0.5

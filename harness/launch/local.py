@@ -61,6 +61,29 @@ def _health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
         conn.close()
 
 
+def wait_until_idle(
+    target: RunningTarget, path: str = "/health", *, quick_s: float = 0.05, timeout_s: float = 30.0
+) -> float | None:
+    """Wait until ``GET path`` answers 200 within ``quick_s`` seconds; return the seconds waited.
+
+    After a cell the client closes its connections, but a sync server still holds
+    the ones queued in its listen backlog and serves them, unseen, for up to
+    backlog x service time. Measuring the next cell before that drains would
+    charge it for the previous one. Returns None if not idle within ``timeout_s``.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while time.monotonic() < deadline:
+        asked = time.monotonic()
+        remaining = max(deadline - asked, 0.1)
+        if _health_ok(target.host, target.port, path, timeout_s=remaining):
+            if time.monotonic() - asked <= quick_s:
+                return time.monotonic() - started
+        else:
+            time.sleep(0.05)
+    return None
+
+
 class _Started:
     def __init__(self, target: RunningTarget, process: subprocess.Popen[bytes]) -> None:
         self.target = target

@@ -66,8 +66,8 @@ def format_ratio(ratio: float) -> str:
 
 
 def _rps(standing: Standing) -> str:
-    single = " (single run)" if standing.n == 1 else ""
-    return f"{format_number(standing.rps_median, 0)} requests/s{single}"
+    # Single runs are called out in the "Repeats:" line and the flags right below.
+    return f"{format_number(standing.rps_median, 0)} requests/s"
 
 
 def format_verdict(verdict: Verdict) -> str:
