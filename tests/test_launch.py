@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import time
 from pathlib import Path
 
 import psutil
@@ -46,8 +47,11 @@ def test_a_gunicorn_target_starts_pinned_and_its_whole_tree_stops(
         assert conn.getresponse().read() == b"ok"
         conn.close()
         root = psutil.Process(running.pid)
-        tree = [root, *root.children(recursive=True)]
-        assert len(tree) >= 3  # master + 2 workers
+        # Ready means one worker answers; the master may still be forking the other.
+        deadline = time.monotonic() + 10
+        while len(tree := [root, *root.children(recursive=True)]) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(tree) == 3  # master + 2 workers
         assert all(p.cpu_affinity() == [cpu] for p in tree)
         assert os.getpgid(running.pid) == running.pid
         launcher.stop(running)

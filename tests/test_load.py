@@ -57,7 +57,8 @@ def test_connection_close_reconnects_for_every_request() -> None:
         connections = server.connections
     assert result.ok > 50
     assert sum(result.errors.values()) == 0
-    assert result.connections_opened == connections
+    # Connections opened as the window closed may not have reached the server's handler yet.
+    assert connections - 4 <= result.connections_opened <= connections + 4
     assert result.ok <= result.connections_opened <= result.ok + 2 * 4
 
 
