@@ -66,11 +66,12 @@ def _select_targets(
 class _Display:
     """Progress display for a run: a bar over planned seconds and one line per cell."""
 
-    def __init__(self, progress: Progress, task: TaskID) -> None:
+    def __init__(self, progress: Progress, task: TaskID, cells: int, planned_s_per_cell: float) -> None:
         self.progress = progress
         self.task = task
-        self.cell_started = 0.0
-        self.planned = 0.0
+        self.cells = cells
+        self.cell_number = 0
+        self.planned = planned_s_per_cell
 
     def target_starting(self, target: str, repeat: int) -> None:
         self.progress.update(self.task, description=f"{target} (repeat {repeat + 1}): starting")
@@ -79,15 +80,21 @@ class _Display:
         verdict = "[green]passed[/]" if report.passed else f"[red]FAILED ({len(report.failures)} checks)[/]"
         self.progress.console.print(f"verify {target}: {verdict}")
 
-    def cell_starting(self, cell: Cell, planned_s: float) -> None:
-        self.cell_started = time.monotonic()
-        self.planned = planned_s
+    def cell_starting(self, cell: Cell) -> None:
         self.progress.update(
-            self.task, description=f"{cell.target} {cell.endpoint} c={cell.concurrency} r={cell.repeat + 1}"
+            self.task,
+            description=f"[{self.cell_number + 1}/{self.cells}] {cell.target} {cell.endpoint} "
+            f"c={cell.concurrency} repeat {cell.repeat + 1}",
         )
 
     def cell_done(self, cell: Cell, m: Measurement) -> None:
+        self.cell_number += 1
         self.progress.advance(self.task, self.planned)
+        if m.status == "failed":
+            self.progress.console.print(
+                f"  {cell.target:<18} {cell.endpoint:<22} c={cell.concurrency:<4} [red]failed[/]"
+            )
+            return
         p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
         errors = m.errors.total
         self.progress.console.print(
@@ -142,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     with progress:
         task = progress.add_task("starting", total=total_s)
-        outcome = execute(spec, _Display(progress, task))
+        outcome = execute(spec, _Display(progress, task, cells, scenario.warmup_s + scenario.duration_s))
     console.print(f"results: {outcome.run_dir}")
     if not args.no_report:
         out.print(f"report: {_render(outcome.run_dir, Path(args.reports))}")

@@ -68,8 +68,10 @@ class Events(Protocol):
 
     def target_starting(self, target: str, repeat: int) -> None: ...
     def verified(self, target: str, report: VerificationReport) -> None: ...
-    def cell_starting(self, cell: Cell, planned_s: float) -> None: ...
-    def cell_done(self, cell: Cell, measurement: Measurement) -> None: ...
+    def cell_starting(self, cell: Cell) -> None: ...
+    def cell_done(self, cell: Cell, measurement: Measurement) -> None:
+        """Called for every planned cell, measured or failed (``measurement.status``)."""
+
     def failure(self, failure: RunFailure) -> None: ...
 
 
@@ -207,10 +209,14 @@ class _Run:
         self.failures.append(failure)
         self.events.failure(failure)
 
+    def store(self, cell: Cell, measurement: Measurement) -> None:
+        self.writer.add_measurement(measurement)
+        self.events.cell_done(cell, measurement)
+
     def fail_block(self, block: Block, reason: str) -> None:
         self.fail(block.target, None, reason)
         for cell in block.cells:
-            self.writer.add_measurement(_failed(cell, self.spec.scenario, reason))
+            self.store(cell, _failed(cell, self.spec.scenario, reason))
 
     def execute(self) -> RunOutcome:
         # The orchestrator, the driver and the upstream share the generator CPUs.
@@ -250,9 +256,7 @@ class _Run:
             self.fail(UPSTREAM, None, str(exc))
             for block in self.blocks:
                 for cell in block.cells:
-                    self.writer.add_measurement(
-                        _failed(cell, self.spec.scenario, f"upstream did not start: {exc}")
-                    )
+                    self.store(cell, _failed(cell, self.spec.scenario, f"upstream did not start: {exc}"))
             return None
         return running
 
@@ -321,18 +325,18 @@ class _Run:
                 stats["server"] = server_monitor.end()
                 stats["upstream"] = upstream_monitor.end()
 
-        self.events.cell_starting(cell, scenario.warmup_s + scenario.duration_s)
+        self.events.cell_starting(cell)
         started_at = utc_now()
         try:
             result, _ = drive_in_subprocess(load, cpus=self.placement.generator_cpus, on_window=on_window)
         except DriverError as exc:
             self.fail(cell.target, cell, f"driver failed: {exc}")
-            self.writer.add_measurement(_failed(cell, scenario, f"driver failed: {exc}"))
+            self.store(cell, _failed(cell, scenario, f"driver failed: {exc}"))
             return
         if "server" not in stats:
             reason = "driver finished without reporting its measured window"
             self.fail(cell.target, cell, reason)
-            self.writer.add_measurement(_failed(cell, scenario, reason))
+            self.store(cell, _failed(cell, scenario, reason))
             return
         histogram_path = self.writer.write_histogram(cell.cell_id, result.histogram)
         measurement = build_measurement(
@@ -344,8 +348,7 @@ class _Run:
             upstream=stats.get("upstream"),
             histogram_path=histogram_path,
         )
-        self.writer.add_measurement(measurement)
-        self.events.cell_done(cell, measurement)
+        self.store(cell, measurement)
         if wait_until_idle(running, self.spec.targets[cell.target].ready_path) is None:
             self.fail(
                 cell.target, cell, "target still busy 30 s after the cell; the next cell may be affected"
