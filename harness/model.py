@@ -237,6 +237,7 @@ class RunManifest(_Frozen):
     finished_at: str | None
     scenario: Scenario
     targets: dict[str, TargetRun]
+    upstream: TargetRun | None = None
     placement: Placement
     environment: Environment
     cell_order: tuple[str, ...]

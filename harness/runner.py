@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness import environment
 from harness.launch import LaunchError, LocalLauncher, RunningTarget, wait_until_idle
@@ -103,14 +103,21 @@ def _workers(spec: RunSpec, name: str) -> int:
     return spec.scenario.workers.get(name, spec.targets[name].default_workers)
 
 
+def _identity(cell: Cell) -> dict[str, Any]:
+    """The fields that name a cell in its Measurement."""
+    return {
+        "cell_id": cell.cell_id,
+        "target": cell.target,
+        "endpoint": cell.endpoint,
+        "model": cell.model,
+        "concurrency": cell.concurrency,
+        "repeat": cell.repeat,
+    }
+
+
 def _failed(cell: Cell, scenario: Scenario, reason: str) -> Measurement:
     return Measurement(
-        cell_id=cell.cell_id,
-        target=cell.target,
-        endpoint=cell.endpoint,
-        model=cell.model,
-        concurrency=cell.concurrency,
-        repeat=cell.repeat,
+        **_identity(cell),
         started_at=utc_now(),
         warmup_s=scenario.warmup_s,
         duration_s=0.0,
@@ -145,12 +152,7 @@ def build_measurement(
     """Combine what the driver and the monitors saw into one stored record."""
     generator_cpu_percent = 100.0 * load.generator_cpu_s / load.duration_s if load.duration_s else 0.0
     return Measurement(
-        cell_id=cell.cell_id,
-        target=cell.target,
-        endpoint=cell.endpoint,
-        model=cell.model,
-        concurrency=cell.concurrency,
-        repeat=cell.repeat,
+        **_identity(cell),
         started_at=started_at,
         warmup_s=warmup_s,
         duration_s=round(load.duration_s, 4),
@@ -197,6 +199,10 @@ class _Run:
                 "finished_at": utc_now() if finished else None,
                 "scenario": self.spec.scenario.model_dump(),
                 "targets": {k: v.model_dump() for k, v in self.target_runs.items()},
+                "upstream": {
+                    "config": self.spec.upstream.model_dump(),
+                    "workers": self.spec.upstream.default_workers,
+                },
                 "placement": self.placement.model_dump(),
                 "environment": self.env.model_dump(),
                 "cell_order": [c.cell_id for b in self.blocks for c in b.cells],
@@ -220,6 +226,7 @@ class _Run:
 
     def execute(self) -> RunOutcome:
         # The orchestrator, the driver and the upstream share the generator CPUs.
+        own_cpus = os.sched_getaffinity(0)
         os.sched_setaffinity(0, set(self.placement.generator_cpus))
         self.writer.write_manifest(self.manifest("running", finished=False))
         status = "failed"
@@ -237,6 +244,7 @@ class _Run:
         finally:
             manifest = self.manifest(status, finished=True)
             self.writer.write_manifest(manifest)
+            os.sched_setaffinity(0, own_cpus)
         return RunOutcome(self.writer.directory, manifest, self.failures, status == "interrupted")
 
     def start_upstream(self, launcher: LocalLauncher) -> RunningTarget | None:
@@ -297,10 +305,19 @@ class _Run:
                     first = report.failures[0]
                     self.fail_block(block, f"failed verification: {first.name}: {first.detail}")
                     return
-            for cell in block.cells:
+            for index, cell in enumerate(block.cells):
+                if index:
+                    self.drain(running, block.cells[index - 1])
                 self.run_cell(cell, running, upstream)
         finally:
             launcher.stop(running)
+
+    def drain(self, running: RunningTarget, previous: Cell) -> None:
+        """Let the target finish the previous cell's orphaned requests before the next cell."""
+        if wait_until_idle(running, self.spec.targets[running.name].ready_path) is None:
+            self.fail(
+                running.name, previous, "target still busy 30 s after the cell; the next cell may be affected"
+            )
 
     def run_cell(self, cell: Cell, running: RunningTarget, upstream: RunningTarget) -> None:
         scenario = self.spec.scenario
@@ -349,10 +366,6 @@ class _Run:
             histogram_path=histogram_path,
         )
         self.store(cell, measurement)
-        if wait_until_idle(running, self.spec.targets[cell.target].ready_path) is None:
-            self.fail(
-                cell.target, cell, "target still busy 30 s after the cell; the next cell may be affected"
-            )
 
 
 def execute(spec: RunSpec, events: Events) -> RunOutcome:

@@ -133,19 +133,42 @@ def _lines(
     _concurrency_axis(axes, rows["concurrency"].astype(int))
 
 
+def _line_chart(
+    rows: pd.DataFrame,
+    column: str,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    *,
+    ylabel: str,
+    title: str,
+) -> str:
+    """``column`` vs concurrency, one line per stack, y axis from 0."""
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(6.4, 3.8), layout="constrained")
+        axes = figure.subplots()
+        _lines(axes, rows, column, styles, interfaces)
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
+        axes.set_title(title)
+        # Below the plot, never over a line.
+        figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=3)
+        return _svg(figure, prefix)
+
+
 def throughput_chart(
     rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
 ) -> str:
     """Median requests/s vs concurrency, one line per stack."""
-    with matplotlib.rc_context(RC):
-        figure = Figure(figsize=(6.4, 3.8), layout="constrained")
-        axes = figure.subplots()
-        _lines(axes, rows, "rps", styles, interfaces)
-        axes.set_ylabel("throughput (successful requests/s)")
-        axes.set_ylim(bottom=0)
-        axes.set_title("Throughput")
-        axes.legend(loc="best")
-        return _svg(figure, prefix)
+    return _line_chart(
+        rows,
+        "rps",
+        styles,
+        interfaces,
+        prefix,
+        ylabel="throughput (successful requests/s)",
+        title="Throughput",
+    )
 
 
 def latency_chart(
@@ -224,12 +247,12 @@ def cpu_chart(
     rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
 ) -> str:
     """Median server CPU time per successful request (microseconds) vs concurrency."""
-    with matplotlib.rc_context(RC):
-        figure = Figure(figsize=(6.4, 3.8), layout="constrained")
-        axes = figure.subplots()
-        _lines(axes, rows, "server_cpu_us_per_request", styles, interfaces)
-        axes.set_ylabel("server CPU time per request (µs)")
-        axes.set_ylim(bottom=0)
-        axes.set_title("CPU cost")
-        axes.legend(loc="best")
-        return _svg(figure, prefix)
+    return _line_chart(
+        rows,
+        "server_cpu_us_per_request",
+        styles,
+        interfaces,
+        prefix,
+        ylabel="server CPU time per request (µs)",
+        title="CPU cost",
+    )

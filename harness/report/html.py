@@ -348,7 +348,18 @@ def _run_context(
         "targets": [
             (name, run, _packages(run, manifest.environment.packages))
             for name, run in sorted(manifest.targets.items())
-        ],
+        ]
+        + (
+            []
+            if manifest.upstream is None
+            else [
+                (
+                    f"{manifest.upstream.config.name} (the service every stack calls)",
+                    manifest.upstream,
+                    _packages(manifest.upstream, manifest.environment.packages),
+                )
+            ]
+        ),
         "raw_href": raw_href.rstrip("/"),
         "littles_low": analysis.LITTLES_LAW_LOW,
         "littles_high": analysis.LITTLES_LAW_HIGH,
