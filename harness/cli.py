@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -105,7 +106,7 @@ class _Display:
 
     def failure(self, failure: RunFailure) -> None:
         where = failure.cell_id or failure.target
-        self.progress.console.print(f"[red]failure[/] {where}: {failure.reason}")
+        self.progress.console.print(f"[red]failure[/] {escape(where)}: {escape(failure.reason)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,7 +186,7 @@ def _print_report(name: str, report: VerificationReport) -> None:
     table.add_column("detail", overflow="fold")
     for check in report.checks:
         table.add_row(
-            check.name, "ok" if check.passed else "[red]FAIL[/]", "" if check.passed else check.detail
+            check.name, "ok" if check.passed else "[red]FAIL[/]", "" if check.passed else escape(check.detail)
         )
     out.print(table)
 
@@ -212,7 +213,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     env={"GWBENCH_UPSTREAM_URL": up.url},
                 )
             except LaunchError as exc:
-                console.print(f"[red]{exc}[/]")
+                console.print(f"[red]{escape(str(exc))}[/]")
                 failed.append(name)
                 continue
             try:
@@ -318,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (ConfigError, ResultsError, LaunchError) as exc:
-        console.print(f"[red]error[/]: {exc}")
+        console.print(f"[red]error[/]: {escape(str(exc))}")
         return EXIT_USAGE if not isinstance(exc, LaunchError) else EXIT_FAILURES
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
