@@ -59,6 +59,11 @@ COLUMNS = [
 ]
 
 
+def _nan(value: float | None) -> float:
+    """None (not measured) as NaN, so pandas skips it in every statistic."""
+    return math.nan if value is None else value
+
+
 def cpu_us_per_request(server_cpu_percent: float, rps: float) -> float:
     """Server CPU time per successful response, in microseconds.
 
@@ -117,12 +122,12 @@ def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
         "errors_total": m.errors.total,
         "rps": m.rps,
         "connections_opened": m.connections_opened,
-        "server_cpu_percent": m.server_cpu_percent,
-        "server_rss_mb_peak": m.server_rss_mb_peak,
-        "server_pss_mb_peak": math.nan if m.server_pss_mb_peak is None else m.server_pss_mb_peak,
-        "server_processes": m.server_processes,
+        "server_cpu_percent": _nan(m.server_cpu_percent),
+        "server_rss_mb_peak": _nan(m.server_rss_mb_peak),
+        "server_pss_mb_peak": _nan(m.server_pss_mb_peak),
+        "server_processes": _nan(m.server_processes),
         "generator_cpu_percent": m.generator_cpu_percent,
-        "upstream_cpu_percent": math.nan if m.upstream_cpu_percent is None else m.upstream_cpu_percent,
+        "upstream_cpu_percent": _nan(m.upstream_cpu_percent),
         "generator_bound": m.generator_bound,
     }
     for kind in ERROR_KINDS:
@@ -130,7 +135,8 @@ def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
     for field in LATENCY_FIELDS:
         row[f"latency_ms_{field}"] = math.nan if latency is None else getattr(latency, field)
     ok = m.status == "ok"
-    row["server_cpu_us_per_request"] = cpu_us_per_request(m.server_cpu_percent, m.rps) if ok else math.nan
+    cpu = m.server_cpu_percent
+    row["server_cpu_us_per_request"] = cpu_us_per_request(cpu, m.rps) if ok and cpu is not None else math.nan
     mean_ms = math.nan if latency is None else latency.mean
     ratio = littles_law_ratio(m.rps, mean_ms, m.concurrency) if ok else math.nan
     row["littles_law_ratio"] = ratio

@@ -14,13 +14,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
+import psutil
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness.launch import LaunchError, LocalLauncher
+from harness.load import UnsafeTargetError, ensure_loopback
 from harness.model import (
     Cell,
     ConfigError,
@@ -31,8 +34,8 @@ from harness.model import (
     load_scenario,
 )
 from harness.plan import planned_seconds
-from harness.results import ResultsError
-from harness.runner import UPSTREAM, RunSpec, blocks_for, execute, split_cpus
+from harness.results import ResultsError, read_measurements
+from harness.runner import UPSTREAM, ExternalTarget, PreflightError, RunSpec, blocks_for, execute, split_cpus
 from harness.verify import VerificationReport, verify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +47,40 @@ out = Console(highlight=False, soft_wrap=True)
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _external_target(
+    url: str, pid: int | None, allow_remote: bool
+) -> tuple[ExternalTarget, str, TargetConfig]:
+    """Parse ``--url``: (where to send load, the endpoint, a config describing the user's app).
+
+    Raises ConfigError for a URL that is not plain HTTP with a host, and
+    UnsafeTargetError for a non-loopback host without ``allow_remote``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"--url {url!r}: expected http://HOST:PORT/PATH (plain HTTP/1.1)")
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise ConfigError(f"--url {url!r}: {exc}") from exc
+    ensure_loopback(parts.hostname, allow_remote=allow_remote)
+    if pid is not None and not psutil.pid_exists(pid):
+        raise ConfigError(f"--pid {pid}: no such process")
+    endpoint = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    config = TargetConfig(
+        name="external",
+        description=f"an app started by the user, measured at {url}",
+        framework="unknown",
+        server="unknown",
+        interface="native",
+        worker_model="unknown (not started by the harness)",
+        command="(started by the user) {host}:{port}",
+        default_workers=1,
+        workers_rule="not applicable",
+        settings={"monitored_pid": pid if pid is not None else "none (server CPU and memory not measured)"},
+    )
+    return ExternalTarget(host=parts.hostname, port=port, pid=pid), endpoint, config
 
 
 def _select_targets(
@@ -111,7 +148,14 @@ class _Display:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(Path(args.scenario))
-    targets, upstream = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
+    external = None
+    if args.url:
+        external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
+        scenario = scenario.model_copy(update={"endpoints": (endpoint,), "targets": (config.name,)})
+        targets = {config.name: config}
+        _, upstream = _select_targets(Path(args.targets_dir), None)
+    else:
+        targets, upstream = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
     seed = (
         args.seed
         if args.seed is not None
@@ -125,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         results_root=Path(args.results),
         repo=REPO,
         seed=seed,
+        external=external,
+        allow_remote=args.allow_remote,
     )
     blocks = blocks_for(spec)
     total_s = planned_seconds(scenario, blocks)
@@ -175,6 +221,8 @@ def _render(run_dir: Path, reports: Path) -> Path:
 def cmd_report(args: argparse.Namespace) -> int:
     run = Path(args.run)
     run_dir = run if run.is_dir() else Path(args.results) / args.run
+    for problem in read_measurements(run_dir)[1]:
+        console.print(f"[yellow]warning[/]: {escape(str(run_dir / problem))}")
     out.print(f"report: {_render(run_dir, Path(args.reports))}")
     return EXIT_OK
 
@@ -286,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reports", default=str(REPO / "reports"))
     run.add_argument("--no-report", action="store_true")
     run.add_argument("--dry-run", action="store_true", help="print the plan, launch nothing")
+    run.add_argument("--url", help="measure your own running app at this URL instead of the stacks")
+    run.add_argument("--pid", type=int, help="with --url: the app's process, to monitor its CPU and memory")
+    run.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow load to a non-loopback address (only to machines you own and are allowed to load)",
+    )
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="re-render the report of a stored run")
@@ -315,10 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gwbench``; returns the exit code."""
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # Also when started from a shell that ignores SIGINT (a background job): Ctrl-C
+    # or kill -INT must always tear everything down.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code: int = args.func(args)
         return code
-    except (ConfigError, ResultsError, LaunchError) as exc:
+    except (ConfigError, ResultsError, PreflightError, UnsafeTargetError, LaunchError) as exc:
         console.print(f"[red]error[/]: {escape(str(exc))}")
         return EXIT_USAGE if not isinstance(exc, LaunchError) else EXIT_FAILURES
     except KeyboardInterrupt:

@@ -12,12 +12,25 @@ Results format changelog (``SCHEMA_VERSION``):
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 import tomllib
+from collections.abc import Iterable, Sized
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 SCHEMA_VERSION = 1
 
@@ -27,6 +40,35 @@ SettingValue = str | int | float | bool
 
 class ConfigError(Exception):
     """A target or scenario file is missing or invalid; the message names the file."""
+
+
+def _one_setting_error(value: object, handler: ValidatorFunctionWrapHandler) -> Any:
+    # Without this, a bad setting gets one error per member of the union.
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("setting_type", "must be a string, number or boolean") from None
+
+
+def _is_path(value: str) -> str:
+    # The endpoint goes verbatim into the request line: "GET <endpoint> HTTP/1.1".
+    if not re.fullmatch(r"/[!-~]*", value):
+        raise ValueError("must be a path starting with '/', printable ASCII without spaces")
+    return value
+
+
+def _is_folder_name(value: str) -> str:
+    # The scenario's name is part of the results folder's name.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+        raise ValueError(
+            "must be letters, digits, '.', '_' or '-' (it names the results folder; default: the file's name)"
+        )
+    return value
+
+
+_Setting = Annotated[SettingValue, WrapValidator(_one_setting_error)]
+_Endpoint = Annotated[str, AfterValidator(_is_path)]
+_Positive = Annotated[int, Field(ge=1)]
 
 
 class _Frozen(BaseModel):
@@ -57,7 +99,7 @@ class TargetConfig(_Frozen):
     requirements: str = "requirements.txt"
     packages: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
-    settings: dict[str, SettingValue] = Field(default_factory=dict)
+    settings: dict[str, _Setting] = Field(default_factory=dict)
     ready_path: str = "/health"
 
     @field_validator("command")
@@ -82,33 +124,18 @@ class Scenario(_Frozen):
     target's ``default_workers`` by name.
     """
 
-    name: str
+    name: Annotated[str, AfterValidator(_is_folder_name)]
     description: str
     targets: tuple[str, ...] = ()
-    endpoints: tuple[str, ...] = Field(min_length=1)
+    endpoints: tuple[_Endpoint, ...] = Field(min_length=1)
     model: Literal["closed"] = "closed"
-    concurrency: tuple[int, ...] = Field(min_length=1)
-    warmup_s: float = Field(ge=0)
-    duration_s: float = Field(gt=0)
+    concurrency: tuple[_Positive, ...] = Field(min_length=1)
+    warmup_s: float = Field(ge=0, allow_inf_nan=False)
+    duration_s: float = Field(gt=0, allow_inf_nan=False)
     repeats: int = Field(default=1, ge=1)
-    timeout_s: float = Field(default=10.0, gt=0)
-    workers: dict[str, int] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    workers: dict[str, _Positive] = Field(default_factory=dict)
     seed: int | None = None
-
-    @field_validator("endpoints")
-    @classmethod
-    def _endpoints_are_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for endpoint in value:
-            if not endpoint.startswith("/"):
-                raise ValueError(f"endpoint {endpoint!r} must start with '/'")
-        return value
-
-    @field_validator("concurrency")
-    @classmethod
-    def _concurrency_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(c < 1 for c in value):
-            raise ValueError(f"every concurrency level must be >= 1, got {list(value)}")
-        return value
 
 
 class Cell(_Frozen):
@@ -141,12 +168,14 @@ class LatencyMs(_Frozen):
 
 
 class Errors(_Frozen):
-    """Failed requests by kind. ``status`` counts responses with status >= 400."""
+    """Failed requests by kind. ``status`` counts responses with status >= 400,
+    ``by_status`` the same responses by status code (``{"502": 17}``)."""
 
     status: int = 0
     connect: int = 0
     read: int = 0
     timeout: int = 0
+    by_status: dict[str, int] = Field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -161,7 +190,9 @@ class Measurement(_Frozen):
     ``duration_s``. CPU percentages are of one core (200 = two cores busy).
     Memory is the sum over the target's process tree, in MiB (2**20 bytes).
     ``status`` is ``failed`` when the cell could not be measured; then
-    ``failure_reason`` says why and the figures are zero.
+    ``failure_reason`` says why and the figures are zero or None. Server
+    figures are None when there was no process to monitor (an external app
+    given without ``--pid``).
     """
 
     cell_id: str
@@ -178,10 +209,10 @@ class Measurement(_Frozen):
     rps: float
     latency_ms: LatencyMs | None
     connections_opened: int
-    server_cpu_percent: float
-    server_rss_mb_peak: float
+    server_cpu_percent: float | None
+    server_rss_mb_peak: float | None
     server_pss_mb_peak: float | None
-    server_processes: int
+    server_processes: int | None
     generator_cpu_percent: float
     upstream_cpu_percent: float | None
     generator_bound: bool
@@ -244,22 +275,140 @@ class RunManifest(_Frozen):
     failures: tuple[RunFailure, ...] = ()
 
 
+_MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read_toml(path: Path) -> dict[str, object]:
+    """Parse a TOML file. Raises ConfigError naming the file on any problem."""
     try:
+        # A size cap, so that a device or a huge file given by mistake fails quickly.
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            raw = handle.read(_MAX_CONFIG_BYTES + 1)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, not a TOML file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {_MAX_CONFIG_BYTES} bytes, not a configuration file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from exc
+    except ValueError as exc:  # int()'s digit limit, which tomllib lets through
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
 
-def _explain(path: Path, exc: ValidationError) -> ConfigError:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(file)"
-        lines.append(f"{path}: {where}: {error['msg']}")
-    return ConfigError("\n".join(lines))
+def suggest(name: str, known: Iterable[str]) -> str:
+    """The closest known names as a phrase to append to an error, or ``""``.
+
+    ``suggest("fastapi-uvicon", ["fastapi-uvicorn", "flask-gunicorn"])`` ->
+    ``" (did you mean 'fastapi-uvicorn'?)"``. Closeness is difflib's ratio, cutoff 0.6.
+    """
+    matches = difflib.get_close_matches(name, list(known), n=3)
+    if not matches:
+        return ""
+    return f" (did you mean {' or '.join(repr(m) for m in matches)}?)"
+
+
+_MAX_GOT_CHARS = 60
+
+# What pydantic's error types expect, phrased for a person editing a TOML file;
+# ``{...}`` are filled from the error's ``ctx``.
+_EXPECTED = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "literal_error": "must be one of {expected}",
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} item(s)",
+}
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``("concurrency", 1)`` -> ``concurrency[1]``; ``("workers", "a b")`` -> ``workers."a b"``."""
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+            continue
+        key = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part)
+        parts.append(f".{key}" if parts else key)
+    return "".join(parts) or "(file)"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_GOT_CHARS else text[: _MAX_GOT_CHARS - 3] + "..."
+
+
+def _bound(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _expected(error: ErrorDetails, known_keys: Iterable[str]) -> str:
+    """What the key should hold, and what it holds: ``must be >= 1, got -5``."""
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "missing":
+        return "required, missing"
+    if kind == "extra_forbidden":
+        known = list(known_keys)
+        hint = suggest(str(error["loc"][-1]), known) or f" (known keys: {', '.join(known)})"
+        return "unknown key" + hint
+    if kind in _EXPECTED:
+        phrase = _EXPECTED[kind].format(**{name: _bound(v) for name, v in ctx.items()})
+    elif kind == "value_error":
+        phrase = str(ctx["error"])
+    else:
+        phrase = error["msg"].replace("Input should be", "must be")
+    return f"{phrase}, got {_shown(error['input'])}"
+
+
+def _after_item_errors(error: ErrorDetails) -> bool:
+    # pydantic checks a list's min_length after dropping its invalid items, so a
+    # list of bad items is also "too short"; the item errors say it better.
+    given = error["input"]
+    return (
+        error["type"] == "too_short"
+        and isinstance(given, Sized)
+        and len(given) >= error.get("ctx", {}).get("min_length", 0)
+    )
+
+
+def _explain(path: Path, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    """One line per problem, ``<file>: <key>: <expected>, got <value>``, e.g.
+    ``scenarios/x.toml: concurrency[1]: must be >= 1, got -5``."""
+    return ConfigError(
+        "\n".join(
+            f"{path}: {_key_path(error['loc'])}: {_expected(error, model.model_fields)}"
+            for error in exc.errors()
+            if not _after_item_errors(error)
+        )
+    )
 
 
 def load_target(directory: Path) -> TargetConfig:
@@ -273,7 +422,7 @@ def load_target(directory: Path) -> TargetConfig:
     try:
         return TargetConfig.model_validate(data)
     except ValidationError as exc:
-        raise _explain(path, exc) from exc
+        raise _explain(path, exc, TargetConfig) from exc
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -286,7 +435,7 @@ def load_scenario(path: Path) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _explain(path, exc) from exc
+        raise _explain(path, exc, Scenario) from exc
 
 
 def discover_targets(root: Path) -> dict[str, TargetConfig]:

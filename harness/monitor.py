@@ -62,13 +62,18 @@ def sample_tree(root_pid: int, *, with_memory: bool = True) -> TreeSample:
 
 @dataclass(frozen=True)
 class WindowStats:
-    """A process tree over one window: CPU in seconds and percent of one core, memory peaks in bytes."""
+    """A process tree over one window: CPU in seconds and percent of one core, memory peaks in bytes.
+
+    ``vanished`` lists the pids seen during the window that were gone at its end
+    (a crashed or recycled worker, or the whole tree).
+    """
 
     wall_s: float
     cpu_s: float
     rss_peak_bytes: int
     pss_peak_bytes: int | None
     processes: int
+    vanished: tuple[int, ...] = ()
 
     @property
     def cpu_percent(self) -> float:
@@ -145,4 +150,5 @@ class TreeMonitor:
                 rss_peak_bytes=self._rss_peak,
                 pss_peak_bytes=self._pss_peak,
                 processes=len(last.cpu_s_by_pid),
+                vanished=tuple(sorted(set(self._last_cpu) - set(last.cpu_s_by_pid))),
             )

@@ -20,6 +20,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from harness.model import SCHEMA_VERSION, Measurement, RunManifest
 
 
@@ -85,25 +87,53 @@ def load_manifest(run_dir: Path) -> RunManifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ResultsError(f"{run_dir}: no manifest.json (not a run directory?)") from exc
-    version = data.get("schema_version")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable: {exc}") from exc
+    version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise ResultsError(
             f"{path}: schema_version {version!r} is not supported (this harness reads {SCHEMA_VERSION})"
         )
-    return RunManifest.model_validate(data)
+    try:
+        return RunManifest.model_validate(data)
+    except ValidationError as exc:
+        raise ResultsError(f"{path}: not a valid manifest: {exc.errors()[0]['msg']}") from exc
+
+
+def read_measurements(run_dir: Path) -> tuple[list[Measurement], list[str]]:
+    """Read ``measurements.jsonl``, keeping every readable line.
+
+    Returns the measurements and one problem per unreadable line, e.g.
+    ``"measurements.jsonl line 7: invalid JSON (...)"`` (a file cut short by a
+    crash, or edited by hand). No file yet means no measurements and no problem.
+    """
+    path = run_dir / "measurements.jsonl"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], []
+    measurements: list[Measurement] = []
+    problems: list[str] = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            measurements.append(Measurement.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            reason = "invalid JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
+            problems.append(f"{path.name} line {number}: {reason}; line skipped")
+    return measurements, problems
 
 
 def load_measurements(run_dir: Path) -> list[Measurement]:
-    """Read ``measurements.jsonl`` (empty list if no cell was measured yet)."""
-    path = run_dir / "measurements.jsonl"
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [Measurement.model_validate_json(line) for line in lines if line.strip()]
+    """The readable measurements of ``measurements.jsonl`` (see :func:`read_measurements`)."""
+    return read_measurements(run_dir)[0]
 
 
 def load_run(run_dir: Path) -> tuple[RunManifest, list[Measurement]]:
-    """Read a whole run directory: its manifest and its measurements."""
+    """Read a whole run directory: its manifest and its readable measurements."""
     return load_manifest(run_dir), load_measurements(run_dir)
 
 

@@ -12,6 +12,9 @@ measured before is kept.
 from __future__ import annotations
 
 import os
+import resource
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +23,7 @@ from typing import Any, Protocol
 
 from harness import environment
 from harness.launch import LaunchError, LocalLauncher, RunningTarget, wait_until_idle
+from harness.launch.local import tail
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
 from harness.load.histogram import latency_summary
 from harness.model import (
@@ -86,8 +90,25 @@ class RunOutcome:
 
 
 @dataclass(frozen=True)
+class ExternalTarget:
+    """An app the user started: measured at ``host:port``, monitored through ``pid`` if given."""
+
+    host: str
+    port: int
+    pid: int | None = None
+
+
+class PreflightError(Exception):
+    """The run cannot start (results folder, disk space, descriptor limit); nothing was launched."""
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """Everything a run needs. ``targets`` are the stacks to measure, by name."""
+    """Everything a run needs. ``targets`` are the stacks to measure, by name.
+
+    With ``external`` set, the single target is an app the user runs: nothing is
+    launched or verified, and no upstream is started.
+    """
 
     scenario: Scenario
     targets: dict[str, TargetConfig]
@@ -97,6 +118,53 @@ class RunSpec:
     repo: Path
     seed: int
     ready_timeout_s: float = 30.0
+    external: ExternalTarget | None = None
+    allow_remote: bool = False
+
+
+MIN_FREE_BYTES = 50 * 2**20
+DESCRIPTORS_PER_CONNECTION = 2  # a target holds the client's socket and one to the upstream
+DESCRIPTOR_MARGIN = 256
+
+
+def descriptors_needed(max_concurrency: int) -> int:
+    """File descriptors a target needs at ``max_concurrency`` connections (our estimate, with margin)."""
+    return DESCRIPTORS_PER_CONNECTION * max_concurrency + DESCRIPTOR_MARGIN
+
+
+def preflight(spec: RunSpec) -> None:
+    """Check, before anything is launched, that the run can be stored and driven.
+
+    Raises the soft RLIMIT_NOFILE of this process (inherited by everything it
+    starts) when the scenario needs more descriptors. Raises PreflightError when
+    the results folder is not writable, has less than 50 MiB free, or the hard
+    descriptor limit is too low.
+    """
+    root = spec.results_root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".gwbench-probe-") as probe:
+            probe.write(b"x" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise PreflightError(f"results folder {root} is not writable: {exc.strerror or exc}") from exc
+    free = shutil.disk_usage(root).free
+    if free < MIN_FREE_BYTES:
+        raise PreflightError(
+            f"results folder {root} has {free / 2**20:.1f} MiB free; a run needs at least "
+            f"{MIN_FREE_BYTES / 2**20:.0f} MiB"
+        )
+    needed = descriptors_needed(max(spec.scenario.concurrency))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise PreflightError(
+            f"concurrency {max(spec.scenario.concurrency)} needs ~{needed} file descriptors; "
+            f"the limit is {soft} (hard limit {hard}); raise it (ulimit -n) or lower the concurrency"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _workers(spec: RunSpec, name: str) -> int:
@@ -126,10 +194,10 @@ def _failed(cell: Cell, scenario: Scenario, reason: str) -> Measurement:
         rps=0.0,
         latency_ms=None,
         connections_opened=0,
-        server_cpu_percent=0.0,
-        server_rss_mb_peak=0.0,
+        server_cpu_percent=None,
+        server_rss_mb_peak=None,
         server_pss_mb_peak=None,
-        server_processes=0,
+        server_processes=None,
         generator_cpu_percent=0.0,
         upstream_cpu_percent=None,
         generator_bound=False,
@@ -145,7 +213,7 @@ def build_measurement(
     started_at: str,
     warmup_s: float,
     load: LoadResult,
-    server: WindowStats,
+    server: WindowStats | None,
     upstream: WindowStats | None,
     histogram_path: str,
 ) -> Measurement:
@@ -157,14 +225,16 @@ def build_measurement(
         warmup_s=warmup_s,
         duration_s=round(load.duration_s, 4),
         requests=load.requests,
-        errors=Errors(**load.errors),
+        errors=Errors(**load.errors, by_status={str(k): v for k, v in sorted(load.error_statuses.items())}),
         rps=round(load.ok / load.duration_s, 3) if load.duration_s else 0.0,
         latency_ms=latency_summary(load.histogram),
         connections_opened=load.connections_opened,
-        server_cpu_percent=round(server.cpu_percent, 2),
-        server_rss_mb_peak=round(server.rss_peak_bytes / MIB, 2),
-        server_pss_mb_peak=None if server.pss_peak_bytes is None else round(server.pss_peak_bytes / MIB, 2),
-        server_processes=server.processes,
+        server_cpu_percent=None if server is None else round(server.cpu_percent, 2),
+        server_rss_mb_peak=None if server is None else round(server.rss_peak_bytes / MIB, 2),
+        server_pss_mb_peak=None
+        if server is None or server.pss_peak_bytes is None
+        else round(server.pss_peak_bytes / MIB, 2),
+        server_processes=None if server is None else server.processes,
         generator_cpu_percent=round(generator_cpu_percent, 2),
         upstream_cpu_percent=None if upstream is None else round(upstream.cpu_percent, 2),
         generator_bound=generator_cpu_percent > GENERATOR_BOUND_CPU_PERCENT,
@@ -176,21 +246,30 @@ class _Run:
     def __init__(self, spec: RunSpec, events: Events) -> None:
         self.spec = spec
         self.events = events
-        placement = split_cpus(sorted(os.sched_getaffinity(0)))
-        self.placement = placement
+        self.placement = split_cpus(sorted(os.sched_getaffinity(0)))
         self.blocks: list[Block] = plan(spec.scenario, list(spec.targets), spec.seed)
-        self.writer = RunWriter(spec.results_root, new_run_id(spec.scenario.name))
-        packages = [p for t in (*spec.targets.values(), spec.upstream) for p in t.packages]
+        try:
+            self.writer = RunWriter(spec.results_root, new_run_id(spec.scenario.name))
+        except OSError as exc:
+            raise PreflightError(f"cannot create the run folder in {spec.results_root}: {exc}") from exc
+        configs = [*spec.targets.values(), *([] if spec.external else [spec.upstream])]
         self.started_at = utc_now()
-        self.env = environment.collect(packages=packages, repo=spec.repo, launcher="local")
+        self.env = environment.collect(
+            packages=[p for t in configs for p in t.packages],
+            repo=spec.repo,
+            launcher="external" if spec.external else "local",
+        )
         self.target_runs = {
             name: TargetRun(config=config, workers=_workers(spec, name))
             for name, config in spec.targets.items()
         }
         self.failures: list[RunFailure] = []
         self.verified: dict[str, VerificationReport] = {}
+        self.launcher = LocalLauncher(target_cpus=self.placement.target_cpus)
+        self.upstream: RunningTarget | None = None
 
     def manifest(self, status: str, finished: bool) -> RunManifest:
+        upstream = self.spec.upstream
         return RunManifest.model_validate(
             {
                 "run_id": self.writer.directory.name,
@@ -199,10 +278,9 @@ class _Run:
                 "finished_at": utc_now() if finished else None,
                 "scenario": self.spec.scenario.model_dump(),
                 "targets": {k: v.model_dump() for k, v in self.target_runs.items()},
-                "upstream": {
-                    "config": self.spec.upstream.model_dump(),
-                    "workers": self.spec.upstream.default_workers,
-                },
+                "upstream": None
+                if self.spec.external
+                else {"config": upstream.model_dump(), "workers": upstream.default_workers},
                 "placement": self.placement.model_dump(),
                 "environment": self.env.model_dump(),
                 "cell_order": [c.cell_id for b in self.blocks for c in b.cells],
@@ -219,6 +297,10 @@ class _Run:
         self.writer.add_measurement(measurement)
         self.events.cell_done(cell, measurement)
 
+    def fail_cell(self, cell: Cell, reason: str) -> None:
+        self.fail(cell.target, cell, reason)
+        self.store(cell, _failed(cell, self.spec.scenario, reason))
+
     def fail_block(self, block: Block, reason: str) -> None:
         self.fail(block.target, None, reason)
         for cell in block.cells:
@@ -230,14 +312,15 @@ class _Run:
         os.sched_setaffinity(0, set(self.placement.generator_cpus))
         self.writer.write_manifest(self.manifest("running", finished=False))
         status = "failed"
-        launcher = LocalLauncher(target_cpus=self.placement.target_cpus)
         try:
-            with launcher:
-                upstream = self.start_upstream(launcher)
-                if upstream is not None:
-                    env = {"GWBENCH_UPSTREAM_URL": upstream.url}
+            with self.launcher:
+                if self.spec.external is not None:
                     for block in self.blocks:
-                        self.run_block(launcher, block, env, upstream)
+                        self.run_external_block(block, self.spec.external)
+                    status = "complete"
+                elif self.start_upstream():
+                    for block in self.blocks:
+                        self.run_block(block)
                     status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -247,31 +330,57 @@ class _Run:
             os.sched_setaffinity(0, own_cpus)
         return RunOutcome(self.writer.directory, manifest, self.failures, status == "interrupted")
 
-    def start_upstream(self, launcher: LocalLauncher) -> RunningTarget | None:
+    def start_upstream(self, port: int | None = None) -> bool:
+        """Start the upstream (again, on ``port``, after it died); False if it failed to start."""
         upstream = self.spec.upstream
         # The upstream stands in for a remote service: it runs beside the generator,
         # not on the target's CPU.
         try:
-            running = launcher.start(
+            self.upstream = self.launcher.start(
                 upstream,
                 self.spec.targets_root / upstream.name,
                 workers=upstream.default_workers,
                 log_path=self.writer.logs / f"{upstream.name}.log",
                 ready_timeout_s=self.spec.ready_timeout_s,
                 cpus=self.placement.generator_cpus,
+                port=port,
             )
         except LaunchError as exc:
             self.fail(UPSTREAM, None, str(exc))
-            for block in self.blocks:
-                for cell in block.cells:
-                    self.store(cell, _failed(cell, self.spec.scenario, f"upstream did not start: {exc}"))
-            return None
-        return running
+            if port is None:
+                for block in self.blocks:
+                    for cell in block.cells:
+                        self.store(cell, _failed(cell, self.spec.scenario, f"upstream did not start: {exc}"))
+            return False
+        return True
 
-    def run_block(
-        self, launcher: LocalLauncher, block: Block, env: dict[str, str], upstream: RunningTarget
-    ) -> None:
-        spec = self.spec
+    def launch(self, name: str) -> RunningTarget:
+        """Start a stack; raises LaunchError."""
+        assert self.upstream is not None
+        return self.launcher.start(
+            self.spec.targets[name],
+            self.spec.targets_root / name,
+            workers=self.target_runs[name].workers,
+            log_path=self.writer.logs / f"{name}.log",
+            env={"GWBENCH_UPSTREAM_URL": self.upstream.url},
+            ready_timeout_s=self.spec.ready_timeout_s,
+        )
+
+    def verify_once(self, name: str, running: RunningTarget) -> VerificationReport:
+        report = self.verified.get(name)
+        if report is None:
+            report = verify(running.url)
+            self.verified[name] = report
+            self.target_runs[name] = self.target_runs[name].model_copy(
+                update={
+                    "verified": report.passed,
+                    "verification_failures": tuple(f"{c.name}: {c.detail}" for c in report.failures),
+                }
+            )
+            self.events.verified(name, report)
+        return report
+
+    def run_block(self, block: Block) -> None:
         name = block.target
         self.events.target_starting(name, block.repeat)
         previous = self.verified.get(name)
@@ -279,38 +388,43 @@ class _Run:
             self.fail_block(block, "failed verification earlier in this run")
             return
         try:
-            running = launcher.start(
-                spec.targets[name],
-                spec.targets_root / name,
-                workers=self.target_runs[name].workers,
-                log_path=self.writer.logs / f"{name}.log",
-                env=env,
-                ready_timeout_s=spec.ready_timeout_s,
-            )
+            running = self.launch(name)
         except LaunchError as exc:
             self.fail_block(block, str(exc))
             return
         try:
-            if previous is None:
-                report = verify(running.url)
-                self.verified[name] = report
-                self.target_runs[name] = self.target_runs[name].model_copy(
-                    update={
-                        "verified": report.passed,
-                        "verification_failures": tuple(f"{c.name}: {c.detail}" for c in report.failures),
-                    }
-                )
-                self.events.verified(name, report)
-                if not report.passed:
-                    first = report.failures[0]
-                    self.fail_block(block, f"failed verification: {first.name}: {first.detail}")
-                    return
+            report = self.verify_once(name, running)
+            if not report.passed:
+                first = report.failures[0]
+                self.fail_block(block, f"failed verification: {first.name}: {first.detail}")
+                return
             for index, cell in enumerate(block.cells):
-                if index:
+                if not self.launcher.is_alive(running):
+                    # It crashed in an earlier cell: the next cells get a fresh one.
+                    self.launcher.stop(running)
+                    try:
+                        running = self.launch(name)
+                    except LaunchError as exc:
+                        self.fail_cell(cell, f"restart after a crash failed: {exc}")
+                        continue
+                elif index:
                     self.drain(running, block.cells[index - 1])
-                self.run_cell(cell, running, upstream)
+                self.run_cell(cell, running)
         finally:
-            launcher.stop(running)
+            self.launcher.stop(running)
+
+    def run_external_block(self, block: Block, external: ExternalTarget) -> None:
+        self.events.target_starting(block.target, block.repeat)
+        running = RunningTarget(
+            name=block.target,
+            host=external.host,
+            port=external.port,
+            pid=external.pid or 0,
+            log_path=self.writer.logs / "external.log",
+            workers=0,
+        )
+        for cell in block.cells:
+            self.run_cell(cell, running)
 
     def drain(self, running: RunningTarget, previous: Cell) -> None:
         """Let the target finish the previous cell's orphaned requests before the next cell."""
@@ -319,7 +433,21 @@ class _Run:
                 running.name, previous, "target still busy 30 s after the cell; the next cell may be affected"
             )
 
-    def run_cell(self, cell: Cell, running: RunningTarget, upstream: RunningTarget) -> None:
+    def check_upstream(self, cell: Cell) -> None:
+        """After a cell: if the upstream died, say so and start it again on the same port."""
+        upstream = self.upstream
+        if upstream is None or self.launcher.is_alive(upstream):
+            return
+        self.launcher.stop(upstream)
+        self.fail(
+            UPSTREAM,
+            cell,
+            f"the upstream service died during this cell (the stack's /io/upstream answers were "
+            f"errors); last lines of {upstream.log_path}:\n{tail(upstream.log_path, 5)}",
+        )
+        self.start_upstream(port=upstream.port)
+
+    def run_cell(self, cell: Cell, running: RunningTarget) -> None:
         scenario = self.spec.scenario
         load = ClosedLoad(
             host=running.host,
@@ -329,31 +457,39 @@ class _Run:
             warmup_s=scenario.warmup_s,
             duration_s=scenario.duration_s,
             timeout_s=scenario.timeout_s,
+            allow_remote=self.spec.allow_remote,
         )
-        server_monitor = TreeMonitor(running.pid)
-        upstream_monitor = TreeMonitor(upstream.pid, with_memory=False)
+        monitors = {}
+        if running.pid:
+            monitors["server"] = TreeMonitor(running.pid)
+        if self.upstream is not None:
+            monitors["upstream"] = TreeMonitor(self.upstream.pid, with_memory=False)
         stats: dict[str, WindowStats] = {}
+        windows: list[str] = []
 
         def on_window(event: str) -> None:
-            if event == "start":
-                server_monitor.begin()
-                upstream_monitor.begin()
-            else:
-                stats["server"] = server_monitor.end()
-                stats["upstream"] = upstream_monitor.end()
+            windows.append(event)
+            for key, monitor in monitors.items():
+                if event == "start":
+                    monitor.begin()
+                else:
+                    stats[key] = monitor.end()
 
         self.events.cell_starting(cell)
         started_at = utc_now()
         try:
             result, _ = drive_in_subprocess(load, cpus=self.placement.generator_cpus, on_window=on_window)
         except DriverError as exc:
-            self.fail(cell.target, cell, f"driver failed: {exc}")
-            self.store(cell, _failed(cell, scenario, f"driver failed: {exc}"))
+            self.fail_cell(cell, f"driver failed: {exc}")
             return
-        if "server" not in stats:
-            reason = "driver finished without reporting its measured window"
-            self.fail(cell.target, cell, reason)
-            self.store(cell, _failed(cell, scenario, reason))
+        finally:
+            self.check_upstream(cell)
+        if windows != ["start", "end"]:
+            self.fail_cell(cell, "driver finished without reporting its measured window")
+            return
+        crash = self.crash(running, stats.get("server"))
+        if crash:
+            self.fail_cell(cell, crash)
             return
         histogram_path = self.writer.write_histogram(cell.cell_id, result.histogram)
         measurement = build_measurement(
@@ -361,15 +497,31 @@ class _Run:
             started_at=started_at,
             warmup_s=scenario.warmup_s,
             load=result,
-            server=stats["server"],
+            server=stats.get("server"),
             upstream=stats.get("upstream"),
             histogram_path=histogram_path,
         )
         self.store(cell, measurement)
 
+    def crash(self, running: RunningTarget, server: WindowStats | None) -> str | None:
+        """Why the cell cannot count because the target lost processes, or None."""
+        if self.spec.external is not None:
+            return None
+        alive = self.launcher.is_alive(running)
+        vanished = server.vanished if server is not None else ()
+        if alive and not vanished:
+            return None
+        what = "the target's main process died" if not alive else f"target process(es) {list(vanished)} died"
+        return f"{what} during the cell; last lines of {running.log_path}:\n{tail(running.log_path, 10)}"
+
 
 def execute(spec: RunSpec, events: Events) -> RunOutcome:
-    """Run ``spec`` and store it under ``spec.results_root``; see the module docstring."""
+    """Run ``spec`` and store it under ``spec.results_root``; see the module docstring.
+
+    Raises PreflightError before launching anything when the run cannot be stored
+    or driven (see :func:`preflight`).
+    """
+    preflight(spec)
     return _Run(spec, events).execute()
 
 

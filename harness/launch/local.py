@@ -132,6 +132,7 @@ class LocalLauncher:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 30.0,
         cpus: Iterable[int] | None = None,
+        port: int | None = None,
     ) -> RunningTarget:
         """Start ``config`` (whose folder is ``directory``) and wait until it is ready.
 
@@ -139,9 +140,10 @@ class LocalLauncher:
         ``ready_timeout_s`` seconds. Raises LaunchError, quoting the last lines
         of the target's log, when the command cannot start, exits early or
         never becomes ready; nothing is left running in that case. ``cpus``
-        overrides the launcher's ``target_cpus`` for this process.
+        overrides the launcher's ``target_cpus`` for this process; ``port``
+        (default: a free one) is where it must listen.
         """
-        port = free_port()
+        port = free_port() if port is None else port
         argv = config.argv(python=self.python, host=LOOPBACK, port=port, workers=workers)
         cwd = (directory / config.app_dir).resolve()
         child_env = dict(os.environ)
@@ -206,38 +208,57 @@ class LocalLauncher:
         Safe to call twice. Returns when no process of the tree is left.
         """
         started = self._started.get(target.pid)
-        if started is None:
-            return
-        # Forgotten only once gone, so an interrupted stop is retried by close().
-        self._terminate(started.process)
-        del self._started[target.pid]
+        if started is not None:
+            self._terminate([started])
 
-    def _terminate(self, process: subprocess.Popen[bytes]) -> None:
+    def close(self) -> None:
+        """Stop every target this launcher started and has not stopped yet, all at once.
+
+        A KeyboardInterrupt during the grace period (a second Ctrl-C) kills
+        everything at once and is then re-raised.
+        """
+        self._terminate(list(self._started.values()))
+
+    def is_alive(self, target: RunningTarget) -> bool:
+        """Whether the target's root process is still running."""
+        started = self._started.get(target.pid)
+        return started is not None and started.process.poll() is None
+
+    def _terminate(self, started: list[_Started]) -> None:
+        trees: list[psutil.Process] = []
+        for item in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(item.process.pid)
+                trees.extend([root, *root.children(recursive=True)])
         try:
-            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
-        self._signal_group(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=self.grace_s)
-        _, alive = psutil.wait_procs([p for p in tree if p.pid != process.pid], timeout=0.5)
-        if process.poll() is None or alive:
-            self._signal_group(process.pid, signal.SIGKILL)
-            for proc in alive:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.kill()
-            process.wait()
-            psutil.wait_procs(alive, timeout=self.grace_s)
+            for item in started:
+                self._signal_group(item.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            for item in started:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    item.process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            psutil.wait_procs(trees, timeout=max(deadline - time.monotonic(), 0.5))
+        finally:
+            # Also reached on a second Ctrl-C: whatever is left is killed now.
+            self._kill(started, trees)
+
+    def _kill(self, started: list[_Started], trees: list[psutil.Process]) -> None:
+        for item in started:
+            # Only while the leader is unreaped can its pid (the group id) not be reused.
+            if item.process.poll() is None:
+                self._signal_group(item.process.pid, signal.SIGKILL)
+        for proc in trees:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        for item in started:
+            item.process.wait()
+            self._started.pop(item.process.pid, None)
+        psutil.wait_procs(trees, timeout=self.grace_s)
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
-
-    def close(self) -> None:
-        """Stop every target this launcher started and has not stopped yet."""
-        for started in list(self._started.values()):
-            self.stop(started.target)
 
     def running(self) -> list[RunningTarget]:
         """Targets started and not yet stopped."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import time
 from array import array
 from collections.abc import Callable
@@ -43,21 +44,32 @@ class UnsafeTargetError(ValueError):
 
 
 def ensure_loopback(host: str, *, allow_remote: bool = False) -> None:
-    """Refuse any target host but 127.0.0.0/8, ::1 and ``localhost``.
+    """Refuse any target host but loopback addresses (127.0.0.0/8, ::1).
 
-    Raises UnsafeTargetError unless ``allow_remote`` is true.
+    A host name is resolved, and every address it resolves to must be loopback,
+    so ``localhost`` passes and a name pointing elsewhere does not. Raises
+    UnsafeTargetError unless ``allow_remote`` is true.
     """
-    if allow_remote or host == "localhost":
+    if allow_remote:
         return
+    literal = host.strip("[]")
     try:
-        if ipaddress.ip_address(host.strip("[]")).is_loopback:
-            return
+        addresses = [ipaddress.ip_address(literal)]
     except ValueError:
-        pass
-    raise UnsafeTargetError(
-        f"refusing to send load to {host!r}: only loopback addresses are allowed "
-        "(pass --allow-remote-target to override)"
-    )
+        try:
+            infos = socket.getaddrinfo(literal, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise UnsafeTargetError(
+                f"refusing to send load to {host!r}: it does not resolve ({exc})"
+            ) from exc
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    remote = sorted({str(a) for a in addresses if not a.is_loopback})
+    if remote or not addresses:
+        raise UnsafeTargetError(
+            f"refusing to send load to {host!r}"
+            + (f" ({', '.join(remote)})" if remote and remote != [literal] else "")
+            + ": only loopback addresses (127.0.0.0/8, ::1) are allowed; pass --allow-remote to override"
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,8 @@ class ClosedLoad:
     """A closed-model load: ``concurrency`` connections for ``warmup_s`` + ``duration_s`` seconds.
 
     ``timeout_s`` bounds each request (connect included); a request that takes
-    longer counts as a ``timeout`` error and its connection is closed.
+    longer counts as a ``timeout`` error and its connection is closed. Besides
+    its duration, the load is bounded by ``max_requests`` requests sent.
     """
 
     host: str
@@ -76,6 +89,7 @@ class ClosedLoad:
     duration_s: float
     timeout_s: float = 10.0
     allow_remote: bool = False
+    max_requests: int = 100_000_000
 
     def request_bytes(self) -> bytes:
         return (
@@ -88,6 +102,7 @@ class ClosedLoad:
 class LoadResult:
     """What one load run measured inside its window.
 
+    ``error_statuses`` counts the ``status`` errors by HTTP status code.
     ``histogram`` is the base64 HdrHistogram encoding of successful-response
     latencies in microseconds. ``generator_cpu_s`` is this process's CPU time
     (user + system) during the window; ``duration_s`` is the window's wall time.
@@ -96,6 +111,7 @@ class LoadResult:
     duration_s: float
     ok: int
     errors: dict[str, int]
+    error_statuses: dict[int, int]
     connections_opened: int
     generator_cpu_s: float
     histogram: str
@@ -158,7 +174,9 @@ class _Tally:
     errors: dict[str, int] = field(
         default_factory=lambda: {"status": 0, "connect": 0, "read": 0, "timeout": 0}
     )
+    error_statuses: dict[int, int] = field(default_factory=dict)
     connections_opened: int = 0
+    sent: int = 0
 
     def counts(self, now_ns: int) -> bool:
         return self.window_start_ns <= now_ns <= self.window_end_ns
@@ -195,7 +213,7 @@ async def _connection_loop(load: ClosedLoad, tally: _Tally, stop_ns: int) -> Non
     try:
         while True:
             start = clock()
-            if start >= stop_ns:
+            if start >= stop_ns or tally.sent >= load.max_requests:
                 return
             if proto is None or proto.closed:
                 try:
@@ -210,6 +228,7 @@ async def _connection_loop(load: ClosedLoad, tally: _Tally, stop_ns: int) -> Non
                     continue
                 proto = opened
                 tally.connections_opened += 1
+            tally.sent += 1
             kind, status, keep_alive = await _exchange(loop, proto, request, start, timeout_s)
             end = clock()
             if kind or not keep_alive:
@@ -221,6 +240,7 @@ async def _connection_loop(load: ClosedLoad, tally: _Tally, stop_ns: int) -> Non
                 tally.errors[kind] += 1
             elif status >= 400:
                 tally.errors["status"] += 1
+                tally.error_statuses[status] = tally.error_statuses.get(status, 0) + 1
             else:
                 tally.latencies_us.append((end - start) // 1000)
     finally:
@@ -256,6 +276,7 @@ async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None]) -> Loa
         duration_s=(wall_end - wall_start) / 1e9,
         ok=len(tally.latencies_us),
         errors=dict(tally.errors),
+        error_statuses=dict(tally.error_statuses),
         connections_opened=tally.connections_opened,
         generator_cpu_s=cpu_end - cpu_start,
         histogram=encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded),

@@ -26,7 +26,7 @@ from harness import analysis
 from harness.analysis import Flag, Standing, Verdict
 from harness.model import Measurement, RunManifest, TargetRun
 from harness.report import charts
-from harness.results import ResultsError, list_runs, load_manifest, load_run, write_atomic
+from harness.results import ResultsError, list_runs, load_manifest, load_run, read_measurements, write_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
 DASH = "\N{EN DASH}"  # ranges (1,296-1,319) and missing values
@@ -373,9 +373,12 @@ def render_run(run_dir: Path, *, raw_href: str | None = None) -> str:
     raw files; by default ``../../results/<run_id>`` (``reports/<run_id>/``
     beside ``results/<run_id>/``). Raises ResultsError for an unreadable run.
     """
-    manifest, measurements = load_run(run_dir)
+    manifest = load_manifest(run_dir)
+    measurements, problems = read_measurements(run_dir)
     href = raw_href if raw_href is not None else f"../../results/{manifest.run_id}"
-    return _jinja.get_template("run.html.j2").render(_run_context(manifest, measurements, href))
+    context = _run_context(manifest, measurements, href)
+    context["problems"] = problems
+    return _jinja.get_template("run.html.j2").render(context)
 
 
 def _index_row(run_dir: Path, reports_root: Path) -> dict[str, object]:
