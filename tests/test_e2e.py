@@ -242,3 +242,30 @@ def test_stacks_that_fail_to_verify_or_start_are_not_measured_and_the_run_goes_o
     assert manifest.targets["broken"].verified is False
     assert manifest.targets["broken"].verification_failures
     assert "failed verification" in (tmp_path / "reports" / run_dir.name / "index.html").read_text()
+
+
+def test_a_corrupt_results_line_is_named_and_the_rest_is_used(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    results, _, _ = run
+    (original,) = results.iterdir()
+    run_dir = tmp_path / "results" / original.name
+    shutil.copytree(original, run_dir)
+    jsonl = run_dir / "measurements.jsonl"
+    lines = jsonl.read_text().splitlines()
+    # An earlier crash cut the third line short.
+    lines[2] = lines[2][: len(lines[2]) // 2]
+    jsonl.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        gwbench("report", str(run_dir), "--reports", str(tmp_path / "reports")),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "measurements.jsonl line 3: invalid JSON; line skipped" in done.stderr
+    _, measurements = load_run(run_dir)
+    assert len(measurements) == len(lines) - 1
+    page = (tmp_path / "reports" / run_dir.name / "index.html").read_text()
+    assert "measurements.jsonl line 3: invalid JSON; line skipped" in page

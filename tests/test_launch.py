@@ -122,3 +122,24 @@ def test_wait_until_idle_waits_for_a_sync_backlog_to_drain(
         assert waited is not None and waited >= 0.8, waited
         again = wait_until_idle(running)
         assert again is not None and again < 0.5
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_port_already_taken_is_a_launch_error_quoting_the_log(
+    tmp_path: Path, targets: dict[str, TargetConfig]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with LocalLauncher() as launcher, pytest.raises(LaunchError) as err:
+            launcher.start(
+                targets["fastapi-uvicorn"],
+                TARGETS_DIR / "fastapi-uvicorn",
+                workers=1,
+                log_path=tmp_path / "f.log",
+                port=port,
+            )
+    message = str(err.value)
+    assert message.startswith("fastapi-uvicorn: exited with code")
+    assert "address already in use" in message.lower()

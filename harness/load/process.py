@@ -45,7 +45,8 @@ def drive_in_subprocess(
 
     Returns the result and the child's pid. Raises DriverError when the child
     fails or dies, UnsafeTargetError (before spawning) for a non-loopback host.
-    The child is always joined (killed if it outlives the load by 30 s).
+    The child is always joined: killed if it outlives the load by 30 s, and
+    stopped at once if this process is interrupted.
     """
     ensure_loopback(load.host, allow_remote=load.allow_remote)
     context = multiprocessing.get_context("spawn")
@@ -76,7 +77,12 @@ def drive_in_subprocess(
                 error = str(payload)
                 break
     finally:
-        process.join(timeout=5)
+        # After a result the child exits by itself; otherwise (an error, or Ctrl-C /
+        # SIGTERM reaching only this process) it is stopped at once.
+        process.join(timeout=5 if result is not None else 0)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=1)
         if process.is_alive():
             process.kill()
             process.join()
