@@ -17,6 +17,7 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 import psutil
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -29,9 +30,11 @@ from harness.model import (
     ConfigError,
     Measurement,
     RunFailure,
+    Scenario,
     TargetConfig,
     discover_targets,
     load_scenario,
+    suggest,
 )
 from harness.plan import planned_seconds
 from harness.results import ResultsError, read_measurements
@@ -57,15 +60,19 @@ def _external_target(
     Raises ConfigError for a URL that is not plain HTTP with a host, and
     UnsafeTargetError for a non-loopback host without ``allow_remote``.
     """
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"--url {url!r}: expected http://HOST:PORT/PATH (plain HTTP/1.1)")
     try:
+        parts = urlsplit(url)
         port = parts.port or 80
     except ValueError as exc:
         raise ConfigError(f"--url {url!r}: {exc}") from exc
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"--url {url!r}: expected http://HOST:PORT/PATH (plain HTTP/1.1)")
     ensure_loopback(parts.hostname, allow_remote=allow_remote)
-    if pid is not None and not psutil.pid_exists(pid):
+    try:
+        exists = pid is None or psutil.pid_exists(pid)
+    except (OverflowError, ValueError):
+        exists = False
+    if not exists:
         raise ConfigError(f"--pid {pid}: no such process")
     endpoint = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     config = TargetConfig(
@@ -83,6 +90,18 @@ def _external_target(
     return ExternalTarget(host=parts.hostname, port=port, pid=pid), endpoint, config
 
 
+def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str) -> Scenario:
+    """The scenario aimed at one endpoint of one target, validated like a scenario file.
+
+    Raises ConfigError naming ``origin`` when the endpoint is not a valid one.
+    """
+    data = {**scenario.model_dump(), "endpoints": [endpoint], "targets": [target]}
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {exc.errors()[0]['msg']}") from exc
+
+
 def _select_targets(
     root: Path, wanted: str | None, scenario_targets: Sequence[str] = ()
 ) -> tuple[dict[str, TargetConfig], TargetConfig]:
@@ -97,7 +116,8 @@ def _select_targets(
         return stacks, upstreams[0]
     unknown = [n for n in names if n not in stacks]
     if unknown:
-        raise ConfigError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(stacks)}")
+        hints = "; ".join(f"{n!r}{suggest(n, stacks)}" for n in unknown)
+        raise ConfigError(f"unknown target(s) {hints}; known: {', '.join(stacks)}")
     return {n: stacks[n] for n in names}, upstreams[0]
 
 
@@ -151,11 +171,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     external = None
     if args.url:
         external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
-        scenario = scenario.model_copy(update={"endpoints": (endpoint,), "targets": (config.name,)})
+        scenario = with_endpoint(scenario, endpoint, config.name, origin=f"--url {args.url!r}")
         targets = {config.name: config}
         _, upstream = _select_targets(Path(args.targets_dir), None)
     else:
         targets, upstream = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
+        extra = [name for name in scenario.workers if name not in targets]
+        if extra:
+            raise ConfigError(
+                f"{args.scenario}: workers: "
+                + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
+            )
     seed = (
         args.seed
         if args.seed is not None

@@ -69,6 +69,10 @@ def _is_folder_name(value: str) -> str:
 _Setting = Annotated[SettingValue, WrapValidator(_one_setting_error)]
 _Endpoint = Annotated[str, AfterValidator(_is_path)]
 _Positive = Annotated[int, Field(ge=1)]
+# Bounds that keep every load loop, and the plan itself, finite and sane.
+MAX_CONCURRENCY = 100_000
+MAX_DURATION_S = 86_400.0
+MAX_REPEATS = 100
 
 
 class _Frozen(BaseModel):
@@ -129,10 +133,10 @@ class Scenario(_Frozen):
     targets: tuple[str, ...] = ()
     endpoints: tuple[_Endpoint, ...] = Field(min_length=1)
     model: Literal["closed"] = "closed"
-    concurrency: tuple[_Positive, ...] = Field(min_length=1)
+    concurrency: tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...] = Field(min_length=1)
     warmup_s: float = Field(ge=0, allow_inf_nan=False)
-    duration_s: float = Field(gt=0, allow_inf_nan=False)
-    repeats: int = Field(default=1, ge=1)
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
     timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     workers: dict[str, _Positive] = Field(default_factory=dict)
     seed: int | None = None
@@ -316,10 +320,11 @@ def suggest(name: str, known: Iterable[str]) -> str:
     ``suggest("fastapi-uvicon", ["fastapi-uvicorn", "flask-gunicorn"])`` ->
     ``" (did you mean 'fastapi-uvicorn'?)"``. Closeness is difflib's ratio, cutoff 0.6.
     """
-    matches = difflib.get_close_matches(name, list(known), n=3)
+    matches = [repr(m) for m in difflib.get_close_matches(name, list(known), n=3)]
     if not matches:
         return ""
-    return f" (did you mean {' or '.join(repr(m) for m in matches)}?)"
+    listed = " or ".join(matches) if len(matches) < 3 else f"{matches[0]}, {matches[1]} or {matches[2]}"
+    return f" (did you mean {listed}?)"
 
 
 _MAX_GOT_CHARS = 60

@@ -87,7 +87,7 @@ def load_manifest(run_dir: Path) -> RunManifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ResultsError(f"{run_dir}: no manifest.json (not a run directory?)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ResultsError(f"{path}: unreadable: {exc}") from exc
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
@@ -106,12 +106,15 @@ def read_measurements(run_dir: Path) -> tuple[list[Measurement], list[str]]:
     Returns the measurements and one problem per unreadable line, e.g.
     ``"measurements.jsonl line 7: invalid JSON (...)"`` (a file cut short by a
     crash, or edited by hand). No file yet means no measurements and no problem.
+    Raises ResultsError when the file exists but cannot be read at all.
     """
     path = run_dir / "measurements.jsonl"
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return [], []
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: unreadable: {exc}") from exc
     measurements: list[Measurement] = []
     problems: list[str] = []
     for number, line in enumerate(raw.splitlines(), start=1):

@@ -72,7 +72,7 @@ def test_an_invalid_scenario_names_the_file_and_key(tmp_path: Path) -> None:
     done = subprocess.run(gwbench("run", str(bad)), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{bad}: duration_s:" in done.stderr
-    assert f"{bad}: concurrency:" in done.stderr
+    assert f"{bad}: concurrency[0]: must be >= 1, got 0" in done.stderr
 
 
 def test_an_unknown_target_is_a_usage_error() -> None:
@@ -80,4 +80,12 @@ def test_an_unknown_target_is_a_usage_error() -> None:
         gwbench("run", "--targets", "no-such-stack"), cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert "unknown target(s) no-such-stack" in done.stderr
+    assert "unknown target(s) 'no-such-stack'" in done.stderr
+
+
+def test_a_misspelt_target_gets_a_suggestion() -> None:
+    done = subprocess.run(
+        gwbench("run", "--targets", "fastapi-uvicon"), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "unknown target(s) 'fastapi-uvicon' (did you mean 'fastapi-uvicorn'" in done.stderr
