@@ -102,6 +102,12 @@ def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str
         raise ConfigError(f"{origin}: {exc.errors()[0]['msg']}") from exc
 
 
+def _upstream_dir(root: Path, upstream: TargetConfig) -> Path:
+    """The upstream's folder: in ``root`` if it has one, else the harness's own."""
+    mine = root / upstream.name
+    return mine if (mine / "target.toml").is_file() else REPO / "targets" / upstream.name
+
+
 def _select_targets(
     root: Path, wanted: str | None, scenario_targets: Sequence[str] = ()
 ) -> tuple[dict[str, TargetConfig], TargetConfig]:
@@ -109,7 +115,8 @@ def _select_targets(
     available = discover_targets(root)
     upstreams = [t for t in available.values() if t.role == "upstream"]
     if not upstreams:
-        raise ConfigError(f'{root}: no target with role = "upstream"')
+        # A user's own folder of targets: they call the harness's upstream.
+        upstreams = [t for t in discover_targets(REPO / "targets").values() if t.role == "upstream"]
     stacks = {name: t for name, t in available.items() if t.role == "target"}
     names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else list(scenario_targets)
     if not names:
@@ -192,6 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         targets=targets,
         upstream=upstream,
         targets_root=Path(args.targets_dir),
+        upstream_dir=_upstream_dir(Path(args.targets_dir), upstream),
         results_root=Path(args.results),
         repo=REPO,
         seed=seed,
@@ -273,7 +281,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with LocalLauncher() as launcher:
         up = launcher.start(
             upstream,
-            root / upstream.name,
+            _upstream_dir(root, upstream),
             workers=upstream.default_workers,
             log_path=logs / f"{UPSTREAM}.log",
         )
@@ -314,7 +322,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with LocalLauncher(target_cpus=placement.target_cpus) as launcher:
         up = launcher.start(
             upstream,
-            root / upstream.name,
+            _upstream_dir(root, upstream),
             workers=upstream.default_workers,
             log_path=logs / f"{UPSTREAM}.log",
             cpus=placement.generator_cpus,

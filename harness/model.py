@@ -86,7 +86,9 @@ class TargetConfig(_Frozen):
     ``{python}`` (the harness's interpreter), ``{host}``, ``{port}`` and
     ``{workers}``; it runs with ``app_dir`` (relative to the target folder) as
     its working directory. ``settings`` records every server setting that
-    matters for a fair comparison, so it lands in the results.
+    matters for a fair comparison, so it lands in the results. A user's own
+    app sets ``verify_contract = false``: it is then only required to answer
+    ``ready_path`` with 200, and is not checked against ``targets/CONTRACT.md``.
     """
 
     name: str
@@ -105,6 +107,7 @@ class TargetConfig(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     settings: dict[str, _Setting] = Field(default_factory=dict)
     ready_path: str = "/health"
+    verify_contract: bool = True
 
     @field_validator("command")
     @classmethod

@@ -269,3 +269,53 @@ def test_a_corrupt_results_line_is_named_and_the_rest_is_used(
     assert len(measurements) == len(lines) - 1
     page = (tmp_path / "reports" / run_dir.name / "index.html").read_text()
     assert "measurements.jsonl line 3: invalid JSON; line skipped" in page
+
+
+MY_APP = """
+description = "a user's own app: the standard library's file server"
+framework = "none"
+server = "http.server"
+interface = "wsgi"
+worker_model = "one thread"
+command = "{python} -m http.server --bind {host} {port}"
+default_workers = 1
+workers_rule = "not applicable"
+ready_path = "/"
+verify_contract = false
+"""
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_users_own_target_folder_is_launched_and_measured(tmp_path: Path) -> None:
+    app = tmp_path / "my-targets" / "my-app"
+    app.mkdir(parents=True)
+    (app / "target.toml").write_text(MY_APP)
+    (app / "hello.txt").write_text("hello")
+    scenario = tmp_path / "mine.toml"
+    scenario.write_text(
+        'description = "mine"\nendpoints = ["/hello.txt"]\nconcurrency = [2]\n'
+        "warmup_s = 0.2\nduration_s = 1.0\n"
+    )
+    done = subprocess.run(
+        gwbench(
+            "--targets-dir",
+            str(app.parent),
+            "run",
+            str(scenario),
+            "--results",
+            str(tmp_path / "results"),
+            "--reports",
+            str(tmp_path / "reports"),
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    manifest, (m,) = load_run(run_dir)
+    assert manifest.targets["my-app"].verified is None
+    assert manifest.upstream is not None  # the harness's own, as no upstream is in the user's folder
+    assert m.status == "ok" and m.rps > 50 and m.errors.total == 0
+    assert m.server_cpu_percent is not None and m.server_cpu_percent > 1

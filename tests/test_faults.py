@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, TARGETS_DIR
+from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 
 from harness.launch.local import free_port
 from harness.model import Scenario
@@ -235,8 +235,9 @@ def test_the_soft_descriptor_limit_is_raised_where_allowed(tmp_path: Path) -> No
             name="fd", description="d", endpoints=("/",), concurrency=(3000,), warmup_s=0, duration_s=1
         ),
         targets={},
-        upstream=None,  # type: ignore[arg-type]
+        upstream=ALL_TARGETS["upstream"],
         targets_root=TARGETS_DIR,
+        upstream_dir=TARGETS_DIR / "upstream",
         results_root=tmp_path,
         repo=REPO,
         seed=0,
