@@ -91,6 +91,21 @@ def start_run(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
         run.communicate()
 
 
+def kill_mid_cell(run: subprocess.Popen[str], pick: Callable[[], psutil.Process]) -> None:
+    """SIGKILL the process ``pick`` returns, 1 s into the run's first cell (inside its window)."""
+    wait_for(lambda: driver_started(run))
+    time.sleep(1.0)
+    pick().send_signal(signal.SIGKILL)
+
+
+def the_one(run: subprocess.Popen[str], word: str) -> Callable[[], psutil.Process]:
+    def pick() -> psutil.Process:
+        (proc,) = processes_of(run, word)
+        return proc
+
+    return pick
+
+
 def finish(run: subprocess.Popen[str], tmp_path: Path) -> tuple[str, Path]:
     _, stderr = run.communicate(timeout=120)
     (run_dir,) = (tmp_path / "results").iterdir()
@@ -102,11 +117,12 @@ def test_a_worker_killed_mid_cell_fails_that_cell_and_the_run_goes_on(
     tmp_path: Path, start_run: Callable[..., subprocess.Popen[str]]
 ) -> None:
     run = start_run("run", str(scenario_file(tmp_path, "flask-gunicorn", "/io/sleep?ms=10")))
-    wait_for(lambda: driver_started(run))
-    time.sleep(1.0)  # inside the first cell's measured window
-    masters = [p for p in processes_of(run, "gunicorn") if p.children()]
-    (master,) = masters
-    master.children()[0].send_signal(signal.SIGKILL)
+
+    def a_worker() -> psutil.Process:
+        (master,) = [p for p in processes_of(run, "gunicorn") if p.children()]
+        return master.children()[0]
+
+    kill_mid_cell(run, a_worker)
     stderr, run_dir = finish(run, tmp_path)
     assert run.returncode == 1, stderr
     assert "1 failure(s)" in stderr
@@ -126,10 +142,7 @@ def test_a_server_killed_mid_cell_is_restarted_for_the_next_cell(
     tmp_path: Path, start_run: Callable[..., subprocess.Popen[str]]
 ) -> None:
     run = start_run("run", str(scenario_file(tmp_path, "fastapi-uvicorn", "/io/sleep?ms=10")))
-    wait_for(lambda: driver_started(run))
-    time.sleep(1.0)
-    (server,) = processes_of(run, "uvicorn")
-    server.send_signal(signal.SIGKILL)
+    kill_mid_cell(run, the_one(run, "uvicorn"))
     stderr, run_dir = finish(run, tmp_path)
     assert run.returncode == 1, stderr
     _, measurements = load_run(run_dir)
@@ -144,10 +157,7 @@ def test_an_upstream_that_dies_gives_502s_counted_and_reported_then_comes_back(
     tmp_path: Path, start_run: Callable[..., subprocess.Popen[str]]
 ) -> None:
     run = start_run("run", str(scenario_file(tmp_path, "fastapi-uvicorn", "/io/upstream?ms=10")))
-    wait_for(lambda: driver_started(run))
-    time.sleep(1.0)
-    (upstream,) = processes_of(run, "upstream_app")
-    upstream.send_signal(signal.SIGKILL)
+    kill_mid_cell(run, the_one(run, "upstream_app"))
     stderr, run_dir = finish(run, tmp_path)
     assert run.returncode == 1, stderr
     manifest, measurements = load_run(run_dir)
