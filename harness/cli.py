@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness.launch import LaunchError, LocalLauncher
+from harness.launch import LaunchError, LocalLauncher, RunningTarget
 from harness.load import UnsafeTargetError, ensure_loopback
 from harness.model import (
     Cell,
@@ -102,30 +102,40 @@ def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str
         raise ConfigError(f"{origin}: {exc.errors()[0]['msg']}") from exc
 
 
-def _upstream_dir(root: Path, upstream: TargetConfig) -> Path:
-    """The upstream's folder: in ``root`` if it has one, else the harness's own."""
-    mine = root / upstream.name
-    return mine if (mine / "target.toml").is_file() else REPO / "targets" / upstream.name
+def _find_upstream(root: Path) -> tuple[TargetConfig, Path]:
+    """The upstream service and its folder: ``root``'s own, else the harness's.
+
+    A user's own folder of targets has none: its targets call the harness's upstream.
+    """
+    for folder in (root, REPO / "targets"):
+        for name, config in discover_targets(folder).items():
+            if config.role == "upstream":
+                return config, folder / name
+    raise ConfigError(f'{root}: no target with role = "upstream"')
+
+
+def _start_upstream(
+    launcher: LocalLauncher, root: Path, logs: Path, cpus: Sequence[int] | None = None
+) -> RunningTarget:
+    config, folder = _find_upstream(root)
+    return launcher.start(
+        config, folder, workers=config.default_workers, log_path=logs / f"{UPSTREAM}.log", cpus=cpus
+    )
 
 
 def _select_targets(
     root: Path, wanted: str | None, scenario_targets: Sequence[str] = ()
-) -> tuple[dict[str, TargetConfig], TargetConfig]:
-    """Targets to use (by --targets, else the scenario's, else all) and the upstream."""
-    available = discover_targets(root)
-    upstreams = [t for t in available.values() if t.role == "upstream"]
-    if not upstreams:
-        # A user's own folder of targets: they call the harness's upstream.
-        upstreams = [t for t in discover_targets(REPO / "targets").values() if t.role == "upstream"]
-    stacks = {name: t for name, t in available.items() if t.role == "target"}
+) -> dict[str, TargetConfig]:
+    """Targets to use: by --targets, else the scenario's, else all of ``root``'s stacks."""
+    stacks = {name: t for name, t in discover_targets(root).items() if t.role == "target"}
     names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else list(scenario_targets)
     if not names:
-        return stacks, upstreams[0]
+        return stacks
     unknown = [n for n in names if n not in stacks]
     if unknown:
         hints = "; ".join(f"{n!r}{suggest(n, stacks)}" for n in unknown)
         raise ConfigError(f"unknown target(s) {hints}; known: {', '.join(stacks)}")
-    return {n: stacks[n] for n in names}, upstreams[0]
+    return {n: stacks[n] for n in names}
 
 
 class _Display:
@@ -180,15 +190,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
         scenario = with_endpoint(scenario, endpoint, config.name, origin=f"--url {args.url!r}")
         targets = {config.name: config}
-        _, upstream = _select_targets(Path(args.targets_dir), None)
     else:
-        targets, upstream = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
+        targets = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
         extra = [name for name in scenario.workers if name not in targets]
         if extra:
             raise ConfigError(
                 f"{args.scenario}: workers: "
                 + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
             )
+    upstream, upstream_dir = _find_upstream(Path(args.targets_dir))
     seed = (
         args.seed
         if args.seed is not None
@@ -199,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         targets=targets,
         upstream=upstream,
         targets_root=Path(args.targets_dir),
-        upstream_dir=_upstream_dir(Path(args.targets_dir), upstream),
+        upstream_dir=upstream_dir,
         results_root=Path(args.results),
         repo=REPO,
         seed=seed,
@@ -274,17 +284,12 @@ def _print_report(name: str, report: VerificationReport) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    targets, upstream = _select_targets(Path(args.targets_dir), args.targets)
+    targets = _select_targets(Path(args.targets_dir), args.targets)
     root = Path(args.targets_dir)
     logs = Path(args.logs)
     failed = []
     with LocalLauncher() as launcher:
-        up = launcher.start(
-            upstream,
-            _upstream_dir(root, upstream),
-            workers=upstream.default_workers,
-            log_path=logs / f"{UPSTREAM}.log",
-        )
+        up = _start_upstream(launcher, root, logs)
         for name, config in targets.items():
             try:
                 running = launcher.start(
@@ -314,19 +319,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    targets, upstream = _select_targets(Path(args.targets_dir), args.target)
-    ((name, config),) = targets.items()
+    ((name, config),) = _select_targets(Path(args.targets_dir), args.target).items()
     root = Path(args.targets_dir)
     logs = Path(args.logs)
     placement = split_cpus(sorted(os.sched_getaffinity(0)))
     with LocalLauncher(target_cpus=placement.target_cpus) as launcher:
-        up = launcher.start(
-            upstream,
-            _upstream_dir(root, upstream),
-            workers=upstream.default_workers,
-            log_path=logs / f"{UPSTREAM}.log",
-            cpus=placement.generator_cpus,
-        )
+        up = _start_upstream(launcher, root, logs, cpus=placement.generator_cpus)
         running = launcher.start(
             config,
             root / name,
