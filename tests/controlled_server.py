@@ -32,6 +32,7 @@ class ControlledServer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
         self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     def __enter__(self) -> ControlledServer:
         self._thread.start()
@@ -55,15 +56,32 @@ class ControlledServer:
         )
         self._ready.set()
         self._loop.run_forever()
-        self._server.close()
-        for task in asyncio.all_tasks(self._loop):
-            task.cancel()
-        self._loop.run_until_complete(asyncio.sleep(0))
+        self._loop.run_until_complete(self._shut_down())
         self._loop.close()
+
+    async def _shut_down(self) -> None:
+        """Stop accepting, cancel every handler and close every accepted socket before the loop closes.
+
+        Connections accepted in the loop's last iteration get their handler only on the next one, so
+        the loop runs a little before the handlers are cancelled; without this, a socket can be
+        garbage-collected unclosed and pytest (warnings are errors) fails the test that used it.
+        """
+        assert self._server is not None
+        self._server.close()
+        await asyncio.sleep(0.05)
+        current = asyncio.current_task()
+        handlers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await asyncio.sleep(0.05)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._lock:
             self.connections += 1
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -95,3 +113,5 @@ class ControlledServer:
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             writer.close()
+        finally:
+            self._writers.discard(writer)
