@@ -138,7 +138,8 @@ def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
     cpu = m.server_cpu_percent
     row["server_cpu_us_per_request"] = cpu_us_per_request(cpu, m.rps) if ok and cpu is not None else math.nan
     mean_ms = math.nan if latency is None else latency.mean
-    ratio = littles_law_ratio(m.rps, mean_ms, m.concurrency) if ok else math.nan
+    # The law needs the number in flight; only the closed model fixes it (its concurrency).
+    ratio = littles_law_ratio(m.rps, mean_ms, m.concurrency) if ok and m.concurrency else math.nan
     row["littles_law_ratio"] = ratio
     # Errored requests hold a connection for a time no latency records, so the
     # law is only checked on error-free cells (the errors are flagged anyway).

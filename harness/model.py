@@ -8,6 +8,12 @@ Results format changelog (``SCHEMA_VERSION``):
 
 - 1: first format. ``manifest.json`` holds a :class:`RunManifest`;
   ``measurements.jsonl`` holds one :class:`Measurement` per line.
+- 2: open and saturation models and the wrk driver. :class:`Measurement` gains
+  ``driver``, ``rate``, ``intended_rate``, ``achieved_rate``, ``dropped``,
+  ``connections_peak``, ``latency_ms_uncorrected``, ``histogram_uncorrected``,
+  ``upstream_bound``, ``generator_bound_reason``, ``slo_held`` and
+  ``slo_breach``; ``concurrency`` is None in open-model cells. Version 1 files
+  still load (the new fields take their defaults).
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Interface = Literal["wsgi", "asgi", "native"]
+LoadModel = Literal["closed", "open", "saturation"]
+DriverName = Literal["native", "wrk"]
 SettingValue = str | int | float | bool
 
 
@@ -73,6 +82,7 @@ _Positive = Annotated[int, Field(ge=1)]
 MAX_CONCURRENCY = 100_000
 MAX_DURATION_S = 86_400.0
 MAX_REPEATS = 100
+MAX_RATE = 1_000_000.0
 
 
 class _Frozen(BaseModel):
@@ -123,20 +133,71 @@ class TargetConfig(_Frozen):
         return filled.split()
 
 
-class Scenario(_Frozen):
-    """A closed-model load description, as in ``scenarios/<name>.toml``.
+class Slo(_Frozen):
+    """A service-level objective a cell must meet: the saturation search's stopping rule.
 
-    Durations are in seconds. ``targets`` empty means every target that has a
-    ``target.toml`` (the upstream service excluded). ``workers`` overrides a
-    target's ``default_workers`` by name.
+    A cell breaks it when its p99 latency (corrected, in the open model) exceeds
+    ``p99_ms``, when failed plus dropped requests exceed ``error_rate`` of the
+    requests scheduled, or when the achieved rate is below ``min_achieved_ratio``
+    of the intended rate.
+    """
+
+    p99_ms: float = Field(default=100.0, gt=0, allow_inf_nan=False)
+    error_rate: float = Field(default=0.001, ge=0, le=1, allow_inf_nan=False)
+    min_achieved_ratio: float = Field(default=0.95, gt=0, le=1, allow_inf_nan=False)
+
+
+class Saturation(_Frozen):
+    """How the saturation search steps the arrival rate (requests/s).
+
+    Rates start at ``start_rate`` and are multiplied by ``growth`` until the SLO
+    breaks or ``max_rate`` is passed; then ``bisect_steps`` bisections between
+    the last rate that held and the first that broke narrow the result.
+    """
+
+    start_rate: float = Field(default=50.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    growth: float = Field(default=2.0, gt=1, le=10, allow_inf_nan=False)
+    max_rate: float = Field(default=20_000.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    bisect_steps: int = Field(default=3, ge=0, le=10)
+
+    def max_steps(self) -> int:
+        """The most cells one search can take (growth steps plus bisections)."""
+        steps, rate = 1, self.start_rate
+        while rate < self.max_rate:
+            rate *= self.growth
+            steps += 1
+        return steps + self.bisect_steps
+
+
+class Scenario(_Frozen):
+    """A load description, as in ``scenarios/<name>.toml``.
+
+    Durations are in seconds, rates in requests/s. ``targets`` empty means
+    every target that has a ``target.toml`` (the upstream service excluded).
+    ``workers`` overrides a target's ``default_workers`` by name.
+
+    ``model``: ``closed`` runs each level of ``concurrency`` (connections, each
+    sending its next request when the previous answer arrives); ``open`` runs
+    each of ``rates`` with ``arrival`` inter-arrival times and at most
+    ``max_connections`` connections; ``saturation`` searches the highest open-
+    model rate that meets ``slo`` (see :class:`Saturation`). ``driver`` is the
+    load generator (``wrk``: closed model only); ``generator_processes`` is how
+    many driver processes (one event loop each) share the load.
     """
 
     name: Annotated[str, AfterValidator(_is_folder_name)]
     description: str
     targets: tuple[str, ...] = ()
     endpoints: tuple[_Endpoint, ...] = Field(min_length=1)
-    model: Literal["closed"] = "closed"
-    concurrency: tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...] = Field(min_length=1)
+    model: LoadModel = "closed"
+    concurrency: tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...] = ()
+    rates: tuple[Annotated[float, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)], ...] = ()
+    arrival: Literal["uniform", "poisson"] = "poisson"
+    max_connections: int = Field(default=1000, ge=1, le=MAX_CONCURRENCY)
+    saturation: Saturation = Field(default_factory=Saturation)
+    slo: Slo = Field(default_factory=Slo)
+    driver: DriverName = "native"
+    generator_processes: int = Field(default=1, ge=1, le=64)
     warmup_s: float = Field(ge=0, allow_inf_nan=False)
     duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
@@ -144,21 +205,63 @@ class Scenario(_Frozen):
     workers: dict[str, _Positive] = Field(default_factory=dict)
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _levels_match_the_model(self) -> Scenario:
+        if self.model == "closed" and not self.concurrency:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: required when model = 'closed': a list of levels (connections)",
+                {"key": "concurrency"},
+            )
+        if self.model == "open" and not self.rates:
+            raise PydanticCustomError(
+                "levels", "{key}: required when model = 'open': a list of requests/s", {"key": "rates"}
+            )
+        if self.driver == "wrk" and self.model != "closed":
+            raise PydanticCustomError(
+                "levels",
+                "{key}: 'wrk' runs the closed model only (wrk has no arrival rate), got model = '{model}'",
+                {"key": "driver", "model": self.model},
+            )
+        return self
+
+    def max_level_connections(self) -> int:
+        """The most connections one cell can open (for the file-descriptor check)."""
+        if self.model == "closed":
+            return max(self.concurrency)
+        return self.max_connections
+
 
 class Cell(_Frozen):
-    """One measurement to take: a target, an endpoint and a load level, one repeat."""
+    """One measurement to take: a target, an endpoint and a load level, one repeat.
+
+    Closed model: ``concurrency`` connections. Open model: ``rate`` requests/s.
+    A saturation search is planned as one cell with neither; the runner stores
+    one measurement per rate it tries.
+    """
 
     target: str
     endpoint: str
-    model: Literal["closed"] = "closed"
-    concurrency: int
+    model: LoadModel = "closed"
+    concurrency: int | None = None
+    rate: float | None = None
     repeat: int
+
+    @property
+    def level(self) -> str:
+        """The load level as a short label: ``c32``, ``rate200``, ``sat``."""
+        if self.model == "closed":
+            return f"c{self.concurrency}"
+        if self.rate is not None:
+            return f"rate{self.rate:g}"
+        return "sat"
 
     @property
     def cell_id(self) -> str:
         """A file-name-safe unique id, e.g. ``flask-gunicorn__io-sleep-ms-50__c32__r0``."""
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.endpoint).strip("-")
-        return f"{self.target}__{slug}__c{self.concurrency}__r{self.repeat}"
+        level = re.sub(r"[^A-Za-z0-9]+", "-", self.level)
+        return f"{self.target}__{slug}__{level}__r{self.repeat}"
 
 
 class LatencyMs(_Frozen):
@@ -200,13 +303,28 @@ class Measurement(_Frozen):
     ``failure_reason`` says why and the figures are zero or None. Server
     figures are None when there was no process to monitor (an external app
     given without ``--pid``).
+
+    Load: ``driver`` generated it (``native`` or ``wrk``). Open and saturation
+    cells have ``rate`` = ``intended_rate`` (requests/s scheduled), ``dropped``
+    (scheduled but never sent), ``latency_ms`` measured from each request's
+    intended send time (corrected for coordinated omission) and
+    ``latency_ms_uncorrected`` from its actual send time. ``achieved_rate`` is
+    requests/s actually sent. ``connections_peak`` is the most connections
+    open at once.
+
+    Flags: ``generator_bound`` (reason in ``generator_bound_reason``) when the
+    generator used more than 80% of its CPUs or sent less than 95% of the
+    intended rate while connections were still allowed; ``upstream_bound`` when
+    the upstream service used more than 80% of a core. Saturation cells say
+    whether they met the scenario's SLO (``slo_held``) and, if not, why
+    (``slo_breach``).
     """
 
     cell_id: str
     target: str
     endpoint: str
-    model: Literal["closed"]
-    concurrency: int
+    model: LoadModel
+    concurrency: int | None
     repeat: int
     started_at: str
     warmup_s: float
@@ -226,6 +344,18 @@ class Measurement(_Frozen):
     histogram: str | None
     status: Literal["ok", "failed"] = "ok"
     failure_reason: str | None = None
+    driver: DriverName = "native"
+    rate: float | None = None
+    intended_rate: float | None = None
+    achieved_rate: float | None = None
+    dropped: int = 0
+    connections_peak: int | None = None
+    latency_ms_uncorrected: LatencyMs | None = None
+    histogram_uncorrected: str | None = None
+    upstream_bound: bool = False
+    generator_bound_reason: str | None = None
+    slo_held: bool | None = None
+    slo_breach: str | None = None
 
 
 class Placement(_Frozen):
@@ -381,6 +511,8 @@ def _bound(value: object) -> object:
 def _expected(error: ErrorDetails, known_keys: Iterable[str]) -> str:
     """What the key should hold, and what it holds: ``must be >= 1, got -5``."""
     kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "levels":  # a rule across keys; the message names the key
+        return error["msg"].split(": ", 1)[1]
     if kind == "missing":
         return "required, missing"
     if kind == "extra_forbidden":
@@ -412,7 +544,8 @@ def _explain(path: Path, exc: ValidationError, model: type[BaseModel]) -> Config
     ``scenarios/x.toml: concurrency[1]: must be >= 1, got -5``."""
     return ConfigError(
         "\n".join(
-            f"{path}: {_key_path(error['loc'])}: {_expected(error, model.model_fields)}"
+            f"{path}: {error['ctx']['key'] if error['type'] == 'levels' else _key_path(error['loc'])}: "
+            f"{_expected(error, model.model_fields)}"
             for error in exc.errors()
             if not _after_item_errors(error)
         )

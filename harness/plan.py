@@ -2,7 +2,9 @@
 
 Order: for each repeat, the targets in a shuffled order (seeded, so a run can be
 replayed and drift on a noisy machine does not always favour the same stack);
-within one target, endpoints in scenario order and concurrency ascending. Cells
+within one target, endpoints in scenario order and load levels ascending
+(concurrency in the closed model, rate in the open model; a saturation search
+is one cell per endpoint, which the runner expands as it searches). Cells
 of one target and repeat are contiguous, so the target is launched once per
 block.
 """
@@ -40,15 +42,34 @@ def plan(scenario: Scenario, targets: Sequence[str], seed: int) -> list[Block]:
         rng.shuffle(order)
         for target in order:
             cells = tuple(
-                Cell(target=target, endpoint=endpoint, concurrency=concurrency, repeat=repeat)
+                cell
                 for endpoint in scenario.endpoints
-                for concurrency in sorted(scenario.concurrency)
+                for cell in _levels(scenario, target, endpoint, repeat)
             )
             blocks.append(Block(target=target, repeat=repeat, cells=cells))
     return blocks
 
 
+def _levels(scenario: Scenario, target: str, endpoint: str, repeat: int) -> list[Cell]:
+    if scenario.model == "closed":
+        return [
+            Cell(target=target, endpoint=endpoint, model="closed", concurrency=level, repeat=repeat)
+            for level in sorted(scenario.concurrency)
+        ]
+    if scenario.model == "open":
+        return [
+            Cell(target=target, endpoint=endpoint, model="open", rate=rate, repeat=repeat)
+            for rate in sorted(scenario.rates)
+        ]
+    return [Cell(target=target, endpoint=endpoint, model="saturation", repeat=repeat)]
+
+
 def planned_seconds(scenario: Scenario, blocks: Sequence[Block]) -> float:
-    """Load time the plan needs, in seconds (warm-up plus measured time per cell)."""
+    """Load time the plan needs at most, in seconds (warm-up plus measured time per cell).
+
+    A saturation cell counts as its longest search (:meth:`Saturation.max_steps` cells).
+    """
     cells = sum(len(block.cells) for block in blocks)
+    if scenario.model == "saturation":
+        cells *= scenario.saturation.max_steps()
     return cells * (scenario.warmup_s + scenario.duration_s)

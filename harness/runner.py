@@ -453,6 +453,7 @@ class _Run:
 
     def run_cell(self, cell: Cell, running: RunningTarget) -> None:
         scenario = self.spec.scenario
+        assert cell.concurrency is not None
         load = ClosedLoad(
             host=running.host,
             port=running.port,

@@ -5,6 +5,9 @@ Paths (query strings ignored):
 - ``/flaky``: every third request gets 500, the others 200.
 - ``/close``: 200 with ``Connection: close``, then the connection is closed.
 - ``/hang``: never answers.
+- ``/stall``: like ``/ok``, but every ``stall_every_s`` seconds one request freezes the
+  whole event loop for ``stall_s`` seconds (a blocking sleep), as a GC pause or a
+  blocking call in an async server would.
 Counts of answers by status are kept in ``answered``.
 """
 
@@ -13,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections import Counter
 from types import TracebackType
 
 
 class ControlledServer:
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, stall_every_s: float = 3.0, stall_s: float = 1.0) -> None:
         self.delay_s = delay_s
+        self.stall_every_s = stall_every_s
+        self.stall_s = stall_s
+        self.stalls = 0
+        self._last_stall = time.monotonic()
         self.answered: Counter[int] = Counter()
         self.connections = 0
         self._lock = threading.Lock()
@@ -37,6 +45,7 @@ class ControlledServer:
     def __enter__(self) -> ControlledServer:
         self._thread.start()
         self._ready.wait(5)
+        self._last_stall = time.monotonic()
         return self
 
     def __exit__(
@@ -96,6 +105,11 @@ class ControlledServer:
                         status = 500 if self._flaky % 3 == 0 else 200
                 elif path == "/close":
                     close = True
+                elif path == "/stall":
+                    if time.monotonic() - self._last_stall >= self.stall_every_s:
+                        self.stalls += 1
+                        time.sleep(self.stall_s)  # blocks the event loop on purpose
+                        self._last_stall = time.monotonic()
                 elif path != "/ok":
                     status = 404
                 if self.delay_s:

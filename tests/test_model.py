@@ -83,7 +83,13 @@ def test_a_negative_duration(tmp_path: Path) -> None:
         ("duration_s = inf", "duration_s: must be a finite number, got inf"),
         ("duration_s = [2]", "duration_s: must be a number, got [2]"),
         ("repeats = 1.5", "repeats: must be an integer, got 1.5"),
-        ('model = "open"', "model: must be one of 'closed', got 'open'"),
+        ('model = "queue"', "model: must be one of 'closed', 'open' or 'saturation', got 'queue'"),
+        ('model = "open"', "rates: required when model = 'open': a list of requests/s"),
+        (
+            'driver = "wrk"\nmodel = "saturation"',
+            "driver: 'wrk' runs the closed model only (wrk has no arrival rate), got model = 'saturation'",
+        ),
+        ("rates = [0]", "rates[0]: must be > 0, got 0"),
         ('endpoints = "/json"', "endpoints: must be a list, got '/json'"),
         ("endpoints = []", "endpoints: must have at least 1 item(s), got []"),
         ('concurrency = [8, "many"]', "concurrency[1]: must be an integer, got 'many'"),
@@ -122,12 +128,13 @@ def test_an_unknown_key_lists_the_known_ones_or_suggests_the_closest(tmp_path: P
     path, message = scenario_error(tmp_path, SCENARIO + "frobnicate = 1\n")
     assert message == (
         f"{path}: frobnicate: unknown key (known keys: name, description, targets, endpoints, model, "
-        "concurrency, warmup_s, duration_s, repeats, timeout_s, workers, seed)"
+        "concurrency, rates, arrival, max_connections, saturation, slo, driver, generator_processes, "
+        "warmup_s, duration_s, repeats, timeout_s, workers, seed)"
     )
     path, message = scenario_error(tmp_path, replaced(SCENARIO, "duration_s", "duraton_s = 2"))
     assert message.splitlines() == [
         f"{path}: duration_s: required, missing",
-        f"{path}: duraton_s: unknown key (did you mean 'duration_s'?)",
+        f"{path}: duraton_s: unknown key (did you mean 'duration_s' or 'saturation'?)",
     ]
 
 

@@ -25,8 +25,8 @@ import ipaddress
 import socket
 import time
 from array import array
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import httptools
@@ -92,10 +92,42 @@ class ClosedLoad:
     max_requests: int = 100_000_000
 
     def request_bytes(self) -> bytes:
-        return (
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            "User-Agent: gwbench\r\nAccept: */*\r\n\r\n"
-        ).encode("ascii")
+        return request_bytes(self.host, self.port, self.path)
+
+    def split(self, parts: int) -> list[ClosedLoad]:
+        """Up to ``parts`` loads that together offer this one: connections and max_requests divided.
+
+        Fewer than ``parts`` when there are fewer connections than parts.
+        """
+        parts = max(1, min(parts, self.concurrency))
+        base, extra = divmod(self.concurrency, parts)
+        return [
+            replace(
+                self,
+                concurrency=base + (1 if index < extra else 0),
+                max_requests=max(1, self.max_requests // parts),
+            )
+            for index in range(parts)
+        ]
+
+
+def request_bytes(host: str, port: int, path: str) -> bytes:
+    """The GET request every driver sends, as bytes (HTTP/1.1, keep-alive by default)."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: gwbench\r\nAccept: */*\r\n\r\n"
+    ).encode("ascii")
+
+
+def encode_histogram(latencies_us: Iterable[int]) -> str:
+    """Record latencies (µs) into an HdrHistogram (1 µs to 1 h, 3 significant digits); base64 text.
+
+    Values below 1 µs are recorded as 1 µs.
+    """
+    histogram = HdrHistogram(HISTOGRAM_LOWEST_US, HISTOGRAM_HIGHEST_US, HISTOGRAM_SIGNIFICANT_DIGITS)
+    for value in latencies_us:
+        histogram.record_value(max(value, HISTOGRAM_LOWEST_US))
+    encoded = histogram.encode()
+    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
 
 
 @dataclass
@@ -106,6 +138,17 @@ class LoadResult:
     ``histogram`` is the base64 HdrHistogram encoding of successful-response
     latencies in microseconds. ``generator_cpu_s`` is this process's CPU time
     (user + system) during the window; ``duration_s`` is the window's wall time.
+
+    Open model only (closed-model defaults in brackets): ``intended_rate`` is
+    the scheduled arrival rate in requests/s [None]; ``scheduled`` counts the
+    requests whose intended send time fell in the window [0]; ``dropped``
+    counts those of them that were never sent (no connection free within
+    ``timeout_s`` of their intended time, or still queued when the window
+    closed) [0]; ``histogram`` then holds latencies measured from the intended
+    send time (corrected for coordinated omission) and ``histogram_uncorrected``
+    from the actual send time [None]. ``connections_peak`` is the most
+    connections open at once. ``processes`` is how many driver processes
+    (event loops) were merged into this result.
     """
 
     duration_s: float
@@ -115,10 +158,26 @@ class LoadResult:
     connections_opened: int
     generator_cpu_s: float
     histogram: str
+    model: str = "closed"
+    intended_rate: float | None = None
+    scheduled: int = 0
+    dropped: int = 0
+    histogram_uncorrected: str | None = None
+    connections_peak: int = 0
+    processes: int = 1
 
     @property
     def requests(self) -> int:
+        """Requests that finished (with a response or an error) inside the window."""
         return self.ok + sum(self.errors.values())
+
+    @property
+    def achieved_rate(self) -> float:
+        """Requests/s actually sent: open model, scheduled minus dropped; closed, finished requests."""
+        if not self.duration_s:
+            return 0.0
+        sent = self.scheduled - self.dropped if self.model == "open" else self.requests
+        return sent / self.duration_s
 
 
 class _Protocol(asyncio.Protocol):
@@ -268,10 +327,6 @@ async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None]) -> Loa
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    histogram = HdrHistogram(HISTOGRAM_LOWEST_US, HISTOGRAM_HIGHEST_US, HISTOGRAM_SIGNIFICANT_DIGITS)
-    for value in tally.latencies_us:
-        histogram.record_value(max(value, HISTOGRAM_LOWEST_US))
-    encoded = histogram.encode()
     return LoadResult(
         duration_s=(wall_end - wall_start) / 1e9,
         ok=len(tally.latencies_us),
@@ -279,7 +334,8 @@ async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None]) -> Loa
         error_statuses=dict(tally.error_statuses),
         connections_opened=tally.connections_opened,
         generator_cpu_s=cpu_end - cpu_start,
-        histogram=encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded),
+        histogram=encode_histogram(tally.latencies_us),
+        connections_peak=load.concurrency,
     )
 
 
