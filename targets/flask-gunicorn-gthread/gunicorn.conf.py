@@ -1,0 +1,31 @@
+"""Gunicorn settings for the flask-gunicorn-gthread target; mirrored in target.toml [settings].
+
+--bind and --workers come from the harness command line.
+"""
+
+import os
+
+worker_class = "gthread"
+# Gunicorn docs, `threads`: "generally in the 2-4 x $(NUM_CORES) range"; the target has
+# 1 core and its requests mostly wait on I/O, so the top of the range.
+threads = 4
+# Gunicorn's default: the most connections one worker holds, busy or kept alive.
+worker_connections = 1000
+# The app sizes its shared upstream pool to the thread count (one kept connection per
+# thread); raw_env is set in the master, so every worker inherits it.
+raw_env = [f"GWBENCH_UPSTREAM_POOL_SIZE={threads}"]
+# No --preload: each worker imports the app itself, so each gets its own upstream pool.
+preload_app = False
+timeout = 30
+graceful_timeout = 30
+backlog = 2048
+# Gunicorn docs, `keepalive`: 1-5 s for servers facing clients directly; 5 s, as uvicorn
+# and hypercorn use in the other targets.
+keepalive = 5
+accesslog = None
+loglevel = "warning"
+# Gunicorn docs (FAQ, "Blocking OS calls"): keep the worker heartbeat file in memory.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Gunicorn >= 24 opens a control socket under ~/.gunicorn by default; concurrent
+# targets would share its path, and the benchmark does not use it.
+control_socket_disable = True
