@@ -49,3 +49,35 @@ verify: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Docker images (harness.launch.docker). No registry is needed: the base image is built with
+# debootstrap, and packages are installed in the images from a wheelhouse built here.
+DOCKER_BASE ?= gwbench/base:bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+WHEELHOUSE ?= build/wheelhouse
+WHEELHOUSE_STAMPS := $(patsubst targets/%/requirements.txt,$(WHEELHOUSE)/%/.complete,$(TARGET_REQS))
+
+.PHONY: docker-base wheelhouse
+
+## docker-base: build the local base image (Debian bookworm, python3.11, venv) with debootstrap
+docker-base:
+	@command -v debootstrap >/dev/null || { echo "make docker-base: debootstrap is missing: apt-get install -y debootstrap" >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "make docker-base: no Docker engine answers: start one (dockerd &, as root) or set DOCKER_HOST" >&2; exit 2; }
+	@set -euo pipefail; rootfs=$$(mktemp -d /var/tmp/gwbench-rootfs.XXXXXX); \
+	cleanup() { for m in dev/pts dev sys proc; do umount -l "$$rootfs/$$m" 2>/dev/null || true; done; \
+		rm -rf --one-file-system "$$rootfs"; }; \
+	trap cleanup EXIT; \
+	debootstrap --variant=minbase --include=python3,python3-venv bookworm "$$rootfs" $(DEBIAN_MIRROR); \
+	rm -rf "$$rootfs"/var/cache/apt/archives/*.deb "$$rootfs"/var/lib/apt/lists/*; \
+	tar --numeric-owner -C "$$rootfs" -c . | docker import \
+		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		--change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - $(DOCKER_BASE); \
+	echo "built $(DOCKER_BASE)"
+
+## wheelhouse: the wheels each target's image installs (build/wheelhouse/<target>/), pinned by constraints.txt
+wheelhouse: $(WHEELHOUSE_STAMPS)
+
+$(WHEELHOUSE)/%/.complete: targets/%/requirements.txt constraints.txt | $(STAMP)
+	rm -rf $(WHEELHOUSE)/$*
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check -c constraints.txt -r $< -w $(WHEELHOUSE)/$*
+	@touch $@
