@@ -159,7 +159,7 @@ class _Display:
         self.progress.update(
             self.task,
             description=f"[{self.cell_number + 1}/{self.cells}] {cell.target} {cell.endpoint} "
-            f"c={cell.concurrency} repeat {cell.repeat + 1}",
+            f"{cell.level} repeat {cell.repeat + 1}",
         )
 
     def cell_done(self, cell: Cell, m: Measurement) -> None:
@@ -167,15 +167,18 @@ class _Display:
         self.progress.advance(self.task, self.planned)
         if m.status == "failed":
             self.progress.console.print(
-                f"  {cell.target:<18} {cell.endpoint:<22} c={cell.concurrency:<4} [red]failed[/]"
+                f"  {cell.target:<18} {cell.endpoint:<22} {cell.level:<9} [red]failed[/]"
             )
             return
         p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
         errors = m.errors.total
         self.progress.console.print(
-            f"  {cell.target:<18} {cell.endpoint:<22} c={cell.concurrency:<4} "
+            f"  {cell.target:<18} {cell.endpoint:<22} {cell.level:<9} "
             f"{m.rps:10.1f} req/s  p99 {p99}  errors {errors}"
+            + (f"  dropped {m.dropped}" if m.dropped else "")
             + ("  [yellow]generator-bound[/]" if m.generator_bound else "")
+            + ("  [yellow]upstream-bound[/]" if m.upstream_bound else "")
+            + ("" if m.slo_held is None else "  SLO " + ("held" if m.slo_held else f"broken: {m.slo_breach}"))
         )
 
     def failure(self, failure: RunFailure) -> None:
@@ -185,6 +188,13 @@ class _Display:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(Path(args.scenario))
+    if args.driver and args.driver != scenario.driver:
+        if args.driver == "wrk" and scenario.model != "closed":
+            raise ConfigError(
+                f"--driver wrk: wrk runs the closed model only; {args.scenario} has "
+                f"model = {scenario.model!r}"
+            )
+        scenario = scenario.model_copy(update={"driver": args.driver})
     external = None
     if args.url:
         external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
@@ -223,7 +233,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for block in blocks:
             for cell in block.cells:
                 out.print(cell.cell_id)
-        out.print(f"{cells} cells, {total_s:.0f} s of load (plus start-up and verification)")
+        searches = (
+            f"; each saturation search takes up to {scenario.saturation.max_steps()} steps"
+            if scenario.model == "saturation"
+            else ""
+        )
+        out.print(
+            f"{cells} cells, {total_s:.0f} s of load at most (plus start-up and verification){searches}"
+        )
         return EXIT_OK
     console.print(
         f"scenario [bold]{scenario.name}[/]: {len(targets)} stacks, {cells} cells, "
@@ -372,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         help="allow load to a non-loopback address (only to machines you own and are allowed to load)",
+    )
+    run.add_argument(
+        "--driver",
+        choices=("native", "wrk"),
+        help="load generator (default: the scenario's; wrk: closed model only, to cross-check)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -146,6 +146,27 @@ class Slo(_Frozen):
     error_rate: float = Field(default=0.001, ge=0, le=1, allow_inf_nan=False)
     min_achieved_ratio: float = Field(default=0.95, gt=0, le=1, allow_inf_nan=False)
 
+    def breach(
+        self, *, p99_ms: float | None, failed: int, scheduled: int, achieved_rate: float, intended_rate: float
+    ) -> str | None:
+        """Why a cell breaks this SLO (the first rule broken, in words), or None when it holds.
+
+        ``p99_ms`` is None when no request succeeded; ``failed`` counts failed
+        plus dropped requests out of ``scheduled``; rates are in requests/s.
+        """
+        if scheduled and failed / scheduled > self.error_rate:
+            return f"errors {100 * failed / scheduled:.2f}% > {100 * self.error_rate:g}%"
+        if p99_ms is None:
+            return "no successful response"
+        if p99_ms > self.p99_ms:
+            return f"p99 {p99_ms:.1f} ms > {self.p99_ms:g} ms"
+        if intended_rate and achieved_rate < self.min_achieved_ratio * intended_rate:
+            return (
+                f"achieved {achieved_rate:.1f} req/s < {100 * self.min_achieved_ratio:g}% of "
+                f"{intended_rate:g} req/s"
+            )
+        return None
+
 
 class Saturation(_Frozen):
     """How the saturation search steps the arrival rate (requests/s).

@@ -24,6 +24,8 @@ from pydantic import ValidationError
 
 from harness.model import SCHEMA_VERSION, Measurement, RunManifest
 
+READABLE_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
+
 
 class ResultsError(Exception):
     """A run directory is missing, incomplete or of an unknown schema version."""
@@ -90,9 +92,10 @@ def load_manifest(run_dir: Path) -> RunManifest:
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ResultsError(f"{path}: unreadable: {exc}") from exc
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ResultsError(
-            f"{path}: schema_version {version!r} is not supported (this harness reads {SCHEMA_VERSION})"
+            f"{path}: schema_version {version!r} is not supported (this harness reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     try:
         return RunManifest.model_validate(data)

@@ -15,6 +15,7 @@ import os
 import resource
 import shutil
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,14 +27,17 @@ from harness.launch import LaunchError, LocalLauncher, RunningTarget, wait_until
 from harness.launch.local import tail
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
 from harness.load.histogram import latency_summary
+from harness.load.open import OpenLoad
 from harness.model import (
     Cell,
+    DriverName,
     Errors,
     Measurement,
     Placement,
     RunFailure,
     RunManifest,
     Scenario,
+    Slo,
     TargetConfig,
     TargetRun,
 )
@@ -43,7 +47,9 @@ from harness.results import RunWriter
 from harness.verify import VerificationReport, verify
 
 UPSTREAM = "upstream"
-GENERATOR_BOUND_CPU_PERCENT = 80.0
+GENERATOR_BOUND_CPU_PERCENT = 80.0  # per generator process (one CPU each)
+GENERATOR_BEHIND_RATIO = 0.95  # open model: sent less than this share of the intended rate
+UPSTREAM_BOUND_CPU_PERCENT = 80.0  # of one core: the upstream is one process
 
 
 def utc_now() -> str:
@@ -156,13 +162,14 @@ def preflight(spec: RunSpec) -> None:
             f"results folder {root} has {free / 2**20:.1f} MiB free; a run needs at least "
             f"{MIN_FREE_BYTES / 2**20:.0f} MiB"
         )
-    needed = descriptors_needed(max(spec.scenario.concurrency))
+    connections = spec.scenario.max_level_connections()
+    needed = descriptors_needed(connections)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise PreflightError(
-            f"concurrency {max(spec.scenario.concurrency)} needs ~{needed} file descriptors; "
+            f"{connections} connections need ~{needed} file descriptors; "
             f"the limit is {soft} (hard limit {hard}); raise it (ulimit -n) or lower the concurrency"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
@@ -180,6 +187,7 @@ def _identity(cell: Cell) -> dict[str, Any]:
         "endpoint": cell.endpoint,
         "model": cell.model,
         "concurrency": cell.concurrency,
+        "rate": cell.rate,
         "repeat": cell.repeat,
     }
 
@@ -208,6 +216,29 @@ def _failed(cell: Cell, scenario: Scenario, reason: str) -> Measurement:
     )
 
 
+def generator_bound_reason(load: LoadResult, max_connections: int | None) -> str | None:
+    """Why the load generator, not the target, may have limited a cell; None when it did not.
+
+    Two rules (issue 4): the driver used more than 80% of its CPUs (one per
+    driver process), or, in the open model, it sent less than 95% of the
+    intended rate while it could still have opened connections (so the shortfall
+    is the generator's, not the target's holding every allowed connection).
+    """
+    cpu_percent = 100.0 * load.generator_cpu_s / load.duration_s if load.duration_s else 0.0
+    limit = GENERATOR_BOUND_CPU_PERCENT * max(load.processes, 1)
+    reasons = []
+    if cpu_percent > limit:
+        reasons.append(f"the generator used {cpu_percent:.0f}% CPU (limit {limit:.0f}%)")
+    intended = load.intended_rate
+    spare = max_connections is None or load.connections_peak < max_connections
+    if intended and spare and load.achieved_rate < GENERATOR_BEHIND_RATIO * intended:
+        reasons.append(
+            f"it sent {load.achieved_rate:.1f} req/s, {100 * (1 - load.achieved_rate / intended):.0f}% "
+            f"behind the intended {intended:g} req/s with connections to spare"
+        )
+    return "; ".join(reasons) or None
+
+
 def build_measurement(
     cell: Cell,
     *,
@@ -217,9 +248,30 @@ def build_measurement(
     server: WindowStats | None,
     upstream: WindowStats | None,
     histogram_path: str,
+    histogram_uncorrected_path: str | None = None,
+    driver: DriverName = "native",
+    max_connections: int | None = None,
+    slo: Slo | None = None,
 ) -> Measurement:
-    """Combine what the driver and the monitors saw into one stored record."""
+    """Combine what the driver and the monitors saw into one stored record.
+
+    ``max_connections`` is the open model's connection cap (for the
+    generator-bound rule); ``slo``, when given, is judged on this cell
+    (saturation cells).
+    """
     generator_cpu_percent = 100.0 * load.generator_cpu_s / load.duration_s if load.duration_s else 0.0
+    upstream_cpu = None if upstream is None else round(upstream.cpu_percent, 2)
+    latency = latency_summary(load.histogram)
+    reason = generator_bound_reason(load, max_connections)
+    breach = None
+    if slo is not None:
+        breach = slo.breach(
+            p99_ms=None if latency is None else latency.p99,
+            failed=sum(load.errors.values()) + load.dropped,
+            scheduled=load.scheduled if load.model == "open" else load.requests,
+            achieved_rate=load.achieved_rate,
+            intended_rate=load.intended_rate or 0.0,
+        )
     return Measurement(
         **_identity(cell),
         started_at=started_at,
@@ -228,7 +280,7 @@ def build_measurement(
         requests=load.requests,
         errors=Errors(**load.errors, by_status={str(k): v for k, v in sorted(load.error_statuses.items())}),
         rps=round(load.ok / load.duration_s, 3) if load.duration_s else 0.0,
-        latency_ms=latency_summary(load.histogram),
+        latency_ms=latency,
         connections_opened=load.connections_opened,
         server_cpu_percent=None if server is None else round(server.cpu_percent, 2),
         server_rss_mb_peak=None if server is None else round(server.rss_peak_bytes / MIB, 2),
@@ -237,9 +289,22 @@ def build_measurement(
         else round(server.pss_peak_bytes / MIB, 2),
         server_processes=None if server is None else server.processes,
         generator_cpu_percent=round(generator_cpu_percent, 2),
-        upstream_cpu_percent=None if upstream is None else round(upstream.cpu_percent, 2),
-        generator_bound=generator_cpu_percent > GENERATOR_BOUND_CPU_PERCENT,
+        upstream_cpu_percent=upstream_cpu,
+        generator_bound=reason is not None,
+        generator_bound_reason=reason,
+        upstream_bound=upstream_cpu is not None and upstream_cpu > UPSTREAM_BOUND_CPU_PERCENT,
         histogram=histogram_path,
+        driver=driver,
+        intended_rate=load.intended_rate,
+        achieved_rate=round(load.achieved_rate, 3),
+        dropped=load.dropped,
+        connections_peak=load.connections_peak,
+        latency_ms_uncorrected=None
+        if load.histogram_uncorrected is None
+        else latency_summary(load.histogram_uncorrected),
+        histogram_uncorrected=histogram_uncorrected_path,
+        slo_held=None if slo is None else breach is None,
+        slo_breach=breach,
     )
 
 
@@ -452,18 +517,99 @@ class _Run:
         self.start_upstream(port=upstream.port)
 
     def run_cell(self, cell: Cell, running: RunningTarget) -> None:
+        """Measure one planned cell and store it; a saturation cell runs its whole search."""
+        if cell.model == "saturation":
+            self.search(cell, running)
+            return
+        measurement = self.measure(cell, running)
+        if measurement is not None:
+            self.store(cell, measurement)
+
+    def search(self, cell: Cell, running: RunningTarget) -> None:
+        """Saturation search: grow the rate until the SLO breaks, then bisect; store every step.
+
+        Each step is an open-model cell at one rate (``model = "saturation"``).
+        The search ends early if a step fails (stored as failed) or the target
+        dies; the highest rate that held is the analysis's sustainable throughput.
+        """
+        saturation = self.spec.scenario.saturation
+        held, broke = 0.0, None
+        rate = saturation.start_rate
+        previous: Cell | None = None
+
+        def step(rate: float) -> bool | None:
+            nonlocal previous
+            step_cell = cell.model_copy(update={"rate": rate})
+            if previous is not None:
+                if not self.launcher.is_alive(running):
+                    return None
+                self.drain(running, previous)
+            previous = step_cell
+            self.events.cell_starting(step_cell)
+            measurement = self.measure(step_cell, running)
+            if measurement is None:
+                return None
+            self.store(step_cell, measurement)
+            return bool(measurement.slo_held)
+
+        while rate <= saturation.max_rate:
+            result = step(rate)
+            if result is None:
+                return
+            if not result:
+                broke = rate
+                break
+            held = rate
+            rate = _round_rate(rate * saturation.growth)
+        if broke is None:
+            return  # max_rate held: the sustainable throughput is at least that
+        for _ in range(saturation.bisect_steps):
+            middle = _round_rate((held + broke) / 2)
+            if middle in (held, broke):
+                break
+            result = step(middle)
+            if result is None:
+                return
+            if result:
+                held = middle
+            else:
+                broke = middle
+
+    def load_for(self, cell: Cell, running: RunningTarget) -> ClosedLoad | OpenLoad:
+        """The driver's load description for one cell."""
         scenario = self.spec.scenario
-        assert cell.concurrency is not None
-        load = ClosedLoad(
+        if cell.model == "closed":
+            assert cell.concurrency is not None
+            return ClosedLoad(
+                host=running.host,
+                port=running.port,
+                path=cell.endpoint,
+                concurrency=cell.concurrency,
+                warmup_s=scenario.warmup_s,
+                duration_s=scenario.duration_s,
+                timeout_s=scenario.timeout_s,
+                allow_remote=self.spec.allow_remote,
+            )
+        assert cell.rate is not None
+        return OpenLoad(
             host=running.host,
             port=running.port,
             path=cell.endpoint,
-            concurrency=cell.concurrency,
+            rate=cell.rate,
             warmup_s=scenario.warmup_s,
             duration_s=scenario.duration_s,
+            arrival=scenario.arrival,
+            max_connections=scenario.max_connections,
             timeout_s=scenario.timeout_s,
             allow_remote=self.spec.allow_remote,
+            # The same schedule for every stack at this cell: a fair comparison.
+            seed=zlib.crc32(f"{self.spec.seed}/{cell.endpoint}/{cell.rate:g}/{cell.repeat}".encode()),
         )
+
+    def measure(self, cell: Cell, running: RunningTarget) -> Measurement | None:
+        """Drive and monitor one cell; None when it failed (then it is already stored as failed)."""
+        scenario = self.spec.scenario
+        load = self.load_for(cell, running)
         monitors = {}
         if running.pid:
             monitors["server"] = TreeMonitor(running.pid)
@@ -480,24 +626,30 @@ class _Run:
                 else:
                     stats[key] = monitor.end()
 
-        self.events.cell_starting(cell)
+        if cell.model != "saturation":
+            self.events.cell_starting(cell)
         started_at = utc_now()
         try:
             result, _ = drive_in_subprocess(load, cpus=self.placement.generator_cpus, on_window=on_window)
         except DriverError as exc:
             self.fail_cell(cell, f"driver failed: {exc}")
-            return
+            return None
         finally:
             self.check_upstream(cell)
         if windows != ["start", "end"]:
             self.fail_cell(cell, "driver finished without reporting its measured window")
-            return
+            return None
         crash = self.crash(running, stats.get("server"))
         if crash:
             self.fail_cell(cell, crash)
-            return
+            return None
         histogram_path = self.writer.write_histogram(cell.cell_id, result.histogram)
-        measurement = build_measurement(
+        uncorrected_path = None
+        if result.histogram_uncorrected is not None:
+            uncorrected_path = self.writer.write_histogram(
+                f"{cell.cell_id}.uncorrected", result.histogram_uncorrected
+            )
+        return build_measurement(
             cell,
             started_at=started_at,
             warmup_s=scenario.warmup_s,
@@ -505,8 +657,11 @@ class _Run:
             server=stats.get("server"),
             upstream=stats.get("upstream"),
             histogram_path=histogram_path,
+            histogram_uncorrected_path=uncorrected_path,
+            driver=scenario.driver,
+            max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
+            slo=scenario.slo if cell.model == "saturation" else None,
         )
-        self.store(cell, measurement)
 
     def crash(self, running: RunningTarget, server: WindowStats | None) -> str | None:
         """Why the cell cannot count because the target lost processes, or None."""
@@ -518,6 +673,11 @@ class _Run:
             return None
         what = "the target's main process died" if not alive else f"target process(es) {list(vanished)} died"
         return f"{what} during the cell; last lines of {running.log_path}:\n{tail(running.log_path, 10)}"
+
+
+def _round_rate(rate: float) -> float:
+    """A rate rounded to 3 significant digits, so cell ids and tables stay readable."""
+    return float(f"{rate:.3g}")
 
 
 def execute(spec: RunSpec, events: Events) -> RunOutcome:
