@@ -270,3 +270,18 @@ def test_suggest_names_the_closest_known_names() -> None:
     )
     assert suggest("nothing-like-it", stacks) == ""
     assert suggest("x", []) == ""
+
+
+def test_an_slo_names_the_first_rule_a_cell_breaks() -> None:
+    from harness.model import Slo
+
+    slo = Slo(p99_ms=100, error_rate=0.01, min_achieved_ratio=0.95)
+    ok = {"p99_ms": 80.0, "failed": 0, "scheduled": 1000, "achieved_rate": 100.0, "intended_rate": 100.0}
+    assert slo.breach(**ok) is None  # type: ignore[arg-type]
+    assert slo.breach(**{**ok, "p99_ms": 120.0}) == "p99 120.0 ms > 100 ms"  # type: ignore[arg-type]
+    assert slo.breach(**{**ok, "failed": 11}) == "errors 1.10% > 1%"  # type: ignore[arg-type]
+    assert slo.breach(**{**ok, "failed": 10}) is None  # type: ignore[arg-type]
+    assert slo.breach(**{**ok, "achieved_rate": 94.0}) == (  # type: ignore[arg-type]
+        "achieved 94.0 req/s < 95% of 100 req/s"
+    )
+    assert slo.breach(**{**ok, "p99_ms": None}) == "no successful response"  # type: ignore[arg-type]

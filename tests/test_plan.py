@@ -38,3 +38,21 @@ def test_order_is_shuffled_per_repeat_and_reproducible_by_seed() -> None:
 def test_planned_seconds_counts_warmup_and_duration() -> None:
     blocks = plan(SCENARIO, TARGETS, seed=0)
     assert planned_seconds(SCENARIO, blocks) == 48 * 3.0
+
+
+def test_open_model_cells_are_rates_ascending_and_saturation_is_one_search_per_endpoint() -> None:
+    open_model = SCENARIO.model_copy(update={"model": "open", "rates": (400.0, 50.0), "concurrency": ()})
+    block = plan(open_model, ["x"], seed=1)[0]
+    assert [(c.endpoint, c.rate, c.concurrency) for c in block.cells] == [
+        ("/a", 50.0, None),
+        ("/a", 400.0, None),
+        ("/b", 50.0, None),
+        ("/b", 400.0, None),
+    ]
+    assert block.cells[1].cell_id == "x__a__rate400__r0"
+    saturation = SCENARIO.model_copy(update={"model": "saturation"})
+    blocks = plan(saturation, ["x"], seed=1)
+    assert [c.cell_id for c in blocks[0].cells] == ["x__a__sat__r0", "x__b__sat__r0"]
+    # 50, 100, ..., 25,600 (10 rates) reach the default max_rate of 20,000; then 3 bisections.
+    assert saturation.saturation.max_steps() == 13
+    assert planned_seconds(saturation, blocks) == 3 * 2 * 13 * (1 + 2)
