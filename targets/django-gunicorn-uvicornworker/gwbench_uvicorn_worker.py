@@ -8,7 +8,7 @@ subclass it to set uvicorn's own options; here they match targets/django-uvicorn
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
@@ -16,7 +16,7 @@ from uvicorn_worker import UvicornWorker as _UvicornWorker
 class UvicornWorker(_UvicornWorker):
     # lifespan off: Django does not implement the ASGI lifespan protocol.
     # access_log off: as everywhere else; gunicorn's accesslog is off too.
-    CONFIG_KWARGS: dict[str, Any] = {
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
         "http": "httptools",
         "lifespan": "off",

@@ -32,9 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 # No interactive docs or OpenAPI schema: the contract says every other path is a 404.
 # redirect_slashes=False: the contract matches paths exactly (/health/ is a 404).
-app = FastAPI(
-    lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
-)
+app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
 
 
 def parse_ms(values: list[str]) -> int | str:
