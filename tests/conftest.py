@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 ALL_TARGETS = discover_targets(TARGETS_DIR)
 STACKS = sorted(name for name, t in ALL_TARGETS.items() if t.role == "target")
-SERVER_WORDS = ("gunicorn", "uvicorn", "hypercorn", "upstream", "http.server", "gwbench")
+SERVER_WORDS = ("gunicorn", "uvicorn", "hypercorn", "daphne", "granian", "upstream", "http.server", "gwbench")
 
 
 def stray_processes(since: float) -> list[str]:
