@@ -6,6 +6,9 @@ one sampling interval of its work). Memory is summed over the tree: RSS, and
 PSS (proportional set size: shared pages divided among the processes sharing
 them, from /proc/<pid>/smaps_rollup) which does not double-count the pages
 that forked workers share with their master.
+
+:class:`CgroupMonitor` reads the same window from a control group's counters
+(:mod:`harness.launch.cgroup`): CPU time, memory peak, OOM kills and throttling.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
+
+from harness.launch.cgroup import Cgroup, CgroupUsage, PeakWindow
 
 MIB = 2**20
 
@@ -152,3 +157,104 @@ class TreeMonitor:
                 processes=len(last.cpu_s_by_pid),
                 vanished=tuple(sorted(set(self._last_cpu) - set(last.cpu_s_by_pid))),
             )
+
+
+@dataclass(frozen=True)
+class CgroupWindowStats:
+    """A control group over one window; None where the kernel has no such counter or the group went away.
+
+    ``cpu_s`` is the group's user + system CPU seconds in the window (every process,
+    including ones that came and went). ``memory_peak_bytes`` is the most memory charged to
+    the group in the window (process memory, page cache and kernel memory: more than RSS).
+    ``oom_kills`` and ``throttled_periods`` / ``throttled_s`` count what happened in the
+    window: processes killed for going over the memory limit, and CPU periods in which the
+    group used up its quota and the seconds it then waited.
+    """
+
+    wall_s: float
+    cpu_s: float | None
+    memory_peak_bytes: int | None
+    oom_kills: int | None
+    throttled_periods: int | None
+    throttled_s: float | None
+
+    @property
+    def cpu_percent(self) -> float | None:
+        if self.cpu_s is None:
+            return None
+        return 100.0 * self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def _delta(end: float | None, start: float | None) -> float | None:
+    return None if end is None or start is None else max(end - start, 0)
+
+
+class CgroupMonitor:
+    """A control group's counters between :meth:`begin` and :meth:`end`, as :class:`TreeMonitor` does
+    for a process tree.
+
+    CPU time and event counts are differences of the group's counters. The memory peak is
+    the kernel's own for the window where it can give one (cgroup v1; v2 from Linux 6.12),
+    and at least the highest of samples taken every ``interval_s`` seconds.
+    ``clock`` returns seconds (monotonic) and is injectable for tests.
+    """
+
+    def __init__(
+        self, cgroup: Cgroup, *, interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cgroup = cgroup
+        self.interval_s = interval_s
+        self.clock = clock
+        self._peak = PeakWindow(cgroup)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = CgroupUsage(None, None, None, None, None, None)
+        self._sampled_peak: int | None = None
+        self._started_at = 0.0
+
+    def _sample(self) -> None:
+        current = self.cgroup.memory_bytes()
+        if current is not None:
+            with self._lock:
+                self._sampled_peak = max(self._sampled_peak or 0, current)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def begin(self) -> None:
+        """Open the window: reset the peak where possible, read the counters, start sampling."""
+        self._peak.open()
+        self._start = self.cgroup.usage()
+        with self._lock:
+            self._sampled_peak = None
+        self._sample()
+        self._started_at = self.clock()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="gwbench-cgroup-monitor", daemon=True)
+        self._thread.start()
+
+    def end(self) -> CgroupWindowStats:
+        """Close the window and return its figures."""
+        self._sample()
+        last = self.cgroup.usage()
+        wall = self.clock() - self._started_at
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        exact = self._peak.read()
+        self._peak.close()
+        with self._lock:
+            sampled = self._sampled_peak
+        peaks = [p for p in (exact, sampled) if p is not None]
+        oom = _delta(last.oom_kills, self._start.oom_kills)
+        periods = _delta(last.throttled_periods, self._start.throttled_periods)
+        return CgroupWindowStats(
+            wall_s=wall,
+            cpu_s=_delta(last.cpu_s, self._start.cpu_s),
+            memory_peak_bytes=max(peaks) if peaks else None,
+            oom_kills=None if oom is None else int(oom),
+            throttled_periods=None if periods is None else int(periods),
+            throttled_s=_delta(last.throttled_s, self._start.throttled_s),
+        )

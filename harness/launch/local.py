@@ -2,7 +2,10 @@
 
 A target runs in a new session (so Ctrl-C in the terminal reaches the harness,
 which then tears the target down in order), pinned to the target CPUs, with its
-stdout and stderr appended to a log file. Stopping sends SIGTERM to the whole
+stdout and stderr appended to a log file. Given ``limits``, it also runs in a
+control group of its own (:mod:`harness.launch.cgroup`) with a CPU quota, the
+CPU set and a memory limit; where no group can be made, it is only pinned and
+:attr:`LocalLauncher.cgroup_unavailable` says why. Stopping sends SIGTERM to the whole
 group, waits a grace period, then SIGKILLs the group and any descendant that
 left it. The launcher remembers everything it started, so :meth:`close` (or
 leaving the ``with`` block, also on an exception) leaves no process behind.
@@ -25,6 +28,7 @@ from types import TracebackType
 import psutil
 
 from harness.launch.base import LaunchError, RunningTarget
+from harness.launch.cgroup import Cgroup, CgroupUnavailable, CgroupUsage, Limits, create
 from harness.model import TargetConfig
 
 LOOPBACK = "127.0.0.1"
@@ -48,7 +52,7 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(selected) if selected else "(log is empty)"
 
 
-def _health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
+def health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
         conn.request("GET", path)
@@ -76,7 +80,7 @@ def wait_until_idle(
     while time.monotonic() < deadline:
         asked = time.monotonic()
         remaining = max(deadline - asked, 0.1)
-        if _health_ok(target.host, target.port, path, timeout_s=remaining):
+        if health_ok(target.host, target.port, path, timeout_s=remaining):
             if time.monotonic() - asked <= quick_s:
                 return time.monotonic() - started
         else:
@@ -85,9 +89,26 @@ def wait_until_idle(
 
 
 class _Started:
-    def __init__(self, target: RunningTarget, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, target: RunningTarget, process: subprocess.Popen[bytes], cgroup: Cgroup | None = None
+    ) -> None:
         self.target = target
         self.process = process
+        self.cgroup = cgroup
+        self.final: CgroupUsage | None = None
+
+
+def _enter(procs_files: list[str], cpus: frozenset[int]) -> None:
+    """Runs in the child between fork and exec: join the control group, then pin."""
+    pid = str(os.getpid()).encode()
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 class LocalLauncher:
@@ -110,6 +131,9 @@ class LocalLauncher:
         self.grace_s = grace_s
         self.python = python
         self._started: dict[int, _Started] = {}
+        self._stopped: dict[int, _Started] = {}
+        self.cgroup_unavailable: str | None = None
+        """Why targets given limits could only be pinned (first failure, one line), or None."""
 
     def __enter__(self) -> LocalLauncher:
         return self
@@ -133,6 +157,7 @@ class LocalLauncher:
         ready_timeout_s: float = 30.0,
         cpus: Iterable[int] | None = None,
         port: int | None = None,
+        limits: Limits | None = None,
     ) -> RunningTarget:
         """Start ``config`` (whose folder is ``directory``) and wait until it is ready.
 
@@ -141,7 +166,10 @@ class LocalLauncher:
         of the target's log, when the command cannot start, exits early or
         never becomes ready; nothing is left running in that case. ``cpus``
         overrides the launcher's ``target_cpus`` for this process; ``port``
-        (default: a free one) is where it must listen.
+        (default: a free one) is where it must listen. ``limits`` (default: none,
+        and no control group) puts the target in a control group of its own with
+        that CPU quota and memory limit, confined to the CPU set; if none can be
+        made it is only pinned, and :attr:`cgroup_unavailable` says why.
         """
         port = free_port() if port is None else port
         argv = config.argv(python=self.python, host=LOOPBACK, port=port, workers=workers)
@@ -152,10 +180,11 @@ class LocalLauncher:
         child_env["PYTHONUNBUFFERED"] = "1"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pinned = self.target_cpus if cpus is None else frozenset(cpus)
+        group = None if limits is None else self._make_cgroup(config.name, limits, pinned)
+        procs_files = [] if group is None else group.procs_files()
 
-        def pin() -> None:
-            if pinned:
-                os.sched_setaffinity(0, pinned)
+        def enter() -> None:
+            _enter(procs_files, pinned)
 
         with log_path.open("ab") as log:
             log.write(f"$ {' '.join(argv)}  (cwd {cwd})\n".encode())
@@ -169,9 +198,11 @@ class LocalLauncher:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=pin,
+                    preexec_fn=enter,
                 )
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
+                if group is not None:
+                    group.remove()
                 raise LaunchError(f"{config.name}: cannot start {argv[0]!r}: {exc}") from exc
         running = RunningTarget(
             name=config.name,
@@ -181,7 +212,7 @@ class LocalLauncher:
             log_path=log_path,
             workers=workers,
         )
-        self._started[process.pid] = _Started(running, process)
+        self._started[process.pid] = _Started(running, process, group)
         deadline = time.monotonic() + ready_timeout_s
         while True:
             code = process.poll()
@@ -191,7 +222,7 @@ class LocalLauncher:
                     f"{config.name}: exited with code {code} before it was ready; "
                     f"last lines of {log_path}:\n{tail(log_path)}"
                 )
-            if _health_ok(LOOPBACK, port, config.ready_path, timeout_s=1.0):
+            if health_ok(LOOPBACK, port, config.ready_path, timeout_s=1.0):
                 return running
             if time.monotonic() > deadline:
                 self.stop(running)
@@ -201,6 +232,14 @@ class LocalLauncher:
                     f"{tail(log_path)}"
                 )
             time.sleep(0.05)
+
+    def _make_cgroup(self, name: str, limits: Limits, cpus: frozenset[int]) -> Cgroup | None:
+        try:
+            return create(name, limits, cpuset=cpus)
+        except CgroupUnavailable as exc:
+            if self.cgroup_unavailable is None:
+                self.cgroup_unavailable = f"no CPU or memory limits, CPU pinning only: {exc}"
+            return None
 
     def stop(self, target: RunningTarget) -> None:
         """Stop a target's whole process tree: SIGTERM, grace period, SIGKILL.
@@ -254,6 +293,11 @@ class LocalLauncher:
             item.process.wait()
             self._started.pop(item.process.pid, None)
         psutil.wait_procs(trees, timeout=self.grace_s)
+        for item in started:
+            if item.cgroup is not None:
+                item.final = item.cgroup.usage()
+                item.cgroup.remove(timeout_s=self.grace_s)  # kills any process that left the group
+            self._stopped[item.process.pid] = item
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -263,3 +307,24 @@ class LocalLauncher:
     def running(self) -> list[RunningTarget]:
         """Targets started and not yet stopped."""
         return [started.target for started in self._started.values()]
+
+    def cgroup(self, target: RunningTarget) -> Cgroup | None:
+        """The target's control group while it runs; None without limits, on fallback, or once stopped."""
+        started = self._started.get(target.pid)
+        return None if started is None else started.cgroup
+
+    def usage(self, target: RunningTarget) -> CgroupUsage | None:
+        """The target's cgroup counters: live while it runs, the last reading once stopped.
+
+        None when the target has no control group.
+        """
+        started = self._started.get(target.pid)
+        if started is not None:
+            return None if started.cgroup is None else started.cgroup.usage()
+        stopped = self._stopped.get(target.pid)
+        return None if stopped is None else stopped.final
+
+    def oom_killed(self, target: RunningTarget) -> bool:
+        """Whether the kernel killed a process of the target for going over its memory limit."""
+        usage = self.usage(target)
+        return bool(usage is not None and usage.oom_kills)
