@@ -1,15 +1,61 @@
-"""Summarise an encoded HdrHistogram of latencies in microseconds."""
+"""HdrHistograms of latencies in microseconds: record, encode, merge, summarise."""
 
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
 from harness.model import LatencyMs
 
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_DIGITS = 3
+
+
+def _empty() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def _text(histogram: HdrHistogram) -> str:
+    encoded = histogram.encode()
+    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
+
+
+def encode(latencies_us: Iterable[int]) -> str:
+    """Record latencies (µs) into an HdrHistogram (1 µs to 1 h, 3 significant digits); base64 text.
+
+    Values below 1 µs are recorded as 1 µs. Equal values are recorded once with
+    their count, which keeps this fast for the millions of values of a long run.
+    """
+    histogram = _empty()
+    for value, count in Counter(latencies_us).items():
+        histogram.record_value(max(value, LOWEST_US), count)
+    return _text(histogram)
+
 
 def decode(encoded: str) -> HdrHistogram:
     """Decode the base64 ``HISTFAAA...`` form written by the drivers."""
     return HdrHistogram.decode(encoded.encode("ascii"))
+
+
+def merge(encoded: Iterable[str]) -> str:
+    """One histogram holding every value of the given encoded histograms (HdrHistogram.add).
+
+    Empty histograms are skipped: hdrh's ``add`` takes the minimum of an empty
+    histogram as 0, which would make the merged minimum 0.
+    """
+    merged: HdrHistogram | None = None
+    for text in encoded:
+        histogram = decode(text)
+        if histogram.get_total_count() == 0:
+            continue
+        if merged is None:
+            merged = histogram
+        else:
+            merged.add(histogram)
+    return _text(merged if merged is not None else _empty())
 
 
 def latency_summary(encoded: str) -> LatencyMs | None:

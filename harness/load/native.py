@@ -2,7 +2,8 @@
 
 Each of C connections sends its next request as soon as the previous response
 has arrived (closed model). Responses are parsed with httptools; no HTTP client
-library sits in the hot path. A connection the server closes (``Connection:
+library sits in the hot path, and the next request is written from the parser's
+callback (see ``connection.py``). A connection the server closes (``Connection:
 close``, as Gunicorn's sync workers do) is reopened for the next request, and
 the connect time counts in that request's latency, because a client of that
 server pays it too.
@@ -25,18 +26,17 @@ import ipaddress
 import socket
 import time
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import cast
 
-import httptools
 import uvloop
-from hdrh.histogram import HdrHistogram
 
-HISTOGRAM_LOWEST_US = 1
-HISTOGRAM_HIGHEST_US = 3_600_000_000
-HISTOGRAM_SIGNIFICANT_DIGITS = 3
-_CONNECT_RETRY_S = 0.01
+from harness.load import histogram
+from harness.load.connection import Connection, clock
+from harness.load.result import LoadResult
+
+CONNECT_RETRY_S = 0.01
+"""Pause after a failed connect before the next attempt (s)."""
 
 
 class UnsafeTargetError(ValueError):
@@ -118,121 +118,31 @@ def request_bytes(host: str, port: int, path: str) -> bytes:
     ).encode("ascii")
 
 
-def encode_histogram(latencies_us: Iterable[int]) -> str:
-    """Record latencies (µs) into an HdrHistogram (1 µs to 1 h, 3 significant digits); base64 text.
+def error_counts() -> dict[str, int]:
+    """Error counters by kind, all zero: every driver reports these four kinds."""
+    return {"status": 0, "connect": 0, "read": 0, "timeout": 0}
 
-    Values below 1 µs are recorded as 1 µs.
+
+async def sleep_until(at_ns: int) -> None:
+    """Sleep until the driver clock reads ``at_ns`` or later.
+
+    uvloop's timers have 1 ms resolution and may fire a little early by this clock.
     """
-    histogram = HdrHistogram(HISTOGRAM_LOWEST_US, HISTOGRAM_HIGHEST_US, HISTOGRAM_SIGNIFICANT_DIGITS)
-    for value in latencies_us:
-        histogram.record_value(max(value, HISTOGRAM_LOWEST_US))
-    encoded = histogram.encode()
-    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
+    while (delay := at_ns - clock()) > 0:
+        await asyncio.sleep(delay / 1e9)
 
 
 @dataclass
-class LoadResult:
-    """What one load run measured inside its window.
+class _ClosedRun:
+    """The state all connections of one closed-model run share."""
 
-    ``error_statuses`` counts the ``status`` errors by HTTP status code.
-    ``histogram`` is the base64 HdrHistogram encoding of successful-response
-    latencies in microseconds. ``generator_cpu_s`` is this process's CPU time
-    (user + system) during the window; ``duration_s`` is the window's wall time.
-
-    Open model only (closed-model defaults in brackets): ``intended_rate`` is
-    the scheduled arrival rate in requests/s [None]; ``scheduled`` counts the
-    requests whose intended send time fell in the window [0]; ``dropped``
-    counts those of them that were never sent (no connection free within
-    ``timeout_s`` of their intended time, or still queued when the window
-    closed) [0]; ``histogram`` then holds latencies measured from the intended
-    send time (corrected for coordinated omission) and ``histogram_uncorrected``
-    from the actual send time [None]. ``connections_peak`` is the most
-    connections open at once. ``processes`` is how many driver processes
-    (event loops) were merged into this result.
-    """
-
-    duration_s: float
-    ok: int
-    errors: dict[str, int]
-    error_statuses: dict[int, int]
-    connections_opened: int
-    generator_cpu_s: float
-    histogram: str
-    model: str = "closed"
-    intended_rate: float | None = None
-    scheduled: int = 0
-    dropped: int = 0
-    histogram_uncorrected: str | None = None
-    connections_peak: int = 0
-    processes: int = 1
-
-    @property
-    def requests(self) -> int:
-        """Requests that finished (with a response or an error) inside the window."""
-        return self.ok + sum(self.errors.values())
-
-    @property
-    def achieved_rate(self) -> float:
-        """Requests/s actually sent: open model, scheduled minus dropped; closed, finished requests."""
-        if not self.duration_s:
-            return 0.0
-        sent = self.scheduled - self.dropped if self.model == "open" else self.requests
-        return sent / self.duration_s
-
-
-class _Protocol(asyncio.Protocol):
-    """One HTTP/1.1 connection; one request in flight at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[tuple[int, bool]] | None = None
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"bad HTTP response: {exc}"))
-            self.close()
-
-    def on_message_complete(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self.parser.get_status_code(), self.parser.should_keep_alive()))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(ConnectionResetError("connection closed by the server"))
-
-    def _fail(self, exc: Exception) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-def _expire(waiter: asyncio.Future[tuple[int, bool]]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-@dataclass
-class _Tally:
+    load: ClosedLoad
+    loop: asyncio.AbstractEventLoop
     window_start_ns: int
     window_end_ns: int
+    request: bytes
     latencies_us: array[int] = field(default_factory=lambda: array("q"))
-    errors: dict[str, int] = field(
-        default_factory=lambda: {"status": 0, "connect": 0, "read": 0, "timeout": 0}
-    )
+    errors: dict[str, int] = field(default_factory=error_counts)
     error_statuses: dict[int, int] = field(default_factory=dict)
     connections_opened: int = 0
     sent: int = 0
@@ -240,86 +150,88 @@ class _Tally:
     def counts(self, now_ns: int) -> bool:
         return self.window_start_ns <= now_ns <= self.window_end_ns
 
-
-async def _exchange(
-    loop: asyncio.AbstractEventLoop, proto: _Protocol, request: bytes, start_ns: int, timeout_s: float
-) -> tuple[str, int, bool]:
-    """Send one request, await its response: (error kind or "", status, keep-alive)."""
-    waiter: asyncio.Future[tuple[int, bool]] = loop.create_future()
-    proto.waiter = waiter
-    assert proto.transport is not None
-    proto.transport.write(request)
-    remaining = timeout_s - (time.perf_counter_ns() - start_ns) / 1e9
-    timer = loop.call_later(max(remaining, 0.0), _expire, waiter)
-    try:
-        status, keep_alive = await waiter
-    except TimeoutError:
-        return "timeout", 0, False
-    except ConnectionError:
-        return "read", 0, False
-    finally:
-        timer.cancel()
-        proto.waiter = None
-    return "", status, keep_alive
+    def may_send(self, now_ns: int) -> bool:
+        return now_ns < self.window_end_ns and self.sent < self.load.max_requests
 
 
-async def _connection_loop(load: ClosedLoad, tally: _Tally, stop_ns: int) -> None:
-    loop = asyncio.get_running_loop()
-    request = load.request_bytes()
-    clock = time.perf_counter_ns
-    proto: _Protocol | None = None
-    timeout_s = load.timeout_s
+class _ClosedConnection(Connection):
+    __slots__ = ("run",)
+
+    def __init__(self, run: _ClosedRun) -> None:
+        super().__init__(run.loop, int(run.load.timeout_s * 1e9))
+        self.run = run
+
+    def on_message_complete(self) -> None:
+        now = clock()
+        run = self.run
+        parser = self.parser
+        if run.window_start_ns <= now <= run.window_end_ns:
+            status = parser.get_status_code()
+            if status < 400:
+                run.latencies_us.append((now - self.start_ns) // 1000)
+            else:
+                run.errors["status"] += 1
+                run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
+        if parser.should_keep_alive() and now < run.window_end_ns and run.sent < run.load.max_requests:
+            run.sent += 1
+            self.send(run.request, now)
+        else:
+            self.start_ns = 0
+            self.close()
+
+    def failed(self, kind: str, start_ns: int, now_ns: int) -> None:
+        if self.run.counts(now_ns):
+            self.run.errors[kind] += 1
+
+
+async def _keep_connected(run: _ClosedRun) -> None:
+    """One of the C connections: connect, let the protocol send until it closes, reconnect."""
+    load = run.load
+    connection: _ClosedConnection | None = None
     try:
         while True:
             start = clock()
-            if start >= stop_ns or tally.sent >= load.max_requests:
+            if not run.may_send(start):
                 return
-            if proto is None or proto.closed:
-                try:
-                    _, opened = await asyncio.wait_for(
-                        loop.create_connection(_Protocol, load.host, load.port), timeout_s
+            try:
+                async with asyncio.timeout(load.timeout_s):
+                    _, connection = await run.loop.create_connection(
+                        lambda: _ClosedConnection(run), load.host, load.port
                     )
-                except (OSError, TimeoutError):
-                    proto = None
-                    if tally.counts(clock()):
-                        tally.errors["connect"] += 1
-                    await asyncio.sleep(_CONNECT_RETRY_S)
-                    continue
-                proto = opened
-                tally.connections_opened += 1
-            tally.sent += 1
-            kind, status, keep_alive = await _exchange(loop, proto, request, start, timeout_s)
-            end = clock()
-            if kind or not keep_alive:
-                proto.close()
-                proto = None
-            if not tally.counts(end):
+            except (OSError, TimeoutError):
+                if run.counts(clock()):
+                    run.errors["connect"] += 1
+                await asyncio.sleep(CONNECT_RETRY_S)
                 continue
-            if kind:
-                tally.errors[kind] += 1
-            elif status >= 400:
-                tally.errors["status"] += 1
-                tally.error_statuses[status] = tally.error_statuses.get(status, 0) + 1
-            else:
-                tally.latencies_us.append((end - start) // 1000)
+            run.connections_opened += 1
+            run.sent += 1
+            connection.send(run.request, start)
+            await connection.finished
+            connection = None
     finally:
-        if proto is not None:
-            proto.close()
+        if connection is not None:
+            connection.abandon()
 
 
-async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None]) -> LoadResult:
-    clock = time.perf_counter_ns
-    begin = clock()
+async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
+    if begin_ns is not None:
+        await sleep_until(begin_ns)
+    begin = clock() if begin_ns is None else begin_ns
     window_start = begin + int(load.warmup_s * 1e9)
-    window_end = window_start + int(load.duration_s * 1e9)
-    tally = _Tally(window_start_ns=window_start, window_end_ns=window_end)
-    tasks = [asyncio.create_task(_connection_loop(load, tally, window_end)) for _ in range(load.concurrency)]
+    run = _ClosedRun(
+        load=load,
+        loop=asyncio.get_running_loop(),
+        window_start_ns=window_start,
+        window_end_ns=window_start + int(load.duration_s * 1e9),
+        request=load.request_bytes(),
+    )
+    tasks = [asyncio.create_task(_keep_connected(run)) for _ in range(load.concurrency)]
     try:
-        await asyncio.sleep(max(window_start - clock(), 0) / 1e9)
+        await sleep_until(run.window_start_ns)
         on_window("start")
         cpu_start = time.process_time()
         wall_start = clock()
-        await asyncio.sleep(max(window_end - clock(), 0) / 1e9)
+        await sleep_until(run.window_end_ns)
         cpu_end = time.process_time()
         wall_end = clock()
         on_window("end")
@@ -329,22 +241,27 @@ async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None]) -> Loa
         await asyncio.gather(*tasks, return_exceptions=True)
     return LoadResult(
         duration_s=(wall_end - wall_start) / 1e9,
-        ok=len(tally.latencies_us),
-        errors=dict(tally.errors),
-        error_statuses=dict(tally.error_statuses),
-        connections_opened=tally.connections_opened,
+        ok=len(run.latencies_us),
+        errors=dict(run.errors),
+        error_statuses=dict(run.error_statuses),
+        connections_opened=run.connections_opened,
         generator_cpu_s=cpu_end - cpu_start,
-        histogram=encode_histogram(tally.latencies_us),
+        histogram=histogram.encode(run.latencies_us),
         connections_peak=load.concurrency,
     )
 
 
-def run_closed(load: ClosedLoad, on_window: Callable[[str], None] = lambda _: None) -> LoadResult:
+def run_closed(
+    load: ClosedLoad, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+) -> LoadResult:
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 
     ``on_window`` is called with ``"start"`` and ``"end"`` as the measured
-    window opens and closes (so a monitor can align its samples). Raises
-    UnsafeTargetError for a non-loopback host unless ``load.allow_remote``.
+    window opens and closes (so a monitor can align its samples). ``begin_ns``
+    (``time.monotonic_ns()`` time, the same in every process) is when the load
+    starts, warm-up first; processes given the same one measure the same window.
+    None starts at once. Raises UnsafeTargetError for a non-loopback host
+    unless ``load.allow_remote``.
     """
     ensure_loopback(load.host, allow_remote=load.allow_remote)
-    return uvloop.run(_run_closed(load, on_window))
+    return uvloop.run(_run_closed(load, on_window, begin_ns))

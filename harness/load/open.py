@@ -27,21 +27,16 @@ import random
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import uvloop
 
-from harness.load.native import (
-    _CONNECT_RETRY_S,
-    LoadResult,
-    _exchange,
-    _Protocol,
-    encode_histogram,
-    ensure_loopback,
-    request_bytes,
-)
+from harness.load import histogram
+from harness.load.connection import Connection, clock
+from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, request_bytes, sleep_until
+from harness.load.result import LoadResult
 
 Arrival = Literal["uniform", "poisson"]
 
@@ -94,7 +89,7 @@ class OpenLoad:
 
 
 def intended_times(load: OpenLoad, begin_ns: int) -> Iterator[int]:
-    """Intended send times in perf_counter ns from ``begin_ns``, in order, until the load's end.
+    """Intended send times (driver clock, ns) from ``begin_ns``, in order, until the load's end.
 
     At most ``load.max_requests`` times are produced.
     """
@@ -115,161 +110,220 @@ class _OpenTally:
     window_end_ns: int
     corrected_us: array[int] = field(default_factory=lambda: array("q"))
     uncorrected_us: array[int] = field(default_factory=lambda: array("q"))
-    errors: dict[str, int] = field(
-        default_factory=lambda: {"status": 0, "connect": 0, "read": 0, "timeout": 0}
-    )
+    errors: dict[str, int] = field(default_factory=error_counts)
     error_statuses: dict[int, int] = field(default_factory=dict)
     scheduled: int = 0
     dropped: int = 0
     connections_opened: int = 0
-    connections: int = 0
     connections_peak: int = 0
-    idle: int = 0
 
     def counts(self, intended_ns: int) -> bool:
         return self.window_start_ns <= intended_ns < self.window_end_ns
 
 
+class _OpenConnection(Connection):
+    __slots__ = ("intended_ns", "slot")
+
+    def __init__(self, slot: _Slot) -> None:
+        super().__init__(slot.driver.loop, slot.driver.timeout_ns)
+        self.slot = slot
+        self.intended_ns = 0
+
+    def on_message_complete(self) -> None:
+        now = clock()
+        driver = self.slot.driver
+        tally = driver.tally
+        intended = self.intended_ns
+        if tally.window_start_ns <= intended < tally.window_end_ns:
+            status = self.parser.get_status_code()
+            if status < 400:
+                tally.corrected_us.append((now - intended) // 1000)
+                tally.uncorrected_us.append((now - self.start_ns) // 1000)
+            else:
+                tally.errors["status"] += 1
+                tally.error_statuses[status] = tally.error_statuses.get(status, 0) + 1
+        self.start_ns = 0
+        if not self.parser.should_keep_alive():
+            self.close()
+        driver.release(self.slot, now)
+
+    def failed(self, kind: str, start_ns: int, now_ns: int) -> None:
+        driver = self.slot.driver
+        if driver.tally.counts(self.intended_ns):
+            driver.tally.errors[kind] += 1
+        driver.release(self.slot, now_ns)
+
+
+class _Slot:
+    """One of up to ``max_connections`` connections, reopened when the server closes it."""
+
+    __slots__ = ("connection", "driver")
+
+    def __init__(self, driver: _Driver) -> None:
+        self.driver = driver
+        self.connection: _OpenConnection | None = None
+
+    def send(self, intended_ns: int, now_ns: int) -> None:
+        connection = self.connection
+        if connection is not None and not connection.closed:
+            connection.intended_ns = intended_ns
+            connection.send(self.driver.request, now_ns)
+        else:
+            self.connection = None
+            self.driver.spawn(self.connect_and_send(intended_ns, now_ns))
+
+    async def connect_and_send(self, intended_ns: int, start_ns: int) -> None:
+        """Open a connection and send the request; its connect time counts in its latency."""
+        driver = self.driver
+        load = driver.load
+        try:
+            async with asyncio.timeout(load.timeout_s):
+                _, connection = await driver.loop.create_connection(
+                    lambda: _OpenConnection(self), load.host, load.port
+                )
+        except (OSError, TimeoutError):
+            if driver.tally.counts(intended_ns):
+                driver.tally.errors["connect"] += 1
+            await asyncio.sleep(CONNECT_RETRY_S)
+            driver.release(self, clock())
+            return
+        driver.tally.connections_opened += 1
+        self.connection = connection
+        connection.intended_ns = intended_ns
+        connection.send(driver.request, start_ns)
+
+
 class _Driver:
-    def __init__(self, load: OpenLoad, tally: _OpenTally) -> None:
+    """Hands each arriving request to an idle connection, opens connections, queues and drops."""
+
+    def __init__(self, load: OpenLoad, tally: _OpenTally, loop: asyncio.AbstractEventLoop) -> None:
         self.load = load
         self.tally = tally
-        self.queue: deque[int] = deque()
-        self.wake = asyncio.Event()
+        self.loop = loop
         self.request = request_bytes(load.host, load.port, load.path)
         self.timeout_ns = int(load.timeout_s * 1e9)
-        self.workers: set[asyncio.Task[None]] = set()
+        self.queue: deque[int] = deque()
+        self.slots: list[_Slot] = []
+        self.idle: list[_Slot] = []
+        self.tasks: set[asyncio.Task[None]] = set()
         self.dispatching = True
+        self.all_idle: asyncio.Future[None] = loop.create_future()
 
-    def offer(self, intended_ns: int) -> None:
-        """Queue one request; open a connection if every open one is busy and the cap allows."""
+    def offer(self, intended_ns: int, now_ns: int) -> None:
+        """A request arrives: send it on an idle connection, or queue it and open one if the cap allows."""
         if self.tally.counts(intended_ns):
             self.tally.scheduled += 1
+        if self.idle:
+            self.idle.pop().send(intended_ns, now_ns)
+            return
         self.queue.append(intended_ns)
-        if len(self.queue) > self.tally.idle and self.tally.connections < self.load.max_connections:
-            self.tally.connections += 1
-            self.tally.connections_peak = max(self.tally.connections_peak, self.tally.connections)
-            self.tally.idle += 1
-            task = asyncio.create_task(self.connection())
-            self.workers.add(task)
-            task.add_done_callback(self.workers.discard)
-        self.wake.set()
+        if len(self.slots) < self.load.max_connections:
+            slot = _Slot(self)
+            self.slots.append(slot)
+            self.tally.connections_peak = max(self.tally.connections_peak, len(self.slots))
+            self.release(slot, now_ns)
 
-    async def next_request(self) -> int | None:
-        """The oldest queued intended time that can still be sent in time; None when all is done."""
-        clock = time.perf_counter_ns
-        while True:
-            while self.queue:
-                intended = self.queue.popleft()
-                if clock() - intended <= self.timeout_ns:
-                    return intended
-                if self.tally.counts(intended):
-                    self.tally.dropped += 1
-            if not self.dispatching:
-                return None
-            self.wake.clear()
-            await self.wake.wait()
+    def release(self, slot: _Slot, now_ns: int) -> None:
+        """``slot`` is free: send the oldest queued request still within its timeout, or go idle."""
+        queue = self.queue
+        while queue:
+            intended = queue.popleft()
+            if now_ns - intended <= self.timeout_ns:
+                slot.send(intended, now_ns)
+                return
+            if self.tally.counts(intended):
+                self.tally.dropped += 1
+        self.idle.append(slot)
+        if not self.dispatching and len(self.idle) == len(self.slots) and not self.all_idle.done():
+            self.all_idle.set_result(None)
 
-    async def connection(self) -> None:
-        loop = asyncio.get_running_loop()
-        clock = time.perf_counter_ns
-        tally = self.tally
-        proto: _Protocol | None = None
-        busy = False
-        try:
-            while True:
-                intended = await self.next_request()
-                if intended is None:
-                    return
-                tally.idle -= 1
-                busy = True
-                start = clock()
-                budget_s = self.load.timeout_s
-                if proto is None or proto.closed:
-                    try:
-                        _, opened = await asyncio.wait_for(
-                            loop.create_connection(_Protocol, self.load.host, self.load.port), budget_s
-                        )
-                    except (OSError, TimeoutError):
-                        proto = None
-                        if tally.counts(intended):
-                            tally.errors["connect"] += 1
-                        await asyncio.sleep(_CONNECT_RETRY_S)
-                        tally.idle += 1
-                        busy = False
-                        continue
-                    proto = opened
-                    tally.connections_opened += 1
-                kind, status, keep_alive = await _exchange(loop, proto, self.request, start, budget_s)
-                end = clock()
-                if kind or not keep_alive:
-                    proto.close()
-                    proto = None
-                tally.idle += 1
-                busy = False
-                if not tally.counts(intended):
-                    continue
-                if kind:
-                    tally.errors[kind] += 1
-                elif status >= 400:
-                    tally.errors["status"] += 1
-                    tally.error_statuses[status] = tally.error_statuses.get(status, 0) + 1
-                else:
-                    tally.corrected_us.append((end - intended) // 1000)
-                    tally.uncorrected_us.append((end - start) // 1000)
-        finally:
-            if busy:
-                tally.idle += 1
-            tally.idle -= 1
-            tally.connections -= 1
-            if proto is not None:
-                proto.close()
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def stop_dispatching(self) -> None:
+        """No more arrivals: queued requests are dropped; the future ``all_idle`` tells when all answered."""
+        self.dispatching = False
+        for intended in self.queue:
+            if self.tally.counts(intended):
+                self.tally.dropped += 1
+        self.queue.clear()
+        if len(self.idle) == len(self.slots) and not self.all_idle.done():
+            self.all_idle.set_result(None)
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for slot in self.slots:
+            if slot.connection is not None:
+                slot.connection.abandon()
 
 
-async def _run_open(load: OpenLoad, on_window: Callable[[str], None]) -> LoadResult:
-    clock = time.perf_counter_ns
-    begin = clock()
+class _Dispatcher:
+    """Offers each request to the driver at its intended time, from loop timers (no task per request).
+
+    Requests already due when the timer fires (the loop woke late, or gaps are
+    shorter than its 1 ms resolution) go out in one batch, each keeping its own
+    intended time.
+    """
+
+    def __init__(self, driver: _Driver, times: Iterator[int]) -> None:
+        self.driver = driver
+        self.times = times
+        self.next_ns = next(times, None)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        now = clock()
+        offer = self.driver.offer
+        next_ns = self.next_ns
+        while next_ns is not None and next_ns <= now:
+            offer(next_ns, now)
+            next_ns = next(self.times, None)
+        self.next_ns = next_ns
+        self.timer = None
+        if next_ns is not None:
+            self.timer = self.driver.loop.call_later((next_ns - now) / 1e9, self.dispatch)
+
+    def stop(self) -> None:
+        """Offer what is due by now, then nothing more."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.dispatch()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+
+
+async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
+    if begin_ns is not None:
+        await sleep_until(begin_ns)
+    begin = clock() if begin_ns is None else begin_ns
     window_start = begin + int(load.warmup_s * 1e9)
     window_end = window_start + int(load.duration_s * 1e9)
     tally = _OpenTally(window_start_ns=window_start, window_end_ns=window_end)
-    driver = _Driver(load, tally)
-    window_open = False
-    cpu_start = wall_start = cpu_end = wall_end = 0
-
-    async def sleep_until(at_ns: int) -> None:
-        now = clock()
-        if at_ns > now:
-            await asyncio.sleep((at_ns - now) / 1e9)
-
+    driver = _Driver(load, tally, asyncio.get_running_loop())
+    dispatcher = _Dispatcher(driver, intended_times(load, begin))
     try:
-        for intended in intended_times(load, begin):
-            if not window_open and intended >= window_start:
-                await sleep_until(window_start)
-                window_open, cpu_start, wall_start = True, time.process_time_ns(), clock()
-                on_window("start")
-            # Requests already due (the loop woke late, or gaps are short) go out in one batch.
-            await sleep_until(intended)
-            driver.offer(intended)
-        if not window_open:
-            await sleep_until(window_start)
-            cpu_start, wall_start = time.process_time_ns(), clock()
-            on_window("start")
+        dispatcher.start()
+        await sleep_until(window_start)
+        cpu_start, wall_start = time.process_time_ns(), clock()
+        on_window("start")
         await sleep_until(window_end)
         cpu_end, wall_end = time.process_time_ns(), clock()
         on_window("end")
-        driver.dispatching = False
-        driver.wake.set()
-        # Requests already sent may finish within their timeout; queued ones are dropped.
-        for intended in driver.queue:
-            if tally.counts(intended):
-                tally.dropped += 1
-        driver.queue.clear()
-        if driver.workers:
-            await asyncio.wait(list(driver.workers), timeout=load.timeout_s + 1.0)
+        dispatcher.stop()
+        driver.stop_dispatching()
+        # Requests already sent may finish within their timeout; queued ones were dropped.
+        await asyncio.wait([driver.all_idle], timeout=load.timeout_s + 1.0)
     finally:
-        for task in list(driver.workers):
-            task.cancel()
-        await asyncio.gather(*driver.workers, return_exceptions=True)
+        dispatcher.stop()
+        driver.close()
+        await asyncio.gather(*driver.tasks, return_exceptions=True)
     return LoadResult(
         duration_s=(wall_end - wall_start) / 1e9,
         ok=len(tally.corrected_us),
@@ -277,23 +331,27 @@ async def _run_open(load: OpenLoad, on_window: Callable[[str], None]) -> LoadRes
         error_statuses=dict(tally.error_statuses),
         connections_opened=tally.connections_opened,
         generator_cpu_s=(cpu_end - cpu_start) / 1e9,
-        histogram=encode_histogram(tally.corrected_us),
+        histogram=histogram.encode(tally.corrected_us),
         model="open",
         intended_rate=load.rate,
         scheduled=tally.scheduled,
         dropped=tally.dropped,
-        histogram_uncorrected=encode_histogram(tally.uncorrected_us),
+        histogram_uncorrected=histogram.encode(tally.uncorrected_us),
         connections_peak=tally.connections_peak,
     )
 
 
-def run_open(load: OpenLoad, on_window: Callable[[str], None] = lambda _: None) -> LoadResult:
+def run_open(
+    load: OpenLoad, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+) -> LoadResult:
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 
     ``on_window`` is called with ``"start"`` and ``"end"`` as the measured
-    window opens and closes. Wall time is ``warmup_s + duration_s`` plus up to
+    window opens and closes. ``begin_ns`` (``time.monotonic_ns()`` time, the
+    same in every process) is when the arrivals start, warm-up first; None
+    starts at once. Wall time is ``warmup_s + duration_s`` plus up to
     ``timeout_s`` for requests in flight at the end. Raises UnsafeTargetError
     for a non-loopback host unless ``load.allow_remote``.
     """
     ensure_loopback(load.host, allow_remote=load.allow_remote)
-    return uvloop.run(_run_open(load, on_window))
+    return uvloop.run(_run_open(load, on_window, begin_ns))

@@ -1,92 +1,222 @@
-"""Run a driver in a fresh child process that hands its result back.
+"""Run a driver in fresh child processes that hand their results back.
 
-The orchestrating process never measures (pyperf's rule): the driver runs in a
-spawned process pinned to the generator CPUs and sends back, over a pipe,
-``("window", "start")``, ``("window", "end")`` and finally ``("result", LoadResult)``
-or ``("error", message)``. The parent forwards the window events to a callback so
-server monitoring covers exactly the measured window.
+The orchestrating process never measures (pyperf's rule): each driver runs in
+a spawned process, one uvloop event loop each, pinned to the generator CPUs.
+A load split over N processes (``ClosedLoad.split``, ``OpenLoad.split``) runs
+as N children that measure the same window: each says ``ready`` once imported
+and pinned, the parent then sends them all one ``begin`` time on the shared
+monotonic clock, and each starts its warm-up at that instant. Over its pipe a
+child sends (``ChildMessage``) ``ready``, ``window`` start and end with the
+clock reading, then ``result`` with its LoadResult or ``error`` with a message.
+The parent calls ``on_window`` once when every child's window has opened and
+once when every one has closed, so server monitoring covers the measured
+window, and merges the results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
 
-from harness.load.native import ClosedLoad, LoadResult, ensure_loopback, run_closed
+from harness.load.connection import clock
+from harness.load.native import ClosedLoad, ensure_loopback, run_closed
+from harness.load.open import OpenLoad, run_open
+from harness.load.result import LoadResult, merge_results
+
+Load = ClosedLoad | OpenLoad
+ChildMessage = (
+    tuple[Literal["ready"], None]
+    | tuple[Literal["window"], tuple[str, int]]
+    | tuple[Literal["result"], LoadResult]
+    | tuple[Literal["error"], str]
+)
+"""What a child sends its parent; ``window`` carries the event and the clock reading (ns)."""
+
+READY_TIMEOUT_S = 60.0
+"""How long a child may take to start, import the drivers and pin itself (s)."""
+BEGIN_MARGIN_NS = 100_000_000
+"""How far ahead of now the common begin time is set, so every child receives it in time."""
 
 
 class DriverError(Exception):
-    """The driver process failed; the message carries its error."""
+    """A driver process failed; the message carries its error."""
 
 
-def _child(load: ClosedLoad, cpus: frozenset[int], conn: Connection) -> None:
+def run(
+    load: Load, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+) -> LoadResult:
+    """Drive ``load`` in this process with the driver of its model (closed or open)."""
+    if isinstance(load, OpenLoad):
+        return run_open(load, on_window, begin_ns=begin_ns)
+    return run_closed(load, on_window, begin_ns=begin_ns)
+
+
+def _try_send(conn: Connection, message: ChildMessage) -> None:
+    with contextlib.suppress(OSError):  # the parent is gone: nobody is left to tell
+        conn.send(message)
+
+
+def _child(load: Load, cpus: frozenset[int], conn: Connection) -> None:
+    def send(message: ChildMessage) -> None:
+        conn.send(message)
+
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)
-        result = run_closed(load, on_window=lambda event: conn.send(("window", event)))
-        conn.send(("result", result))
+        send(("ready", None))
+        kind, begin_ns = conn.recv()
+        if kind == "begin":
+            result = run(load, lambda event: send(("window", (event, clock()))), begin_ns=begin_ns)
+            send(("result", result))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent gave up on this child
     except KeyboardInterrupt:
-        conn.send(("error", "interrupted"))
+        _try_send(conn, ("error", "interrupted"))
     except Exception as exc:  # handed back to the parent, which reports it
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        _try_send(conn, ("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
 
+@dataclass
+class _Child:
+    index: int
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    windows: dict[str, int] = field(default_factory=dict)
+    result: LoadResult | None = None
+
+    def label(self, count: int) -> str:
+        return f"driver {self.index + 1} of {count}: " if count > 1 else ""
+
+
+def _pinning(cpus: Iterable[int], parts: int) -> list[frozenset[int]]:
+    """The CPUs of each child: all of ``cpus`` for one child, else one each, round-robin."""
+    ordered = sorted(set(cpus))
+    if parts == 1 or not ordered:
+        return [frozenset(ordered)] * parts
+    return [frozenset({ordered[index % len(ordered)]}) for index in range(parts)]
+
+
+def _spawn(loads: list[Load], cpus: Iterable[int], children: list[_Child]) -> None:
+    """Start one child per load, appending each to ``children`` as it starts."""
+    context = multiprocessing.get_context("spawn")
+    for index, (part, pinned) in enumerate(zip(loads, _pinning(cpus, len(loads)), strict=True)):
+        parent_conn, child_conn = context.Pipe()
+        process = context.Process(
+            target=_child, args=(part, pinned, child_conn), name=f"gwbench-driver-{index}", daemon=True
+        )
+        process.start()
+        child_conn.close()
+        children.append(_Child(index=index, process=process, conn=parent_conn))
+
+
+def _stop(children: list[_Child], *, finished: bool) -> None:
+    """Join every child: a finished one exits by itself, any other is stopped at once."""
+    for child in children:
+        child.process.join(timeout=5 if finished else 0)
+        if child.process.is_alive():
+            child.process.terminate()
+            child.process.join(timeout=1)
+        if child.process.is_alive():
+            child.process.kill()
+            child.process.join()
+        child.conn.close()
+
+
+def _collect(
+    children: list[_Child], silence_s: float, on_message: Callable[[_Child, str, Any], None]
+) -> None:
+    """Start the children together once all are ready and handle their messages until all have results.
+
+    Raises DriverError when a child reports an error, dies, or is silent too long.
+    """
+    count = len(children)
+    pending = {child.conn: child for child in children}
+    begun = False
+    while pending:
+        if not begun and all(child.ready for child in children):
+            begin_ns = clock() + BEGIN_MARGIN_NS
+            for child in children:
+                child.conn.send(("begin", begin_ns))
+            begun = True
+        timeout_s = silence_s if begun else READY_TIMEOUT_S
+        ready = wait(list(pending), timeout=timeout_s)
+        if not ready:
+            raise DriverError(f"driver gave no sign of life for {timeout_s:.0f} s")
+        for conn in ready:
+            child = pending[conn]  # type: ignore[index]
+            try:
+                kind, payload = child.conn.recv()
+            except EOFError:
+                raise DriverError(f"{child.label(count)}driver exited without a result") from None
+            if kind == "error":
+                raise DriverError(f"{child.label(count)}{payload}")
+            if kind == "result":
+                del pending[child.conn]
+            on_message(child, kind, payload)
+
+
 def drive_in_subprocess(
-    load: ClosedLoad,
+    load: Load,
     *,
     cpus: Iterable[int] = (),
     on_window: Callable[[str], None] = lambda _: None,
+    processes: int = 1,
 ) -> tuple[LoadResult, int]:
-    """Run :func:`run_closed` in a spawned child pinned to ``cpus``.
+    """Run ``load`` split over ``processes`` spawned children, windows aligned; merge their results.
 
-    Returns the result and the child's pid. Raises DriverError when the child
-    fails or dies, UnsafeTargetError (before spawning) for a non-loopback host.
-    The child is always joined: killed if it outlives the load by 30 s, and
-    stopped at once if this process is interrupted.
+    With one process the child may run on any of ``cpus``; with more, child i
+    is pinned to the i-th of ``cpus`` (sorted, round-robin). A closed load
+    with fewer connections than ``processes`` runs in fewer children. Returns
+    the merged result (``processes`` set to the number of children,
+    ``duration_s`` the wall time from the first window start to the last
+    window end) and the first child's pid. Raises DriverError when a child
+    fails or dies, UnsafeTargetError (before spawning) for a non-loopback
+    host, ValueError for ``processes`` < 1. Children are always joined:
+    killed if silent for 30 s past the load's end, and stopped at once if this
+    process is interrupted.
     """
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     ensure_loopback(load.host, allow_remote=load.allow_remote)
-    context = multiprocessing.get_context("spawn")
-    parent_conn, child_conn = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_child, args=(load, frozenset(cpus), child_conn), name="gwbench-driver", daemon=True
-    )
-    process.start()
-    child_conn.close()
-    deadline_s = load.warmup_s + load.duration_s + load.timeout_s + 30.0
-    result: LoadResult | None = None
-    error = "driver exited without a result"
+    loads: list[Load] = list(load.split(processes))
+    silence_s = load.warmup_s + load.duration_s + load.timeout_s + 30.0
+    children: list[_Child] = []
+    announced: set[str] = set()
+
+    def on_message(child: _Child, kind: str, payload: Any) -> None:
+        if kind == "ready":
+            child.ready = True
+        elif kind == "window":
+            event, at_ns = payload
+            child.windows[event] = at_ns
+            if event not in announced and all(event in c.windows for c in children):
+                announced.add(event)
+                on_window(event)
+        elif kind == "result":
+            child.result = payload
+
+    finished = False
     try:
-        while True:
-            if not parent_conn.poll(deadline_s):
-                error = f"driver gave no sign of life for {deadline_s:.0f} s"
-                break
-            try:
-                kind, payload = parent_conn.recv()
-            except EOFError:
-                break
-            if kind == "window":
-                on_window(payload)
-            elif kind == "result":
-                result = payload
-                break
-            else:
-                error = str(payload)
-                break
+        _spawn(loads, cpus, children)
+        _collect(children, silence_s, on_message)
+        finished = True
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise DriverError(f"lost contact with a driver process: {exc}") from exc
     finally:
-        # After a result the child exits by itself; otherwise (an error, or Ctrl-C /
-        # SIGTERM reaching only this process) it is stopped at once.
-        process.join(timeout=5 if result is not None else 0)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=1)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        parent_conn.close()
-    if result is None:
-        raise DriverError(error)
-    return result, process.pid or 0
+        _stop(children, finished=finished)
+    results = [child.result for child in children if child.result is not None]
+    pid = children[0].process.pid or 0
+    if len(children) == 1:
+        return results[0], pid
+    starts = [child.windows.get("start", 0) for child in children]
+    ends = [child.windows.get("end", 0) for child in children]
+    return merge_results(results, duration_s=(max(ends) - min(starts)) / 1e9), pid

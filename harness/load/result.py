@@ -1,0 +1,98 @@
+"""What a driver measured in its window, and how results of several driver processes merge."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.load import histogram
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured inside its window.
+
+    ``error_statuses`` counts the ``status`` errors by HTTP status code.
+    ``histogram`` is the base64 HdrHistogram encoding of successful-response
+    latencies in microseconds. ``generator_cpu_s`` is the driver processes' CPU
+    time (user + system) during the window; ``duration_s`` is the window's wall time.
+
+    Open model only (closed-model defaults in brackets): ``intended_rate`` is
+    the scheduled arrival rate in requests/s [None]; ``scheduled`` counts the
+    requests whose intended send time fell in the window [0]; ``dropped``
+    counts those of them that were never sent (no connection free within
+    ``timeout_s`` of their intended time, or still queued when the window
+    closed) [0]; ``histogram`` then holds latencies measured from the intended
+    send time (corrected for coordinated omission) and ``histogram_uncorrected``
+    from the actual send time [None]. ``connections_peak`` is the most
+    connections open at once (for merged results, the sum of each process's
+    peak: an upper bound). ``processes`` is how many driver processes (event
+    loops) were merged into this result.
+    """
+
+    duration_s: float
+    ok: int
+    errors: dict[str, int]
+    error_statuses: dict[int, int]
+    connections_opened: int
+    generator_cpu_s: float
+    histogram: str
+    model: str = "closed"
+    intended_rate: float | None = None
+    scheduled: int = 0
+    dropped: int = 0
+    histogram_uncorrected: str | None = None
+    connections_peak: int = 0
+    processes: int = 1
+
+    @property
+    def requests(self) -> int:
+        """Requests that finished (with a response or an error) inside the window."""
+        return self.ok + sum(self.errors.values())
+
+    @property
+    def achieved_rate(self) -> float:
+        """Requests/s actually sent: open model, scheduled minus dropped; closed, finished requests."""
+        if not self.duration_s:
+            return 0.0
+        sent = self.scheduled - self.dropped if self.model == "open" else self.requests
+        return sent / self.duration_s
+
+
+def merge_results(results: Sequence[LoadResult], duration_s: float) -> LoadResult:
+    """One result for the load that several processes generated together over one window.
+
+    Counts, CPU time, rates and peaks are summed and histograms merged;
+    ``duration_s`` is the wall time of the common window (s). Raises ValueError
+    for no results or a mix of models.
+    """
+    if not results:
+        raise ValueError("no results to merge")
+    models = {result.model for result in results}
+    if len(models) > 1:
+        raise ValueError(f"cannot merge results of different models: {sorted(models)}")
+    errors: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    for result in results:
+        errors.update(result.errors)
+        statuses.update(result.error_statuses)
+    rates = [result.intended_rate for result in results if result.intended_rate is not None]
+    uncorrected = [result.histogram_uncorrected for result in results if result.histogram_uncorrected]
+    return LoadResult(
+        duration_s=duration_s,
+        ok=sum(result.ok for result in results),
+        # Every kind any process counted, zeros included, in the first process's order.
+        errors={kind: errors[kind] for kind in dict.fromkeys(k for r in results for k in r.errors)},
+        error_statuses=dict(sorted(statuses.items())),
+        connections_opened=sum(result.connections_opened for result in results),
+        generator_cpu_s=sum(result.generator_cpu_s for result in results),
+        histogram=histogram.merge(result.histogram for result in results),
+        model=results[0].model,
+        intended_rate=sum(rates) if rates else None,
+        scheduled=sum(result.scheduled for result in results),
+        dropped=sum(result.dropped for result in results),
+        histogram_uncorrected=histogram.merge(uncorrected) if uncorrected else None,
+        connections_peak=sum(result.connections_peak for result in results),
+        processes=sum(result.processes for result in results),
+    )
