@@ -2,13 +2,17 @@
 
 Every request has an *intended send time* drawn from the arrival process
 (``uniform``: every 1/rate s; ``poisson``: exponential inter-arrival times with
-mean 1/rate, seeded). A dispatcher puts each request on a queue at its intended
-time; connection workers take requests off the queue, send them and wait for
-the answer. When every open connection is busy and requests wait, the driver
-opens another connection, up to ``max_connections``. A request that finds no
-connection within ``timeout_s`` of its intended time, or is still queued when
-the window closes, is counted as ``dropped`` and never sent; once sent, a
-request has ``timeout_s`` to be answered.
+mean 1/rate, seeded). At its intended time (woken by a timerfd ``Alarm``, to
+the microsecond) a dispatcher hands each request to an idle connection, which
+sends it; a connection that receives an answer takes the oldest waiting
+request, if any. When every open connection is busy, the request waits in a
+queue and the driver opens another connection, up to ``max_connections``;
+connections the server closes are reopened for their next request, the
+connect time counting in its latency. As in the closed model, a request on an
+open connection goes through no task or future (see ``connection.py``). A
+request that finds no connection within ``timeout_s`` of its intended time,
+or is still queued when the window closes, is counted as ``dropped`` and never
+sent; once sent, a request has ``timeout_s`` to be answered.
 
 Latency is recorded twice: from the intended send time (the *corrected*
 latency, which includes the time a request waited for the server to catch up:
@@ -34,6 +38,7 @@ from typing import Any, Literal
 import uvloop
 
 from harness.load import histogram
+from harness.load.alarm import Alarm
 from harness.load.connection import Connection, clock
 from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, request_bytes, sleep_until
 from harness.load.result import LoadResult
@@ -261,21 +266,17 @@ class _Driver:
 
 
 class _Dispatcher:
-    """Offers each request to the driver at its intended time, from loop timers (no task per request).
+    """Offers each request to the driver at its intended time, woken by an Alarm (no task per request).
 
-    Requests already due when the timer fires (the loop woke late, or gaps are
-    shorter than its 1 ms resolution) go out in one batch, each keeping its own
-    intended time.
+    Requests already due when the alarm fires (the loop woke late, or was busy)
+    go out in one batch, each keeping its own intended time.
     """
 
     def __init__(self, driver: _Driver, times: Iterator[int]) -> None:
         self.driver = driver
         self.times = times
         self.next_ns = next(times, None)
-        self.timer: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        self.dispatch()
+        self.alarm = Alarm(driver.loop, self.dispatch)
 
     def dispatch(self) -> None:
         now = clock()
@@ -285,18 +286,15 @@ class _Dispatcher:
             offer(next_ns, now)
             next_ns = next(self.times, None)
         self.next_ns = next_ns
-        self.timer = None
         if next_ns is not None:
-            self.timer = self.driver.loop.call_later((next_ns - now) / 1e9, self.dispatch)
+            self.alarm.set(next_ns)
 
     def stop(self) -> None:
         """Offer what is due by now, then nothing more."""
-        if self.timer is not None:
-            self.timer.cancel()
+        if self.next_ns is not None:
             self.dispatch()
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self.next_ns = None
+        self.alarm.close()
 
 
 async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
@@ -309,7 +307,7 @@ async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: 
     driver = _Driver(load, tally, asyncio.get_running_loop())
     dispatcher = _Dispatcher(driver, intended_times(load, begin))
     try:
-        dispatcher.start()
+        dispatcher.dispatch()
         await sleep_until(window_start)
         cpu_start, wall_start = time.process_time_ns(), clock()
         on_window("start")
