@@ -9,7 +9,7 @@ Results format changelog (``SCHEMA_VERSION``):
 - 1: first format. ``manifest.json`` holds a :class:`RunManifest`;
   ``measurements.jsonl`` holds one :class:`Measurement` per line.
 - 2: open and saturation models and the wrk driver. :class:`Measurement` gains
-  ``driver``, ``rate``, ``intended_rate``, ``achieved_rate``, ``dropped``,
+  ``driver``, ``rate``, ``intended_rate``, ``achieved_rate``, ``scheduled``, ``dropped``,
   ``connections_peak``, ``latency_ms_uncorrected``, ``histogram_uncorrected``,
   ``upstream_bound``, ``generator_bound_reason``, ``slo_held`` and
   ``slo_breach``; ``concurrency`` is None in open-model cells. Version 1 files
@@ -327,7 +327,9 @@ class Measurement(_Frozen):
 
     Load: ``driver`` generated it (``native`` or ``wrk``). Open and saturation
     cells have ``rate`` = ``intended_rate`` (requests/s scheduled), ``dropped``
-    (scheduled but never sent), ``latency_ms`` measured from each request's
+    (scheduled but never sent), ``scheduled`` (requests whose intended send time
+    fell in the window: with Poisson arrivals it varies around ``rate`` x
+    ``duration_s`` by about its square root), ``latency_ms`` measured from each request's
     intended send time (corrected for coordinated omission) and
     ``latency_ms_uncorrected`` from its actual send time. ``achieved_rate`` is
     requests/s actually sent. ``connections_peak`` is the most connections
@@ -335,7 +337,7 @@ class Measurement(_Frozen):
 
     Flags: ``generator_bound`` (reason in ``generator_bound_reason``) when the
     generator used more than 80% of its CPUs or sent less than 95% of the
-    intended rate while connections were still allowed; ``upstream_bound`` when
+    requests scheduled while connections were still allowed; ``upstream_bound`` when
     the upstream service used more than 80% of a core. Saturation cells say
     whether they met the scenario's SLO (``slo_held``) and, if not, why
     (``slo_breach``).
@@ -369,6 +371,7 @@ class Measurement(_Frozen):
     rate: float | None = None
     intended_rate: float | None = None
     achieved_rate: float | None = None
+    scheduled: int | None = None
     dropped: int = 0
     connections_peak: int | None = None
     latency_ms_uncorrected: LatencyMs | None = None

@@ -38,6 +38,7 @@ description = "saturation search test"
 targets = ["flask-gunicorn", "fastapi-uvicorn"]
 endpoints = ["/io/sleep?ms=50"]
 model = "saturation"
+arrival = "uniform"
 max_connections = 128
 warmup_s = 0.3
 duration_s = 1.5
