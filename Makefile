@@ -23,7 +23,7 @@ setup: $(STAMP)
 bench: setup
 	$(BIN)/gwbench run $(SCENARIO) $(if $(TARGETS),--targets $(TARGETS))
 
-## bench-quick: the short variant (about 1.5 minutes), for smoke tests
+## bench-quick: the short variant (about 2 minutes), for smoke tests
 bench-quick: setup
 	$(BIN)/gwbench run scenarios/quick.toml $(if $(TARGETS),--targets $(TARGETS))
 

@@ -361,7 +361,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_targets(args: argparse.Namespace) -> int:
     table = Table()
-    for column in ("target", "interface", "server", "workers", "worker model"):
+    table.add_column("target", no_wrap=True)
+    for column in ("interface", "server", "workers", "worker model"):
         table.add_column(column)
     for name, t in discover_targets(Path(args.targets_dir)).items():
         if t.role == "target":

@@ -53,8 +53,9 @@ def test_dry_run_prints_the_plan_without_launching(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len([x for x in lines if "__c" in x]) == len(STACKS) * 2 * 3
-    assert lines[-1].startswith("30 cells, 300 s of load")
+    cells = len(STACKS) * 1 * 3 * 3  # stacks x endpoints x levels x repeats
+    assert len([x for x in lines if "__c" in x]) == cells
+    assert lines[-1].startswith(f"{cells} cells, {cells * 6} s of load")
 
 
 def test_targets_lists_every_stack() -> None:
