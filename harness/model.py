@@ -11,8 +11,9 @@ Results format changelog (``SCHEMA_VERSION``):
 - 2: open and saturation models and the wrk driver. :class:`Measurement` gains
   ``driver``, ``rate``, ``intended_rate``, ``achieved_rate``, ``scheduled``, ``dropped``,
   ``connections_peak``, ``latency_ms_uncorrected``, ``histogram_uncorrected``,
-  ``upstream_bound``, ``generator_bound_reason``, ``slo_held`` and
-  ``slo_breach``; ``concurrency`` is None in open-model cells. Version 1 files
+  ``upstream_bound``, ``generator_bound_reason``, ``slo_held``, ``slo_breach``
+  and ``db_queries``; ``concurrency`` is None in open-model cells.
+  :class:`RunManifest` gains ``database``. Version 1 files
   still load (the new fields take their defaults).
 """
 
@@ -340,7 +341,9 @@ class Measurement(_Frozen):
     requests scheduled while connections were still allowed; ``upstream_bound`` when
     the upstream service used more than 80% of a core. Saturation cells say
     whether they met the scenario's SLO (``slo_held``) and, if not, why
-    (``slo_breach``).
+    (``slo_breach``). ``db_queries`` is the database's own count of the
+    endpoint's queries run inside the window (``pg_stat_statements``), for
+    cells of a run that started a database.
     """
 
     cell_id: str
@@ -380,6 +383,7 @@ class Measurement(_Frozen):
     generator_bound_reason: str | None = None
     slo_held: bool | None = None
     slo_breach: str | None = None
+    db_queries: int | None = None
 
 
 class Placement(_Frozen):
@@ -419,6 +423,14 @@ class RunFailure(_Frozen):
     reason: str
 
 
+class DatabaseRun(_Frozen):
+    """The database server a run started for its ``/db/`` endpoints, as it ran."""
+
+    server: str
+    version: str | None
+    settings: dict[str, _Setting] = Field(default_factory=dict)
+
+
 class RunManifest(_Frozen):
     """``results/<run_id>/manifest.json``. Timestamps are UTC ISO 8601."""
 
@@ -430,6 +442,7 @@ class RunManifest(_Frozen):
     scenario: Scenario
     targets: dict[str, TargetRun]
     upstream: TargetRun | None = None
+    database: DatabaseRun | None = None
     placement: Placement
     environment: Environment
     cell_order: tuple[str, ...]

@@ -11,6 +11,7 @@ measured before is kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -22,9 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
+
 from harness import environment
 from harness.launch import LaunchError, LocalLauncher, RunningTarget, wait_until_idle
 from harness.launch.local import tail
+from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
 from harness.load.histogram import latency_summary
 from harness.load.open import OpenLoad
@@ -266,6 +270,7 @@ def build_measurement(
     driver: DriverName = "native",
     max_connections: int | None = None,
     slo: Slo | None = None,
+    db_queries: int | None = None,
 ) -> Measurement:
     """Combine what the driver and the monitors saw into one stored record.
 
@@ -320,6 +325,7 @@ def build_measurement(
         histogram_uncorrected=histogram_uncorrected_path,
         slo_held=None if slo is None else breach is None,
         slo_breach=breach,
+        db_queries=db_queries,
     )
 
 
@@ -348,6 +354,12 @@ class _Run:
         self.verified: dict[str, VerificationReport] = {}
         self.launcher = LocalLauncher(target_cpus=self.placement.target_cpus)
         self.upstream: RunningTarget | None = None
+        # A database only for scenarios that query one (contract v2's /db/ endpoints).
+        self.postgres: Postgres | None = None
+        if spec.external is None and any(e.startswith("/db/") for e in spec.scenario.endpoints):
+            self.postgres = Postgres(
+                log_path=self.writer.logs / "postgres.log", cpus=self.placement.generator_cpus
+            )
 
     def manifest(self, status: str, finished: bool) -> RunManifest:
         upstream = self.spec.upstream
@@ -362,6 +374,13 @@ class _Run:
                 "upstream": None
                 if self.spec.external
                 else {"config": upstream.model_dump(), "workers": upstream.default_workers},
+                "database": None
+                if self.postgres is None
+                else {
+                    "server": "postgresql",
+                    "version": self.postgres.version,
+                    "settings": self.postgres.settings,
+                },
                 "placement": self.placement.model_dump(),
                 "environment": self.env.model_dump(),
                 "cell_order": [c.cell_id for b in self.blocks for c in b.cells],
@@ -399,17 +418,50 @@ class _Run:
                     for block in self.blocks:
                         self.run_external_block(block, self.spec.external)
                     status = "complete"
-                elif self.start_upstream():
+                elif self.start_database() and self.start_upstream():
                     for block in self.blocks:
                         self.run_block(block)
                     status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
         finally:
+            if self.postgres is not None:
+                self.postgres.stop()
             manifest = self.manifest(status, finished=True)
             self.writer.write_manifest(manifest)
             os.sched_setaffinity(0, own_cpus)
         return RunOutcome(self.writer.directory, manifest, self.failures, status == "interrupted")
+
+    def start_database(self) -> bool:
+        """Start the run's PostgreSQL if the scenario queries one; False (every cell failed) if it cannot."""
+        if self.postgres is None:
+            return True
+        try:
+            self.postgres.start()
+        except LaunchError as exc:
+            self.fail("postgres", None, str(exc))
+            for block in self.blocks:
+                for cell in block.cells:
+                    self.store(cell, _failed(cell, self.spec.scenario, f"the database did not start: {exc}"))
+            return False
+        return True
+
+    def check_database(self, cell: Cell) -> None:
+        """After a cell: if PostgreSQL died, say so and start it again on the same port."""
+        postgres = self.postgres
+        if postgres is None or postgres.is_alive():
+            return
+        self.fail(
+            "postgres",
+            cell,
+            f"PostgreSQL died during this cell; last lines of {postgres.log_path}:\n"
+            f"{tail(postgres.log_path, 5)}",
+        )
+        postgres.stop()
+        try:
+            postgres.start()
+        except LaunchError as exc:
+            self.fail("postgres", cell, f"restart failed: {exc}")
 
     def start_upstream(self, port: int | None = None) -> bool:
         """Start the upstream (again, on ``port``, after it died); False if it failed to start."""
@@ -443,7 +495,10 @@ class _Run:
             self.spec.targets_root / name,
             workers=self.target_runs[name].workers,
             log_path=self.writer.logs / f"{name}.log",
-            env={"GWBENCH_UPSTREAM_URL": self.upstream.url},
+            env={
+                "GWBENCH_UPSTREAM_URL": self.upstream.url,
+                **({} if self.postgres is None else {"GWBENCH_DATABASE_URL": self.postgres.url}),
+            },
             ready_timeout_s=self.spec.ready_timeout_s,
         )
 
@@ -632,6 +687,8 @@ class _Run:
             monitors["upstream"] = TreeMonitor(self.upstream.pid, with_memory=False)
         stats: dict[str, WindowStats] = {}
         windows: list[str] = []
+        db_queries: list[int] = []
+        postgres = self.postgres
 
         def on_window(event: str) -> None:
             windows.append(event)
@@ -640,6 +697,12 @@ class _Run:
                     monitor.begin()
                 else:
                     stats[key] = monitor.end()
+            if postgres is not None:
+                with contextlib.suppress(psycopg.Error):  # a dead database is reported after the cell
+                    if event == "start":
+                        postgres.reset_statistics()
+                    else:
+                        db_queries.append(postgres.calls())
 
         if cell.model != "saturation":
             self.events.cell_starting(cell)
@@ -655,6 +718,7 @@ class _Run:
             return None
         finally:
             self.check_upstream(cell)
+            self.check_database(cell)
         if windows != ["start", "end"]:
             self.fail_cell(cell, "driver finished without reporting its measured window")
             return None
@@ -680,6 +744,7 @@ class _Run:
             driver=scenario.driver,
             max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
             slo=scenario.slo if cell.model == "saturation" else None,
+            db_queries=db_queries[0] if db_queries else None,
         )
 
     def crash(self, running: RunningTarget, server: WindowStats | None) -> str | None:
