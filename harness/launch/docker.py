@@ -58,6 +58,7 @@ LABEL = "gwbench"  # every container and image the launcher makes has it
 LABEL_RUN = "gwbench.run"
 LABEL_TARGET = "gwbench.target"
 LABEL_OWNER = "gwbench.owner"  # <host name>:<pid>:<process start time> of the harness
+LABEL_LAUNCHER = "gwbench.launcher"  # one per DockerLauncher, as a harness may have several
 _SKIPPED = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _ENGINE_HINT = (
     "start one (as root: `dockerd &`, or `systemctl start docker`; Debian: apt-get install docker.io) "
@@ -75,10 +76,23 @@ def connect(timeout_s: float = 60.0) -> docker.DockerClient:
     Raises EngineUnavailable when it does not answer a ping.
     """
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if where.startswith("unix://"):
+        # Asked first, and quickly: the SDK leaks its socket when the connection is refused.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(min(timeout_s, 5.0))
+            try:
+                probe.connect(where.removeprefix("unix://"))
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                message = f"no Docker engine answers at {where} ({reason}); {_ENGINE_HINT}"
+                raise EngineUnavailable(message) from None
+    client: docker.DockerClient | None = None
     try:
         client = docker.from_env(timeout=int(timeout_s))
         client.ping()
     except DockerException as exc:
+        if client is not None:
+            client.close()
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EngineUnavailable(f"no Docker engine answers at {where} ({reason}); {_ENGINE_HINT}") from exc
     return client
@@ -238,12 +252,14 @@ class DockerLauncher:
         run_id: str | None = None,
         client: docker.DockerClient | None = None,
     ) -> None:
+        self._own_client = client is None
         self.client = client or connect()
         self.target_cpus = frozenset(target_cpus)
         self.grace_s = grace_s
         self.wheelhouse = wheelhouse
         self.run_id = run_id or "adhoc-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.owner = _owner()
+        self.instance = uuid.uuid4().hex
         self.remote_host = _engine_host()
         self._started: dict[tuple[str, int], _Started] = {}
         self._stopped: dict[tuple[str, int], _Started] = {}
@@ -390,6 +406,7 @@ class DockerLauncher:
                     LABEL_RUN: self.run_id,
                     LABEL_TARGET: config.name,
                     LABEL_OWNER: self.owner,
+                    LABEL_LAUNCHER: self.instance,
                 },
                 environment=environment,
                 working_dir=workdir,
@@ -490,10 +507,12 @@ class DockerLauncher:
         finally:
             with contextlib.suppress(DockerException):
                 for container in self.client.containers.list(
-                    all=True, filters={"label": f"{LABEL_OWNER}={self.owner}"}
+                    all=True, filters={"label": f"{LABEL_LAUNCHER}={self.instance}"}
                 ):
                     with contextlib.suppress(NotFound):
                         container.remove(force=True)
+            if self._own_client:
+                self.client.close()
 
     def _terminate(self, started: list[_Started]) -> None:
         for item in started:
