@@ -9,7 +9,7 @@ SCENARIO ?= scenarios/default.toml
 TARGETS ?=
 RUN ?=
 
-.PHONY: setup bench bench-quick test check lint report verify clean
+.PHONY: setup bench bench-quick bench-driver test check lint report verify clean
 
 $(STAMP): pyproject.toml constraints.txt $(TARGET_REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ bench: setup
 ## bench-quick: the short variant (about 2 minutes), for smoke tests
 bench-quick: setup
 	$(BIN)/gwbench run scenarios/quick.toml $(if $(TARGETS),--targets $(TARGETS))
+
+## bench-driver: our load driver against wrk (apt-get install -y wrk) on one fast target, alternating rounds
+bench-driver: setup
+	$(BIN)/python -m harness.benchdriver $(BENCH_DRIVER_ARGS)
 
 ## test: run the test suite against real servers on 127.0.0.1
 test: setup
