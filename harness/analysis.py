@@ -1,32 +1,39 @@
 """Statistics over measured cells: pure functions over pandas DataFrames.
 
 Units follow the column names: ``rps`` successful responses per second,
+``rate`` (offered arrival rate) and ``achieved_rate`` requests per second,
 ``latency_ms_*`` milliseconds, ``*_mb_*`` MiB (2**20 bytes), ``*_cpu_percent``
 percent of one core (200 = two cores busy), ``server_cpu_us_per_request``
 microseconds of server CPU time per successful response.
 
-Failed cells (``status == "failed"``) stay in :func:`measurements_frame` so they
-can be listed, but never enter a statistic: :func:`summarise` counts them in
-``failed`` and computes everything else from the ``ok`` cells.
+A cell's *load level* (``level``) is its concurrency in the closed model and
+its arrival rate in the open and saturation models. Failed cells
+(``status == "failed"``) stay in :func:`measurements_frame` so they can be
+listed, but never enter a statistic. Medians, bootstrap intervals and
+coefficients of variation across repeats come from :mod:`harness.stats`; the
+verdict built on them is in :mod:`harness.verdict`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
+from harness import stats
+from harness.load.histogram import decode
 from harness.model import Measurement, TargetRun
 
 LATENCY_FIELDS = ("min", "mean", "stdev", "p50", "p90", "p99", "p999", "max")
 ERROR_KINDS = ("status", "connect", "read", "timeout")
-CELL_KEYS = ["target", "endpoint", "concurrency"]
+SUMMARY_KEYS = ["target", "endpoint", "model", "level"]
 
 LITTLES_LAW_LOW = 0.8
 LITTLES_LAW_HIGH = 1.2
+SYNC_CEILING_TOLERANCE = 1.10  # a cell above 110% of its ceiling is inconsistent
+NON_BLOCKING_WORKERS = ("gevent", "greenlet", "eventlet")
 
 COLUMNS = [
     "cell_id",
@@ -34,7 +41,10 @@ COLUMNS = [
     "interface",
     "endpoint",
     "model",
+    "driver",
     "concurrency",
+    "rate",
+    "level",
     "repeat",
     "status",
     "failure_reason",
@@ -43,9 +53,14 @@ COLUMNS = [
     "requests",
     *(f"errors_{kind}" for kind in ERROR_KINDS),
     "errors_total",
+    "dropped",
     "rps",
+    "intended_rate",
+    "achieved_rate",
     *(f"latency_ms_{field}" for field in LATENCY_FIELDS),
+    *(f"latency_ms_uncorrected_{field}" for field in LATENCY_FIELDS),
     "connections_opened",
+    "connections_peak",
     "server_cpu_percent",
     "server_cpu_us_per_request",
     "server_rss_mb_peak",
@@ -54,8 +69,16 @@ COLUMNS = [
     "generator_cpu_percent",
     "upstream_cpu_percent",
     "generator_bound",
+    "generator_bound_reason",
+    "upstream_bound",
+    "slo_held",
+    "slo_breach",
+    "histogram",
+    "histogram_uncorrected",
     "littles_law_ratio",
     "littles_law_inconsistent",
+    "sync_ceiling_rps",
+    "sync_ceiling_exceeded",
 ]
 
 
@@ -103,16 +126,75 @@ def littles_law_off(ratio: float) -> bool:
     return not math.isnan(ratio) and not LITTLES_LAW_LOW <= ratio <= LITTLES_LAW_HIGH
 
 
-def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
+def service_time_ms(endpoint: str) -> float | None:
+    """The time each request waits by design: the endpoint's ``ms`` query parameter, in ms.
+
+    None when there is none, or it is not a positive integer (``/json``).
+
+    >>> service_time_ms("/io/upstream?ms=50")
+    50.0
+    """
+    values = parse_qs(urlsplit(endpoint).query).get("ms", [])
+    if len(values) != 1 or not values[0].isdigit():
+        return None
+    ms = float(values[0])
+    return ms if ms > 0 else None
+
+
+def blocking_request_slots(run: TargetRun) -> int | None:
+    """How many requests a WSGI stack whose workers block can serve at once: workers x threads.
+
+    Only for ``interface = "wsgi"`` stacks whose worker class or model names no
+    green-thread library (gevent, greenlet, eventlet): gunicorn sync (1 thread)
+    and gthread workers, or a server's thread pool. Threads come from the
+    target's ``threads`` setting, else its ``blocking_threads``, else 1; a
+    thread setting that is not a number (a pool sized by a rule, as Granian's
+    ``blocking_threads``) makes the number unknown: None, never a guess. None
+    for every other stack.
+    """
+    config = run.config
+    if config.interface != "wsgi":
+        return None
+    described = f"{config.worker_model} {config.settings.get('worker_class', '')}".lower()
+    if any(word in described for word in NON_BLOCKING_WORKERS):
+        return None
+    threads: object = config.settings.get("threads", config.settings.get("blocking_threads", 1))
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        return None
+    return run.workers * threads
+
+
+def sync_ceiling_rps(run: TargetRun, endpoint: str) -> float | None:
+    """The most requests/s a blocking WSGI stack can serve on an endpoint that waits ``ms``.
+
+    Little's law again (L = lambda W, Little 1961): at most workers x threads
+    requests are in flight, each for at least the service time, so
+    throughput <= workers x threads / service time (s). E.g. 3 sync workers on
+    ``/io/sleep?ms=50``: 3 / 0.05 s = 60 requests/s. None when the stack does
+    not block (:func:`blocking_request_slots`) or the endpoint has no ``ms``.
+    """
+    slots = blocking_request_slots(run)
+    ms = service_time_ms(endpoint)
+    if slots is None or ms is None:
+        return None
+    return slots * 1000.0 / ms
+
+
+def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
     m = measurement
     latency = m.latency_ms
+    ok = m.status == "ok"
+    level = m.concurrency if m.model == "closed" else (m.rate if m.rate is not None else m.intended_rate)
     row: dict[str, object] = {
         "cell_id": m.cell_id,
         "target": m.target,
-        "interface": interface,
+        "interface": None if run is None else run.config.interface,
         "endpoint": m.endpoint,
         "model": m.model,
+        "driver": m.driver,
         "concurrency": m.concurrency,
+        "rate": _nan(m.rate),
+        "level": _nan(level),
         "repeat": m.repeat,
         "status": m.status,
         "failure_reason": m.failure_reason,
@@ -120,8 +202,12 @@ def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
         "duration_s": m.duration_s,
         "requests": m.requests,
         "errors_total": m.errors.total,
+        "dropped": m.dropped,
         "rps": m.rps,
+        "intended_rate": _nan(m.intended_rate),
+        "achieved_rate": _nan(m.achieved_rate),
         "connections_opened": m.connections_opened,
+        "connections_peak": _nan(m.connections_peak),
         "server_cpu_percent": _nan(m.server_cpu_percent),
         "server_rss_mb_peak": _nan(m.server_rss_mb_peak),
         "server_pss_mb_peak": _nan(m.server_pss_mb_peak),
@@ -129,12 +215,18 @@ def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
         "generator_cpu_percent": m.generator_cpu_percent,
         "upstream_cpu_percent": _nan(m.upstream_cpu_percent),
         "generator_bound": m.generator_bound,
+        "generator_bound_reason": m.generator_bound_reason,
+        "upstream_bound": m.upstream_bound,
+        "slo_held": m.slo_held,
+        "slo_breach": m.slo_breach,
+        "histogram": m.histogram,
+        "histogram_uncorrected": m.histogram_uncorrected,
     }
     for kind in ERROR_KINDS:
         row[f"errors_{kind}"] = getattr(m.errors, kind)
-    for field in LATENCY_FIELDS:
-        row[f"latency_ms_{field}"] = math.nan if latency is None else getattr(latency, field)
-    ok = m.status == "ok"
+    for prefix, summary in (("latency_ms", latency), ("latency_ms_uncorrected", m.latency_ms_uncorrected)):
+        for field in LATENCY_FIELDS:
+            row[f"{prefix}_{field}"] = math.nan if summary is None else getattr(summary, field)
     cpu = m.server_cpu_percent
     row["server_cpu_us_per_request"] = cpu_us_per_request(cpu, m.rps) if ok and cpu is not None else math.nan
     mean_ms = math.nan if latency is None else latency.mean
@@ -144,6 +236,9 @@ def _row(measurement: Measurement, interface: str | None) -> dict[str, object]:
     # Errored requests hold a connection for a time no latency records, so the
     # law is only checked on error-free cells (the errors are flagged anyway).
     row["littles_law_inconsistent"] = ok and m.errors.total == 0 and littles_law_off(ratio)
+    ceiling = None if run is None else sync_ceiling_rps(run, m.endpoint)
+    row["sync_ceiling_rps"] = _nan(ceiling)
+    row["sync_ceiling_exceeded"] = ok and ceiling is not None and m.rps > SYNC_CEILING_TOLERANCE * ceiling
     return row
 
 
@@ -154,190 +249,298 @@ def measurements_frame(
 
     ``latency_ms.p99`` becomes ``latency_ms_p99``, ``errors.timeout``
     ``errors_timeout``; ``errors_total`` sums the kinds. ``interface``
-    (wsgi/asgi/native) comes from ``targets`` (a manifest's), else is None.
-    Missing figures (latency of a failed cell, PSS where unreadable) are NaN.
-    Derived per cell: ``server_cpu_us_per_request``, ``littles_law_ratio`` and
-    ``littles_law_inconsistent`` (see :func:`littles_law_ratio`).
+    (wsgi/asgi/native) and the sync ceiling need ``targets`` (a manifest's);
+    without them they are None/NaN. Missing figures (latency of a failed cell,
+    PSS where unreadable, the rate of a closed cell) are NaN. Derived per cell:
+    ``level``, ``server_cpu_us_per_request``, ``littles_law_ratio`` and
+    ``littles_law_inconsistent`` (:func:`littles_law_ratio`),
+    ``sync_ceiling_rps`` and ``sync_ceiling_exceeded`` (:func:`sync_ceiling_rps`,
+    exceeded by more than 10%).
     """
-    interfaces = {name: run.config.interface for name, run in (targets or {}).items()}
-    rows = [_row(m, interfaces.get(m.target)) for m in measurements]
+    runs = targets or {}
+    rows = [_row(m, runs.get(m.target)) for m in measurements]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Statistics per (target, endpoint, concurrency) over repeats, sorted by those keys.
+def _with_intervals(
+    stats_frame: pd.DataFrame, ok: pd.DataFrame, keys: list[str], column: str
+) -> pd.DataFrame:
+    """Join ``<column>_values`` (tuple, by repeat), ``_ci_low``/``_ci_high`` and ``_cv`` per key."""
+    records = []
+    for key, group in ok.sort_values("repeat").groupby(keys, sort=True, dropna=False):
+        values = [float(v) for v in group[column]]
+        interval = stats.median_interval(values)
+        records.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                f"{column}_values": tuple(values),
+                f"{column}_ci_low": math.nan if interval is None else interval.low,
+                f"{column}_ci_high": math.nan if interval is None else interval.high,
+                f"{column}_cv": stats.coefficient_of_variation(values),
+            }
+        )
+    suffixes = ("_values", "_ci_low", "_ci_high", "_cv")
+    extra = pd.DataFrame(records, columns=[*keys, *(f"{column}{s}" for s in suffixes)])
+    return stats_frame.join(extra.set_index(keys), how="left")
 
-    Columns: the keys, ``interface``, ``n`` (ok repeats), ``failed`` (failed
-    repeats, excluded from everything else), ``rps_median``/``_min``/``_max``
-    (min and max are the spread across repeats), ``latency_ms_{p50,p99}_median``/
-    ``_min``/``_max``, ``latency_ms_{mean,p90,p999}_median``,
-    ``server_cpu_percent_median``, ``server_cpu_us_per_request_median``/``_min``/
-    ``_max`` (each cell's CPU per request, then the median),
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Statistics per (target, endpoint, model, level) over repeats, closed and open cells only.
+
+    Saturation cells are summarised by :func:`saturation_summary` instead.
+    Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (ok
+    repeats), ``failed`` (failed repeats, excluded from everything else);
+    ``rps_median``/``_min``/``_max``, ``rps_values`` (a tuple by repeat),
+    ``rps_ci_low``/``_ci_high`` (95% bootstrap interval of the median, NaN with
+    one repeat), ``rps_cv`` (coefficient of variation); the same for
+    ``latency_ms_p99``; ``latency_ms_p50_median``/``_min``/``_max``;
+    ``latency_ms_{mean,p90,p999}_median``,
+    ``latency_ms_uncorrected_{p50,p99,p999}_median`` (open model, from the
+    actual send time), ``achieved_rate_median``; ``server_cpu_percent_median``,
+    ``server_cpu_us_per_request_median``/``_min``/``_max``,
     ``server_rss_mb_peak_max``, ``server_pss_mb_peak_max``,
-    ``generator_cpu_percent_max``, ``requests`` and ``errors_total`` (sums),
-    ``generator_bound`` and ``littles_law_inconsistent`` (any repeat),
-    ``littles_law_ratio_median``. A key whose every repeat failed has ``n == 0``
-    and NaN statistics.
+    ``generator_cpu_percent_max``, ``upstream_cpu_percent_max``; ``requests``,
+    ``errors_total`` and ``dropped`` (sums); ``generator_bound``, ``upstream_bound``,
+    ``littles_law_inconsistent`` and ``sync_ceiling_exceeded`` (any repeat),
+    ``generator_bound_reason`` (the first given), ``littles_law_ratio_median``,
+    ``sync_ceiling_rps``. A key whose every repeat failed has ``n == 0`` and NaN
+    statistics. Sorted by the keys.
     """
-    flagged = frame.assign(failed=frame["status"].eq("failed"))
-    base = flagged.groupby(CELL_KEYS, sort=True, dropna=False).agg(
-        interface=("interface", "first"), failed=("failed", "sum")
+    rows = frame[frame["model"] != "saturation"]
+    flagged = rows.assign(failed=rows["status"].eq("failed"))
+    base = flagged.groupby(SUMMARY_KEYS, sort=True, dropna=False).agg(
+        interface=("interface", "first"),
+        concurrency=("concurrency", "first"),
+        rate=("rate", "first"),
+        failed=("failed", "sum"),
     )
-    ok = frame[frame["status"].eq("ok")]
+    ok = rows[rows["status"].eq("ok")]
     spec: dict[str, tuple[str, str]] = {"n": ("repeat", "count")}
-    spread = ["rps", "latency_ms_p50", "latency_ms_p99", "server_cpu_us_per_request"]
-    for column in spread:
+    for column in ("rps", "latency_ms_p50", "latency_ms_p99", "server_cpu_us_per_request"):
         for how in ("median", "min", "max"):
             spec[f"{column}_{how}"] = (column, how)
-    for column in ("latency_ms_mean", "latency_ms_p90", "latency_ms_p999", "server_cpu_percent"):
+    medians = ["latency_ms_mean", "latency_ms_p90", "latency_ms_p999", "server_cpu_percent", "achieved_rate"]
+    medians += [f"latency_ms_uncorrected_{field}" for field in ("p50", "p99", "p999")]
+    for column in medians:
         spec[f"{column}_median"] = (column, "median")
-    for column in ("server_rss_mb_peak", "server_pss_mb_peak", "generator_cpu_percent"):
+    for column in (
+        "server_rss_mb_peak",
+        "server_pss_mb_peak",
+        "generator_cpu_percent",
+        "upstream_cpu_percent",
+    ):
         spec[f"{column}_max"] = (column, "max")
-    spec["requests"] = ("requests", "sum")
-    spec["errors_total"] = ("errors_total", "sum")
-    spec["generator_bound"] = ("generator_bound", "any")
+    for column in ("requests", "errors_total", "dropped"):
+        spec[column] = (column, "sum")
+    for column in ("generator_bound", "upstream_bound", "littles_law_inconsistent", "sync_ceiling_exceeded"):
+        spec[column] = (column, "any")
+    spec["generator_bound_reason"] = ("generator_bound_reason", "first")
     spec["littles_law_ratio_median"] = ("littles_law_ratio", "median")
-    spec["littles_law_inconsistent"] = ("littles_law_inconsistent", "any")
-    stats = ok.groupby(CELL_KEYS, sort=True).agg(**spec)
-    summary = base.join(stats, how="left")
+    spec["sync_ceiling_rps"] = ("sync_ceiling_rps", "first")
+    summary = base.join(ok.groupby(SUMMARY_KEYS, sort=True, dropna=False).agg(**spec), how="left")
+    for column in ("rps", "latency_ms_p99"):
+        summary = _with_intervals(summary, ok, SUMMARY_KEYS, column)
     summary["failed"] = summary["failed"].astype(int)
-    for column in ("n", "requests", "errors_total"):
+    for column in ("n", "requests", "errors_total", "dropped"):
         summary[column] = summary[column].fillna(0).astype(int)
-    for column in ("generator_bound", "littles_law_inconsistent"):
+    for column in ("generator_bound", "upstream_bound", "littles_law_inconsistent", "sync_ceiling_exceeded"):
         summary[column] = summary[column].astype("boolean").fillna(False).astype(bool)
     return summary.reset_index()
 
 
-FlagKind = Literal["single_run", "spread_overlap", "errors", "generator_bound", "littles_law", "failed"]
+def _bound_reason(cell: pd.Series) -> str | None:
+    """Why a cell's figures may be the load generator's or the upstream's limit, not the target's."""
+    reasons = []
+    if bool(cell["generator_bound"]):
+        reason = cell["generator_bound_reason"]
+        reasons.append(f"generator bound: {reason}" if isinstance(reason, str) else "generator bound")
+    if bool(cell["upstream_bound"]):
+        reasons.append(f"upstream bound: the upstream used {float(cell['upstream_cpu_percent']):.0f}% CPU")
+    return "; ".join(reasons) or None
 
 
-@dataclass(frozen=True)
-class Flag:
-    """Something that weakens a verdict.
+SUSTAINABLE_COLUMNS = [
+    "target",
+    "interface",
+    "endpoint",
+    "repeat",
+    "steps",
+    "sustainable_rps",
+    "held_cell_id",
+    "latency_ms_p99",
+    "broke",
+    "breach",
+    "bound_reason",
+]
 
-    ``value`` by kind: single_run -> repeats (1); errors -> failed requests;
-    littles_law -> the median ratio; failed -> failed cells; spread_overlap ->
-    None, with ``other`` the stack whose min-max range overlaps ``target``'s.
+
+def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, endpoint, repeat) of a saturation search: the highest rate whose cell held the SLO.
+
+    Columns (``SUSTAINABLE_COLUMNS``): ``steps`` (ok cells of the search),
+    ``sustainable_rps`` (requests/s offered in the highest cell with
+    ``slo_held``; NaN when no cell held), ``held_cell_id`` and its
+    ``latency_ms_p99``; ``broke`` (a higher rate broke the SLO; False means
+    the search ended before anything broke, so the figure is a floor),
+    ``breach`` (why the lowest rate above it broke); ``bound_reason`` (not None
+    when a cell that decided the figure, the one that held or the one that
+    broke above it, was generator- or upstream-bound: then the figure may be
+    the generator's, not the target's). Failed cells are ignored; a search
+    without an ok cell has no row.
     """
+    ok = frame[frame["model"].eq("saturation") & frame["status"].eq("ok")]
+    records = []
+    for (target, endpoint, repeat), cells in ok.groupby(["target", "endpoint", "repeat"], sort=True):
+        cells = cells.sort_values("level")
+        held = cells[cells["slo_held"].eq(True)]
+        top = held.iloc[-1] if len(held) else None
+        floor = -math.inf if top is None else float(top["level"])
+        above = cells[(cells["level"] > floor) & cells["slo_held"].eq(False)]
+        first_break = above.iloc[0] if len(above) else None
+        deciding = [cell for cell in (top, first_break) if cell is not None]
+        reasons = [reason for cell in deciding if (reason := _bound_reason(cell))]
+        records.append(
+            {
+                "target": target,
+                "interface": cells["interface"].iloc[0],
+                "endpoint": endpoint,
+                "repeat": repeat,
+                "steps": len(cells),
+                "sustainable_rps": math.nan if top is None else float(top["level"]),
+                "held_cell_id": None if top is None else top["cell_id"],
+                "latency_ms_p99": math.nan if top is None else float(top["latency_ms_p99"]),
+                "broke": first_break is not None,
+                "breach": None if first_break is None else first_break["slo_breach"],
+                "bound_reason": "; ".join(dict.fromkeys(reasons)) or None,
+            }
+        )
+    return pd.DataFrame(records, columns=SUSTAINABLE_COLUMNS)
 
-    kind: FlagKind
-    target: str
-    value: float | None = None
-    other: str | None = None
+
+SATURATION_COLUMNS = [
+    "target",
+    "endpoint",
+    "n",
+    *(f"sustainable_rps_{s}" for s in ("median", "min", "max", "values", "ci_low", "ci_high", "cv")),
+    "latency_ms_p99_median",
+    "none_held",
+    "never_broke",
+    "breaches",
+    "bound",
+    "bound_reason",
+]
 
 
-@dataclass(frozen=True)
-class Standing:
-    """One stack's throughput in a verdict (requests/s over its ``n`` repeats)."""
+def saturation_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sustainable throughput per (target, endpoint) across repeats, sorted by those keys.
 
-    target: str
-    interface: str | None
-    rps_median: float
-    rps_min: float
-    rps_max: float
-    n: int
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Who serves most on one endpoint at its highest measured concurrency.
-
-    ``asgi_over_wsgi`` = best ASGI median rps / best WSGI median rps (None when
-    either side is missing). ``best`` is None when no stack has an ok cell there.
+    A repeat in which no rate held counts as 0 requests/s (the stack sustained
+    less than the lowest rate tried). Columns: ``target``, ``endpoint``,
+    ``interface``, ``n`` (repeats with an ok cell), ``failed`` (failed cells),
+    ``sustainable_rps_median``/``_min``/``_max``, ``sustainable_rps_values``
+    (by repeat), ``sustainable_rps_ci_low``/``_ci_high`` (95% bootstrap
+    interval of the median, NaN with one repeat), ``sustainable_rps_cv``,
+    ``latency_ms_p99_median`` (at each repeat's sustainable rate),
+    ``none_held`` (repeats where no rate held), ``never_broke`` (repeats whose
+    search ended before the SLO broke), ``breaches`` (the distinct reasons, a
+    tuple), ``bound`` and ``bound_reason`` (any deciding cell generator- or
+    upstream-bound, see :func:`sustainable_throughput`).
     """
-
-    endpoint: str
-    concurrency: int
-    best: Standing | None
-    best_wsgi: Standing | None
-    best_asgi: Standing | None
-    runner_up: Standing | None
-    asgi_over_wsgi: float | None
-    flags: tuple[Flag, ...]
-
-
-def _standing(row: pd.Series, interface: str | None) -> Standing:
-    return Standing(
-        target=str(row["target"]),
-        interface=interface,
-        rps_median=float(row["rps_median"]),
-        rps_min=float(row["rps_min"]),
-        rps_max=float(row["rps_max"]),
-        n=int(row["n"]),
+    per_repeat = sustainable_throughput(frame).assign(
+        value=lambda f: f["sustainable_rps"].fillna(0.0),
+        none_held=lambda f: f["sustainable_rps"].isna(),
+        never_broke=lambda f: ~f["broke"].astype(bool) & f["sustainable_rps"].notna(),
     )
+    cells = frame[frame["model"].eq("saturation")]
+    keys = ["target", "endpoint"]
+    failed = (
+        cells.assign(failed=cells["status"].eq("failed"))
+        .groupby(keys, sort=True)
+        .agg(interface=("interface", "first"), failed=("failed", "sum"))
+    )
+    records = []
+    for (target, endpoint), group in per_repeat.sort_values("repeat").groupby(keys, sort=True):
+        values = [float(v) for v in group["value"]]
+        interval = stats.median_interval(values)
+        reasons = [r for r in group["bound_reason"] if isinstance(r, str)]
+        records.append(
+            {
+                "target": target,
+                "endpoint": endpoint,
+                "n": len(values),
+                "sustainable_rps_median": stats.median(values),
+                "sustainable_rps_min": min(values),
+                "sustainable_rps_max": max(values),
+                "sustainable_rps_values": tuple(values),
+                "sustainable_rps_ci_low": math.nan if interval is None else interval.low,
+                "sustainable_rps_ci_high": math.nan if interval is None else interval.high,
+                "sustainable_rps_cv": stats.coefficient_of_variation(values),
+                "latency_ms_p99_median": stats.median(list(group["latency_ms_p99"])),
+                "none_held": int(group["none_held"].sum()),
+                "never_broke": int(group["never_broke"].sum()),
+                "breaches": tuple(dict.fromkeys(b for b in group["breach"] if isinstance(b, str))),
+                "bound": bool(reasons),
+                "bound_reason": "; ".join(dict.fromkeys(reasons)) or None,
+            }
+        )
+    stats_frame = pd.DataFrame(records, columns=SATURATION_COLUMNS).set_index(keys)
+    summary = failed.join(stats_frame, how="left")
+    summary["failed"] = summary["failed"].astype(int)
+    for column in ("n", "none_held", "never_broke"):
+        summary[column] = summary[column].fillna(0).astype(int)
+    summary["bound"] = summary["bound"].astype("boolean").fillna(False).astype(bool)
+    return summary.reset_index()
 
 
-def _cell_flags(row: pd.Series) -> list[Flag]:
-    target = str(row["target"])
-    flags: list[Flag] = []
-    if int(row["n"]) == 1:
-        flags.append(Flag("single_run", target, 1.0))
-    if int(row["errors_total"]) > 0:
-        flags.append(Flag("errors", target, float(row["errors_total"])))
-    if bool(row["generator_bound"]):
-        flags.append(Flag("generator_bound", target))
-    if bool(row["littles_law_inconsistent"]):
-        flags.append(Flag("littles_law", target, float(row["littles_law_ratio_median"])))
-    return flags
+def highest_level_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ok cells a run's top load says most about, per endpoint.
 
-
-def _verdict(endpoint: str, rows: pd.DataFrame, interfaces: Mapping[str, str | None]) -> Verdict:
-    measured = rows[rows["n"] > 0]
-    concurrency = int((measured if len(measured) else rows)["concurrency"].max())
-    level = rows[rows["concurrency"] == concurrency]
-    ranked = level[level["n"] > 0].sort_values(["rps_median", "target"], ascending=[False, True])
-    standings = [_standing(row, interfaces.get(str(row["target"]))) for _, row in ranked.iterrows()]
-    by_target = {str(row["target"]): row for _, row in ranked.iterrows()}
-
-    best = standings[0] if standings else None
-    runner_up = standings[1] if len(standings) > 1 else None
-    best_wsgi = next((s for s in standings if s.interface == "wsgi"), None)
-    best_asgi = next((s for s in standings if s.interface == "asgi"), None)
-    ratio = None
-    if best_wsgi is not None and best_asgi is not None and best_wsgi.rps_median > 0:
-        ratio = best_asgi.rps_median / best_wsgi.rps_median
-
-    flags: list[Flag] = []
-    seen: set[str] = set()
-    for standing in (best, best_wsgi, best_asgi):
-        if standing is not None and standing.target not in seen:
-            seen.add(standing.target)
-            flags.extend(_cell_flags(by_target[standing.target]))
-    pairs = [(best, runner_up)]
-    if best_asgi is not None and best_wsgi is not None:
-        pairs.append((best_asgi, best_wsgi))
-    overlapping: set[frozenset[str]] = set()
-    for high, low in pairs:
-        if high is None or low is None or high.n < 2 or low.n < 2:
-            continue
-        pair = frozenset((high.target, low.target))
-        if high.rps_min <= low.rps_max and pair not in overlapping:
-            overlapping.add(pair)
-            flags.append(Flag("spread_overlap", high.target, None, low.target))
-    for _, row in level[level["failed"] > 0].iterrows():
-        flags.append(Flag("failed", str(row["target"]), float(row["failed"])))
-    return Verdict(endpoint, concurrency, best, best_wsgi, best_asgi, runner_up, ratio, tuple(flags))
-
-
-def verdict(summary: pd.DataFrame, targets: Mapping[str, TargetRun]) -> list[Verdict]:
-    """One :class:`Verdict` per endpoint (sorted), at that endpoint's highest concurrency.
-
-    The highest concurrency is the highest level with at least one ok cell.
-    Stacks are ranked by median rps (ties by name). A stack's interface comes
-    from ``targets``, else from the summary's ``interface`` column. Flags cover
-    the cells the verdict rests on (best, best WSGI, best ASGI): a single
-    repeat, errors, generator_bound, Little's law; min-max spreads that overlap
-    (best vs runner-up, best ASGI vs best WSGI); and every failed cell at that
-    level, whichever stack it belongs to.
+    Closed and open cells: those at the endpoint's highest level with an ok
+    cell (every stack's repeats at that level). Saturation cells: each
+    repeat's cell at its sustainable rate (:func:`sustainable_throughput`).
     """
-    interfaces: dict[str, str | None] = {
-        str(row["target"]): (None if pd.isna(row["interface"]) else str(row["interface"]))
-        for _, row in summary.iterrows()
-    }
-    interfaces.update({name: run.config.interface for name, run in targets.items()})
-    return [
-        _verdict(str(endpoint), rows, interfaces) for endpoint, rows in summary.groupby("endpoint", sort=True)
-    ]
+    ok = frame[frame["status"].eq("ok")]
+    plain = ok[ok["model"] != "saturation"]
+    top = plain.groupby("endpoint")["level"].transform("max")
+    picked = plain[plain["level"] == top]
+    held = set(sustainable_throughput(frame)["held_cell_id"].dropna())
+    return pd.concat([picked, ok[ok["cell_id"].isin(held) & ok["model"].eq("saturation")]])
+
+
+SPECTRUM_MAX_NINES = 5.0  # 99.999%
+
+
+def percentile_spectrum(histograms: Sequence[str], *, step_nines: float = 0.05) -> pd.DataFrame:
+    """Latency by percentile of the merged histograms: the HdrHistogram percentile distribution.
+
+    ``histograms`` are encoded HdrHistograms of latencies in microseconds (as
+    the drivers store them); they are added together. Columns ``nines``
+    (``-log10(1 - percentile / 100)``: 1 = 90%, 2 = 99%, 3 = 99.9%),
+    ``percentile`` (0-100) and ``latency_ms``; one row every ``step_nines``
+    from 0 up to 5 nines (99.999%), or fewer where the sample is too small to
+    say more: ``log10(count)`` nines, the last point being the maximum. Empty
+    when there is no recorded value.
+    """
+    columns = ["nines", "percentile", "latency_ms"]
+    merged = None
+    for encoded in histograms:
+        histogram = decode(encoded)
+        if merged is None:
+            merged = histogram
+        else:
+            merged.add(histogram)
+    count = 0 if merged is None else int(merged.get_total_count())
+    if merged is None or count == 0:
+        return pd.DataFrame(columns=columns)
+    top = min(SPECTRUM_MAX_NINES, math.log10(count)) if count > 1 else 0.0
+    points = [i * step_nines for i in range(int(top / step_nines) + 1)]
+    if not points or points[-1] < top:
+        points.append(top)
+    rows = []
+    for nines in points:
+        percentile = 100.0 * (1.0 - 10.0 ** (-nines))
+        rows.append((nines, percentile, merged.get_value_at_percentile(percentile) / 1000.0))
+    return pd.DataFrame(rows, columns=columns)
 
 
 def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,87 +4,16 @@ import math
 
 import pandas as pd
 import pytest
+from cells import TARGETS, cell, histogram_of, target
 
 from harness import analysis
-from harness.analysis import Flag, measurements_frame, summarise, verdict
-from harness.model import Errors, Interface, LatencyMs, Measurement, TargetConfig, TargetRun
+from harness.analysis import measurements_frame, summarise
+from harness.model import Errors, Measurement
 
 
-def target(name: str, interface: Interface) -> TargetRun:
-    config = TargetConfig(
-        name=name,
-        description=name,
-        framework=name.split("-")[0],
-        server=name.split("-")[1],
-        interface=interface,
-        worker_model="sync" if interface == "wsgi" else "event loop",
-        command="{python} -m app {host}:{port}",
-        default_workers=2,
-        workers_rule="fixed",
-    )
-    return TargetRun(config=config, workers=2)
-
-
-TARGETS = {
-    "flask-gunicorn": target("flask-gunicorn", "wsgi"),
-    "django-gunicorn": target("django-gunicorn", "wsgi"),
-    "fastapi-uvicorn": target("fastapi-uvicorn", "asgi"),
-    "quart-hypercorn": target("quart-hypercorn", "asgi"),
-}
-
-
-def cell(
-    name: str = "fastapi-uvicorn",
-    *,
-    endpoint: str = "/io",
-    concurrency: int = 32,
-    repeat: int = 0,
-    rps: float = 1000.0,
-    mean_ms: float | None = None,
-    p99_ms: float = 80.0,
-    errors: Errors | None = None,
-    cpu: float = 50.0,
-    pss: float | None = 40.0,
-    generator_bound: bool = False,
-    failed: bool = False,
-) -> Measurement:
-    """A measurement; the mean latency defaults to what Little's law predicts (C / rps)."""
-    if mean_ms is None:
-        mean_ms = concurrency / rps * 1000.0 if rps else 0.0
-    latency = LatencyMs(
-        min=1.0, mean=mean_ms, stdev=1.0, p50=mean_ms, p90=2 * mean_ms, p99=p99_ms, p999=2 * p99_ms, max=300.0
-    )
-    return Measurement(
-        cell_id=f"{name}__{endpoint.strip('/')}__c{concurrency}__r{repeat}",
-        target=name,
-        endpoint=endpoint,
-        model="closed",
-        concurrency=concurrency,
-        repeat=repeat,
-        started_at="2024-06-01T12:00:00+00:00",
-        warmup_s=1.0,
-        duration_s=10.0,
-        requests=0 if failed else int(rps * 10),
-        errors=errors or Errors(),
-        rps=0.0 if failed else rps,
-        latency_ms=None if failed else latency,
-        connections_opened=concurrency,
-        server_cpu_percent=0.0 if failed else cpu,
-        server_rss_mb_peak=0.0 if failed else 60.0,
-        server_pss_mb_peak=None if failed else pss,
-        server_processes=3,
-        generator_cpu_percent=20.0,
-        upstream_cpu_percent=None,
-        generator_bound=generator_bound,
-        histogram=None,
-        status="failed" if failed else "ok",
-        failure_reason="target exited before ready" if failed else None,
-    )
-
-
-def only(summary: pd.DataFrame, name: str, endpoint: str = "/io", concurrency: int = 32) -> pd.Series:
+def only(summary: pd.DataFrame, name: str, endpoint: str = "/io", level: float = 32) -> pd.Series:
     key = (summary["target"] == name) & (summary["endpoint"] == endpoint)
-    rows = summary[key & (summary["concurrency"] == concurrency)]
+    rows = summary[key & (summary["level"] == level)]
     assert len(rows) == 1
     return rows.iloc[0]
 
@@ -220,83 +149,227 @@ def test_littles_law_flag_trips_when_rps_times_latency_is_far_from_concurrency()
     assert row["littles_law_ratio_median"] == pytest.approx(0.5)
 
 
-def test_verdict_compares_best_asgi_with_best_wsgi_at_the_highest_concurrency() -> None:
-    measurements = []
-    for repeat, jitter in enumerate((0.0, 10.0)):
-        measurements += [
-            cell("fastapi-uvicorn", concurrency=8, repeat=repeat, rps=5000.0 + jitter),  # low level ignored
-            cell("fastapi-uvicorn", concurrency=128, repeat=repeat, rps=1200.0 + jitter),
-            cell("quart-hypercorn", concurrency=128, repeat=repeat, rps=900.0 + jitter),
-            cell("flask-gunicorn", concurrency=128, repeat=repeat, rps=240.0 + jitter),
-            cell("django-gunicorn", concurrency=128, repeat=repeat, rps=200.0 + jitter),
+def test_summary_gives_each_cell_a_bootstrap_interval_and_a_coefficient_of_variation() -> None:
+    rps = [1000.0, 1100.0, 900.0, 1050.0, 950.0]
+    frame = measurements_frame(
+        [cell(repeat=r, rps=value, p99_ms=40.0 + r) for r, value in enumerate(rps)], TARGETS
+    )
+    row = only(summarise(frame), "fastapi-uvicorn")
+    assert row["rps_values"] == tuple(rps)
+    assert row["rps_ci_low"] <= row["rps_median"] == 1000.0 <= row["rps_ci_high"]
+    assert min(rps) <= row["rps_ci_low"] < row["rps_ci_high"] <= max(rps)
+    assert row["rps_cv"] == pytest.approx(pd.Series(rps).std() / pd.Series(rps).mean())
+    assert row["latency_ms_p99_ci_low"] <= row["latency_ms_p99_median"] <= row["latency_ms_p99_ci_high"]
+
+
+def test_a_single_repeat_has_no_interval_and_no_cv() -> None:
+    row = only(summarise(measurements_frame([cell()], TARGETS)), "fastapi-uvicorn")
+    assert row["n"] == 1
+    assert math.isnan(row["rps_ci_low"]) and math.isnan(row["rps_ci_high"])
+    assert math.isnan(row["rps_cv"])
+
+
+def test_open_cells_are_summarised_by_rate_with_corrected_and_uncorrected_latency() -> None:
+    measurements = [
+        cell(model="open", rate=rate, repeat=r, rps=rate * 0.99, p99_ms=60.0 * k, uncorrected_p99_ms=55.0)
+        for k, rate in enumerate((100.0, 400.0), start=1)
+        for r in range(3)
+    ]
+    frame = measurements_frame(measurements, TARGETS)
+    assert frame["concurrency"].isna().all()
+    assert list(frame["level"]) == [100.0] * 3 + [400.0] * 3
+    summary = summarise(frame)
+    assert list(summary["level"]) == [100.0, 400.0]
+    assert list(summary["model"]) == ["open", "open"]
+    high = only(summary, "fastapi-uvicorn", level=400.0)
+    assert high["rate"] == 400.0
+    assert high["rps_median"] == pytest.approx(396.0)
+    assert high["latency_ms_p99_median"] == 120.0
+    assert high["latency_ms_uncorrected_p99_median"] == 55.0
+    assert high["achieved_rate_median"] == 400.0
+
+
+def test_summary_flags_upstream_bound_and_sums_dropped_requests() -> None:
+    frame = measurements_frame(
+        [
+            cell(model="open", rate=100.0, repeat=0, dropped=5),
+            cell(model="open", rate=100.0, repeat=1, dropped=2, upstream_bound=True),
+            cell(model="open", rate=100.0, repeat=2, generator_bound=True, generator_bound_reason="CPU 93%"),
         ]
-    (result,) = verdict(summarise(measurements_frame(measurements, TARGETS)), TARGETS)
-    assert result.endpoint == "/io"
-    assert result.concurrency == 128
-    assert result.best is not None and result.best.target == "fastapi-uvicorn"
-    assert result.best.rps_median == pytest.approx(1205.0)
-    assert result.best.n == 2
-    assert result.best_asgi is not None and result.best_asgi.target == "fastapi-uvicorn"
-    assert result.best_wsgi is not None and result.best_wsgi.target == "flask-gunicorn"
-    assert result.runner_up is not None and result.runner_up.target == "quart-hypercorn"
-    assert result.asgi_over_wsgi == pytest.approx(1205.0 / 245.0)
-    assert result.flags == ()
+    )
+    row = only(summarise(frame), "fastapi-uvicorn", level=100.0)
+    assert row["dropped"] == 7
+    assert bool(row["upstream_bound"]) and bool(row["generator_bound"])
+    assert row["generator_bound_reason"] == "CPU 93%"
 
 
-def test_verdict_flags_single_runs_errors_generator_and_failed_cells() -> None:
+def test_service_time_is_the_ms_query_parameter() -> None:
+    assert analysis.service_time_ms("/io/sleep?ms=50") == 50.0
+    assert analysis.service_time_ms("/io/upstream?x=1&ms=100") == 100.0
+    assert analysis.service_time_ms("/json") is None
+    assert analysis.service_time_ms("/io/sleep?ms=0") is None
+    assert analysis.service_time_ms("/io/sleep?ms=abc") is None
+
+
+def test_sync_ceiling_is_workers_times_threads_over_service_time() -> None:
+    sync = target("flask-gunicorn", "wsgi", workers=3, settings={"worker_class": "sync"})
+    gthread = target("flask-gthread", "wsgi", workers=3, settings={"worker_class": "gthread", "threads": 4})
+    pool = target("flask-pool", "wsgi", workers=1, settings={"blocking_threads": 16})
+    assert analysis.sync_ceiling_rps(sync, "/io/sleep?ms=50") == pytest.approx(60.0)
+    assert analysis.sync_ceiling_rps(gthread, "/io/upstream?ms=50") == pytest.approx(240.0)
+    assert analysis.sync_ceiling_rps(pool, "/io/sleep?ms=100") == pytest.approx(160.0)
+    assert analysis.sync_ceiling_rps(sync, "/json") is None
+
+
+def test_no_sync_ceiling_for_async_green_thread_or_unknown_pools() -> None:
+    gevent = target("flask-gevent", "wsgi", settings={"worker_class": "gevent"})
+    greenlets = target("flask-green", "wsgi", worker_model="a greenlet per connection")
+    unsized = target("flask-granian", "wsgi", settings={"blocking_threads": "backpressure / 2"})
+    for run in (TARGETS["fastapi-uvicorn"], gevent, greenlets, unsized):
+        assert analysis.sync_ceiling_rps(run, "/io/sleep?ms=50") is None, run.config.name
+
+
+def test_a_cell_above_its_sync_ceiling_by_more_than_ten_percent_is_flagged() -> None:
+    # flask-gunicorn: 2 sync workers on 50 ms -> 40 requests/s at most.
     measurements = [
-        cell("fastapi-uvicorn", rps=1000.0, generator_bound=True),
-        cell("flask-gunicorn", rps=300.0, errors=Errors(status=7)),
-        cell("django-gunicorn", rps=100.0, failed=True),
+        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", repeat=0, rps=43.0),  # within 10%
+        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", repeat=1, rps=45.0),  # 12.5% above
+        cell("fastapi-uvicorn", endpoint="/io/sleep?ms=50", rps=600.0),  # no ceiling
     ]
-    (result,) = verdict(summarise(measurements_frame(measurements, TARGETS)), TARGETS)
-    assert result.asgi_over_wsgi == pytest.approx(1000.0 / 300.0)
-    assert set(result.flags) == {
-        Flag("single_run", "fastapi-uvicorn", 1.0),
-        Flag("generator_bound", "fastapi-uvicorn"),
-        Flag("single_run", "flask-gunicorn", 1.0),
-        Flag("errors", "flask-gunicorn", 7.0),
-        Flag("failed", "django-gunicorn", 1.0),
-    }
+    frame = measurements_frame(measurements, TARGETS)
+    assert list(frame["sync_ceiling_rps"][:2]) == [40.0, 40.0]
+    assert list(frame["sync_ceiling_exceeded"]) == [False, True, False]
+    assert math.isnan(frame["sync_ceiling_rps"].iloc[2])
+    row = only(summarise(frame), "flask-gunicorn", endpoint="/io/sleep?ms=50")
+    assert bool(row["sync_ceiling_exceeded"]) is True
+    assert row["sync_ceiling_rps"] == 40.0
 
 
-def test_verdict_flags_overlapping_spreads_and_littles_law() -> None:
-    measurements = [
-        cell("fastapi-uvicorn", repeat=0, rps=1000.0),
-        cell("fastapi-uvicorn", repeat=1, rps=1100.0),
-        cell("quart-hypercorn", repeat=0, rps=950.0, mean_ms=10.0),
-        cell("quart-hypercorn", repeat=1, rps=1020.0, mean_ms=10.0),
+def search(name: str, repeat: int, held: list[float], broke: list[float]) -> list[Measurement]:
+    """The saturation cells of one search: rates that held the SLO and rates that broke it."""
+    cells = [
+        cell(name, model="saturation", rate=r, repeat=repeat, slo_held=True, p99_ms=r / 10) for r in held
     ]
-    (result,) = verdict(summarise(measurements_frame(measurements, TARGETS)), TARGETS)
-    assert result.best is not None and result.best.target == "fastapi-uvicorn"
-    assert result.best_wsgi is None
-    assert result.asgi_over_wsgi is None
-    # quart-hypercorn is neither best nor best of an interface: its Little's law miss is not the verdict's.
-    assert result.flags == (Flag("spread_overlap", "fastapi-uvicorn", None, "quart-hypercorn"),)
+    cells += [
+        cell(
+            name,
+            model="saturation",
+            rate=r,
+            repeat=repeat,
+            slo_held=False,
+            slo_breach=f"p99 > 100 ms at {r:g}",
+        )
+        for r in broke
+    ]
+    return cells
 
 
-def test_verdict_falls_back_to_the_highest_level_with_a_measurement() -> None:
+def test_sustainable_throughput_is_the_highest_rate_that_held() -> None:
     measurements = [
-        cell("fastapi-uvicorn", concurrency=32, rps=800.0),
-        cell("flask-gunicorn", concurrency=32, rps=200.0),
-        cell("fastapi-uvicorn", concurrency=128, failed=True),
+        *search("fastapi-uvicorn", 0, [25, 50, 100, 200, 300], [400, 350]),
+        *search("fastapi-uvicorn", 1, [25, 50, 100, 200], [400, 300]),
+        *search("flask-gunicorn", 0, [], [25]),
+        cell("flask-gunicorn", model="saturation", rate=25.0, repeat=1, failed=True),
+    ]
+    per_repeat = analysis.sustainable_throughput(measurements_frame(measurements, TARGETS))
+    rows = {(r.target, r.repeat): r for r in per_repeat.itertuples()}
+    assert set(rows) == {("fastapi-uvicorn", 0), ("fastapi-uvicorn", 1), ("flask-gunicorn", 0)}
+    first = rows[("fastapi-uvicorn", 0)]
+    assert first.sustainable_rps == 300.0
+    assert first.steps == 7
+    assert first.broke and first.breach == "p99 > 100 ms at 350"  # the lowest rate above that broke
+    assert first.latency_ms_p99 == 30.0
+    assert first.bound_reason is None
+    assert rows[("fastapi-uvicorn", 1)].sustainable_rps == 200.0
+    assert math.isnan(rows[("flask-gunicorn", 0)].sustainable_rps)  # nothing held
+    # Saturation cells are not load levels of their own.
+    assert summarise(measurements_frame(measurements, TARGETS)).empty
+
+
+def test_saturation_summary_takes_the_median_across_repeats_counting_none_held_as_zero() -> None:
+    measurements = [
+        *search("fastapi-uvicorn", 0, [100, 200, 300], [400]),
+        *search("fastapi-uvicorn", 1, [100, 200], [400, 300]),
+        *search("fastapi-uvicorn", 2, [100, 200, 300, 350], [400]),
+        *search("flask-gunicorn", 0, [25], [50]),
+        *search("flask-gunicorn", 1, [], [25]),
+        *search("flask-gunicorn", 2, [25, 37.5], [50]),
+        cell("flask-gunicorn", model="saturation", rate=25.0, repeat=3, failed=True),
+    ]
+    summary = analysis.saturation_summary(measurements_frame(measurements, TARGETS)).set_index("target")
+    fast = summary.loc["fastapi-uvicorn"]
+    assert fast["n"] == 3
+    assert fast["sustainable_rps_values"] == (300.0, 200.0, 350.0)
+    assert fast["sustainable_rps_median"] == 300.0
+    assert fast["sustainable_rps_ci_low"] == 200.0 and fast["sustainable_rps_ci_high"] == 350.0
+    assert fast["sustainable_rps_cv"] > 0
+    assert fast["none_held"] == 0 and fast["never_broke"] == 0
+    assert fast["interface"] == "asgi"
+    slow = summary.loc["flask-gunicorn"]
+    assert slow["sustainable_rps_values"] == (25.0, 0.0, 37.5)
+    assert slow["sustainable_rps_median"] == 25.0
+    assert slow["none_held"] == 1
+    assert slow["failed"] == 1
+    assert slow["n"] == 3
+
+
+def test_a_search_decided_by_a_generator_bound_cell_is_marked_and_one_that_never_broke_too() -> None:
+    measurements = [
+        cell("fastapi-uvicorn", model="saturation", rate=100.0, slo_held=True),
+        cell(
+            "fastapi-uvicorn",
+            model="saturation",
+            rate=200.0,
+            slo_held=False,
+            slo_breach="achieved 150 req/s < 95% of 200 req/s",
+            generator_bound=True,
+            generator_bound_reason="the generator used 97% CPU (limit 80%)",
+        ),
+        cell("quart-hypercorn", model="saturation", rate=100.0, slo_held=True),
+        cell("quart-hypercorn", model="saturation", rate=200.0, slo_held=True, upstream_bound=True),
+        cell("flask-gunicorn", model="saturation", rate=100.0, slo_held=True),
+    ]
+    summary = analysis.saturation_summary(measurements_frame(measurements, TARGETS)).set_index("target")
+    assert bool(summary.loc["fastapi-uvicorn", "bound"])
+    assert "97% CPU" in summary.loc["fastapi-uvicorn", "bound_reason"]
+    assert bool(summary.loc["quart-hypercorn", "bound"])
+    assert summary.loc["quart-hypercorn", "bound_reason"].startswith("upstream bound")
+    assert not summary.loc["flask-gunicorn", "bound"]
+    assert summary.loc["flask-gunicorn", "never_broke"] == 1
+
+
+def test_highest_level_cells_are_the_top_level_per_endpoint_or_the_sustainable_rate() -> None:
+    measurements = [
+        cell("fastapi-uvicorn", concurrency=8),
+        cell("fastapi-uvicorn", concurrency=64, repeat=0),
+        cell("fastapi-uvicorn", concurrency=64, repeat=1),
+        cell("flask-gunicorn", concurrency=64),
         cell("flask-gunicorn", concurrency=128, failed=True),
+        cell("flask-gunicorn", endpoint="/json", concurrency=8),
+        *search("quart-hypercorn", 0, [100, 200], [400]),
     ]
-    (result,) = verdict(summarise(measurements_frame(measurements, TARGETS)), TARGETS)
-    assert result.concurrency == 32
-    assert result.asgi_over_wsgi == pytest.approx(4.0)
+    picked = analysis.highest_level_cells(measurements_frame(measurements, TARGETS))
+    assert sorted(picked["cell_id"]) == sorted(
+        [
+            "fastapi-uvicorn__io__c64__r0",
+            "fastapi-uvicorn__io__c64__r1",
+            "flask-gunicorn__io__c64__r0",
+            "flask-gunicorn__json__c8__r0",
+            "quart-hypercorn__io__rate200__r0",
+        ]
+    )
 
 
-def test_verdict_when_nothing_was_measured() -> None:
-    frame = measurements_frame([cell("fastapi-uvicorn", concurrency=64, failed=True)], TARGETS)
-    (result,) = verdict(summarise(frame), TARGETS)
-    assert result.concurrency == 64
-    assert result.best is None
-    assert result.asgi_over_wsgi is None
-    assert result.flags == (Flag("failed", "fastapi-uvicorn", 1.0),)
-
-
-def test_one_verdict_per_endpoint() -> None:
-    measurements = [cell(endpoint="/json"), cell(endpoint="/io/upstream?ms=50")]
-    results = verdict(summarise(measurements_frame(measurements, TARGETS)), TARGETS)
-    assert [v.endpoint for v in results] == ["/io/upstream?ms=50", "/json"]
+def test_percentile_spectrum_of_merged_histograms() -> None:
+    # 10,000 values: 1..100 ms evenly, then one repeat's tail of 10 values at 900 ms.
+    values = [1 + 99 * i / 9_989 for i in range(9_990)]
+    spectrum = analysis.percentile_spectrum([histogram_of(values), histogram_of([900.0] * 10)])
+    assert list(spectrum.columns) == ["nines", "percentile", "latency_ms"]
+    assert spectrum["nines"].iloc[0] == 0.0
+    assert spectrum["nines"].iloc[-1] == pytest.approx(4.0)  # log10(10,000): no more is known
+    assert spectrum["latency_ms"].is_monotonic_increasing
+    by_nines = spectrum.set_index(spectrum["nines"].round(2))["latency_ms"]
+    assert by_nines[1.0] == pytest.approx(90.0, rel=0.02)  # p90
+    assert by_nines[2.0] == pytest.approx(99.0, rel=0.02)  # p99
+    assert by_nines[4.0] == pytest.approx(900.0, rel=0.01)  # the merged tail
+    assert analysis.percentile_spectrum([]).empty

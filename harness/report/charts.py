@@ -1,10 +1,14 @@
 """Charts of a run's summary, as SVG text ready to inline in HTML.
 
-Each function takes the rows of :func:`harness.analysis.summarise` for one
-endpoint and returns one ``<svg>`` element. A stack keeps its colour in every
-chart (:func:`stack_styles`, from the sorted target names); WSGI stacks are
-dashed lines and hatched bars, so the WSGI/ASGI split shows at a glance. When a
-stack has more than one repeat, error bars span the min-max across repeats.
+Each function takes the rows of one endpoint (of
+:func:`harness.analysis.summarise`, unless it says otherwise) and returns one
+``<svg>`` element. A stack keeps its colour in every chart
+(:func:`stack_styles`, from the sorted target names); WSGI stacks are dashed
+lines and hatched bars, so the WSGI/ASGI split shows at a glance (except in
+the open model's latency chart, where dashes mark uncorrected latency). When a
+stack has more than one repeat, error bars span the 95% bootstrap interval of
+the median where the summary has one (requests/s, p99), else the min-max
+across repeats.
 
 Figures are built with :class:`matplotlib.figure.Figure` rather than pyplot, so
 no global backend or figure registry is touched; text stays text
@@ -25,6 +29,7 @@ import matplotlib
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 from matplotlib.typing import RcKeyType
 
@@ -93,12 +98,33 @@ def _svg(figure: Figure, prefix: str) -> str:
     return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', text)
 
 
-def _concurrency_axis(axes: Axes, levels: Iterable[int]) -> None:
+def _level_axis(axes: Axes, levels: Iterable[float], x: str) -> None:
+    """A log axis with a tick at each measured level: concurrency (base 2) or offered rate."""
     ticks = sorted(set(levels))
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(ticks, [str(level) for level in ticks])
+    axes.set_xscale("log", base=2 if x == "concurrency" else 10)
+    axes.set_xticks(ticks, [f"{level:g}" for level in ticks])
     axes.xaxis.set_minor_locator(NullLocator())
-    axes.set_xlabel("concurrency (connections, closed model)")
+    if x == "concurrency":
+        axes.set_xlabel("concurrency (connections, closed model)")
+    else:
+        axes.set_xlabel("offered rate (requests/s, open model)")
+
+
+def _error_bars(stack: pd.DataFrame, column: str) -> list[Any] | None:
+    """Bars around ``<column>_median``: the 95% interval where there is one, else min-max; None if n == 1."""
+    if not (stack["n"] > 1).any():
+        return None
+    median = stack[f"{column}_median"]
+    low_column, high_column = (
+        (f"{column}_ci_low", f"{column}_ci_high")
+        if f"{column}_ci_low" in stack
+        else (f"{column}_min", f"{column}_max")
+    )
+    if low_column not in stack:
+        return None
+    low = (median - stack[low_column]).where(stack["n"] > 1, 0.0).clip(lower=0)
+    high = (stack[high_column] - median).where(stack["n"] > 1, 0.0).clip(lower=0)
+    return [low.to_numpy(), high.to_numpy()]
 
 
 def _lines(
@@ -107,20 +133,16 @@ def _lines(
     column: str,
     styles: Mapping[str, StackStyle],
     interfaces: Mapping[str, str | None],
+    x: str = "concurrency",
 ) -> None:
-    """Plot ``<column>_median`` vs concurrency per stack, min-max error bars where n > 1."""
+    """Plot ``<column>_median`` vs ``x`` (concurrency or rate) per stack, with :func:`_error_bars`."""
     for name, stack in rows[rows["n"] > 0].groupby("target", sort=True):
-        stack = stack.sort_values("concurrency")
+        stack = stack.sort_values(x)
         style = styles[str(name)]
-        median = stack[f"{column}_median"]
-        yerr = None
-        if (stack["n"] > 1).any() and f"{column}_min" in stack:
-            low = (median - stack[f"{column}_min"]).where(stack["n"] > 1, 0.0)
-            high = (stack[f"{column}_max"] - median).where(stack["n"] > 1, 0.0)
-            yerr = [low.to_numpy(), high.to_numpy()]
+        yerr = _error_bars(stack, column)
         axes.errorbar(
-            stack["concurrency"].to_numpy(),
-            median.to_numpy(),
+            stack[x].to_numpy(),
+            stack[f"{column}_median"].to_numpy(),
             yerr=yerr,
             color=style.colour,
             linestyle=style.linestyle,
@@ -130,7 +152,7 @@ def _lines(
             capsize=3 if yerr is not None else 0,
             label=_label(str(name), interfaces),
         )
-    _concurrency_axis(axes, rows["concurrency"].astype(int))
+    _level_axis(axes, rows[x].astype(float), x)
 
 
 def _line_chart(
@@ -140,14 +162,19 @@ def _line_chart(
     interfaces: Mapping[str, str | None],
     prefix: str,
     *,
+    x: str,
     ylabel: str,
     title: str,
+    offered: bool = False,
 ) -> str:
-    """``column`` vs concurrency, one line per stack, y axis from 0."""
+    """``column`` vs ``x``, one line per stack, y axis from 0; ``offered`` adds the line y = x."""
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(6.4, 3.8), layout="constrained")
         axes = figure.subplots()
-        _lines(axes, rows, column, styles, interfaces)
+        if offered:
+            rates = sorted(set(rows[x].astype(float)))
+            axes.plot(rates, rates, color="#888888", linestyle=":", linewidth=1, label="offered rate")
+        _lines(axes, rows, column, styles, interfaces, x)
         axes.set_ylabel(ylabel)
         axes.set_ylim(bottom=0)
         axes.set_title(title)
@@ -157,37 +184,196 @@ def _line_chart(
 
 
 def throughput_chart(
-    rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
+    rows: pd.DataFrame,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    x: str = "concurrency",
 ) -> str:
-    """Median requests/s vs concurrency, one line per stack."""
+    """Median requests/s vs concurrency, or vs offered rate (``x="rate"``, with the offered line)."""
     return _line_chart(
         rows,
         "rps",
         styles,
         interfaces,
         prefix,
+        x=x,
         ylabel="throughput (successful requests/s)",
-        title="Throughput",
+        title="Throughput" if x == "concurrency" else "Throughput vs offered rate",
+        offered=x == "rate",
     )
 
 
+def _log_latency_axis(axes: Axes) -> None:
+    axes.set_yscale("log")
+    # 1-2-5 ticks as plain numbers read better than 10^x over a narrow range.
+    axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.yaxis.set_minor_locator(NullLocator())
+
+
 def latency_chart(
-    rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
+    rows: pd.DataFrame,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    x: str = "concurrency",
 ) -> str:
-    """Median p50 (left) and p99 (right) latency vs concurrency, log y-axis, shared scale."""
+    """Median p50 (left) and p99 (right) latency vs concurrency or rate, log y-axis, shared scale."""
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(12.8, 3.8), layout="constrained")
         left, right = figure.subplots(1, 2, sharey=True)
         for axes, column, title in ((left, "latency_ms_p50", "p50"), (right, "latency_ms_p99", "p99")):
-            _lines(axes, rows, column, styles, interfaces)
-            axes.set_yscale("log")
-            # 1-2-5 ticks as plain numbers read better than 10^x over a narrow range.
-            axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            axes.yaxis.set_minor_locator(NullLocator())
+            _lines(axes, rows, column, styles, interfaces, x)
+            _log_latency_axis(axes)
             axes.set_title(f"{title} latency")
         left.set_ylabel("latency (ms, log scale)")
         figure.legend(*left.get_legend_handles_labels(), loc="outside right upper")
+        return _svg(figure, prefix)
+
+
+def open_latency_chart(
+    rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
+) -> str:
+    """Median p50 (left) and p99 (right) latency vs offered rate: corrected solid, uncorrected dashed.
+
+    Corrected latency runs from each request's intended send time (what a user
+    waits, queueing included); uncorrected from its actual send time (what a
+    closed-model tool would report). Each stack keeps its colour; the line
+    style here tells the two measures apart, not the interface.
+    """
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(12.8, 3.8), layout="constrained")
+        left, right = figure.subplots(1, 2, sharey=True)
+        for axes, field in ((left, "p50"), (right, "p99")):
+            for name, stack in rows[rows["n"] > 0].groupby("target", sort=True):
+                stack = stack.sort_values("rate")
+                style = styles[str(name)]
+                rates = stack["rate"].to_numpy()
+                axes.plot(
+                    rates,
+                    stack[f"latency_ms_{field}_median"].to_numpy(),
+                    color=style.colour,
+                    linestyle="-",
+                    marker=style.marker,
+                    markersize=4,
+                    linewidth=1.5,
+                    label=_label(str(name), interfaces),
+                )
+                axes.plot(
+                    rates,
+                    stack[f"latency_ms_uncorrected_{field}_median"].to_numpy(),
+                    color=style.colour,
+                    linestyle="--",
+                    marker=style.marker,
+                    markersize=4,
+                    markerfacecolor="none",
+                    linewidth=1.2,
+                )
+            _level_axis(axes, rows["rate"].astype(float), "rate")
+            _log_latency_axis(axes)
+            axes.set_title(f"{field} latency: corrected (solid), uncorrected (dashed)")
+        left.set_ylabel("latency (ms, log scale)")
+        handles = [
+            *left.get_legend_handles_labels()[0],
+            Line2D([], [], color="#444444", linestyle="-", label="corrected (from intended send time)"),
+            Line2D([], [], color="#444444", linestyle="--", label="uncorrected (from actual send time)"),
+        ]
+        figure.legend(handles=handles, loc="outside right upper")
+        return _svg(figure, prefix)
+
+
+NINES_TICKS = (0, 1, 2, 3, 4, 5)
+NINES_LABELS = ("0%", "90%", "99%", "99.9%", "99.99%", "99.999%")
+
+
+def spectrum_chart(
+    spectra: Mapping[str, pd.DataFrame],
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    *,
+    title: str,
+) -> str:
+    """Latency by percentile, one line per stack (HdrHistogram's percentile distribution plot).
+
+    ``spectra`` maps a stack to :func:`harness.analysis.percentile_spectrum`'s
+    frame. The x axis is in "nines" (``-log10(1 - p)``), so 90%, 99%, 99.9%,
+    99.99% and 99.999% are evenly spaced; the y axis is log latency in ms.
+    """
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(6.4, 3.8), layout="constrained")
+        axes = figure.subplots()
+        for name in sorted(spectra):
+            spectrum = spectra[name]
+            if spectrum.empty:
+                continue
+            style = styles[name]
+            axes.plot(
+                spectrum["nines"].to_numpy(),
+                spectrum["latency_ms"].to_numpy(),
+                color=style.colour,
+                linestyle=style.linestyle,
+                linewidth=1.5,
+                label=_label(name, interfaces),
+            )
+        axes.set_xlim(0, NINES_TICKS[-1])
+        axes.set_xticks(NINES_TICKS, NINES_LABELS)
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.set_xlabel("percentile")
+        _log_latency_axis(axes)
+        axes.set_ylabel("latency (ms, log scale)")
+        axes.set_title(title)
+        figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=3)
+        return _svg(figure, prefix)
+
+
+def sustainable_chart(
+    rows: pd.DataFrame,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    *,
+    slo: str,
+) -> str:
+    """Median sustainable throughput per stack (requests/s), bars with their 95% interval.
+
+    ``rows`` are :func:`harness.analysis.saturation_summary`'s for one endpoint;
+    ``slo`` says what "sustainable" meant, for the axis label.
+    """
+    measured = rows[rows["n"] > 0].sort_values("target")
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(6.4, 0.9 + 0.45 * max(len(measured), 1)), layout="constrained")
+        axes = figure.subplots()
+        for position, (_, row) in enumerate(measured.iterrows()):
+            name = str(row["target"])
+            style = styles[name]
+            value = float(row["sustainable_rps_median"])
+            low, high = float(row["sustainable_rps_ci_low"]), float(row["sustainable_rps_ci_high"])
+            xerr = None if math.isnan(low) else [[value - low], [high - value]]
+            axes.barh(
+                position,
+                value,
+                xerr=xerr,
+                capsize=3,
+                color=style.colour,
+                alpha=0.85,
+                hatch=style.hatch,
+                edgecolor="white" if style.hatch else style.colour,
+            )
+            axes.annotate(
+                f"{value:,.0f}",
+                (high if xerr else value, position),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+            )
+        axes.set_yticks(range(len(measured)), [_label(str(n), interfaces) for n in measured["target"]])
+        axes.invert_yaxis()
+        axes.set_xlabel("sustainable throughput (requests/s within the SLO)")
+        axes.set_title(f"Sustainable throughput\n{slo}", fontsize=9)
+        axes.grid(axis="y", visible=False)
+        axes.margins(x=0.2)
         return _svg(figure, prefix)
 
 
@@ -244,15 +430,20 @@ def memory_chart(
 
 
 def cpu_chart(
-    rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
+    rows: pd.DataFrame,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    x: str = "concurrency",
 ) -> str:
-    """Median server CPU time per successful request (microseconds) vs concurrency."""
+    """Median server CPU time per successful request (microseconds) vs concurrency or rate."""
     return _line_chart(
         rows,
         "server_cpu_us_per_request",
         styles,
         interfaces,
         prefix,
+        x=x,
         ylabel="server CPU time per request (µs)",
         title="CPU cost",
     )

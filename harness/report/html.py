@@ -1,7 +1,7 @@
 """Render a stored run, and the list of runs, as self-contained HTML pages.
 
-``render_*`` return HTML text and read only ``results/``; ``format_*`` turn
-analysis values into sentences; :func:`write_reports` is the one function
+``render_*`` return HTML text and read only ``results/``; the sentences come
+from :mod:`harness.report.formats`; :func:`write_reports` is the one function
 that writes files. Every value reaches the page through jinja2 autoescaping,
 except the SVG charts, which matplotlib escapes itself.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -23,13 +24,28 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from harness import analysis
-from harness.analysis import Flag, Standing, Verdict
+from harness.load.histogram import decode
 from harness.model import Measurement, RunManifest, TargetRun
 from harness.report import charts
+from harness.report.formats import (
+    DASH,
+    format_flag,
+    format_headline,
+    format_interval,
+    format_number,
+    format_percent,
+    format_ratios,
+    format_slo,
+    format_spread,
+    format_time,
+    format_verdict,
+    format_where,
+)
 from harness.results import ResultsError, list_runs, load_manifest, load_run, read_measurements, write_atomic
+from harness.stats import Interval
+from harness.verdict import Verdict, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
-DASH = "\N{EN DASH}"  # ranges (1,296-1,319) and missing values
 
 _jinja = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -39,129 +55,6 @@ _jinja = Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
-
-
-def _missing(value: float | None) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def format_number(value: float | None, digits: int | None = None) -> str:
-    """``1234.5 -> "1,234"``, ``12.345 -> "12.3"``, ``1.2345 -> "1.23"``; None/NaN -> an en dash.
-
-    Without ``digits``, keeps about three significant figures for small values.
-    """
-    if value is None or _missing(value):
-        return DASH
-    if digits is None:
-        magnitude = abs(value)
-        digits = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2
-    return f"{value:,.{digits}f}"
-
-
-def format_ratio(ratio: float) -> str:
-    """``5.47 -> "5.5x"``, ``0.623 -> "0.62x"``, ``12.4 -> "12x"``."""
-    if ratio >= 10:
-        return f"{ratio:.0f}x"
-    return f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2f}x"
-
-
-def _rps(standing: Standing) -> str:
-    # Single runs are called out in the "Repeats:" line and the flags right below.
-    return f"{format_number(standing.rps_median, 0)} requests/s"
-
-
-def format_verdict(verdict: Verdict) -> str:
-    """One sentence: who served most, and how the best ASGI and WSGI stacks compare."""
-    where = f"On {verdict.endpoint} at concurrency {verdict.concurrency}"
-    best, wsgi, asgi = verdict.best, verdict.best_wsgi, verdict.best_asgi
-    if best is None:
-        return f"{where}, no stack produced a measurement."
-    kind = f" ({best.interface.upper()})" if best.interface else ""
-    head = f"{where}, {best.target}{kind} served {_rps(best)}"
-    ratio = verdict.asgi_over_wsgi
-    if ratio is not None and wsgi is not None and asgi is not None:
-        if best is asgi:
-            return f"{head}, {format_ratio(ratio)} the best WSGI stack ({wsgi.target}, {_rps(wsgi)})."
-        if best is wsgi:
-            return (
-                f"{head}; the best ASGI stack ({asgi.target}, {_rps(asgi)}) "
-                f"served {format_ratio(ratio)} as many."
-            )
-        return (
-            f"{head}; the best ASGI stack ({asgi.target}, {_rps(asgi)}) served "
-            f"{format_ratio(ratio)} the best WSGI stack ({wsgi.target}, {_rps(wsgi)})."
-        )
-    absent = "WSGI" if wsgi is None else "ASGI"
-    return f"{head}; no {absent} stack was measured at this level, so there is no ASGI/WSGI ratio."
-
-
-def format_spread(verdict: Verdict) -> str | None:
-    """The repeats and min-max ranges behind a verdict's numbers, or None when nothing was measured."""
-    shown = [s for s in (verdict.best, verdict.best_wsgi, verdict.best_asgi) if s is not None]
-    unique = list({s.target: s for s in shown}.values())
-    if not unique:
-        return None
-    parts = [
-        f"{s.target} median of {s.n}, range {format_number(s.rps_min, 0)}{DASH}{format_number(s.rps_max, 0)}"
-        if s.n > 1
-        else f"{s.target} single run, no spread"
-        for s in unique
-    ]
-    return "Repeats: " + "; ".join(parts) + "."
-
-
-def format_flag(flag: Flag) -> str:
-    """A sentence saying what the flag means for the number it weakens."""
-    t = flag.target
-    value = flag.value if flag.value is not None else math.nan
-    if flag.kind == "single_run":
-        return f"{t}: single run, no spread; repeat the run to know how stable this number is."
-    if flag.kind == "errors":
-        return f"{t}: {value:,.0f} failed requests at this level (requests/s counts successes only)."
-    if flag.kind == "generator_bound":
-        return (
-            f"{t}: the load generator was the bottleneck (generator_bound), so this throughput "
-            "is a floor, not the server's limit."
-        )
-    if flag.kind == "littles_law":
-        return (
-            f"{t}: Little's law check failed: requests/s x mean latency = {value:.2f} x the concurrency "
-            f"(expected {analysis.LITTLES_LAW_LOW}{DASH}{analysis.LITTLES_LAW_HIGH}); the driver's counts, "
-            "clock or latencies disagree."
-        )
-    if flag.kind == "spread_overlap":
-        return (
-            f"{t} and {flag.other}: their min-max ranges across repeats overlap, "
-            "so the order between them is not settled."
-        )
-    return f"{t}: {value:,.0f} failed cell(s) at this level, excluded from the statistics."
-
-
-def format_headline(verdicts: Sequence[Verdict]) -> str:
-    """One line for the list of runs: the winner and the ASGI/WSGI ratio per endpoint."""
-    parts = []
-    for v in verdicts:
-        if v.best is None:
-            parts.append(f"{v.endpoint}: no measurement")
-            continue
-        part = f"{v.endpoint} @ c{v.concurrency}: {v.best.target} {format_number(v.best.rps_median, 0)} req/s"
-        if v.asgi_over_wsgi is not None:
-            part += f", ASGI/WSGI {format_ratio(v.asgi_over_wsgi)}"
-        if v.flags:
-            part += f" ({len(v.flags)} flag{'s' if len(v.flags) > 1 else ''})"
-        parts.append(part)
-    return "; ".join(parts) if parts else "no measurements"
-
-
-def format_time(iso: str | None) -> str:
-    """``2024-06-01T12:00:05+00:00 -> "2024-06-01 12:00 UTC"``; unparsable text is returned as is."""
-    if not iso:
-        return DASH
-    try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return iso
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _endpoint_order(manifest: RunManifest, frame: pd.DataFrame) -> list[str]:
@@ -179,77 +72,164 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-") or "root"
 
 
-def _cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
-    def num(column: str, digits: int | None = None) -> str:
-        value = row[column]
-        return format_number(float(value), digits) if isinstance(value, int | float) else DASH
+def _float(value: object) -> float:
+    """A number from a DataFrame cell (numpy scalars included) as a float; anything else as NaN."""
+    return float(value) if isinstance(value, numbers.Real) else math.nan
 
-    errors = [f"{kind} {row[f'errors_{kind}']}" for kind in analysis.ERROR_KINDS if row[f"errors_{kind}"]]
+
+def _level(model: object, level: object) -> str:
+    """``c64`` (closed), ``960 req/s`` (open and saturation)."""
+    if model == "closed":
+        return f"c{format_number(_float(level), 0)}"
+    return f"{format_number(_float(level), 0)} req/s"
+
+
+def _interval(row: Mapping[Hashable, object], column: str) -> Interval | None:
+    low, high = _float(row[f"{column}_ci_low"]), _float(row[f"{column}_ci_high"])
+    return None if math.isnan(low) else Interval(low, high)
+
+
+def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
     flags = []
     if row["generator_bound"]:
-        flags.append("generator bound")
+        reason = row["generator_bound_reason"]
+        flags.append(f"generator bound: {reason}" if isinstance(reason, str) else "generator bound")
+    if row["upstream_bound"]:
+        flags.append(f"upstream bound ({format_number(_float(row['upstream_cpu_percent']), 0)}% CPU)")
+    if _float(row["dropped"]) > 0:
+        flags.append(f"dropped {int(_float(row['dropped'])):,}")
     if row["littles_law_inconsistent"]:
-        flags.append(f"Little's law {float(str(row['littles_law_ratio'])):.2f}")
-    failed = row["status"] == "failed"
+        flags.append(f"Little's law {_float(row['littles_law_ratio']):.2f}")
+    if row["sync_ceiling_exceeded"]:
+        flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
+    if row["slo_held"] is False:
+        flags.append(f"SLO broken: {row['slo_breach']}")
+    return flags
+
+
+def _cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
+    def num(column: str, digits: int | None = None) -> str:
+        return format_number(_float(row[column]), digits)
+
+    errors = [f"{kind} {row[f'errors_{kind}']}" for kind in analysis.ERROR_KINDS if row[f"errors_{kind}"]]
     return {
         "target": row["target"],
         "endpoint": row["endpoint"],
-        "concurrency": row["concurrency"],
+        "level": _level(row["model"], row["level"]),
         "repeat": row["repeat"],
-        "failed": failed,
+        "failed": row["status"] == "failed",
         "reason": row["failure_reason"] or "no reason recorded",
         "rps": num("rps"),
+        "achieved": num("achieved_rate"),
         "p50": num("latency_ms_p50"),
         "p90": num("latency_ms_p90"),
         "p99": num("latency_ms_p99"),
         "p999": num("latency_ms_p999"),
+        "p99_uncorrected": num("latency_ms_uncorrected_p99"),
         "max": num("latency_ms_max"),
         "errors": ", ".join(errors) or "0",
+        "dropped": int(_float(row["dropped"])),
         "cpu": num("server_cpu_percent", 0),
         "rss": num("server_rss_mb_peak", 0),
         "pss": num("server_pss_mb_peak", 0),
         "generator_cpu": num("generator_cpu_percent", 0),
         "ratio": num("littles_law_ratio", 2),
-        "flags": ", ".join(flags),
+        "flags": "; ".join(_cell_flags(row)),
     }
 
 
-def _summary_flags(row: pd.Series) -> list[str]:
+def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
     flags = []
-    if int(row["n"]) == 1:
+    if int(_float(row["n"])) == 1:
         flags.append("single run")
-    if bool(row["generator_bound"]):
+    if row["generator_bound"]:
         flags.append("generator bound")
-    if bool(row["littles_law_inconsistent"]):
-        flags.append(f"Little's law {float(row['littles_law_ratio_median']):.2f}")
+    if row["upstream_bound"]:
+        flags.append("upstream bound")
+    if int(_float(row["errors_total"])):
+        flags.append(f"errors {int(_float(row['errors_total'])):,}")
+    if int(_float(row["dropped"])):
+        flags.append(f"dropped {int(_float(row['dropped'])):,}")
+    if row["littles_law_inconsistent"]:
+        flags.append(f"Little's law {_float(row['littles_law_ratio_median']):.2f}")
+    if row["sync_ceiling_exceeded"]:
+        flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
     return flags
 
 
-def _standing_rows(summary: pd.DataFrame, verdict: Verdict) -> list[dict[str, object]]:
-    at_level = (summary["endpoint"] == verdict.endpoint) & (summary["concurrency"] == verdict.concurrency)
-    level = summary[at_level]
-    level = level.sort_values(["rps_median", "target"], ascending=[False, True], na_position="last")
-    rows = []
-    for _, r in level.iterrows():
-        n = int(r["n"])
-        spread = f"{format_number(r['rps_min'], 0)}{DASH}{format_number(r['rps_max'], 0)}" if n > 1 else DASH
-        rows.append(
+def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
+    """One load level of one stack: medians, 95% intervals, CV and flags."""
+    n = int(_float(row["n"]))
+    return {
+        "target": row["target"],
+        "interface": row["interface"] if isinstance(row["interface"], str) else "",
+        "endpoint": row["endpoint"],
+        "level": _level(row["model"], row["level"]),
+        "n": n,
+        "failed": int(_float(row["failed"])),
+        "rps": format_number(_float(row["rps_median"]), 0),
+        "rps_ci": format_interval(_interval(row, "rps"), 0),
+        "rps_cv": format_percent(_float(row["rps_cv"])),
+        "p50": format_number(_float(row["latency_ms_p50_median"])),
+        "p99": format_number(_float(row["latency_ms_p99_median"])),
+        "p99_ci": format_interval(_interval(row, "latency_ms_p99")),
+        "p99_uncorrected": format_number(_float(row["latency_ms_uncorrected_p99_median"])),
+        "cpu_us": format_number(_float(row["server_cpu_us_per_request_median"]), 0),
+        "pss": format_number(_float(row["server_pss_mb_peak_max"]), 0),
+        "errors": int(_float(row["errors_total"])),
+        "dropped": int(_float(row["dropped"])),
+        "flags": ", ".join(_summary_flags(row)),
+    }
+
+
+def _summary_rows(summary: pd.DataFrame, endpoints: Sequence[str]) -> list[dict[str, object]]:
+    order = {endpoint: index for index, endpoint in enumerate(endpoints)}
+    ordered = summary.assign(_order=summary["endpoint"].map(order)).sort_values(["_order", "level", "target"])
+    return [_summary_row(row) for row in ordered.to_dict("records")]
+
+
+def _standing_rows(summary: pd.DataFrame, v: Verdict) -> list[dict[str, object]]:
+    """Every stack at the verdict's level, ranked ones first by median, then those left out."""
+    at_level = summary[(summary["endpoint"] == v.endpoint) & (summary["level"] == v.level)]
+    rows = at_level.sort_values(["rps_median", "target"], ascending=[False, True], na_position="last")
+    out = [_summary_row(row) | {"excluded": row["target"] in v.excluded} for row in rows.to_dict("records")]
+    return sorted(out, key=lambda r: bool(r["excluded"]))
+
+
+def _saturation_rows(
+    saturation: pd.DataFrame, endpoint: str, excluded: Sequence[str]
+) -> list[dict[str, object]]:
+    rows = saturation[saturation["endpoint"] == endpoint]
+    rows = rows.sort_values(["sustainable_rps_median", "target"], ascending=[False, True], na_position="last")
+    out = []
+    for row in rows.to_dict("records"):
+        flags = []
+        if row["bound"]:
+            flags.append(str(row["bound_reason"]))
+        if int(_float(row["none_held"])):
+            flags.append(f"no rate held in {int(_float(row['none_held']))} repeat(s)")
+        if int(_float(row["never_broke"])):
+            flags.append(f"never broke in {int(_float(row['never_broke']))} repeat(s): a floor")
+        values = row["sustainable_rps_values"]
+        out.append(
             {
-                "target": r["target"],
-                "interface": r["interface"] if isinstance(r["interface"], str) else "",
-                "n": n,
-                "failed": int(r["failed"]),
-                "rps": format_number(r["rps_median"], 0),
-                "spread": spread,
-                "p50": format_number(r["latency_ms_p50_median"]),
-                "p99": format_number(r["latency_ms_p99_median"]),
-                "cpu_us": format_number(r["server_cpu_us_per_request_median"], 0),
-                "pss": format_number(r["server_pss_mb_peak_max"], 0),
-                "errors": int(r["errors_total"]),
-                "flags": ", ".join(_summary_flags(r)),
+                "target": row["target"],
+                "interface": row["interface"] if isinstance(row["interface"], str) else "",
+                "n": int(_float(row["n"])),
+                "failed": int(_float(row["failed"])),
+                "rps": format_number(_float(row["sustainable_rps_median"]), 0),
+                "rps_ci": format_interval(_interval(row, "sustainable_rps"), 0),
+                "rps_cv": format_percent(_float(row["sustainable_rps_cv"])),
+                "by_repeat": ", ".join(format_number(v, 0) for v in values)
+                if isinstance(values, tuple)
+                else DASH,
+                "p99": format_number(_float(row["latency_ms_p99_median"])),
+                "breaches": "; ".join(row["breaches"]) if isinstance(row["breaches"], tuple) else "",
+                "excluded": row["target"] in excluded,
+                "flags": "; ".join(flags),
             }
         )
-    return rows
+    return sorted(out, key=lambda r: bool(r["excluded"]))
 
 
 def _packages(run: TargetRun, installed: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -265,33 +245,6 @@ def _packages(run: TargetRun, installed: Mapping[str, str]) -> list[tuple[str, s
     return found
 
 
-@dataclass(frozen=True)
-class _EndpointCharts:
-    endpoint: str
-    anchor: str
-    charts: tuple[tuple[str, Markup], ...]
-
-
-def _charts(
-    summary: pd.DataFrame, endpoints: Sequence[str], interfaces: Mapping[str, str | None]
-) -> list[_EndpointCharts]:
-    styles = charts.stack_styles(interfaces)
-    out = []
-    for index, endpoint in enumerate(endpoints):
-        rows = summary[summary["endpoint"] == endpoint]
-        if not (rows["n"] > 0).any():
-            out.append(_EndpointCharts(endpoint, _slug(endpoint), ()))
-            continue
-        drawn = (
-            ("throughput", charts.throughput_chart(rows, styles, interfaces, f"e{index}t")),
-            ("cpu", charts.cpu_chart(rows, styles, interfaces, f"e{index}c")),
-            ("latency", charts.latency_chart(rows, styles, interfaces, f"e{index}l")),
-            ("memory", charts.memory_chart(rows, styles, interfaces, f"e{index}m")),
-        )
-        out.append(_EndpointCharts(endpoint, _slug(endpoint), tuple((k, Markup(svg)) for k, svg in drawn)))
-    return out
-
-
 def _duration(manifest: RunManifest) -> str:
     try:
         start = datetime.fromisoformat(manifest.started_at.replace("Z", "+00:00"))
@@ -302,37 +255,150 @@ def _duration(manifest: RunManifest) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
+def _histograms(run_dir: Path, cells: pd.DataFrame, problems: list[str]) -> dict[str, list[str]]:
+    """The encoded histograms of these cells, by target; each unreadable one is named in ``problems``."""
+    root = run_dir.resolve()
+    found: dict[str, list[str]] = {}
+    for row in cells.to_dict("records"):
+        relative = row["histogram"]
+        if not isinstance(relative, str):
+            continue
+        path = (run_dir / relative).resolve()
+        try:
+            if not path.is_relative_to(root):
+                raise ValueError("outside the run folder")
+            encoded = path.read_text(encoding="ascii").strip()
+            decode(encoded)
+        # hdrh raises its own exception classes, which subclass Exception only.
+        except Exception as exc:
+            problems.append(f"{relative}: unreadable histogram ({exc}); left out of the percentile spectrum")
+            continue
+        found.setdefault(str(row["target"]), []).append(encoded)
+    return found
+
+
+@dataclass(frozen=True)
+class _EndpointCharts:
+    endpoint: str
+    anchor: str
+    charts: tuple[tuple[str, Markup], ...]
+
+
+def _memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Peak memory per stack over every ok cell given, in the shape :func:`charts.memory_chart` reads."""
+    ok = frame[frame["status"].eq("ok")]
+    return (
+        ok.groupby("target", sort=True)
+        .agg(
+            n=("repeat", "count"),
+            server_pss_mb_peak_max=("server_pss_mb_peak", "max"),
+            server_rss_mb_peak_max=("server_rss_mb_peak", "max"),
+        )
+        .reset_index()
+    )
+
+
+def _spectrum_title(top: pd.DataFrame) -> str:
+    if top["model"].eq("saturation").all():
+        return "Percentile spectrum at each stack's sustainable rate"
+    model, level = top["model"].iloc[0], _float(top["level"].max())
+    where = (
+        f"concurrency {format_number(level, 0)}" if model == "closed" else f"{format_number(level, 0)} req/s"
+    )
+    return f"Percentile spectrum at {where}"
+
+
+def _charts(
+    run_dir: Path,
+    frame: pd.DataFrame,
+    tables: tuple[pd.DataFrame, pd.DataFrame],
+    endpoints: Sequence[str],
+    interfaces: Mapping[str, str | None],
+    slo: str,
+    problems: list[str],
+) -> list[_EndpointCharts]:
+    summary, saturation = tables
+    styles = charts.stack_styles(interfaces)
+    top_cells = analysis.highest_level_cells(frame)
+    out = []
+    for index, endpoint in enumerate(endpoints):
+        rows = summary[summary["endpoint"] == endpoint]
+        searched = saturation[saturation["endpoint"] == endpoint]
+        drawn: list[tuple[str, str]] = []
+        if (rows["n"] > 0).any():
+            x = "concurrency" if (rows["model"] == "closed").all() else "rate"
+            drawn.append(("throughput", charts.throughput_chart(rows, styles, interfaces, f"e{index}t", x)))
+            drawn.append(("cpu", charts.cpu_chart(rows, styles, interfaces, f"e{index}c", x)))
+            if x == "concurrency":
+                drawn.append(("latency", charts.latency_chart(rows, styles, interfaces, f"e{index}l")))
+            else:
+                drawn.append(("latency", charts.open_latency_chart(rows, styles, interfaces, f"e{index}l")))
+        if (searched["n"] > 0).any():
+            drawn.append(
+                ("sustainable", charts.sustainable_chart(searched, styles, interfaces, f"e{index}s", slo=slo))
+            )
+        top = top_cells[top_cells["endpoint"] == endpoint]
+        if len(top):
+            spectra = {
+                name: analysis.percentile_spectrum(encoded)
+                for name, encoded in _histograms(run_dir, top, problems).items()
+            }
+            if spectra:
+                title = _spectrum_title(top)
+                drawn.append(
+                    (
+                        "spectrum",
+                        charts.spectrum_chart(spectra, styles, interfaces, f"e{index}p", title=title),
+                    )
+                )
+            memory = _memory_rows(frame[frame["endpoint"] == endpoint])
+            drawn.append(("memory", charts.memory_chart(memory, styles, interfaces, f"e{index}m")))
+        out.append(_EndpointCharts(endpoint, _slug(endpoint), tuple((k, Markup(svg)) for k, svg in drawn)))
+    return out
+
+
+def _verdict_context(v: Verdict, summary: pd.DataFrame, saturation: pd.DataFrame) -> dict[str, object]:
+    return {
+        "sentence": format_verdict(v),
+        "ratios": format_ratios(v),
+        "spread": format_spread(v),
+        "flags": [format_flag(f) for f in v.flags],
+        "where": format_where(v),
+        "model": v.model,
+        "endpoint": v.endpoint,
+        "standings": _standing_rows(summary, v) if v.model != "saturation" else [],
+        "searches": _saturation_rows(saturation, v.endpoint, v.excluded) if v.model == "saturation" else [],
+    }
+
+
 def _run_context(
-    manifest: RunManifest, measurements: Sequence[Measurement], raw_href: str
+    run_dir: Path,
+    manifest: RunManifest,
+    measurements: Sequence[Measurement],
+    raw_href: str,
+    problems: list[str],
 ) -> dict[str, object]:
     frame = analysis.measurements_frame(measurements, manifest.targets)
     summary = analysis.summarise(frame)
+    saturation = analysis.saturation_summary(frame)
     endpoints = _endpoint_order(manifest, frame)
     interfaces = _interfaces(manifest, frame)
-    verdicts = {v.endpoint: v for v in analysis.verdict(summary, manifest.targets)}
-    ordered = [verdicts[e] for e in endpoints if e in verdicts]
-    styles = charts.stack_styles(interfaces)
+    verdicts = verdict(summary, manifest.targets, saturation)
     order = {endpoint: index for index, endpoint in enumerate(endpoints)}
+    ordered = sorted(verdicts, key=lambda v: order.get(v.endpoint, len(order)))
+    styles = charts.stack_styles(interfaces)
     cells = frame.assign(_order=frame["endpoint"].map(order)).sort_values(
-        ["target", "_order", "concurrency", "repeat"]
+        ["target", "_order", "level", "repeat"]
     )
+    slo = format_slo(manifest.scenario.slo)
     return {
         "manifest": manifest,
         "scenario": manifest.scenario,
+        "slo": slo,
         "started": format_time(manifest.started_at),
         "finished": format_time(manifest.finished_at),
         "duration": _duration(manifest),
-        "verdicts": [
-            {
-                "sentence": format_verdict(v),
-                "spread": format_spread(v),
-                "flags": [format_flag(f) for f in v.flags],
-                "standings": _standing_rows(summary, v),
-                "concurrency": v.concurrency,
-                "endpoint": v.endpoint,
-            }
-            for v in ordered
-        ],
+        "verdicts": [_verdict_context(v, summary, saturation) for v in ordered],
         "stacks": [
             {
                 "name": name,
@@ -342,7 +408,9 @@ def _run_context(
             }
             for name, style in styles.items()
         ],
-        "charts": _charts(summary, endpoints, interfaces),
+        "charts": _charts(run_dir, frame, (summary, saturation), endpoints, interfaces, slo, problems),
+        "summary": _summary_rows(summary, endpoints),
+        "open_model": bool((frame["model"] != "closed").any()),
         "cells": [_cell_row(row) for row in cells.to_dict("records")],
         "failed_count": int(frame["status"].eq("failed").sum()),
         "targets": [
@@ -376,7 +444,7 @@ def render_run(run_dir: Path, *, raw_href: str | None = None) -> str:
     manifest = load_manifest(run_dir)
     measurements, problems = read_measurements(run_dir)
     href = raw_href if raw_href is not None else f"../../results/{manifest.run_id}"
-    context = _run_context(manifest, measurements, href)
+    context = _run_context(run_dir, manifest, measurements, href, problems)
     context["problems"] = problems
     return _jinja.get_template("run.html.j2").render(context)
 
@@ -387,7 +455,7 @@ def _index_row(run_dir: Path, reports_root: Path) -> dict[str, object]:
     except (ResultsError, ValidationError, json.JSONDecodeError, OSError) as exc:
         return {"run_id": run_dir.name, "sort": "", "error": str(exc).splitlines()[0], "href": None}
     frame = analysis.measurements_frame(measurements, manifest.targets)
-    verdicts = analysis.verdict(analysis.summarise(frame), manifest.targets)
+    verdicts = verdict(analysis.summarise(frame), manifest.targets, analysis.saturation_summary(frame))
     page = reports_root / manifest.run_id / "index.html"
     return {
         "run_id": manifest.run_id,

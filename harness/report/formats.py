@@ -1,0 +1,233 @@
+"""Numbers, intervals, verdicts and flags as the sentences a report shows.
+
+Every function returns text and computes nothing the analysis did not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+from harness import analysis
+from harness.model import Slo
+from harness.stats import Comparison, Interval
+from harness.verdict import Flag, Standing, Verdict
+
+DASH = "\N{EN DASH}"  # ranges (1,296-1,319) and missing values
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_number(value: float | None, digits: int | None = None) -> str:
+    """``1234.5 -> "1,234"``, ``12.345 -> "12.3"``, ``1.2345 -> "1.23"``; None/NaN -> an en dash.
+
+    Without ``digits``, keeps about three significant figures for small values.
+    Infinity is ``∞``.
+    """
+    if value is None or _missing(value):
+        return DASH
+    if math.isinf(value):
+        return "\N{INFINITY}"
+    if digits is None:
+        magnitude = abs(value)
+        digits = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2
+    return f"{value:,.{digits}f}"
+
+
+def _ratio_number(ratio: float) -> str:
+    if math.isinf(ratio):
+        return "\N{INFINITY}"
+    if ratio >= 10:
+        return f"{ratio:.0f}"
+    return f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2f}"
+
+
+def format_ratio(ratio: float) -> str:
+    """``5.47 -> "5.5x"``, ``0.623 -> "0.62x"``, ``12.4 -> "12x"`` (a multiplication sign); NaN -> a dash."""
+    return DASH if math.isnan(ratio) else f"{_ratio_number(ratio)}{TIMES}"
+
+
+def format_interval(interval: Interval | None, digits: int | None = None) -> str:
+    """``[1,200-1,250]`` (with an en dash); an en dash alone when there is no interval (a single repeat)."""
+    if interval is None:
+        return DASH
+    return f"[{format_number(interval.low, digits)}{DASH}{format_number(interval.high, digits)}]"
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """``41x [39-43], significant``; ``1.1x [0.95-1.2], not significant``; or no interval, not significant."""
+    head = format_ratio(comparison.ratio)
+    interval = comparison.interval
+    if interval is None:
+        return f"{head}, no interval (fewer than 2 repeats on a side): not significant"
+    bounds = f"[{_ratio_number(interval.low)}{DASH}{_ratio_number(interval.high)}]"
+    return f"{head} {bounds}, {'significant' if comparison.significant else 'not significant'}"
+
+
+def _rps(standing: Standing) -> str:
+    return f"{format_number(standing.rps_median, 0)} requests/s"
+
+
+def format_where(verdict: Verdict) -> str:
+    """``On /io at concurrency 64``, ``... at 960 requests/s offered``, ``... in a saturation search``."""
+    if verdict.model == "closed":
+        return f"On {verdict.endpoint} at concurrency {format_number(verdict.level, 0)}"
+    if verdict.model == "open":
+        return f"On {verdict.endpoint} at {format_number(verdict.level, 0)} requests/s offered"
+    return f"On {verdict.endpoint}, in a saturation search"
+
+
+def format_verdict(verdict: Verdict) -> str:
+    """One sentence: who served most, and how the best ASGI and WSGI stacks compare."""
+    where = format_where(verdict)
+    best, wsgi, asgi = verdict.best, verdict.best_wsgi, verdict.best_asgi
+    excluded = f" ({len(verdict.excluded)} stack(s) left out, see below)" if verdict.excluded else ""
+    if best is None:
+        return f"{where}, no stack produced a measurement that can be ranked{excluded}."
+    kind = f" ({best.interface.upper()})" if best.interface else ""
+    served = "sustained" if verdict.model == "saturation" else "served"
+    head = f"{where}, {best.target}{kind} {served} the most: {_rps(best)}{excluded}"
+    comparison = verdict.asgi_over_wsgi
+    if comparison is None or wsgi is None or asgi is None:
+        absent = "WSGI" if wsgi is None else "ASGI"
+        return f"{head}; no {absent} stack could be ranked here, so there is no ASGI/WSGI ratio."
+    ratio = format_ratio(comparison.ratio)
+    if best is asgi:
+        return f"{head}, {ratio} the best WSGI stack ({wsgi.target}, {_rps(wsgi)})."
+    if best is wsgi:
+        return f"{head}; the best ASGI stack ({asgi.target}, {_rps(asgi)}) {served} {ratio} as many."
+    return (
+        f"{head}; the best ASGI stack ({asgi.target}, {_rps(asgi)}) {served} "
+        f"{ratio} the best WSGI stack ({wsgi.target}, {_rps(wsgi)})."
+    )
+
+
+def format_ratios(verdict: Verdict) -> list[str]:
+    """The ratios a verdict rests on, each with its 95% interval and whether it is significant.
+
+    ``ASGI/WSGI (fastapi-uvicorn / flask-gunicorn) = 41x [39-43], significant``.
+    """
+    lines = []
+    asgi_wsgi = None
+    if verdict.asgi_over_wsgi is not None and verdict.best_asgi and verdict.best_wsgi:
+        asgi_wsgi = f"{verdict.best_asgi.target} / {verdict.best_wsgi.target}"
+        lines.append(f"ASGI/WSGI ({asgi_wsgi}) = {format_comparison(verdict.asgi_over_wsgi)}")
+    if verdict.lead is not None and verdict.best and verdict.runner_up:
+        pair = f"{verdict.best.target} / {verdict.runner_up.target}"
+        if pair != asgi_wsgi:  # the same two stacks: one line says it
+            lines.append(f"best/runner-up ({pair}) = {format_comparison(verdict.lead)}")
+    return lines
+
+
+def format_spread(verdict: Verdict) -> str | None:
+    """The repeats, 95% intervals and CVs behind a verdict's numbers; None when nothing was ranked."""
+    shown = [s for s in (verdict.best, verdict.best_wsgi, verdict.best_asgi) if s is not None]
+    unique = list({s.target: s for s in shown}.values())
+    if not unique:
+        return None
+    parts = [
+        f"{s.target} median of {s.n}, 95% CI {format_interval(s.rps_interval, 0)}, "
+        f"CV {format_percent(s.rps_cv)}"
+        if s.n > 1
+        else f"{s.target} single run, no interval"
+        for s in unique
+    ]
+    return "Repeats: " + "; ".join(parts) + "."
+
+
+def format_percent(fraction: float) -> str:
+    """A fraction as a percentage: ``0.0123 -> "1.2%"``; NaN -> an en dash."""
+    return DASH if _missing(fraction) else f"{100 * fraction:.1f}%"
+
+
+def format_slo(slo: Slo) -> str:
+    """``p99 ≤ 100 ms, errors ≤ 0.1%, achieved ≥ 95% of the offered rate``."""
+    return (
+        f"p99 \N{LESS-THAN OR EQUAL TO} {slo.p99_ms:g} ms, errors \N{LESS-THAN OR EQUAL TO} "
+        f"{100 * slo.error_rate:g}%, achieved \N{GREATER-THAN OR EQUAL TO} "
+        f"{100 * slo.min_achieved_ratio:g}% of the offered rate"
+    )
+
+
+def format_flag(flag: Flag) -> str:
+    """A sentence saying what the flag means for the number it weakens."""
+    t = flag.target
+    value = flag.value if flag.value is not None else math.nan
+    detail = f" ({flag.detail})" if flag.detail else ""
+    if flag.kind == "single_run":
+        return f"{t}: single run, no interval; repeat the run to know how stable this number is."
+    if flag.kind == "not_significant":
+        return (
+            f"{t} vs {flag.other}: the 95% interval of their ratio ({format_ratio(value)}) includes 1, "
+            "so the order between them is not settled."
+        )
+    if flag.kind == "errors":
+        return f"{t}: {value:,.0f} failed requests at this level (requests/s counts successes only)."
+    if flag.kind == "dropped":
+        return f"{t}: {value:,.0f} requests could not even be sent (the connection cap was reached)."
+    if flag.kind == "generator_bound":
+        return (
+            f"{t}: left out of the ranking: the load generator was the bottleneck{detail}, so its "
+            f"{format_number(flag.value, 0)} requests/s is a floor, not the server's limit."
+        )
+    if flag.kind == "upstream_bound":
+        return (
+            f"{t}: left out of the ranking: the upstream service was the bottleneck{detail}, so its "
+            f"{format_number(flag.value, 0)} requests/s is a floor, not the server's limit."
+        )
+    if flag.kind == "littles_law":
+        return (
+            f"{t}: Little's law check failed: requests/s x mean latency = {value:.2f} x the concurrency "
+            f"(expected {analysis.LITTLES_LAW_LOW}{DASH}{analysis.LITTLES_LAW_HIGH}); the driver's counts, "
+            "clock or latencies disagree."
+        )
+    if flag.kind == "sync_ceiling":
+        return (
+            f"{t}: served more than its sync ceiling of {value:,.0f} requests/s (workers x threads / service "
+            "time) allows: the stack's configuration or the measurement is not what it seems."
+        )
+    if flag.kind == "none_held":
+        return (
+            f"{t}: in {value:,.0f} repeat(s) not even the lowest rate met the SLO (counted as 0 requests/s)."
+        )
+    if flag.kind == "never_broke":
+        return (
+            f"{t}: in {value:,.0f} repeat(s) the search reached its highest rate without breaking the SLO, "
+            "so the sustainable throughput is a floor."
+        )
+    return f"{t}: {value:,.0f} failed cell(s) at this level, excluded from the statistics."
+
+
+def format_headline(verdicts: Sequence[Verdict]) -> str:
+    """One line for the list of runs: the winner and the ASGI/WSGI ratio per endpoint."""
+    parts = []
+    for v in verdicts:
+        if v.best is None:
+            parts.append(f"{v.endpoint}: no measurement")
+            continue
+        level = {
+            "closed": f" @ c{format_number(v.level, 0)}",
+            "open": f" @ {format_number(v.level, 0)} req/s",
+        }
+        part = f"{v.endpoint}{level.get(v.model, ' sustained')}: {v.best.target} {_rps(v.best)}"
+        if v.asgi_over_wsgi is not None:
+            part += f", ASGI/WSGI {format_comparison(v.asgi_over_wsgi)}"
+        if v.flags:
+            part += f" ({len(v.flags)} flag{'s' if len(v.flags) > 1 else ''})"
+        parts.append(part)
+    return "; ".join(parts) if parts else "no measurements"
+
+
+def format_time(iso: str | None) -> str:
+    """``2024-06-01T12:00:05+00:00 -> "2024-06-01 12:00 UTC"``; unparsable text is returned as is."""
+    if not iso:
+        return DASH
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return moment.strftime("%Y-%m-%d %H:%M UTC")

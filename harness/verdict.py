@@ -1,0 +1,270 @@
+"""The verdict of a run: which stack serves most, by how much, and how sure we are.
+
+Pure functions over the summaries of :mod:`harness.analysis`. Per endpoint,
+stacks are ranked by median requests/s at the endpoint's highest load level
+(closed and open models) or by median sustainable throughput (saturation
+model). Ratios between stacks come with a 95% bootstrap interval and are called
+significant only when it excludes 1 (:func:`harness.stats.compare`).
+
+A verdict never rests on a figure the target did not set: a stack whose cell
+at that level was generator-bound or upstream-bound in any repeat is left out
+of the ranking, and a flag says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from harness import stats
+from harness.model import LoadModel, TargetRun
+from harness.stats import Comparison, Interval
+
+FlagKind = Literal[
+    "single_run",
+    "not_significant",
+    "errors",
+    "dropped",
+    "generator_bound",
+    "upstream_bound",
+    "littles_law",
+    "sync_ceiling",
+    "none_held",
+    "never_broke",
+    "failed",
+]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something that weakens a verdict, about one stack (``target``).
+
+    ``value`` by kind: single_run -> repeats (1); errors -> failed requests;
+    dropped -> requests never sent; littles_law -> the median ratio;
+    sync_ceiling -> the ceiling in requests/s; none_held / never_broke ->
+    repeats; failed -> failed cells; not_significant -> the ratio, with
+    ``other`` the stack compared with. generator_bound and upstream_bound mean
+    the stack was left out of the ranking, ``value`` being its median (a
+    floor) and ``detail`` the reason.
+    """
+
+    kind: FlagKind
+    target: str
+    value: float | None = None
+    other: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One stack's throughput in a verdict, in requests/s over its ``n`` repeats.
+
+    ``rps_values`` are the repeats' figures (requests/s served, or sustainable
+    throughput), ``rps_interval`` the 95% bootstrap interval of their median
+    (None with one repeat), ``rps_cv`` their coefficient of variation.
+    """
+
+    target: str
+    interface: str | None
+    rps_median: float
+    rps_interval: Interval | None
+    rps_cv: float
+    rps_min: float
+    rps_max: float
+    n: int
+    rps_values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Who serves most on one endpoint.
+
+    ``level`` is the load level compared: the concurrency (closed model) or the
+    offered rate in requests/s (open model); None for the saturation model,
+    where stacks are compared on sustainable throughput. ``asgi_over_wsgi`` is
+    the best ASGI stack's median over the best WSGI stack's, ``lead`` the best
+    stack's over the runner-up's, each with its interval. ``excluded`` names
+    the stacks left out of the ranking (generator- or upstream-bound). ``best``
+    is None when no stack could be ranked.
+    """
+
+    endpoint: str
+    model: LoadModel
+    level: float | None
+    best: Standing | None
+    best_wsgi: Standing | None
+    best_asgi: Standing | None
+    runner_up: Standing | None
+    asgi_over_wsgi: Comparison | None
+    lead: Comparison | None
+    excluded: tuple[str, ...]
+    flags: tuple[Flag, ...]
+
+
+def _standing(row: pd.Series, column: str, interface: str | None) -> Standing:
+    low, high = float(row[f"{column}_ci_low"]), float(row[f"{column}_ci_high"])
+    return Standing(
+        target=str(row["target"]),
+        interface=interface,
+        rps_median=float(row[f"{column}_median"]),
+        rps_interval=None if math.isnan(low) else Interval(low, high),
+        rps_cv=float(row[f"{column}_cv"]),
+        rps_min=float(row[f"{column}_min"]),
+        rps_max=float(row[f"{column}_max"]),
+        n=int(row["n"]),
+        rps_values=tuple(float(v) for v in row[f"{column}_values"]),
+    )
+
+
+def _exclusion_flags(row: pd.Series, column: str) -> list[Flag]:
+    target, median = str(row["target"]), float(row[f"{column}_median"])
+    flags = []
+    if "bound" in row:  # saturation summary: one reason for both kinds
+        if bool(row["bound"]):
+            reason = str(row["bound_reason"])
+            kind: FlagKind = "generator_bound" if reason.startswith("generator") else "upstream_bound"
+            flags.append(Flag(kind, target, median, detail=reason))
+        return flags
+    if bool(row["generator_bound"]):
+        reason = row["generator_bound_reason"]
+        flags.append(
+            Flag("generator_bound", target, median, detail=reason if isinstance(reason, str) else None)
+        )
+    if bool(row["upstream_bound"]):
+        detail = f"the upstream used {float(row['upstream_cpu_percent_max']):.0f}% CPU"
+        flags.append(Flag("upstream_bound", target, median, detail=detail))
+    return flags
+
+
+def _cell_flags(row: pd.Series) -> list[Flag]:
+    """What weakens a ranked stack's figure."""
+    target = str(row["target"])
+    flags: list[Flag] = []
+    if int(row["n"]) == 1:
+        flags.append(Flag("single_run", target, 1.0))
+    if "none_held" in row:  # saturation summary
+        if int(row["none_held"]):
+            flags.append(Flag("none_held", target, float(row["none_held"])))
+        if int(row["never_broke"]):
+            flags.append(Flag("never_broke", target, float(row["never_broke"])))
+        return flags
+    if int(row["errors_total"]) > 0:
+        flags.append(Flag("errors", target, float(row["errors_total"])))
+    if int(row["dropped"]) > 0:
+        flags.append(Flag("dropped", target, float(row["dropped"])))
+    if bool(row["littles_law_inconsistent"]):
+        flags.append(Flag("littles_law", target, float(row["littles_law_ratio_median"])))
+    if bool(row["sync_ceiling_exceeded"]):
+        flags.append(Flag("sync_ceiling", target, float(row["sync_ceiling_rps"])))
+    return flags
+
+
+def _compare(high: Standing | None, low: Standing | None) -> Comparison | None:
+    if high is None or low is None:
+        return None
+    return stats.compare(high.rps_values, low.rps_values)
+
+
+def _verdict(
+    endpoint: str,
+    model: LoadModel,
+    level: float | None,
+    rows: pd.DataFrame,
+    column: str,
+    interfaces: Mapping[str, str | None],
+) -> Verdict:
+    measured = rows[rows["n"] > 0]
+    flags: list[Flag] = []
+    excluded: list[str] = []
+    ranked_rows = []
+    for _, row in measured.sort_values([f"{column}_median", "target"], ascending=[False, True]).iterrows():
+        exclusion = _exclusion_flags(row, column)
+        if exclusion:
+            excluded.append(str(row["target"]))
+            flags.extend(exclusion)
+        else:
+            ranked_rows.append(row)
+    standings = [_standing(row, column, interfaces.get(str(row["target"]))) for row in ranked_rows]
+    by_target = {str(row["target"]): row for row in ranked_rows}
+
+    best = standings[0] if standings else None
+    runner_up = standings[1] if len(standings) > 1 else None
+    best_wsgi = next((s for s in standings if s.interface == "wsgi"), None)
+    best_asgi = next((s for s in standings if s.interface == "asgi"), None)
+    asgi_over_wsgi = _compare(best_asgi, best_wsgi)
+    lead = _compare(best, runner_up)
+
+    seen: set[str] = set()
+    for standing in (best, best_wsgi, best_asgi):
+        if standing is not None and standing.target not in seen:
+            seen.add(standing.target)
+            flags.extend(_cell_flags(by_target[standing.target]))
+    compared: set[frozenset[str]] = set()
+    for (high, low), comparison in (((best, runner_up), lead), ((best_asgi, best_wsgi), asgi_over_wsgi)):
+        if high is None or low is None or comparison is None or comparison.significant:
+            continue
+        pair = frozenset((high.target, low.target))
+        if pair not in compared:
+            compared.add(pair)
+            flags.append(Flag("not_significant", high.target, comparison.ratio, low.target))
+    for _, row in rows[rows["failed"] > 0].iterrows():
+        flags.append(Flag("failed", str(row["target"]), float(row["failed"])))
+    return Verdict(
+        endpoint=endpoint,
+        model=model,
+        level=level,
+        best=best,
+        best_wsgi=best_wsgi,
+        best_asgi=best_asgi,
+        runner_up=runner_up,
+        asgi_over_wsgi=asgi_over_wsgi,
+        lead=lead,
+        excluded=tuple(excluded),
+        flags=tuple(flags),
+    )
+
+
+def _interfaces(table: pd.DataFrame, targets: Mapping[str, TargetRun]) -> dict[str, str | None]:
+    interfaces: dict[str, str | None] = {
+        str(row["target"]): (None if pd.isna(row["interface"]) else str(row["interface"]))
+        for _, row in table.iterrows()
+    }
+    interfaces.update({name: run.config.interface for name, run in targets.items()})
+    return interfaces
+
+
+def verdict(
+    summary: pd.DataFrame, targets: Mapping[str, TargetRun], saturation: pd.DataFrame | None = None
+) -> list[Verdict]:
+    """One :class:`Verdict` per endpoint and model, sorted by endpoint.
+
+    ``summary`` is :func:`harness.analysis.summarise`'s (closed and open
+    cells), ``saturation`` :func:`harness.analysis.saturation_summary`'s. For
+    closed and open cells the level compared is the endpoint's highest level
+    with at least one ok cell. Stacks are ranked by median (ties by name); a
+    stack's interface comes from ``targets``, else from the summaries.
+
+    Flags cover the stacks the verdict rests on (best, best WSGI, best ASGI):
+    a single repeat, errors, dropped requests, Little's law, the sync ceiling
+    exceeded, repeats of a saturation search where no rate held or nothing
+    broke; a ratio that is not significant (best vs runner-up, best ASGI vs
+    best WSGI); every stack left out as generator- or upstream-bound; and every
+    failed cell at that level, whichever stack it belongs to.
+    """
+    verdicts = []
+    interfaces = _interfaces(summary, targets)
+    for (endpoint, model), rows in summary.groupby(["endpoint", "model"], sort=True):
+        measured = rows[rows["n"] > 0]
+        level = float((measured if len(measured) else rows)["level"].max())
+        at_level = rows[rows["level"] == level]
+        load_model: LoadModel = "open" if model == "open" else "closed"
+        verdicts.append(_verdict(str(endpoint), load_model, level, at_level, "rps", interfaces))
+    if saturation is not None and len(saturation):
+        interfaces = _interfaces(saturation, targets)
+        for endpoint, rows in saturation.groupby("endpoint", sort=True):
+            verdicts.append(_verdict(str(endpoint), "saturation", None, rows, "sustainable_rps", interfaces))
+    return sorted(verdicts, key=lambda v: v.endpoint)

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from cells import TARGETS, cell
+
+from harness.analysis import measurements_frame, saturation_summary, summarise
+from harness.model import Errors, Measurement
+from harness.verdict import Flag, Verdict, verdict
+
+
+def judge(measurements: Sequence[Measurement]) -> list[Verdict]:
+    frame = measurements_frame(measurements, TARGETS)
+    return verdict(summarise(frame), TARGETS, saturation_summary(frame))
+
+
+def test_verdict_compares_best_asgi_with_best_wsgi_at_the_highest_concurrency() -> None:
+    measurements = []
+    for repeat, jitter in enumerate((0.0, 10.0, 20.0)):
+        measurements += [
+            cell("fastapi-uvicorn", concurrency=8, repeat=repeat, rps=5000.0 + jitter),  # low level ignored
+            cell("fastapi-uvicorn", concurrency=128, repeat=repeat, rps=1200.0 + jitter),
+            cell("quart-hypercorn", concurrency=128, repeat=repeat, rps=900.0 + jitter),
+            cell("flask-gunicorn", concurrency=128, repeat=repeat, rps=240.0 + jitter),
+            cell("django-gunicorn", concurrency=128, repeat=repeat, rps=200.0 + jitter),
+        ]
+    (result,) = judge(measurements)
+    assert result.endpoint == "/io"
+    assert result.model == "closed"
+    assert result.level == 128
+    assert result.best is not None and result.best.target == "fastapi-uvicorn"
+    assert result.best.rps_median == pytest.approx(1210.0)
+    assert result.best.n == 3
+    assert result.best.rps_interval is not None
+    assert result.best.rps_interval.low == 1200.0 and result.best.rps_interval.high == 1220.0
+    assert result.best_asgi is not None and result.best_asgi.target == "fastapi-uvicorn"
+    assert result.best_wsgi is not None and result.best_wsgi.target == "flask-gunicorn"
+    assert result.runner_up is not None and result.runner_up.target == "quart-hypercorn"
+    ratio = result.asgi_over_wsgi
+    assert ratio is not None
+    assert ratio.ratio == pytest.approx(1210.0 / 250.0)
+    assert ratio.interval is not None
+    assert ratio.interval.low == pytest.approx(1200.0 / 260.0)
+    assert ratio.interval.high == pytest.approx(1220.0 / 240.0)
+    assert ratio.significant
+    assert result.lead is not None and result.lead.significant
+    assert result.excluded == ()
+    assert result.flags == ()
+
+
+def test_close_stacks_are_not_significant_and_say_so() -> None:
+    measurements = [
+        cell("fastapi-uvicorn", repeat=0, rps=1000.0),
+        cell("fastapi-uvicorn", repeat=1, rps=1100.0),
+        cell("fastapi-uvicorn", repeat=2, rps=1050.0),
+        cell("quart-hypercorn", repeat=0, rps=950.0, mean_ms=10.0),
+        cell("quart-hypercorn", repeat=1, rps=1070.0, mean_ms=10.0),
+        cell("quart-hypercorn", repeat=2, rps=1020.0, mean_ms=10.0),
+    ]
+    (result,) = judge(measurements)
+    assert result.best is not None and result.best.target == "fastapi-uvicorn"
+    assert result.best_wsgi is None
+    assert result.asgi_over_wsgi is None
+    assert result.lead is not None and not result.lead.significant
+    # quart-hypercorn is neither best nor best of an interface: its Little's law miss is not the verdict's.
+    assert result.flags == (
+        Flag("not_significant", "fastapi-uvicorn", pytest.approx(1050.0 / 1020.0), "quart-hypercorn"),
+    )
+
+
+def test_generator_bound_and_upstream_bound_stacks_are_left_out_of_the_ranking() -> None:
+    measurements = []
+    for repeat in range(3):
+        measurements += [
+            cell(
+                "fastapi-uvicorn",
+                repeat=repeat,
+                rps=9000.0 + repeat,
+                generator_bound=repeat == 1,
+                generator_bound_reason="the generator used 95% CPU (limit 80%)" if repeat == 1 else None,
+            ),
+            cell("quart-hypercorn", repeat=repeat, rps=8000.0 + repeat, upstream_bound=True),
+            cell("django-gunicorn", repeat=repeat, rps=1000.0 + repeat),
+            cell("flask-gunicorn", repeat=repeat, rps=300.0 + repeat),
+        ]
+    (result,) = judge(measurements)
+    assert result.excluded == ("fastapi-uvicorn", "quart-hypercorn")
+    assert result.best is not None and result.best.target == "django-gunicorn"
+    assert result.best_asgi is None
+    assert result.asgi_over_wsgi is None
+    assert result.runner_up is not None and result.runner_up.target == "flask-gunicorn"
+    assert (
+        Flag("generator_bound", "fastapi-uvicorn", 9001.0, detail="the generator used 95% CPU (limit 80%)")
+        in result.flags
+    )
+    assert (
+        Flag("upstream_bound", "quart-hypercorn", 8001.0, detail="the upstream used 95% CPU") in result.flags
+    )
+
+
+def test_verdict_flags_single_runs_errors_dropped_ceiling_and_failed_cells() -> None:
+    measurements = [
+        cell("fastapi-uvicorn", endpoint="/io/sleep?ms=50", rps=1000.0, errors=Errors(status=7)),
+        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", rps=300.0),  # 2 sync workers: 40 req/s at most
+        cell("django-gunicorn", endpoint="/io/sleep?ms=50", rps=100.0, failed=True),
+    ]
+    (result,) = judge(measurements)
+    assert result.asgi_over_wsgi is not None
+    assert result.asgi_over_wsgi.ratio == pytest.approx(1000.0 / 300.0)
+    assert result.asgi_over_wsgi.interval is None  # one repeat each: no interval
+    assert not result.asgi_over_wsgi.significant
+    assert result.flags == (
+        Flag("single_run", "fastapi-uvicorn", 1.0),
+        Flag("errors", "fastapi-uvicorn", 7.0),
+        Flag("single_run", "flask-gunicorn", 1.0),
+        Flag("sync_ceiling", "flask-gunicorn", 40.0),
+        Flag("not_significant", "fastapi-uvicorn", pytest.approx(1000.0 / 300.0), "flask-gunicorn"),
+        Flag("failed", "django-gunicorn", 1.0),
+    )
+
+
+def test_open_model_verdict_is_at_the_highest_rate_and_counts_dropped_requests() -> None:
+    measurements = []
+    for repeat in range(3):
+        measurements += [
+            cell("fastapi-uvicorn", model="open", rate=100.0, repeat=repeat, rps=99.0),
+            cell("flask-gunicorn", model="open", rate=100.0, repeat=repeat, rps=59.0),
+            cell("fastapi-uvicorn", model="open", rate=800.0, repeat=repeat, rps=790.0 + repeat),
+            cell("flask-gunicorn", model="open", rate=800.0, repeat=repeat, rps=60.0 + repeat, dropped=100),
+        ]
+    (result,) = judge(measurements)
+    assert result.model == "open"
+    assert result.level == 800.0
+    assert result.asgi_over_wsgi is not None and result.asgi_over_wsgi.significant
+    assert result.asgi_over_wsgi.ratio == pytest.approx(791.0 / 61.0)
+    assert Flag("dropped", "flask-gunicorn", 300.0) in result.flags
+
+
+def saturation(name: str, repeat: int, held: float, broke: float, **bound: bool) -> list[Measurement]:
+    return [
+        cell(name, model="saturation", rate=held, repeat=repeat, slo_held=True),
+        cell(name, model="saturation", rate=broke, repeat=repeat, slo_held=False, slo_breach="p99", **bound),
+    ]
+
+
+def test_saturation_verdict_ranks_sustainable_throughput_and_skips_generator_bound_searches() -> None:
+    measurements = []
+    for repeat in range(3):
+        measurements += saturation("fastapi-uvicorn", repeat, 800.0 + 50 * repeat, 1600.0)
+        measurements += saturation("quart-hypercorn", repeat, 3200.0, 6400.0, generator_bound=True)
+        measurements += saturation("flask-gunicorn", repeat, 50.0 + 5 * repeat, 100.0)
+    (result,) = judge(measurements)
+    assert result.model == "saturation"
+    assert result.level is None
+    assert result.excluded == ("quart-hypercorn",)
+    assert result.best is not None and result.best.target == "fastapi-uvicorn"
+    assert result.best.rps_values == (800.0, 850.0, 900.0)
+    assert result.best.rps_median == 850.0
+    assert result.best_wsgi is not None and result.best_wsgi.rps_median == 55.0
+    assert result.asgi_over_wsgi is not None and result.asgi_over_wsgi.significant
+    assert result.asgi_over_wsgi.ratio == pytest.approx(850.0 / 55.0)
+    assert [f.kind for f in result.flags] == ["generator_bound"]
+
+
+def test_verdict_falls_back_to_the_highest_level_with_a_measurement() -> None:
+    measurements = [
+        cell("fastapi-uvicorn", concurrency=32, rps=800.0),
+        cell("flask-gunicorn", concurrency=32, rps=200.0),
+        cell("fastapi-uvicorn", concurrency=128, failed=True),
+        cell("flask-gunicorn", concurrency=128, failed=True),
+    ]
+    (result,) = judge(measurements)
+    assert result.level == 32
+    assert result.asgi_over_wsgi is not None and result.asgi_over_wsgi.ratio == pytest.approx(4.0)
+
+
+def test_verdict_when_nothing_was_measured() -> None:
+    (result,) = judge([cell("fastapi-uvicorn", concurrency=64, failed=True)])
+    assert result.level == 64
+    assert result.best is None
+    assert result.asgi_over_wsgi is None
+    assert result.flags == (Flag("failed", "fastapi-uvicorn", 1.0),)
+
+
+def test_one_verdict_per_endpoint() -> None:
+    results = judge([cell(endpoint="/json"), cell(endpoint="/io/upstream?ms=50")])
+    assert [v.endpoint for v in results] == ["/io/upstream?ms=50", "/json"]
