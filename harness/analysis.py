@@ -11,7 +11,8 @@ its arrival rate in the open and saturation models. Failed cells
 (``status == "failed"``) stay in :func:`measurements_frame` so they can be
 listed, but never enter a statistic. Medians, bootstrap intervals and
 coefficients of variation across repeats come from :mod:`harness.stats`; the
-verdict built on them is in :mod:`harness.verdict`.
+sustainable throughput of saturation searches is in :mod:`harness.saturation`,
+and the verdict built on all of them in :mod:`harness.verdict`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from harness import stats
+from harness import saturation, stats
 from harness.load.histogram import decode
 from harness.model import Measurement, TargetRun
 
@@ -287,7 +288,7 @@ def _with_intervals(
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Statistics per (target, endpoint, model, level) over repeats, closed and open cells only.
 
-    Saturation cells are summarised by :func:`saturation_summary` instead.
+    Saturation cells are summarised by :func:`harness.saturation.saturation_summary` instead.
     Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (ok
     repeats), ``failed`` (failed repeats, excluded from everything else);
     ``rps_median``/``_min``/``_max``, ``rps_values`` (a tuple by repeat),
@@ -348,162 +349,19 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def _bound_reason(cell: pd.Series) -> str | None:
-    """Why a cell's figures may be the load generator's or the upstream's limit, not the target's."""
-    reasons = []
-    if bool(cell["generator_bound"]):
-        reason = cell["generator_bound_reason"]
-        reasons.append(f"generator bound: {reason}" if isinstance(reason, str) else "generator bound")
-    if bool(cell["upstream_bound"]):
-        reasons.append(f"upstream bound: the upstream used {float(cell['upstream_cpu_percent']):.0f}% CPU")
-    return "; ".join(reasons) or None
-
-
-SUSTAINABLE_COLUMNS = [
-    "target",
-    "interface",
-    "endpoint",
-    "repeat",
-    "steps",
-    "sustainable_rps",
-    "held_cell_id",
-    "latency_ms_p99",
-    "broke",
-    "breach",
-    "bound_reason",
-]
-
-
-def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (target, endpoint, repeat) of a saturation search: the highest rate whose cell held the SLO.
-
-    Columns (``SUSTAINABLE_COLUMNS``): ``steps`` (ok cells of the search),
-    ``sustainable_rps`` (requests/s offered in the highest cell with
-    ``slo_held``; NaN when no cell held), ``held_cell_id`` and its
-    ``latency_ms_p99``; ``broke`` (a higher rate broke the SLO; False means
-    the search ended before anything broke, so the figure is a floor),
-    ``breach`` (why the lowest rate above it broke); ``bound_reason`` (not None
-    when a cell that decided the figure, the one that held or the one that
-    broke above it, was generator- or upstream-bound: then the figure may be
-    the generator's, not the target's). Failed cells are ignored; a search
-    without an ok cell has no row.
-    """
-    ok = frame[frame["model"].eq("saturation") & frame["status"].eq("ok")]
-    records = []
-    for (target, endpoint, repeat), cells in ok.groupby(["target", "endpoint", "repeat"], sort=True):
-        cells = cells.sort_values("level")
-        held = cells[cells["slo_held"].eq(True)]
-        top = held.iloc[-1] if len(held) else None
-        floor = -math.inf if top is None else float(top["level"])
-        above = cells[(cells["level"] > floor) & cells["slo_held"].eq(False)]
-        first_break = above.iloc[0] if len(above) else None
-        deciding = [cell for cell in (top, first_break) if cell is not None]
-        reasons = [reason for cell in deciding if (reason := _bound_reason(cell))]
-        records.append(
-            {
-                "target": target,
-                "interface": cells["interface"].iloc[0],
-                "endpoint": endpoint,
-                "repeat": repeat,
-                "steps": len(cells),
-                "sustainable_rps": math.nan if top is None else float(top["level"]),
-                "held_cell_id": None if top is None else top["cell_id"],
-                "latency_ms_p99": math.nan if top is None else float(top["latency_ms_p99"]),
-                "broke": first_break is not None,
-                "breach": None if first_break is None else first_break["slo_breach"],
-                "bound_reason": "; ".join(dict.fromkeys(reasons)) or None,
-            }
-        )
-    return pd.DataFrame(records, columns=SUSTAINABLE_COLUMNS)
-
-
-SATURATION_COLUMNS = [
-    "target",
-    "endpoint",
-    "n",
-    *(f"sustainable_rps_{s}" for s in ("median", "min", "max", "values", "ci_low", "ci_high", "cv")),
-    "latency_ms_p99_median",
-    "none_held",
-    "never_broke",
-    "breaches",
-    "bound",
-    "bound_reason",
-]
-
-
-def saturation_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sustainable throughput per (target, endpoint) across repeats, sorted by those keys.
-
-    A repeat in which no rate held counts as 0 requests/s (the stack sustained
-    less than the lowest rate tried). Columns: ``target``, ``endpoint``,
-    ``interface``, ``n`` (repeats with an ok cell), ``failed`` (failed cells),
-    ``sustainable_rps_median``/``_min``/``_max``, ``sustainable_rps_values``
-    (by repeat), ``sustainable_rps_ci_low``/``_ci_high`` (95% bootstrap
-    interval of the median, NaN with one repeat), ``sustainable_rps_cv``,
-    ``latency_ms_p99_median`` (at each repeat's sustainable rate),
-    ``none_held`` (repeats where no rate held), ``never_broke`` (repeats whose
-    search ended before the SLO broke), ``breaches`` (the distinct reasons, a
-    tuple), ``bound`` and ``bound_reason`` (any deciding cell generator- or
-    upstream-bound, see :func:`sustainable_throughput`).
-    """
-    per_repeat = sustainable_throughput(frame).assign(
-        value=lambda f: f["sustainable_rps"].fillna(0.0),
-        none_held=lambda f: f["sustainable_rps"].isna(),
-        never_broke=lambda f: ~f["broke"].astype(bool) & f["sustainable_rps"].notna(),
-    )
-    cells = frame[frame["model"].eq("saturation")]
-    keys = ["target", "endpoint"]
-    failed = (
-        cells.assign(failed=cells["status"].eq("failed"))
-        .groupby(keys, sort=True)
-        .agg(interface=("interface", "first"), failed=("failed", "sum"))
-    )
-    records = []
-    for (target, endpoint), group in per_repeat.sort_values("repeat").groupby(keys, sort=True):
-        values = [float(v) for v in group["value"]]
-        interval = stats.median_interval(values)
-        reasons = [r for r in group["bound_reason"] if isinstance(r, str)]
-        records.append(
-            {
-                "target": target,
-                "endpoint": endpoint,
-                "n": len(values),
-                "sustainable_rps_median": stats.median(values),
-                "sustainable_rps_min": min(values),
-                "sustainable_rps_max": max(values),
-                "sustainable_rps_values": tuple(values),
-                "sustainable_rps_ci_low": math.nan if interval is None else interval.low,
-                "sustainable_rps_ci_high": math.nan if interval is None else interval.high,
-                "sustainable_rps_cv": stats.coefficient_of_variation(values),
-                "latency_ms_p99_median": stats.median(list(group["latency_ms_p99"])),
-                "none_held": int(group["none_held"].sum()),
-                "never_broke": int(group["never_broke"].sum()),
-                "breaches": tuple(dict.fromkeys(b for b in group["breach"] if isinstance(b, str))),
-                "bound": bool(reasons),
-                "bound_reason": "; ".join(dict.fromkeys(reasons)) or None,
-            }
-        )
-    stats_frame = pd.DataFrame(records, columns=SATURATION_COLUMNS).set_index(keys)
-    summary = failed.join(stats_frame, how="left")
-    summary["failed"] = summary["failed"].astype(int)
-    for column in ("n", "none_held", "never_broke"):
-        summary[column] = summary[column].fillna(0).astype(int)
-    summary["bound"] = summary["bound"].astype("boolean").fillna(False).astype(bool)
-    return summary.reset_index()
-
-
 def highest_level_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok cells a run's top load says most about, per endpoint.
 
     Closed and open cells: those at the endpoint's highest level with an ok
     cell (every stack's repeats at that level). Saturation cells: each
-    repeat's cell at its sustainable rate (:func:`sustainable_throughput`).
+    repeat's cell at its sustainable rate
+    (:func:`harness.saturation.sustainable_throughput`).
     """
     ok = frame[frame["status"].eq("ok")]
     plain = ok[ok["model"] != "saturation"]
     top = plain.groupby("endpoint")["level"].transform("max")
     picked = plain[plain["level"] == top]
-    held = set(sustainable_throughput(frame)["held_cell_id"].dropna())
+    held = set(saturation.sustainable_throughput(frame)["held_cell_id"].dropna())
     return pd.concat([picked, ok[ok["cell_id"].isin(held) & ok["model"].eq("saturation")]])
 
 

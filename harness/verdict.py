@@ -205,7 +205,10 @@ def _verdict(
             flags.extend(_cell_flags(by_target[standing.target]))
     compared: set[frozenset[str]] = set()
     for (high, low), comparison in (((best, runner_up), lead), ((best_asgi, best_wsgi), asgi_over_wsgi)):
-        if high is None or low is None or comparison is None or comparison.significant:
+        # Without an interval (a single repeat) the single_run flag says why already.
+        if high is None or low is None or comparison is None or comparison.interval is None:
+            continue
+        if comparison.significant:
             continue
         pair = frozenset((high.target, low.target))
         if pair not in compared:
@@ -243,7 +246,7 @@ def verdict(
     """One :class:`Verdict` per endpoint and model, sorted by endpoint.
 
     ``summary`` is :func:`harness.analysis.summarise`'s (closed and open
-    cells), ``saturation`` :func:`harness.analysis.saturation_summary`'s. For
+    cells), ``saturation`` :func:`harness.saturation.saturation_summary`'s. For
     closed and open cells the level compared is the endpoint's highest level
     with at least one ok cell. Stacks are ranked by median (ties by name); a
     stack's interface comes from ``targets``, else from the summaries.
@@ -251,7 +254,7 @@ def verdict(
     Flags cover the stacks the verdict rests on (best, best WSGI, best ASGI):
     a single repeat, errors, dropped requests, Little's law, the sync ceiling
     exceeded, repeats of a saturation search where no rate held or nothing
-    broke; a ratio that is not significant (best vs runner-up, best ASGI vs
+    broke; a ratio whose interval includes 1 (best vs runner-up, best ASGI vs
     best WSGI); every stack left out as generator- or upstream-bound; and every
     failed cell at that level, whichever stack it belongs to.
     """

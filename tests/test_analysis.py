@@ -8,7 +8,7 @@ from cells import TARGETS, cell, histogram_of, target
 
 from harness import analysis
 from harness.analysis import measurements_frame, summarise
-from harness.model import Errors, Measurement
+from harness.model import Errors
 
 
 def only(summary: pd.DataFrame, name: str, endpoint: str = "/io", level: float = 32) -> pd.Series:
@@ -245,99 +245,6 @@ def test_a_cell_above_its_sync_ceiling_by_more_than_ten_percent_is_flagged() -> 
     assert row["sync_ceiling_rps"] == 40.0
 
 
-def search(name: str, repeat: int, held: list[float], broke: list[float]) -> list[Measurement]:
-    """The saturation cells of one search: rates that held the SLO and rates that broke it."""
-    cells = [
-        cell(name, model="saturation", rate=r, repeat=repeat, slo_held=True, p99_ms=r / 10) for r in held
-    ]
-    cells += [
-        cell(
-            name,
-            model="saturation",
-            rate=r,
-            repeat=repeat,
-            slo_held=False,
-            slo_breach=f"p99 > 100 ms at {r:g}",
-        )
-        for r in broke
-    ]
-    return cells
-
-
-def test_sustainable_throughput_is_the_highest_rate_that_held() -> None:
-    measurements = [
-        *search("fastapi-uvicorn", 0, [25, 50, 100, 200, 300], [400, 350]),
-        *search("fastapi-uvicorn", 1, [25, 50, 100, 200], [400, 300]),
-        *search("flask-gunicorn", 0, [], [25]),
-        cell("flask-gunicorn", model="saturation", rate=25.0, repeat=1, failed=True),
-    ]
-    per_repeat = analysis.sustainable_throughput(measurements_frame(measurements, TARGETS))
-    rows = {(r.target, r.repeat): r for r in per_repeat.itertuples()}
-    assert set(rows) == {("fastapi-uvicorn", 0), ("fastapi-uvicorn", 1), ("flask-gunicorn", 0)}
-    first = rows[("fastapi-uvicorn", 0)]
-    assert first.sustainable_rps == 300.0
-    assert first.steps == 7
-    assert first.broke and first.breach == "p99 > 100 ms at 350"  # the lowest rate above that broke
-    assert first.latency_ms_p99 == 30.0
-    assert first.bound_reason is None
-    assert rows[("fastapi-uvicorn", 1)].sustainable_rps == 200.0
-    assert math.isnan(rows[("flask-gunicorn", 0)].sustainable_rps)  # nothing held
-    # Saturation cells are not load levels of their own.
-    assert summarise(measurements_frame(measurements, TARGETS)).empty
-
-
-def test_saturation_summary_takes_the_median_across_repeats_counting_none_held_as_zero() -> None:
-    measurements = [
-        *search("fastapi-uvicorn", 0, [100, 200, 300], [400]),
-        *search("fastapi-uvicorn", 1, [100, 200], [400, 300]),
-        *search("fastapi-uvicorn", 2, [100, 200, 300, 350], [400]),
-        *search("flask-gunicorn", 0, [25], [50]),
-        *search("flask-gunicorn", 1, [], [25]),
-        *search("flask-gunicorn", 2, [25, 37.5], [50]),
-        cell("flask-gunicorn", model="saturation", rate=25.0, repeat=3, failed=True),
-    ]
-    summary = analysis.saturation_summary(measurements_frame(measurements, TARGETS)).set_index("target")
-    fast = summary.loc["fastapi-uvicorn"]
-    assert fast["n"] == 3
-    assert fast["sustainable_rps_values"] == (300.0, 200.0, 350.0)
-    assert fast["sustainable_rps_median"] == 300.0
-    assert fast["sustainable_rps_ci_low"] == 200.0 and fast["sustainable_rps_ci_high"] == 350.0
-    assert fast["sustainable_rps_cv"] > 0
-    assert fast["none_held"] == 0 and fast["never_broke"] == 0
-    assert fast["interface"] == "asgi"
-    slow = summary.loc["flask-gunicorn"]
-    assert slow["sustainable_rps_values"] == (25.0, 0.0, 37.5)
-    assert slow["sustainable_rps_median"] == 25.0
-    assert slow["none_held"] == 1
-    assert slow["failed"] == 1
-    assert slow["n"] == 3
-
-
-def test_a_search_decided_by_a_generator_bound_cell_is_marked_and_one_that_never_broke_too() -> None:
-    measurements = [
-        cell("fastapi-uvicorn", model="saturation", rate=100.0, slo_held=True),
-        cell(
-            "fastapi-uvicorn",
-            model="saturation",
-            rate=200.0,
-            slo_held=False,
-            slo_breach="achieved 150 req/s < 95% of 200 req/s",
-            generator_bound=True,
-            generator_bound_reason="the generator used 97% CPU (limit 80%)",
-        ),
-        cell("quart-hypercorn", model="saturation", rate=100.0, slo_held=True),
-        cell("quart-hypercorn", model="saturation", rate=200.0, slo_held=True, upstream_bound=True),
-        cell("flask-gunicorn", model="saturation", rate=100.0, slo_held=True),
-    ]
-    summary = analysis.saturation_summary(measurements_frame(measurements, TARGETS)).set_index("target")
-    assert bool(summary.loc["fastapi-uvicorn", "bound"])
-    assert "97% CPU" in summary.loc["fastapi-uvicorn", "bound_reason"]
-    assert bool(summary.loc["quart-hypercorn", "bound"])
-    assert summary.loc["quart-hypercorn", "bound_reason"].startswith("upstream bound")
-    assert not summary.loc["flask-gunicorn", "bound"]
-    assert summary.loc["flask-gunicorn", "never_broke"] == 1
-
-
 def test_highest_level_cells_are_the_top_level_per_endpoint_or_the_sustainable_rate() -> None:
     measurements = [
         cell("fastapi-uvicorn", concurrency=8),
@@ -346,7 +253,9 @@ def test_highest_level_cells_are_the_top_level_per_endpoint_or_the_sustainable_r
         cell("flask-gunicorn", concurrency=64),
         cell("flask-gunicorn", concurrency=128, failed=True),
         cell("flask-gunicorn", endpoint="/json", concurrency=8),
-        *search("quart-hypercorn", 0, [100, 200], [400]),
+        cell("quart-hypercorn", model="saturation", rate=100.0, slo_held=True),
+        cell("quart-hypercorn", model="saturation", rate=200.0, slo_held=True),
+        cell("quart-hypercorn", model="saturation", rate=400.0, slo_held=False, slo_breach="p99"),
     ]
     picked = analysis.highest_level_cells(measurements_frame(measurements, TARGETS))
     assert sorted(picked["cell_id"]) == sorted(

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 import pytest
 from cells import TARGETS, cell
 
-from harness.analysis import measurements_frame, saturation_summary, summarise
+from harness.analysis import measurements_frame, summarise
 from harness.model import Errors, Measurement
+from harness.saturation import saturation_summary
 from harness.verdict import Flag, Verdict, verdict
 
 
@@ -115,7 +116,6 @@ def test_verdict_flags_single_runs_errors_dropped_ceiling_and_failed_cells() -> 
         Flag("errors", "fastapi-uvicorn", 7.0),
         Flag("single_run", "flask-gunicorn", 1.0),
         Flag("sync_ceiling", "flask-gunicorn", 40.0),
-        Flag("not_significant", "fastapi-uvicorn", pytest.approx(1000.0 / 300.0), "flask-gunicorn"),
         Flag("failed", "django-gunicorn", 1.0),
     )
 

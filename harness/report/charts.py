@@ -338,7 +338,7 @@ def sustainable_chart(
 ) -> str:
     """Median sustainable throughput per stack (requests/s), bars with their 95% interval.
 
-    ``rows`` are :func:`harness.analysis.saturation_summary`'s for one endpoint;
+    ``rows`` are :func:`harness.saturation.saturation_summary`'s for one endpoint;
     ``slo`` says what "sustainable" meant, for the axis label.
     """
     measured = rows[rows["n"] > 0].sort_values("target")

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from harness import analysis
+from harness import analysis, saturation
 from harness.load.histogram import decode
 from harness.model import Measurement, RunManifest, TargetRun
 from harness.report import charts
@@ -197,9 +197,9 @@ def _standing_rows(summary: pd.DataFrame, v: Verdict) -> list[dict[str, object]]
 
 
 def _saturation_rows(
-    saturation: pd.DataFrame, endpoint: str, excluded: Sequence[str]
+    searches: pd.DataFrame, endpoint: str, excluded: Sequence[str]
 ) -> list[dict[str, object]]:
-    rows = saturation[saturation["endpoint"] == endpoint]
+    rows = searches[searches["endpoint"] == endpoint]
     rows = rows.sort_values(["sustainable_rps_median", "target"], ascending=[False, True], na_position="last")
     out = []
     for row in rows.to_dict("records"):
@@ -317,13 +317,13 @@ def _charts(
     slo: str,
     problems: list[str],
 ) -> list[_EndpointCharts]:
-    summary, saturation = tables
+    summary, searches = tables
     styles = charts.stack_styles(interfaces)
     top_cells = analysis.highest_level_cells(frame)
     out = []
     for index, endpoint in enumerate(endpoints):
         rows = summary[summary["endpoint"] == endpoint]
-        searched = saturation[saturation["endpoint"] == endpoint]
+        searched = searches[searches["endpoint"] == endpoint]
         drawn: list[tuple[str, str]] = []
         if (rows["n"] > 0).any():
             x = "concurrency" if (rows["model"] == "closed").all() else "rate"
@@ -357,7 +357,7 @@ def _charts(
     return out
 
 
-def _verdict_context(v: Verdict, summary: pd.DataFrame, saturation: pd.DataFrame) -> dict[str, object]:
+def _verdict_context(v: Verdict, summary: pd.DataFrame, searches: pd.DataFrame) -> dict[str, object]:
     return {
         "sentence": format_verdict(v),
         "ratios": format_ratios(v),
@@ -367,7 +367,7 @@ def _verdict_context(v: Verdict, summary: pd.DataFrame, saturation: pd.DataFrame
         "model": v.model,
         "endpoint": v.endpoint,
         "standings": _standing_rows(summary, v) if v.model != "saturation" else [],
-        "searches": _saturation_rows(saturation, v.endpoint, v.excluded) if v.model == "saturation" else [],
+        "searches": _saturation_rows(searches, v.endpoint, v.excluded) if v.model == "saturation" else [],
     }
 
 
@@ -380,10 +380,10 @@ def _run_context(
 ) -> dict[str, object]:
     frame = analysis.measurements_frame(measurements, manifest.targets)
     summary = analysis.summarise(frame)
-    saturation = analysis.saturation_summary(frame)
+    searches = saturation.saturation_summary(frame)
     endpoints = _endpoint_order(manifest, frame)
     interfaces = _interfaces(manifest, frame)
-    verdicts = verdict(summary, manifest.targets, saturation)
+    verdicts = verdict(summary, manifest.targets, searches)
     order = {endpoint: index for index, endpoint in enumerate(endpoints)}
     ordered = sorted(verdicts, key=lambda v: order.get(v.endpoint, len(order)))
     styles = charts.stack_styles(interfaces)
@@ -398,7 +398,7 @@ def _run_context(
         "started": format_time(manifest.started_at),
         "finished": format_time(manifest.finished_at),
         "duration": _duration(manifest),
-        "verdicts": [_verdict_context(v, summary, saturation) for v in ordered],
+        "verdicts": [_verdict_context(v, summary, searches) for v in ordered],
         "stacks": [
             {
                 "name": name,
@@ -408,7 +408,7 @@ def _run_context(
             }
             for name, style in styles.items()
         ],
-        "charts": _charts(run_dir, frame, (summary, saturation), endpoints, interfaces, slo, problems),
+        "charts": _charts(run_dir, frame, (summary, searches), endpoints, interfaces, slo, problems),
         "summary": _summary_rows(summary, endpoints),
         "open_model": bool((frame["model"] != "closed").any()),
         "cells": [_cell_row(row) for row in cells.to_dict("records")],
@@ -455,7 +455,7 @@ def _index_row(run_dir: Path, reports_root: Path) -> dict[str, object]:
     except (ResultsError, ValidationError, json.JSONDecodeError, OSError) as exc:
         return {"run_id": run_dir.name, "sort": "", "error": str(exc).splitlines()[0], "href": None}
     frame = analysis.measurements_frame(measurements, manifest.targets)
-    verdicts = verdict(analysis.summarise(frame), manifest.targets, analysis.saturation_summary(frame))
+    verdicts = verdict(analysis.summarise(frame), manifest.targets, saturation.saturation_summary(frame))
     page = reports_root / manifest.run_id / "index.html"
     return {
         "run_id": manifest.run_id,
