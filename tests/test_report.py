@@ -309,6 +309,19 @@ def test_saturation_run_page_shows_sustainable_throughput_with_interval_and_slo(
     )
 
 
+@pytest.mark.parametrize("scenario", [CLOSED, OPEN, SATURATION], ids=lambda s: s.name)
+def test_a_run_with_nothing_measured_renders_for_every_model(tmp_path: Path, scenario: Scenario) -> None:
+    level = {"concurrency": 64} if scenario.model == "closed" else {"rate": 50.0}
+    failed = cell(
+        "fastapi-uvicorn", endpoint=scenario.endpoints[0], model=scenario.model, failed=True, **level
+    )
+    for name, measurements in (("empty", []), ("failed", [failed])):
+        html = render_run(write_run(tmp_path / name, scenario, measurements))
+        assert Page(html).ids == ["verdict", "charts", "medians", "cells", "stacks", "environment", "raw"]
+        assert Page(html).svgs == 0
+    assert "failed: target exited before ready" in html
+
+
 def test_a_schema_1_run_still_renders(tmp_path: Path) -> None:
     # A run stored before the open model: schema_version 1, no rate or flags of schema 2.
     run_dir = write_run(tmp_path / "results", CLOSED, closed_measurements()[:6])
