@@ -11,8 +11,11 @@ worker_class = "gevent"
 # Gunicorn's default: the most clients (greenlets) one worker serves at once.
 worker_connections = 1000
 # The app sizes its shared upstream pool to the greenlet count (one kept connection
-# each); raw_env is set in the master, so every worker inherits it.
-raw_env = [f"GWBENCH_UPSTREAM_POOL_SIZE={worker_connections}"]
+# each), and bounds its database pool: PostgreSQL serves a few hundred connections in
+# all, so 20 per worker, as the event-loop stacks' pools. raw_env is set in the master,
+# so every worker inherits it.
+db_pool_size = 20
+raw_env = [f"GWBENCH_UPSTREAM_POOL_SIZE={worker_connections}", f"GWBENCH_DB_POOL_SIZE={db_pool_size}"]
 # No --preload: each worker imports the app itself, after gevent has patched the
 # standard library, and gets its own upstream pool.
 preload_app = False

@@ -11,9 +11,9 @@ worker_class = "gthread"
 threads = 4
 # Gunicorn's default: the most connections one worker holds, busy or kept alive.
 worker_connections = 1000
-# The app sizes its shared upstream pool to the thread count (one kept connection per
-# thread); raw_env is set in the master, so every worker inherits it.
-raw_env = [f"GWBENCH_UPSTREAM_POOL_SIZE={threads}"]
+# The app sizes its shared upstream and database pools to the thread count (one
+# connection per thread); raw_env is set in the master, so every worker inherits it.
+raw_env = [f"GWBENCH_UPSTREAM_POOL_SIZE={threads}", f"GWBENCH_DB_POOL_SIZE={threads}"]
 # No --preload: each worker imports the app itself, so each gets its own upstream pool.
 preload_app = False
 timeout = 30
