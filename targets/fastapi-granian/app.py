@@ -10,13 +10,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+import psycopg
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException
 
 MAX_MS = 10_000
+MAX_EVENTS = 1_000
 _INTEGER = re.compile(r"-?[0-9]+")
 UPSTREAM_URL = os.environ.get("GWBENCH_UPSTREAM_URL", "http://127.0.0.1:8081")
+DATABASE_URL = os.environ.get("GWBENCH_DATABASE_URL")
+DB_QUERY = "SELECT pg_sleep(%s), 1"
+# Connections per worker process: the event loop runs many queries at once, and
+# PostgreSQL serves a few hundred connections in all; requests beyond wait for one.
+DB_POOL_SIZE = 20
 
 
 @asynccontextmanager
@@ -24,10 +32,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One pooled session per worker process, made inside its event loop.
     # limit=0: no client-side cap on connections; the offered load bounds them.
     app.state.upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    app.state.db = await open_database()
     try:
         yield
     finally:
         await app.state.upstream.close()
+        if app.state.db is not None:
+            await app.state.db.close()
+
+
+async def open_database() -> AsyncConnectionPool | None:
+    """The worker's pool, filled in the background: a database that is down does not stop
+    the worker from starting (requests then answer 502). autocommit: the SELECT is the only
+    statement sent (no BEGIN/COMMIT); timeout: the longest wait for a pooled connection;
+    statement_timeout: the server cancels a query that hangs."""
+    if DATABASE_URL is None:
+        return None
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        DATABASE_URL,
+        min_size=DB_POOL_SIZE,
+        max_size=DB_POOL_SIZE,
+        timeout=2.0,
+        kwargs={"autocommit": True, "connect_timeout": 2, "options": "-c statement_timeout=15000"},
+        open=False,
+    )
+    await pool.open(wait=False)
+    return pool
 
 
 # No interactive docs or OpenAPI schema: the contract says every other path is a 404.
@@ -35,17 +65,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
 
 
-def parse_ms(values: list[str]) -> int | str:
-    """Return the delay in ms, or the contract's error reason (targets/CONTRACT.md)."""
+def parse_int(name: str, values: list[str], low: int, high: int) -> int | str:
+    """Return the parameter's value, or the contract's error reason (targets/CONTRACT.md)."""
     if not values:
-        return "ms is required"
+        return f"{name} is required"
     raw = values[0]
     if not _INTEGER.fullmatch(raw):
-        return "ms must be an integer"
+        return f"{name} must be an integer"
     digits = raw.lstrip("-").lstrip("0") or "0"
-    if (raw.startswith("-") and digits != "0") or len(digits) > 5 or int(digits) > MAX_MS:
-        return f"ms must be between 0 and {MAX_MS}"
-    return int(digits)
+    # Length first: int() of a huge digit string is slow, and refused past 4300 digits.
+    if len(digits) > len(str(high)):
+        return f"{name} must be between {low} and {high}"
+    value = -int(digits) if raw.startswith("-") else int(digits)
+    if not low <= value <= high:
+        return f"{name} must be between {low} and {high}"
+    return value
+
+
+def parse_ms(values: list[str]) -> int | str:
+    """Return the delay in ms, or the contract's error reason (targets/CONTRACT.md)."""
+    return parse_int("ms", values, 0, MAX_MS)
 
 
 def upstream_failed(reason: str) -> JSONResponse:
@@ -93,6 +132,64 @@ async def io_upstream(request: Request) -> dict[str, Any] | JSONResponse:
     if not isinstance(body, dict):
         return upstream_failed("invalid body")
     return body
+
+
+def database_failed(reason: str) -> JSONResponse:
+    return JSONResponse({"error": f"database unavailable: {reason}"}, status_code=502)
+
+
+@app.get("/db/query", response_model=None)
+async def db_query(request: Request) -> dict[str, Any] | JSONResponse:
+    ms = parse_ms(request.query_params.getlist("ms"))
+    if isinstance(ms, str):
+        return JSONResponse({"error": ms}, status_code=400)
+    pool: AsyncConnectionPool | None = request.app.state.db
+    if pool is None:
+        return JSONResponse({"error": "database not configured"}, status_code=503)
+    try:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(DB_QUERY, (ms / 1000.0,))
+            row = await cursor.fetchone()
+    except (PoolTimeout, psycopg.errors.QueryCanceled):
+        return database_failed("timeout")
+    except psycopg.OperationalError:
+        return database_failed("connection failed")
+    except psycopg.Error:
+        return database_failed("query failed")
+    if row is None:
+        return database_failed("query failed")
+    return {"db_ms": ms, "value": row[1]}
+
+
+async def sse_events(events: int, interval_ms: int) -> AsyncIterator[bytes]:
+    """The contract's events, the first at once, then one every ``interval_ms``."""
+    for i in range(events):
+        if i:
+            await asyncio.sleep(interval_ms / 1000)
+        yield f'data: {{"i": {i}}}\n\n'.encode()
+
+
+@app.get("/stream/sse", response_model=None)
+async def stream_sse(request: Request) -> StreamingResponse | JSONResponse:
+    events = parse_int("events", request.query_params.getlist("events"), 1, MAX_EVENTS)
+    if isinstance(events, str):
+        return JSONResponse({"error": events}, status_code=400)
+    interval_ms = parse_int("interval_ms", request.query_params.getlist("interval_ms"), 0, MAX_MS)
+    if isinstance(interval_ms, str):
+        return JSONResponse({"error": interval_ms}, status_code=400)
+    return StreamingResponse(
+        sse_events(events, interval_ms), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@app.websocket("/ws/echo")
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
 
 
 @app.exception_handler(404)

@@ -5,45 +5,81 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from quart import Quart, Response, request
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from quart import Quart, Response, request, websocket
 from werkzeug.exceptions import NotFound
 
 MAX_MS = 10_000
+MAX_EVENTS = 1_000
 _INTEGER = re.compile(r"-?[0-9]+")
 UPSTREAM_URL = os.environ.get("GWBENCH_UPSTREAM_URL", "http://127.0.0.1:8081")
+DATABASE_URL = os.environ.get("GWBENCH_DATABASE_URL")
+DB_QUERY = "SELECT pg_sleep(%s), 1"
+# Connections per worker process: the event loop runs many queries at once, and
+# PostgreSQL serves a few hundred connections in all; requests beyond wait for one.
+DB_POOL_SIZE = 20
 
 app = Quart(__name__)
-# One pooled session per worker process, made inside its event loop in before_serving.
+# One pooled session and one database pool per worker process, made inside its event
+# loop in before_serving.
 upstream: aiohttp.ClientSession | None = None
+db_pool: AsyncConnectionPool | None = None
 
 
 @app.before_serving
-async def open_upstream() -> None:
-    global upstream
+async def open_clients() -> None:
+    global upstream, db_pool
     # limit=0: no client-side cap on connections; the offered load bounds them.
     upstream = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    if DATABASE_URL is not None:
+        # Filled in the background: a database that is down does not stop the worker
+        # from starting (requests then answer 502). autocommit: the SELECT is the only
+        # statement sent (no BEGIN/COMMIT); timeout: the longest wait for a pooled
+        # connection; statement_timeout: the server cancels a query that hangs.
+        db_pool = AsyncConnectionPool(
+            DATABASE_URL,
+            min_size=DB_POOL_SIZE,
+            max_size=DB_POOL_SIZE,
+            timeout=2.0,
+            kwargs={"autocommit": True, "connect_timeout": 2, "options": "-c statement_timeout=15000"},
+            open=False,
+        )
+        await db_pool.open(wait=False)
 
 
 @app.after_serving
-async def close_upstream() -> None:
+async def close_clients() -> None:
     if upstream is not None:
         await upstream.close()
+    if db_pool is not None:
+        await db_pool.close()
+
+
+def parse_int(name: str, values: list[str], low: int, high: int) -> int | str:
+    """Return the parameter's value, or the contract's error reason (targets/CONTRACT.md)."""
+    if not values:
+        return f"{name} is required"
+    raw = values[0]
+    if not _INTEGER.fullmatch(raw):
+        return f"{name} must be an integer"
+    digits = raw.lstrip("-").lstrip("0") or "0"
+    # Length first: int() of a huge digit string is slow, and refused past 4300 digits.
+    if len(digits) > len(str(high)):
+        return f"{name} must be between {low} and {high}"
+    value = -int(digits) if raw.startswith("-") else int(digits)
+    if not low <= value <= high:
+        return f"{name} must be between {low} and {high}"
+    return value
 
 
 def parse_ms(values: list[str]) -> int | str:
     """Return the delay in ms, or the contract's error reason (targets/CONTRACT.md)."""
-    if not values:
-        return "ms is required"
-    raw = values[0]
-    if not _INTEGER.fullmatch(raw):
-        return "ms must be an integer"
-    digits = raw.lstrip("-").lstrip("0") or "0"
-    if (raw.startswith("-") and digits != "0") or len(digits) > 5 or int(digits) > MAX_MS:
-        return f"ms must be between 0 and {MAX_MS}"
-    return int(digits)
+    return parse_int("ms", values, 0, MAX_MS)
 
 
 def upstream_failed(reason: str) -> tuple[dict[str, Any], int]:
@@ -91,6 +127,63 @@ async def io_upstream() -> tuple[dict[str, Any], int]:
     if not isinstance(body, dict):
         return upstream_failed("invalid body")
     return body, 200
+
+
+def database_failed(reason: str) -> tuple[dict[str, Any], int]:
+    return {"error": f"database unavailable: {reason}"}, 502
+
+
+@app.get("/db/query")
+async def db_query() -> tuple[dict[str, Any], int]:
+    ms = parse_ms(request.args.getlist("ms"))
+    if isinstance(ms, str):
+        return {"error": ms}, 400
+    if db_pool is None:
+        return {"error": "database not configured"}, 503
+    try:
+        async with db_pool.connection() as conn:
+            cursor = await conn.execute(DB_QUERY, (ms / 1000.0,))
+            row = await cursor.fetchone()
+    except (PoolTimeout, psycopg.errors.QueryCanceled):
+        return database_failed("timeout")
+    except psycopg.OperationalError:
+        return database_failed("connection failed")
+    except psycopg.Error:
+        return database_failed("query failed")
+    if row is None:
+        return database_failed("query failed")
+    return {"db_ms": ms, "value": row[1]}, 200
+
+
+async def sse_events(events: int, interval_ms: int) -> AsyncIterator[bytes]:
+    """The contract's events, the first at once, then one every ``interval_ms``."""
+    for i in range(events):
+        if i:
+            await asyncio.sleep(interval_ms / 1000)
+        yield f'data: {{"i": {i}}}\n\n'.encode()
+
+
+@app.get("/stream/sse")
+async def stream_sse() -> Response | tuple[dict[str, Any], int]:
+    events = parse_int("events", request.args.getlist("events"), 1, MAX_EVENTS)
+    if isinstance(events, str):
+        return {"error": events}, 400
+    interval_ms = parse_int("interval_ms", request.args.getlist("interval_ms"), 0, MAX_MS)
+    if isinstance(interval_ms, str):
+        return {"error": interval_ms}, 400
+    response = Response(
+        sse_events(events, interval_ms), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+    # Quart cuts a response off after RESPONSE_TIMEOUT (60 s); a stream may last longer.
+    response.timeout = None
+    return response
+
+
+@app.websocket("/ws/echo")
+async def ws_echo() -> None:
+    # Quart accepts on the first receive; the handler is cancelled when the client closes.
+    while True:
+        await websocket.send(await websocket.receive())
 
 
 @app.errorhandler(NotFound)
