@@ -19,6 +19,7 @@ class UvicornWorker(_UvicornWorker):
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
         "http": "httptools",
+        "ws": "websockets-sansio",
         "lifespan": "off",
         "access_log": False,
     }

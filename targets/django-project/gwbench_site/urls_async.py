@@ -1,4 +1,7 @@
-"""URLconf with the async views; every other path gets the contract's JSON 404."""
+"""URLconf with the async views; every other path gets the contract's JSON 404.
+
+WebSockets (/ws/echo) never reach it: gwbench_site.asgi routes them to Channels.
+"""
 
 from django.urls import path
 
@@ -9,6 +12,8 @@ urlpatterns = [
     path("json", views.hello),
     path("io/sleep", views.io_sleep),
     path("io/upstream", views.io_upstream),
+    path("db/query", views.db_query),
+    path("stream/sse", views.stream_sse),
 ]
 
 handler404 = "gwbench_site.contract.not_found"

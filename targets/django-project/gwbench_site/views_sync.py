@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import urllib3
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import Error
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-from gwbench_site.contract import UPSTREAM_URL, parse_ms, upstream_failed
+from gwbench_site.contract import (
+    DATABASE_CONFIGURED,
+    UPSTREAM_URL,
+    database_failed,
+    database_not_configured,
+    parse_ms,
+    parse_sse,
+    run_query,
+    sse_event,
+    upstream_failed,
+)
 
 # Created when a gunicorn worker imports the URLconf (no --preload), so every worker
 # process has its own pool and no socket crosses a fork. retries=False: exactly one GET.
@@ -54,3 +66,33 @@ def io_upstream(request: HttpRequest) -> HttpResponse:
     if not isinstance(body, dict):
         return upstream_failed("invalid body")
     return JsonResponse(body)
+
+
+def db_query(request: HttpRequest) -> HttpResponse:
+    ms = parse_ms(request.GET.getlist("ms"))
+    if isinstance(ms, str):
+        return JsonResponse({"error": ms}, status=400)
+    if not DATABASE_CONFIGURED:
+        return database_not_configured()
+    try:
+        value = run_query(ms)
+    except Error as exc:
+        return database_failed(exc)
+    return JsonResponse({"db_ms": ms, "value": value})
+
+
+def sse_events(events: int, interval_ms: int) -> Iterator[bytes]:
+    """The first event at once, then one every ``interval_ms``; the sleeps hold the worker."""
+    for i in range(events):
+        if i:
+            time.sleep(interval_ms / 1000)
+        yield sse_event(i)
+
+
+def stream_sse(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    parsed = parse_sse(request)
+    if isinstance(parsed, JsonResponse):
+        return parsed
+    return StreamingHttpResponse(
+        sse_events(*parsed), content_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
