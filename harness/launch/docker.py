@@ -24,6 +24,7 @@ import io
 import os
 import posixpath
 import random
+import re
 import resource
 import socket
 import tarfile
@@ -59,6 +60,7 @@ LABEL_RUN = "gwbench.run"
 LABEL_TARGET = "gwbench.target"
 LABEL_OWNER = "gwbench.owner"  # <host name>:<pid>:<process start time> of the harness
 LABEL_LAUNCHER = "gwbench.launcher"  # one per DockerLauncher, as a harness may have several
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _SKIPPED = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _ENGINE_HINT = (
     "start one (as root: `dockerd &`, or `systemctl start docker`; Debian: apt-get install docker.io) "
@@ -150,10 +152,14 @@ def build_context(config: TargetConfig, directory: Path, wheels: Path) -> bytes:
     folders = _context_folders(config, directory)
     if not (directory / "Dockerfile").is_file():
         raise LaunchError(f"{config.name}: no Dockerfile in {directory}")
-    if not (wheels / ".complete").is_file():
+    stamp = wheels / ".complete"
+    if not stamp.is_file():
         raise LaunchError(
             f"{config.name}: no wheelhouse in {wheels}: run `make wheelhouse` (it needs PyPI or a pip cache)"
         )
+    requirements = directory / config.requirements
+    if requirements.is_file() and requirements.stat().st_mtime > stamp.stat().st_mtime:
+        raise LaunchError(f"{config.name}: {requirements} changed after its wheels: run `make wheelhouse`")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name, folder in sorted(folders.items()):
@@ -170,11 +176,12 @@ def build_context(config: TargetConfig, directory: Path, wheels: Path) -> bytes:
 
 
 def _log_lines(log: Iterable[object]) -> list[str]:
-    """The text of a build log's JSON items (``{"stream": "Step 1/9 ..."}``, ``{"error": ...}``)."""
+    """The text of a build log's JSON items (``{"stream": "Step 1/9 ..."}``, ``{"error": ...}``),
+    without terminal colour codes."""
     lines = []
     for item in log:
         if isinstance(item, dict):
-            lines.append(str(item.get("stream") or item.get("error") or ""))
+            lines.append(_COLOUR.sub("", str(item.get("stream") or item.get("error") or "")))
     return lines
 
 
