@@ -1,8 +1,10 @@
 """``make bench-driver``: the native closed-model driver against wrk, on one fast target.
 
-The target is a raw ASGI app (``harness/load/fastapp.py``) on one uvicorn
-process with uvloop and httptools, pinned to one CPU; the generator, wrk
-(one thread) or our driver (one process), is pinned to another. Both get the
+The target, pinned to one CPU, is a raw ASGI app (``harness/load/fastapp.py``)
+on one uvicorn process with uvloop and httptools, or with ``--target nginx``
+one nginx process (Debian's nginx-light) answering from its configuration,
+fast enough that the generator, not the target, is the limit. The generator,
+wrk (one thread) or our driver (one process), is pinned to another CPU. Both get the
 same connections and duration, in alternating order over several rounds
 after an uncounted primer. For each round: requests/s, and the generator's
 CPU time (user + system) per request. Our driver's CPU time is that of its
@@ -208,20 +210,60 @@ def _pinned(command: list[str], cpu: int | None) -> list[str]:
     return command if cpu is None else ["taskset", "-c", str(cpu), *command]
 
 
-def start_target(port: int, cpu: int | None, log: Path) -> subprocess.Popen[bytes]:
-    """Start uvicorn with the fast app on 127.0.0.1:``port``; return once it answers."""
-    command = [
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000000;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "Hello, world!"; }}
+    }}
+}}
+"""
+"""One nginx process (no master) that answers every request from its configuration."""
+
+TARGETS = {
+    "uvicorn": "uvicorn + raw ASGI app (uvloop, httptools)",
+    "nginx": "nginx, one process, answer from its configuration",
+}
+INSTALL_HINTS = {"wrk": "wrk", "taskset": "util-linux", "nginx": "nginx-light"}
+
+
+def target_command(target: str, port: int, folder: Path) -> list[str]:
+    """The command that serves ``target`` on 127.0.0.1:``port``, writing its files in ``folder``."""
+    if target == "nginx":
+        config = folder / "nginx.conf"
+        config.write_text(NGINX_CONF.format(folder=folder, port=port))
+        return ["nginx", "-c", str(config), "-p", str(folder)]
+    return [
         sys.executable, "-m", "uvicorn", "harness.load.fastapp:app",
         "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
+
+
+def start_target(target: str, port: int, cpu: int | None, folder: Path) -> subprocess.Popen[bytes]:
+    """Start ``target`` on 127.0.0.1:``port`` pinned to ``cpu``; return once it answers."""
+    command = target_command(target, port, folder)
+    log = folder / f"{target}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(_pinned(command, cpu), stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise BenchError(f"uvicorn exited with {process.returncode}: {log.read_text()[-2000:]}")
+            raise BenchError(f"{target} exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
@@ -230,7 +272,7 @@ def start_target(port: int, cpu: int | None, log: Path) -> subprocess.Popen[byte
         except OSError:
             time.sleep(0.1)
     stop_target(process)
-    raise BenchError("uvicorn did not answer within 20 s")
+    raise BenchError(f"{target} did not answer within 20 s")
 
 
 def stop_target(process: subprocess.Popen[bytes]) -> None:
@@ -248,7 +290,7 @@ def _cpu_s(process: psutil.Process) -> float:
 
 
 def run_wrk(
-    port: int, connections: int, duration_s: int, cpu: int | None, target: psutil.Process
+    port: int, connections: int, duration_s: int, cpu: int | None, server: psutil.Process
 ) -> RoundResult:
     """One wrk run (one thread); its CPU time from ``wait4``, its totals from the ``done()`` hook."""
     with tempfile.TemporaryDirectory(prefix="gwbench-wrk-") as folder:
@@ -265,7 +307,7 @@ def run_wrk(
             str(script),
         ]
         environment = {**os.environ, "GWBENCH_WRK_TOTALS": str(totals)}
-        target_before = _cpu_s(target)
+        server_before = _cpu_s(server)
         with log.open("wb") as output:
             process = subprocess.Popen(
                 [*_pinned(command, cpu), f"http://127.0.0.1:{port}/"],
@@ -281,7 +323,7 @@ def run_wrk(
             raise
         # wait4 reaped it: tell Popen, so it does not wait for it again.
         process.returncode = os.waitstatus_to_exitcode(status)
-        target_cpu = _cpu_s(target) - target_before
+        target_cpu = _cpu_s(server) - server_before
         if process.returncode != 0 or not totals.exists():
             output_tail = log.read_text(errors="replace").strip()[-500:]
             raise BenchError(f"wrk failed (exit {process.returncode}): {output_tail}")
@@ -298,7 +340,7 @@ def run_wrk(
 
 
 def run_native(
-    port: int, connections: int, duration_s: int, cpu: int | None, target: psutil.Process
+    port: int, connections: int, duration_s: int, cpu: int | None, server: psutil.Process
 ) -> RoundResult:
     """One run of our closed-model driver in one process; CPU time of its measured window."""
     load = ClosedLoad(
@@ -307,7 +349,7 @@ def run_native(
     marks: dict[str, float] = {}
 
     def on_window(event: str) -> None:
-        marks[event] = _cpu_s(target)
+        marks[event] = _cpu_s(server)
 
     result, _ = drive_in_subprocess(load, cpus=() if cpu is None else (cpu,), on_window=on_window)
     return RoundResult(
@@ -322,6 +364,7 @@ def run_native(
 
 def run_rounds(
     *,
+    target: str = "uvicorn",
     rounds: int,
     connections: int,
     duration_s: int,
@@ -344,18 +387,18 @@ def run_rounds(
     results: list[RoundResult] = []
     with tempfile.TemporaryDirectory(prefix="gwbench-bench-driver-") as folder:
         port = _free_port()
-        server = start_target(port, target_cpu, Path(folder, "uvicorn.log"))
+        server = start_target(target, port, target_cpu, Path(folder))
         try:
-            target = psutil.Process(server.pid)
+            server_process = psutil.Process(server.pid)
             on_start(f"primer: wrk for {primer_s} s, not counted")
-            run_wrk(port, connections, primer_s, generator_cpu, target)
+            run_wrk(port, connections, primer_s, generator_cpu, server_process)
             for index in range(rounds):
                 order = ("wrk", "native") if index % 2 == 0 else ("native", "wrk")
                 for generator in order:
                     label = f"round {index + 1}/{rounds}: {generator}"
                     on_start(label)
                     run = run_wrk if generator == "wrk" else run_native
-                    result = run(port, connections, duration_s, generator_cpu, target)
+                    result = run(port, connections, duration_s, generator_cpu, server_process)
                     results.append(result)
                     on_result(label, result)
         finally:
@@ -367,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.benchdriver", description=__doc__.splitlines()[0]
     )
+    parser.add_argument("--target", choices=sorted(TARGETS), default="uvicorn", help="default uvicorn")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per generator (default 5)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per run, whole (default 5)")
     parser.add_argument("--connections", type=int, default=64, help="connections (default 64)")
@@ -378,12 +422,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.rounds <= 50 or not 1 <= args.duration <= 120 or not 1 <= args.connections <= 1024:
         console.print("[red]bench-driver: rounds 1-50, duration 1-120 s, connections 1-1024[/]")
         return 2
-    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    tools = ("wrk", "taskset", "nginx") if args.target == "nginx" else ("wrk", "taskset")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        packages = " ".join("wrk" if tool == "wrk" else "util-linux" for tool in missing)
+        packages = " ".join(INSTALL_HINTS[tool] for tool in missing)
         console.print(
-            f"[red]bench-driver needs {' and '.join(missing)}, which is not installed.[/] "
-            f"Install it with: apt-get install -y {packages}"
+            f"[red]bench-driver needs {', '.join(missing)}: not installed.[/] "
+            f"Install with: apt-get install -y {packages}"
         )
         return 2
     total = args.rounds * 2
@@ -399,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             results, layout = run_rounds(
+                target=args.target,
                 rounds=args.rounds,
                 connections=args.connections,
                 duration_s=args.duration,
@@ -410,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"[red]bench-driver failed:[/] {exc}")
             return 1
     comparison = compare(results)
-    console.print(f"uvicorn + raw ASGI app; {layout}")
+    console.print(f"{TARGETS[args.target]}; {layout}")
     console.print(format_comparison(comparison, connections=args.connections, duration_s=args.duration))
     for line in format_goals(comparison):
         console.print(line)
