@@ -638,4 +638,3 @@ def _setup_v1(
         _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
         if (memory / "memory.memsw.limit_in_bytes").exists():
             _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-

@@ -230,7 +230,6 @@ class _Started:
     stream: Iterable[bytes] | None = None
     final: CgroupUsage | None = None
     oom_killed: bool = False
-    exit_code: int | None = None
 
 
 class DockerLauncher:
@@ -533,8 +532,7 @@ class DockerLauncher:
             deadline = time.monotonic() + self.grace_s
             for item in started:
                 with contextlib.suppress(DockerException, OSError):
-                    result = item.container.wait(timeout=max(deadline - time.monotonic(), 0.1))
-                    item.exit_code = int(result.get("StatusCode", -1))
+                    item.container.wait(timeout=max(deadline - time.monotonic(), 0.1))
         finally:
             # Also reached on a second Ctrl-C: whatever is left is removed now.
             for item in started:
