@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository's targets, a running upstream, process-leak checks."""
+"""Shared fixtures: the repository's targets, a running upstream and database, process-leak checks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from harness.launch import LocalLauncher, RunningTarget
+from harness.launch.postgres import Postgres
 from harness.model import TargetConfig, discover_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,3 +63,11 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTarget
     logs = tmp_path_factory.mktemp("upstream-logs")
     with LocalLauncher() as launcher:
         yield launcher.start(config, TARGETS_DIR / "upstream", workers=1, log_path=logs / "upstream.log")
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A throw-away PostgreSQL server, on 127.0.0.1, for the module's tests."""
+    logs = tmp_path_factory.mktemp("postgres-logs")
+    with Postgres(log_path=logs / "postgres.log") as server:
+        yield server

@@ -2,66 +2,163 @@
 
 from __future__ import annotations
 
+import http.client
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import STACKS, TARGETS_DIR
+from conftest import ALL_TARGETS, STACKS, TARGETS_DIR
 from controlled_server import ControlledServer
-from harness.verify import verify, verify_upstream_down
 
 from harness.launch import LocalLauncher, RunningTarget
 from harness.launch.local import free_port
+from harness.launch.postgres import Postgres
 from harness.model import TargetConfig
+from harness.verify import verify, verify_database_down, verify_upstream_down
+
+#: Concurrent /db/query requests of QUERY_MS each in the overlap test.
+CONCURRENT_QUERIES = 10
+QUERY_MS = 200
+#: Stacks that serve one request per worker process at a time (3 workers by default).
+ONE_REQUEST_PER_WORKER = ["django-gunicorn", "flask-gunicorn"]
 
 
-def test_there_are_five_stacks_and_an_upstream(targets: dict[str, TargetConfig]) -> None:
+def test_there_are_twelve_stacks_and_an_upstream(targets: dict[str, TargetConfig]) -> None:
     assert STACKS == [
+        "django-daphne",
         "django-gunicorn",
+        "django-gunicorn-uvicornworker",
         "django-uvicorn",
+        "fastapi-granian",
         "fastapi-uvicorn",
+        "flask-granian",
         "flask-gunicorn",
+        "flask-gunicorn-gevent",
+        "flask-gunicorn-gthread",
         "quart-hypercorn",
+        "starlette-uvicorn",
     ]
     assert targets["upstream"].role == "upstream"
     assert {targets[s].interface for s in STACKS} == {"wsgi", "asgi"}
 
 
+def test_every_stack_records_its_database_pool_and_websocket_support(
+    targets: dict[str, TargetConfig],
+) -> None:
+    for name in STACKS:
+        settings = targets[name].settings
+        assert isinstance(settings.get("websocket"), bool), name
+        # WSGI has no WebSocket; every ASGI stack here serves one.
+        assert settings["websocket"] == (targets[name].interface == "asgi"), name
+        assert isinstance(settings.get("db_driver"), str), name
+        pool_min, pool_max = settings.get("db_pool_min"), settings.get("db_pool_max")
+        assert isinstance(pool_min, int) and isinstance(pool_max, int) and 1 <= pool_min <= pool_max, name
+        assert "psycopg" in targets[name].packages or "psycopg-pool" in targets[name].packages, name
+
+
+def _launch(launcher: LocalLauncher, name: str, tmp_path: Path, env: dict[str, str]) -> RunningTarget:
+    config = ALL_TARGETS[name]
+    return launcher.start(
+        config,
+        TARGETS_DIR / name,
+        workers=config.default_workers,
+        log_path=tmp_path / f"{name}.log",
+        env=env,
+    )
+
+
 @pytest.mark.usefixtures("no_leftover_processes")
 @pytest.mark.parametrize("name", STACKS)
 def test_stack_passes_the_contract(
-    name: str, tmp_path: Path, targets: dict[str, TargetConfig], upstream: RunningTarget
+    name: str, tmp_path: Path, upstream: RunningTarget, postgres: Postgres
 ) -> None:
-    config = targets[name]
+    env = {"GWBENCH_UPSTREAM_URL": upstream.url, "GWBENCH_DATABASE_URL": postgres.url}
     with LocalLauncher() as launcher:
-        running = launcher.start(
-            config,
-            TARGETS_DIR / name,
-            workers=config.default_workers,
-            log_path=tmp_path / f"{name}.log",
-            env={"GWBENCH_UPSTREAM_URL": upstream.url},
-        )
-        report = verify(running.url)
+        running = _launch(launcher, name, tmp_path, env)
+        websocket = bool(ALL_TARGETS[name].settings["websocket"])
+        report = verify(running.url, postgres=postgres, websocket=websocket)
     failures = [f"{c.name}: {c.detail}" for c in report.failures]
     assert report.passed, failures
-    assert len(report.checks) >= 15
+    names = {c.name for c in report.checks}
+    assert {"database query count", "WS /ws/echo", "GET /health/"} <= names
+    assert len(report.checks) >= 60
 
 
 @pytest.mark.usefixtures("no_leftover_processes")
 @pytest.mark.parametrize("name", STACKS)
-def test_stack_answers_502_quickly_when_the_upstream_is_down(
+def test_stack_answers_502_quickly_when_the_upstream_or_the_database_is_down(
     name: str, tmp_path: Path, targets: dict[str, TargetConfig]
 ) -> None:
     config = targets[name]
+    closed = f"127.0.0.1:{free_port()}"
     with LocalLauncher() as launcher:
         running = launcher.start(
             config,
             TARGETS_DIR / name,
             workers=1,
             log_path=tmp_path / f"{name}.log",
-            env={"GWBENCH_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}"},
+            env={
+                "GWBENCH_UPSTREAM_URL": f"http://{closed}",
+                "GWBENCH_DATABASE_URL": f"postgresql://gwbench@{closed}/gwbench",
+            },
         )
-        report = verify_upstream_down(running.url)
-    assert report.passed, [f"{c.name}: {c.detail}" for c in report.failures]
+        upstream_down = verify_upstream_down(running.url)
+        started = time.monotonic()
+        database_down = verify_database_down(running.url)
+        database_down_s = time.monotonic() - started
+    assert upstream_down.passed, [f"{c.name}: {c.detail}" for c in upstream_down.failures]
+    assert database_down.passed, [f"{c.name}: {c.detail}" for c in database_down.failures]
+    # The contract's bound: at most 2 s waiting for a pooled connection, then the answer.
+    assert database_down_s < 3.0
+
+
+def _get(base_url: str, path: str) -> tuple[int, bytes]:
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _concurrent_queries(base_url: str, count: int, ms: int) -> float:
+    """Send ``count`` GET /db/query?ms=N at once; seconds until the last answered (all 200)."""
+    with ThreadPoolExecutor(count) as pool:
+        started = time.perf_counter()
+        replies = list(pool.map(lambda _: _get(base_url, f"/db/query?ms={ms}"), range(count)))
+        elapsed_s = time.perf_counter() - started
+    assert all(status == 200 for status, _ in replies), replies
+    return elapsed_s
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+@pytest.mark.parametrize("name", STACKS)
+def test_database_waits_overlap_except_in_one_request_workers(
+    name: str, tmp_path: Path, upstream: RunningTarget, postgres: Postgres
+) -> None:
+    env = {"GWBENCH_UPSTREAM_URL": upstream.url, "GWBENCH_DATABASE_URL": postgres.url}
+    with LocalLauncher() as launcher:
+        running = _launch(launcher, name, tmp_path, env)
+        # Warm up: every worker's pool connected, lazily created pools (Django) opened.
+        _concurrent_queries(running.url, CONCURRENT_QUERIES, 20)
+        postgres.reset_statistics()
+        elapsed_s = _concurrent_queries(running.url, CONCURRENT_QUERIES, QUERY_MS)
+        assert postgres.calls() == CONCURRENT_QUERIES
+    serial_s = CONCURRENT_QUERIES * QUERY_MS / 1000
+    if name in ONE_REQUEST_PER_WORKER:
+        # 3 workers, one query each at a time: ceil(10 / 3) = 4 rounds of 200 ms.
+        rounds = math.ceil(CONCURRENT_QUERIES / ALL_TARGETS[name].default_workers)
+        assert elapsed_s >= 0.95 * rounds * QUERY_MS / 1000, elapsed_s
+    elif name == "flask-gunicorn-gthread":
+        # 3 workers x 4 threads; the kernel may hand one worker more than 4 connections.
+        assert elapsed_s < serial_s / 2, elapsed_s
+    else:
+        # Greenlets, event loops and Granian's threads: one round, plus overheads.
+        assert elapsed_s < 3 * QUERY_MS / 1000, elapsed_s
 
 
 def test_verify_fails_a_server_that_breaks_the_contract() -> None:
