@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from harness.launch import LaunchError, LocalLauncher, RunningTarget
+from harness.launch.postgres import Postgres
 from harness.load import UnsafeTargetError, ensure_loopback
 from harness.model import (
     Cell,
@@ -305,7 +306,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     root = Path(args.targets_dir)
     logs = Path(args.logs)
     failed = []
-    with LocalLauncher() as launcher:
+    with LocalLauncher() as launcher, Postgres(log_path=logs / "postgres.log") as postgres:
         up = _start_upstream(launcher, root, logs)
         for name, config in targets.items():
             try:
@@ -314,14 +315,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     root / name,
                     workers=config.default_workers,
                     log_path=logs / f"{name}.log",
-                    env={"GWBENCH_UPSTREAM_URL": up.url},
+                    env={"GWBENCH_UPSTREAM_URL": up.url, "GWBENCH_DATABASE_URL": postgres.url},
                 )
             except LaunchError as exc:
                 console.print(f"[red]{escape(str(exc))}[/]")
                 failed.append(name)
                 continue
             try:
-                report = verify(running.url)
+                report = verify(running.url, postgres=postgres, websocket=config.websocket)
             finally:
                 launcher.stop(running)
             if args.verbose or not report.passed:
@@ -340,16 +341,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     root = Path(args.targets_dir)
     logs = Path(args.logs)
     placement = split_cpus(sorted(os.sched_getaffinity(0)))
-    with LocalLauncher(target_cpus=placement.target_cpus) as launcher:
+    with (
+        LocalLauncher(target_cpus=placement.target_cpus) as launcher,
+        Postgres(log_path=logs / "postgres.log", cpus=placement.generator_cpus) as postgres,
+    ):
         up = _start_upstream(launcher, root, logs, cpus=placement.generator_cpus)
         running = launcher.start(
             config,
             root / name,
             workers=args.workers or config.default_workers,
             log_path=logs / f"{name}.log",
-            env={"GWBENCH_UPSTREAM_URL": up.url},
+            env={"GWBENCH_UPSTREAM_URL": up.url, "GWBENCH_DATABASE_URL": postgres.url},
         )
-        out.print(f"{name} ({running.workers} workers) at {running.url}  (upstream {up.url})")
+        out.print(
+            f"{name} ({running.workers} workers) at {running.url}  "
+            f"(upstream {up.url}, database {postgres.url})"
+        )
         out.print(f"try: curl '{running.url}/io/upstream?ms=50'   logs: {logs}   Ctrl-C to stop")
         try:
             while True:

@@ -128,6 +128,12 @@ class TargetConfig(_Frozen):
                 raise ValueError(f"must contain the placeholder {placeholder}")
         return value
 
+    @property
+    def websocket(self) -> bool | None:
+        """What the target declares in ``settings.websocket`` (True / False), or None when silent."""
+        declared = self.settings.get("websocket")
+        return declared if isinstance(declared, bool) else None
+
     def argv(self, *, python: str, host: str, port: int, workers: int) -> list[str]:
         """Return the start command as an argument list with placeholders filled."""
         filled = self.command.format(python=python, host=host, port=port, workers=workers)

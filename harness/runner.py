@@ -508,7 +508,8 @@ class _Run:
             return None
         report = self.verified.get(name)
         if report is None:
-            report = verify(running.url)
+            config = self.spec.targets[name]
+            report = verify(running.url, postgres=self.postgres, websocket=config.websocket)
             self.verified[name] = report
             self.target_runs[name] = self.target_runs[name].model_copy(
                 update={
