@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import REPO, stray_processes
 
@@ -125,3 +126,41 @@ def test_the_saturation_search_brackets_each_stacks_sustainable_rate(tmp_path: P
     # Async: every step up to max_rate holds, so the search stops there.
     assert held("fastapi-uvicorn") == [20, 40, 80, 160, 320, 640]
     assert not broke("fastapi-uvicorn")
+
+
+DATABASE = """
+description = "database test"
+targets = ["flask-gunicorn", "fastapi-uvicorn"]
+endpoints = ["/db/query?ms=20"]
+concurrency = [8]
+warmup_s = 0.3
+duration_s = 1.5
+seed = 3
+"""
+
+
+def test_a_database_run_starts_postgres_counts_its_queries_and_stops_it(tmp_path: Path) -> None:
+    done, measurements = run_scenario(tmp_path, DATABASE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    manifest, _ = load_run(run_dir)
+    assert manifest.database is not None and manifest.database.server == "postgresql"
+    assert manifest.database.version and manifest.database.settings["max_connections"]
+    assert all(t.verified for t in manifest.targets.values())
+    assert (run_dir / "logs" / "postgres.log").is_file()
+    for m in measurements:
+        assert m.status == "ok" and m.errors.total == 0
+        assert m.db_queries is not None
+        # The database's own count matches the requests the driver saw finish in the
+        # window, give or take the 8 in flight at each edge of the window.
+        assert abs(m.db_queries - m.requests) <= 2 * 8, m
+    rps = {m.target: m.rps for m in measurements}
+    # 3 sync workers with one connection each serve at most 3 / 20 ms = 150 requests/s.
+    assert rps["flask-gunicorn"] < 160
+    assert rps["fastapi-uvicorn"] > 1.5 * rps["flask-gunicorn"]
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any("gwbench-postgres-" in part for part in (p.info["cmdline"] or []))
+    ]
+    assert not leftovers
