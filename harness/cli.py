@@ -39,7 +39,16 @@ from harness.model import (
 )
 from harness.plan import planned_seconds
 from harness.results import ResultsError, read_measurements
-from harness.runner import UPSTREAM, ExternalTarget, PreflightError, RunSpec, blocks_for, execute, split_cpus
+from harness.runner import (
+    UPSTREAM,
+    ExternalTarget,
+    PreflightError,
+    RunOutcome,
+    RunSpec,
+    blocks_for,
+    execute,
+    split_cpus,
+)
 from harness.verify import VerificationReport, verify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -289,6 +298,126 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _execute_quietly(spec: RunSpec) -> RunOutcome:
+    """Run ``spec`` with a progress bar and one line per cell (as ``gwbench run``)."""
+    blocks = blocks_for(spec)
+    scenario = spec.scenario
+    cells = sum(len(b.cells) for b in blocks)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    )
+    with progress:
+        task = progress.add_task("starting", total=planned_seconds(scenario, blocks))
+        return execute(spec, _Display(progress, task, cells, scenario.warmup_s + scenario.duration_s))
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.claims import load_claims, ratio_text
+    from harness.report.claims import claim_verdicts, write_claims_page
+
+    claims = load_claims(Path(args.claims_dir))
+    names = args.names or list(claims)
+    unknown = [n for n in names if n not in claims]
+    if unknown:
+        hints = "; ".join(f"{n!r}{suggest(n, claims)}" for n in unknown)
+        raise ConfigError(f"unknown claim(s) {hints}; known: {', '.join(claims)}")
+    root, results, reports = Path(args.targets_dir), Path(args.results), Path(args.reports)
+    failures = 0
+    if not args.report_only:
+        upstream, upstream_dir = _find_upstream(root)
+        for number, name in enumerate(names, start=1):
+            scenario = claims[name].scenario(quick=args.quick)
+            spec = RunSpec(
+                scenario=scenario,
+                targets=_select_targets(root, ",".join(scenario.targets)),
+                upstream=upstream,
+                targets_root=root,
+                upstream_dir=upstream_dir,
+                results_root=results,
+                repo=REPO,
+                seed=args.seed if args.seed is not None else int(time.time()),
+            )
+            console.print(f"claim [bold]{name}[/] ({number}/{len(names)}): {escape(claims[name].title)}")
+            outcome = _execute_quietly(spec)
+            _render(outcome.run_dir, reports)
+            if outcome.interrupted:
+                console.print("[yellow]interrupted[/]: partial results kept")
+                return EXIT_INTERRUPTED
+            failures += len(outcome.failures)
+    table = Table()
+    for column in ("claim", "claimed", "measured (95% CI)", "verdict", "reason"):
+        table.add_column(column, overflow="fold")
+    for claim, measured, verdict in claim_verdicts({n: claims[n] for n in names}, results):
+        comparison = measured.comparison if measured else None
+        ours = "-"
+        if comparison is not None:
+            interval = comparison.interval
+            ours = ratio_text(comparison.ratio) + (
+                f" [{ratio_text(interval.low)}-{ratio_text(interval.high)}]" if interval else ""
+            )
+        table.add_row(claim.name, ratio_text(claim.claimed.ratio), ours, verdict.kind, escape(verdict.reason))
+    out.print(table)
+    out.print(f"claims page: {write_claims_page(claims, results, reports)}")
+    return EXIT_FAILURES if failures else EXIT_OK
+
+
+def _run_dir(run: str, results: Path) -> Path:
+    path = Path(run)
+    return path if path.is_dir() else results / run
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import ShapeError, compare_runs
+    from harness.report.compare import change_row, write_compare_page
+    from harness.results import load_manifest
+
+    if not 0 <= args.threshold < 100:
+        raise ConfigError(f"--threshold {args.threshold:g}: must be a percentage from 0 to 100")
+    runs = []
+    problems = []
+    for label, run in (("A", args.run_a), ("B", args.run_b)):
+        run_dir = _run_dir(run, Path(args.results))
+        manifest = load_manifest(run_dir)
+        measurements, unreadable = read_measurements(run_dir)
+        for problem in unreadable:
+            console.print(f"[yellow]warning[/] (run {label}): {escape(str(run_dir / problem))}")
+            problems.append(f"run {label}: {run_dir.name}/{problem}")
+        runs.append((manifest, measurements))
+    try:
+        comparison = compare_runs(runs[0], runs[1], threshold=args.threshold / 100)
+    except ShapeError as exc:
+        console.print(f"[red]error[/]: {escape(str(exc))}")
+        return EXIT_USAGE
+    table = Table(title=f"B = {comparison.run_b} over A = {comparison.run_a}")
+    for column in ("stack", "endpoint", "level", "req/s A", "req/s B", "change", "p99 A", "p99 B", "change"):
+        table.add_column(column, justify="left" if column in ("stack", "endpoint") else "right")
+    table.add_column("status")
+    colours = {"regression": "red", "failed": "red", "improvement": "green", "recovered": "green"}
+    for change in comparison.changes:
+        row = change_row(change)
+        colour = colours.get(change.status, "default")
+        status = f"[{colour}]{row['status']}[/]" + (f" ({row['worse']})" if row["worse"] else "")
+        table.add_row(
+            *(escape(str(row[k])) for k in ("target", "endpoint", "level", "rps_a", "rps_b", "rps_change")),
+            *(escape(str(row[k])) for k in ("p99_a", "p99_b", "p99_change")),
+            status,
+        )
+    out.print(table)
+    for note in comparison.notes:
+        out.print(f"note: {escape(note)}")
+    out.print(f"compare page: {write_compare_page(comparison, problems, Path(args.reports))}")
+    regressions = comparison.regressions
+    if regressions:
+        console.print(
+            f"[red]{len(regressions)} regression(s)[/] beyond {args.threshold:g}%: "
+            + "; ".join(f"{c.target} {c.endpoint} {c.level_label}" for c in regressions)
+        )
+        return EXIT_FAILURES
+    if all(c.rps is None or c.rps.interval is None for c in comparison.changes):
+        console.print("[yellow]warning[/]: no cell has 2 repeats on both sides, so no change can be called")
+    return EXIT_OK
+
+
 def _print_report(name: str, report: VerificationReport) -> None:
     table = Table(title=f"{name}: {'passed' if report.passed else 'FAILED'}", show_lines=False)
     table.add_column("check")
@@ -422,6 +551,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--logs", default="/tmp/gwbench-serve-logs")
     serve.set_defaults(func=cmd_serve)
+
+    claims = sub.add_parser("claims", help="rerun published claims, scaled; write the claims page")
+    claims.add_argument("names", nargs="*", help="claims to run (default: every file in --claims-dir)")
+    claims.add_argument("--quick", action="store_true", help="durations x0.25 (stated on the page)")
+    claims.add_argument("--report-only", action="store_true", help="run nothing: render from stored runs")
+    claims.add_argument("--claims-dir", default=str(REPO / "scenarios" / "claims"))
+    claims.add_argument("--seed", type=int, help="seed of the randomised order")
+    claims.add_argument("--results", default=str(REPO / "results"))
+    claims.add_argument("--reports", default=str(REPO / "reports"))
+    claims.set_defaults(func=cmd_claims)
+
+    cmp = sub.add_parser("compare", help="change per cell from run A to run B; exit 1 on a regression")
+    cmp.add_argument("run_a", help="the baseline: run directory or run id under --results")
+    cmp.add_argument("run_b", help="the run to judge: run directory or run id under --results")
+    cmp.add_argument(
+        "--threshold",
+        type=float,
+        default=10.0,
+        help="percent: a significant change worse than this is a regression (default 10)",
+    )
+    cmp.add_argument("--results", default=str(REPO / "results"))
+    cmp.add_argument("--reports", default=str(REPO / "reports"))
+    cmp.set_defaults(func=cmd_compare)
 
     tgt = sub.add_parser("targets", help="list the stacks")
     tgt.set_defaults(func=cmd_targets)

@@ -231,3 +231,21 @@ def format_time(iso: str | None) -> str:
     except ValueError:
         return iso
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _signed_percent(ratio: float) -> str:
+    if math.isinf(ratio):
+        return "+\N{INFINITY}"
+    change = 100 * (ratio - 1)
+    return f"{change:+.0f}%" if abs(change) >= 10 else f"{change:+.1f}%"
+
+
+def format_change(comparison: Comparison | None) -> str:
+    """A ratio B/A as a change with its 95% interval: ``-23% (-30% to -15%)``; ``+4.1%, no interval``."""
+    if comparison is None or math.isnan(comparison.ratio):
+        return DASH
+    head = _signed_percent(comparison.ratio)
+    interval = comparison.interval
+    if interval is None:
+        return f"{head}, no interval"
+    return f"{head} ({_signed_percent(interval.low)} to {_signed_percent(interval.high)})"
