@@ -49,10 +49,10 @@ def test_windows_are_aligned_and_announced_once() -> None:
         )
     assert [event for event, _ in events] == ["start", "end"]
     # The merged window runs from the first start to the last end: aligned windows keep it at 1 s.
-    assert 1.0 <= result.duration_s < 1.05
-    assert 0.95 < events[1][1] - events[0][1] < 1.1
+    assert 1.0 <= result.duration_s < 1.1
+    assert 0.95 < events[1][1] - events[0][1] < 1.2
     # 6 connections each waiting 5 ms: at most 1200 requests/s.
-    assert 900 <= result.ok / result.duration_s <= 1200
+    assert 700 <= result.ok / result.duration_s <= 1200
     assert result.processes == 3
     assert 0 < result.generator_cpu_s < 3 * result.duration_s
 
