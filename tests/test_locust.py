@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -188,7 +189,7 @@ def test_rounded_buckets_stay_within_the_exact_min_and_max() -> None:
     ("changes", "message"),
     [
         ({"window_start_ns": None}, "before its measured window"),
-        ({"exceptions": ["ZeroDivisionError (3x)"]}, "the locustfile raised: ZeroDivisionError"),
+        ({"exceptions": ["division by zero at File (3x)"]}, "the locustfile raised: division by zero"),
         ({"workers": {"a": {"cpu_s": 0.5, "final": False}}}, "worker.* a did not reach"),
         ({"errors": []}, "counted 7 failures but listed 0"),
         ({"format": 2}, "unknown .* format 2"),
@@ -271,16 +272,35 @@ def test_timeouts_and_refused_connections_are_counted_by_kind() -> None:
     assert refused.ok == 0 and refused.errors["connect"] == refused.requests > 0
 
 
-def test_processes_share_the_load_and_their_totals_add_up(tmp_path: Path) -> None:
-    with ControlledServer(delay_s=0.002) as server:
-        counted = Counted(server)
-        result = run_locust(load(server.port, users=4), processes=2, on_window=counted, output_dir=tmp_path)
-        answered = counted.answered()
+def test_processes_share_the_load_pinned_and_their_totals_add_up(tmp_path: Path) -> None:
+    pinned: dict[int, list[int]] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            for process in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "locust" in " ".join(process.cmdline()):
+                        pinned[process.pid] = process.cpu_affinity()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ControlledServer(delay_s=0.002) as server:
+            counted = Counted(server)
+            result = run_locust(
+                load(server.port, users=4), processes=2, cpus=[1], on_window=counted, output_dir=tmp_path
+            )
+            answered = counted.answered()
+    finally:
+        done.set()
+        watcher.join()
     requests, failures = locusts_own_totals(tmp_path)
     assert result.processes == 2
     assert result.requests == requests > 500 and failures == 0 and result.errors == NO_ERRORS
     assert abs(answered - result.requests) <= 2 * 4
     assert decode(result.histogram).get_total_count() == result.ok
+    assert len(pinned) == 3 and all(cpus == [1] for cpus in pinned.values())  # the master and two workers
 
 
 def test_a_master_and_two_workers_on_loopback(tmp_path: Path) -> None:
@@ -348,3 +368,28 @@ def test_an_interruption_stops_locust_at_once() -> None:
         with pytest.raises(KeyboardInterrupt):
             run_locust(load(server.port, warmup_s=0, duration_s=10.0), processes=2, on_window=interrupt)
         assert time.monotonic() - started < 8.0
+
+
+def test_a_locustfile_that_raises_fails_the_run(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        "from locust import FastHttpUser, constant, task\n"
+        "class Broken(FastHttpUser):\n"
+        "    wait_time = constant(0.1)\n"
+        "    @task\n"
+        "    def divide(self):\n"
+        "        1 / 0\n"
+    )
+    with pytest.raises(
+        LocustError, match=r"the locustfile raised: division by zero at File .*broken.py\", line 6"
+    ):
+        run_locust(
+            LocustLoad(host="127.0.0.1", port=9, users=1, warmup_s=0, duration_s=0.5, locustfile=broken)
+        )
+
+
+def test_a_master_gives_up_when_its_workers_do_not_come() -> None:
+    started = time.monotonic()
+    with pytest.raises(LocustError, match="Gave up waiting for workers"):
+        run_locust(load(9), master=True, expect_workers=1, master_bind_port=free_port(), workers_timeout_s=1)
+    assert time.monotonic() - started < 5.0

@@ -348,7 +348,9 @@ def run_locust(
     ``workers_timeout_s`` for ``expect_workers`` workers on
     ``master_bind_host:master_bind_port``. Locust's own output
     (``locust.json``, the plugin's ``report.json``, ``locust.log``) is kept in
-    ``output_dir`` when given. Raises UnsafeTargetError for a non-loopback
+    ``output_dir`` when given; Locust starts there, without the caller's
+    ``LOCUST_*`` variables, so no ``locust.conf`` or environment of the
+    caller changes the run. Raises UnsafeTargetError for a non-loopback
     target or master address unless ``load.allow_remote``, ValueError for a
     bad combination, LocustError when Locust fails or its numbers do not add
     up. Every Locust process is stopped and reaped, also when this function
@@ -362,35 +364,68 @@ def run_locust(
         raise ValueError("processes must be >= 1, a master needs expect_workers >= 1 and no processes")
     if master:
         ensure_loopback(master_bind_host, allow_remote=load.allow_remote)
-    prefix = _taskset(cpus)
-    with contextlib.ExitStack() as stack:
-        if output_dir is None:
-            output_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gwbench-locust-")))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        files = _locustfiles(load, output_dir)
-        command = [*prefix, *LOCUST, "-f", ",".join(map(str, files)), *_run_options(load, output_dir)]
-        if processes > 1:
-            port = free_port()
-            command += [f"--processes={processes}", "--master-bind-host=127.0.0.1"]
-            command += [f"--master-bind-port={port}", f"--master-port={port}"]
-        elif master:
-            command += ["--master", f"--expect-workers={expect_workers}"]
-            command += [f"--expect-workers-max-wait={math.ceil(workers_timeout_s)}"]
-            command += [f"--master-bind-host={master_bind_host}", f"--master-bind-port={master_bind_port}"]
-        limit_s = load.warmup_s + load.duration_s + load.timeout_s + _EXIT_GRACE_S
-        limit_s += workers_timeout_s if master else 0.0
-        _run(command, output_dir, limit_s=limit_s, on_window=on_window)
-        try:
-            entries: list[StatsEntry] = json.loads((output_dir / "locust.json").read_text())
-            report: Report = json.loads((output_dir / "report.json").read_text())
-        except FileNotFoundError as exc:
-            missing = Path(str(exc.filename)).name
-            raise LocustError(f"Locust wrote no {missing}: {_tail(output_dir)}") from None
-        result = to_load_result(entries, report)
-    expected = expect_workers if master else processes if processes > 1 else 0
-    if len(report["workers"]) != expected:
-        raise LocustError(f"{len(report['workers'])} Locust workers reported, {expected} expected")
-    return result
+    topology = _topology(
+        processes, master, expect_workers, master_bind_host, master_bind_port, workers_timeout_s
+    )
+    options = _taskset(cpus), topology
+    limit_s = load.warmup_s + load.duration_s + load.timeout_s + _EXIT_GRACE_S
+    limit_s += workers_timeout_s if master else 0.0
+    workers = expect_workers if master else processes if processes > 1 else 0
+    if output_dir is not None:
+        return _drive(load, output_dir, options, workers, limit_s=limit_s, on_window=on_window)
+    with tempfile.TemporaryDirectory(prefix="gwbench-locust-") as scratch:
+        return _drive(load, Path(scratch), options, workers, limit_s=limit_s, on_window=on_window)
+
+
+def _topology(
+    processes: int, master: bool, workers: int, bind_host: str, bind_port: int, wait_s: float
+) -> list[str]:
+    """Locust's options for one process, ``processes`` forked ones, or a master of ``workers``."""
+    if processes > 1:
+        port = free_port()
+        return [
+            f"--processes={processes}",
+            "--master-bind-host=127.0.0.1",
+            f"--master-bind-port={port}",
+            f"--master-port={port}",  # where the forked workers connect
+        ]
+    if master:
+        return [
+            "--master",
+            f"--expect-workers={workers}",
+            f"--expect-workers-max-wait={math.ceil(wait_s)}",
+            f"--master-bind-host={bind_host}",
+            f"--master-bind-port={bind_port}",
+        ]
+    return []
+
+
+def _drive(
+    load: LocustLoad,
+    directory: Path,
+    options: tuple[list[str], list[str]],
+    workers: int,
+    *,
+    limit_s: float,
+    on_window: Callable[[str], None],
+) -> LoadResult:
+    """Run Locust in ``directory`` (``options``: the pinning prefix, the topology) and map its output."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ("locust.json", "report.json"):  # a failed run must not read an earlier run's
+        (directory / stale).unlink(missing_ok=True)
+    prefix, topology = options
+    files = ",".join(map(str, _locustfiles(load, directory)))
+    command = [*prefix, *LOCUST, "-f", files, *_run_options(load, directory), *topology]
+    _run(command, directory, limit_s=limit_s, on_window=on_window)
+    try:
+        entries: list[StatsEntry] = json.loads((directory / "locust.json").read_text())
+        report: Report = json.loads((directory / "report.json").read_text())
+    except FileNotFoundError as exc:
+        missing = Path(str(exc.filename)).name
+        raise LocustError(f"Locust wrote no {missing}: {_tail(directory)}") from None
+    if len(report["workers"]) != workers:
+        raise LocustError(f"{len(report['workers'])} Locust workers reported, {workers} expected")
+    return to_load_result(entries, report)
 
 
 def _locustfiles(load: LocustLoad, directory: Path) -> list[Path]:

@@ -41,7 +41,7 @@ import gevent  # type: ignore[import-untyped]  # gevent ships no type informatio
 from locust import __version__, events
 from locust.env import Environment
 from locust.event import EventHook
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import ExceptionDict, MasterRunner, WorkerRunner
 
 FORMAT = 1
 WINDOW_MESSAGE = "gwbench_window"
@@ -89,6 +89,18 @@ def _listen(hook: EventHook) -> Callable[[Callable[..., None]], Callable[..., No
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _described(exception: ExceptionDict) -> str:
+    """One of Locust's exception rows as ``division by zero at File "x.py", line 6, in divide (3x)``.
+
+    Locust keeps ``str(exception)`` and the frames, not the exception's type.
+    """
+    frames = [
+        line.strip() for line in exception["traceback"].splitlines() if line.strip().startswith("File ")
+    ]
+    where = f" at {frames[-1]}" if frames else ""
+    return f"{exception['msg']}{where} ({exception['count']}x)"
 
 
 class _Node:
@@ -170,7 +182,7 @@ class _Node:
             "cpu_s": self.cpu_in_window_s(),
             "workers": dict(self.workers),
             "errors": errors,
-            "exceptions": [f"{row['msg']} ({row['count']}x)" for row in runner.exceptions.values()],
+            "exceptions": [_described(row) for row in runner.exceptions.values()],
             "peak_users": self.peak_users,
             "shape": environment.shape_class is not None,
         }
