@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
@@ -140,6 +141,24 @@ def service_time_ms(endpoint: str) -> float | None:
         return None
     ms = float(values[0])
     return ms if ms > 0 else None
+
+
+WorkloadKind = Literal["I/O-bound", "CPU-bound", "other"]
+WORKLOAD_KINDS: tuple[WorkloadKind, ...] = ("I/O-bound", "CPU-bound", "other")
+
+
+def workload_kind(endpoint: str) -> WorkloadKind:
+    """What bounds an endpoint by design, from its path: ``/cpu`` CPU-bound; ``/io/`` and ``/db/`` I/O-bound.
+
+    >>> workload_kind("/db/query?ms=20"), workload_kind("/cpu?n=30"), workload_kind("/json")
+    ('I/O-bound', 'CPU-bound', 'other')
+    """
+    path = urlsplit(endpoint).path
+    if path == "/cpu" or path.startswith("/cpu/"):
+        return "CPU-bound"
+    if path.startswith(("/io/", "/db/")):
+        return "I/O-bound"
+    return "other"
 
 
 def blocking_request_slots(run: TargetRun) -> int | None:

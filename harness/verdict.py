@@ -20,7 +20,8 @@ from typing import Literal
 
 import pandas as pd
 
-from harness import stats
+from harness import analysis, stats
+from harness.analysis import WorkloadKind
 from harness.model import LoadModel, TargetRun
 from harness.stats import Comparison, Interval
 
@@ -271,3 +272,53 @@ def verdict(
         for endpoint, rows in saturation.groupby("endpoint", sort=True):
             verdicts.append(_verdict(str(endpoint), "saturation", None, rows, "sustainable_rps", interfaces))
     return sorted(verdicts, key=lambda v: v.endpoint)
+
+
+@dataclass(frozen=True)
+class WorkloadSummary:
+    """The best ASGI stack against the best WSGI stack over every endpoint of one workload kind.
+
+    ``compared`` are the verdicts with an ASGI/WSGI ratio; of those,
+    ``asgi_ahead`` and ``wsgi_ahead`` count the ratios significantly above and
+    below 1, and ``unsettled`` the rest (interval includes 1, or no interval).
+    ``without_ratio`` counts verdicts of this kind where a WSGI or an ASGI stack
+    could not be ranked. ``low`` and ``high`` are the smallest and largest ratio.
+    """
+
+    kind: WorkloadKind
+    compared: tuple[Verdict, ...]
+    asgi_ahead: int
+    wsgi_ahead: int
+    unsettled: int
+    without_ratio: int
+    low: float
+    high: float
+
+
+def workload_summary(verdicts: list[Verdict]) -> list[WorkloadSummary]:
+    """One :class:`WorkloadSummary` per workload kind present (I/O-bound, CPU-bound, other, in that order).
+
+    The kind comes from the endpoint's path (:func:`harness.analysis.workload_kind`).
+    """
+    out = []
+    for kind in analysis.WORKLOAD_KINDS:
+        mine = [v for v in verdicts if analysis.workload_kind(v.endpoint) == kind]
+        if not mine:
+            continue
+        compared = [v for v in mine if v.asgi_over_wsgi is not None]
+        comparisons = [v.asgi_over_wsgi for v in compared if v.asgi_over_wsgi is not None]
+        ratios = [c.ratio for c in comparisons]
+        significant = [c for c in comparisons if c.significant]
+        out.append(
+            WorkloadSummary(
+                kind=kind,
+                compared=tuple(compared),
+                asgi_ahead=sum(c.ratio > 1 for c in significant),
+                wsgi_ahead=sum(c.ratio < 1 for c in significant),
+                unsettled=len(compared) - len(significant),
+                without_ratio=len(mine) - len(compared),
+                low=min(ratios, default=math.nan),
+                high=max(ratios, default=math.nan),
+            )
+        )
+    return out

@@ -19,6 +19,7 @@ import pytest
 from cells import TARGETS, cell, histogram_of, target
 from conftest import REPO
 
+from harness.analysis import workload_kind
 from harness.model import Environment, Measurement, Placement, RunManifest, Scenario, TargetRun
 from harness.report import render_run, write_reports
 from harness.report.formats import DASH, TIMES
@@ -182,7 +183,14 @@ def test_closed_run_page_has_verdict_with_interval_medians_flags_and_spectrum(tm
     assert figures(charts) == ["throughput", "cpu", "latency", "spectrum", "memory"]
     assert "Percentile spectrum at concurrency 64" in charts
     assert "99.999%" in charts
+    assert "No failed or dropped request on this endpoint, so no errors chart." in charts
     assert page.svgs == 5
+    # One I/O-bound endpoint: the WSGI vs ASGI summary says so, with the ratio's interval.
+    assert (
+        f"I/O-bound (1 endpoint): the best ASGI stack served {ratio.group(1)}{TIMES} what the best WSGI"
+        in verdict
+    )
+    assert "ASGI ahead, significantly, on 1 of 1" in verdict
 
 
 OPEN = Scenario(
@@ -234,7 +242,9 @@ def test_open_run_page_plots_throughput_and_both_latencies_against_the_offered_r
     assert "at 240 requests/s offered, fastapi-uvicorn (ASGI) served the most" in verdict
     assert "flask-gunicorn: 600 requests could not even be sent" in verdict
     charts = section(html, "charts")
-    assert figures(charts) == ["throughput", "cpu", "latency", "spectrum", "memory"]
+    # Dropped requests: the errors chart, by level and by kind.
+    assert figures(charts) == ["throughput", "cpu", "latency", "spectrum", "memory", "errors"]
+    assert "failed or dropped (% of requests)" in charts and "dropped (never sent)" in charts
     assert "offered rate (requests/s, open model)" in charts
     assert "corrected (solid), uncorrected (dashed)" in charts
     assert "Percentile spectrum at 240 req/s" in charts
@@ -421,9 +431,54 @@ def test_a_real_open_model_run_renders_every_new_section(tmp_path: Path) -> None
             rf"= [\d.]+{TIMES} \[[\d.]+{DASH}[\d.\N{{INFINITY}}]+\], (not )?significant$", line
         ), line
     charts = section(html, "charts")
-    assert figures(charts) == ["throughput", "cpu", "latency", "spectrum", "memory"]
+    drawn = figures(charts)
+    assert drawn[:5] == ["throughput", "cpu", "latency", "spectrum", "memory"]
+    assert drawn[5:] in ([], ["errors"])  # the sync stack may drop requests at 120 requests/s
     assert "corrected (solid), uncorrected (dashed)" in charts
     medians = section(html, "medians")
     assert medians.count("<tr>") == 1 + 2 * 2
     assert "p99 uncorrected" in medians
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+
+
+def test_workloads_are_told_apart_by_path_and_summarised_wsgi_against_asgi(tmp_path: Path) -> None:
+    assert [
+        workload_kind(e) for e in ("/io/upstream?ms=5", "/db/query", "/cpu?n=25", "/cpu/fib", "/json")
+    ] == [
+        "I/O-bound",
+        "I/O-bound",
+        "CPU-bound",
+        "CPU-bound",
+        "other",
+    ]
+    scenario = CLOSED.model_copy(
+        update={"endpoints": ("/io/sleep?ms=50", "/cpu?n=25", "/json"), "repeats": 2}
+    )
+    measurements = []
+    for repeat in range(2):
+        for endpoint, asgi, wsgi in (
+            ("/io/sleep?ms=50", 1200.0, 60.0),
+            ("/cpu?n=25", 300.0, 500.0),
+            ("/json", 4000.0, 3990.0),
+        ):
+            measurements += [
+                cell(
+                    "fastapi-uvicorn",
+                    endpoint=endpoint,
+                    concurrency=64,
+                    repeat=repeat,
+                    rps=asgi + 20 * repeat,
+                ),
+                cell(
+                    "flask-gunicorn", endpoint=endpoint, concurrency=64, repeat=repeat, rps=wsgi + 20 * repeat
+                ),
+            ]
+    html = render_run(write_run(tmp_path, scenario, measurements))
+    verdict = section(html, "verdict")
+    assert "I/O-bound (1 endpoint): the best ASGI stack served 17" in verdict
+    assert "ASGI ahead, significantly, on 1 of 1" in verdict
+    assert "CPU-bound (1 endpoint): the best ASGI stack served 0.61" in verdict
+    assert "WSGI ahead, significantly, on 1 of 1" in verdict
+    assert "other (1 endpoint): the best ASGI stack served 1.0" in verdict
+    assert "not settled on 1" in verdict
+    assert verdict.index("I/O-bound") < verdict.index("CPU-bound") < verdict.index("other (")

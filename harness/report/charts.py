@@ -447,3 +447,69 @@ def cpu_chart(
         ylabel="server CPU time per request (µs)",
         title="CPU cost",
     )
+
+
+ERROR_KINDS = (
+    ("errors_status", "HTTP status >= 400", "#b2182b"),
+    ("errors_connect", "connect", "#ef8a62"),
+    ("errors_read", "read", "#fddbc7"),
+    ("errors_timeout", "timeout", "#67a9cf"),
+    ("dropped", "dropped (never sent)", "#999999"),
+)
+
+
+def errors_chart(
+    rows: pd.DataFrame,
+    cells: pd.DataFrame,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    x: str = "concurrency",
+) -> str:
+    """Left: failed plus dropped requests as a share of all requests (%) vs load, per stack.
+    Right: the same requests by kind, summed over every level and repeat, per stack.
+
+    ``rows`` are the endpoint's summary rows (sums over ok repeats of
+    ``requests``, ``errors_total`` and ``dropped``); ``cells`` its ok cells
+    (:func:`harness.analysis.measurements_frame` rows), for the kinds.
+    """
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(12.8, 3.8), layout="constrained")
+        left, right = figure.subplots(1, 2, width_ratios=(3, 2))
+        measured = rows[rows["n"] > 0]
+        for name, stack in measured.groupby("target", sort=True):
+            stack = stack.sort_values(x)
+            style = styles[str(name)]
+            sent = stack["requests"] + stack["dropped"]
+            share = 100.0 * (stack["errors_total"] + stack["dropped"]) / sent.where(sent > 0)
+            left.plot(
+                stack[x].to_numpy(),
+                share.to_numpy(),
+                color=style.colour,
+                linestyle=style.linestyle,
+                marker=style.marker,
+                markersize=4,
+                linewidth=1.5,
+                label=_label(str(name), interfaces),
+            )
+        _level_axis(left, rows[x].astype(float), x)
+        left.set_ylabel("failed or dropped (% of requests)")
+        left.set_ylim(bottom=0)
+        left.set_title("Errors vs load")
+        totals = cells.groupby("target", sort=True)[[kind for kind, _, _ in ERROR_KINDS]].sum()
+        names = [str(n) for n in totals.index]
+        offsets = [0.0] * len(names)
+        for kind, label, colour in ERROR_KINDS:
+            counts = [float(v) for v in totals[kind]]
+            if not any(counts):
+                continue
+            right.barh(range(len(names)), counts, left=offsets, color=colour, label=label)
+            offsets = [o + c for o, c in zip(offsets, counts, strict=True)]
+        right.set_yticks(range(len(names)), [_label(n, interfaces) for n in names])
+        right.invert_yaxis()
+        right.set_xlabel("requests (sum over levels and repeats)")
+        right.set_title("By kind")
+        right.grid(axis="y", visible=False)
+        right.legend(loc="lower right")
+        figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4)
+        return _svg(figure, prefix)

@@ -12,7 +12,7 @@ from datetime import datetime
 from harness import analysis
 from harness.model import Slo
 from harness.stats import Comparison, Interval
-from harness.verdict import Flag, Standing, Verdict
+from harness.verdict import Flag, Standing, Verdict, WorkloadSummary
 
 DASH = "\N{EN DASH}"  # ranges (1,296-1,319) and missing values
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -249,3 +249,26 @@ def format_change(comparison: Comparison | None) -> str:
     if interval is None:
         return f"{head}, no interval"
     return f"{head} ({_signed_percent(interval.low)} to {_signed_percent(interval.high)})"
+
+
+def format_workload(summary: WorkloadSummary) -> str:
+    """One sentence per workload kind, e.g. ``I/O-bound (2 endpoints): the best ASGI stack served
+    5.2x to 41x what the best WSGI one did; ASGI ahead, significantly, on 2 of 2.``"""
+    n = len(summary.compared) + summary.without_ratio
+    head = f"{summary.kind} ({n} endpoint{'s' if n != 1 else ''})"
+    if not summary.compared:
+        return f"{head}: no endpoint had both a WSGI and an ASGI stack ranked, so there is no ratio."
+    if summary.low == summary.high:
+        served = format_ratio(summary.low)
+    else:
+        served = f"{format_ratio(summary.low)} to {format_ratio(summary.high)}"
+    counts = []
+    if summary.asgi_ahead:
+        counts.append(f"ASGI ahead, significantly, on {summary.asgi_ahead} of {len(summary.compared)}")
+    if summary.wsgi_ahead:
+        counts.append(f"WSGI ahead, significantly, on {summary.wsgi_ahead} of {len(summary.compared)}")
+    if summary.unsettled:
+        counts.append(f"not settled on {summary.unsettled} (the interval includes 1, or a single run)")
+    if summary.without_ratio:
+        counts.append(f"no ratio on {summary.without_ratio} (a WSGI or ASGI stack could not be ranked)")
+    return f"{head}: the best ASGI stack served {served} what the best WSGI one did; {'; '.join(counts)}."

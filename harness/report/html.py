@@ -29,6 +29,7 @@ from harness.model import Measurement, RunManifest, TargetRun
 from harness.report import charts
 from harness.report.formats import (
     DASH,
+    format_comparison,
     format_flag,
     format_headline,
     format_interval,
@@ -40,10 +41,11 @@ from harness.report.formats import (
     format_time,
     format_verdict,
     format_where,
+    format_workload,
 )
 from harness.results import ResultsError, list_runs, load_manifest, load_run, read_measurements, write_atomic
 from harness.stats import Interval
-from harness.verdict import Verdict, verdict
+from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -282,6 +284,7 @@ class _EndpointCharts:
     endpoint: str
     anchor: str
     charts: tuple[tuple[str, Markup], ...]
+    error_free: bool = False  # measured, without a failed or dropped request: no errors chart
 
 
 def _memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -353,7 +356,22 @@ def _charts(
                 )
             memory = _memory_rows(frame[frame["endpoint"] == endpoint])
             drawn.append(("memory", charts.memory_chart(memory, styles, interfaces, f"e{index}m")))
-        out.append(_EndpointCharts(endpoint, _slug(endpoint), tuple((k, Markup(svg)) for k, svg in drawn)))
+        measured = rows[rows["n"] > 0]
+        failed_requests = int((measured["errors_total"] + measured["dropped"]).sum())
+        if failed_requests:
+            x = "concurrency" if (rows["model"] == "closed").all() else "rate"
+            ok = frame[
+                (frame["endpoint"] == endpoint) & frame["status"].eq("ok") & (frame["model"] != "saturation")
+            ]
+            drawn.append(("errors", charts.errors_chart(measured, ok, styles, interfaces, f"e{index}e", x)))
+        out.append(
+            _EndpointCharts(
+                endpoint,
+                _slug(endpoint),
+                tuple((k, Markup(svg)) for k, svg in drawn),
+                error_free=bool(len(measured)) and not failed_requests,
+            )
+        )
     return out
 
 
@@ -368,6 +386,26 @@ def _verdict_context(v: Verdict, summary: pd.DataFrame, searches: pd.DataFrame) 
         "endpoint": v.endpoint,
         "standings": _standing_rows(summary, v) if v.model != "saturation" else [],
         "searches": _saturation_rows(searches, v.endpoint, v.excluded) if v.model == "saturation" else [],
+    }
+
+
+def _workload_context(summary: WorkloadSummary) -> dict[str, object]:
+    return {
+        "sentence": format_workload(summary),
+        "rows": [
+            {
+                "endpoint": v.endpoint,
+                "where": format_where(v).removeprefix(f"On {v.endpoint}").lstrip(", ") or DASH,
+                "wsgi": f"{v.best_wsgi.target} ({format_number(v.best_wsgi.rps_median, 0)} req/s)"
+                if v.best_wsgi
+                else DASH,
+                "asgi": f"{v.best_asgi.target} ({format_number(v.best_asgi.rps_median, 0)} req/s)"
+                if v.best_asgi
+                else DASH,
+                "ratio": format_comparison(v.asgi_over_wsgi) if v.asgi_over_wsgi else DASH,
+            }
+            for v in summary.compared
+        ],
     }
 
 
@@ -399,6 +437,7 @@ def _run_context(
         "finished": format_time(manifest.finished_at),
         "duration": _duration(manifest),
         "verdicts": [_verdict_context(v, summary, searches) for v in ordered],
+        "workloads": [_workload_context(w) for w in workload_summary(ordered)],
         "stacks": [
             {
                 "name": name,
