@@ -405,7 +405,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.print(table)
     for note in comparison.notes:
         out.print(f"note: {escape(note)}")
-    out.print(f"compare page: {write_compare_page(comparison, problems, Path(args.reports))}")
+    page = write_compare_page(comparison, problems, Path(args.reports), Path(args.results))
+    out.print(f"compare page: {page}")
     regressions = comparison.regressions
     if regressions:
         console.print(

@@ -25,6 +25,7 @@ from harness.claims import (
     run_claim_name,
 )
 from harness.report.formats import DASH, format_comparison, format_interval, format_number, format_percent
+from harness.report.html import render_index
 from harness.report.jinja import pages
 from harness.results import ResultsError, list_runs, load_manifest, read_measurements, write_atomic
 
@@ -192,7 +193,8 @@ def render_claims(claims: Mapping[str, Claim], results_root: Path, reports_root:
 
 
 def write_claims_page(claims: Mapping[str, Claim], results_root: Path, reports_root: Path) -> Path:
-    """Write ``reports_root/claims/index.html``; returns its path."""
+    """Write ``reports_root/claims/index.html`` and the list of runs, which links to it; returns its path."""
     page = reports_root / "claims" / "index.html"
     write_atomic(page, render_claims(claims, results_root, reports_root))
+    write_atomic(reports_root / "index.html", render_index(results_root, reports_root))
     return page

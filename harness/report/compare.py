@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.compare import CellChange, RunComparison
 from harness.report.formats import DASH, format_change, format_interval, format_number, format_percent
+from harness.report.html import render_index
 from harness.report.jinja import pages
 from harness.results import write_atomic
 
@@ -46,8 +47,15 @@ def render_compare(comparison: RunComparison, problems: list[str], reports_root:
     )
 
 
-def write_compare_page(comparison: RunComparison, problems: list[str], reports_root: Path) -> Path:
-    """Write ``reports_root/compare/<run A>__<run B>.html``; returns its path."""
+def write_compare_page(
+    comparison: RunComparison, problems: list[str], reports_root: Path, results_root: Path | None = None
+) -> Path:
+    """Write ``reports_root/compare/<run A>__<run B>.html``; returns its path.
+
+    With ``results_root``, the list of runs (which links to comparisons) is written again too.
+    """
     page = reports_root / "compare" / f"{comparison.run_a}__{comparison.run_b}.html"
     write_atomic(page, render_compare(comparison, problems, reports_root))
+    if results_root is not None:
+        write_atomic(reports_root / "index.html", render_index(results_root, reports_root))
     return page

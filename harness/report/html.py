@@ -513,11 +513,20 @@ def render_index(results_root: Path, reports_root: Path) -> str:
     """The list of every run under ``results_root``, newest first, linking to pages under ``reports_root``.
 
     A run without a rendered page is listed without a link; an unreadable run
-    is listed with the reason.
+    is listed with the reason. The claims page and run comparisons under
+    ``reports_root`` are linked when they exist.
     """
     rows = [_index_row(run_dir, reports_root) for run_dir in list_runs(results_root)]
     rows.sort(key=lambda row: (str(row["sort"]), str(row["run_id"])), reverse=True)
-    return _jinja.get_template("index.html.j2").render(runs=rows)
+    compare = reports_root / "compare"
+    comparisons = sorted((p.name for p in compare.glob("*.html")), reverse=True) if compare.is_dir() else []
+    return _jinja.get_template("index.html.j2").render(
+        runs=rows,
+        claims=(reports_root / "claims" / "index.html").is_file(),
+        comparisons=[
+            (f"compare/{name}", name.removesuffix(".html").replace("__", " vs ")) for name in comparisons
+        ],
+    )
 
 
 def write_reports(run_dir: Path, reports_root: Path) -> Path:
