@@ -325,7 +325,9 @@ class Measurement(_Frozen):
 
     ``requests`` counts every request finished inside the measured window
     (successes and errors), ``rps`` is successful responses per second over
-    ``duration_s``. CPU percentages are of one core (200 = two cores busy).
+    ``duration_s`` (throughput; in the open model, responses that arrived in the
+    window, while ``requests`` and latency cover the requests *scheduled* in
+    it). CPU percentages are of one core (200 = two cores busy).
     Memory is the sum over the target's process tree, in MiB (2**20 bytes).
     ``status`` is ``failed`` when the cell could not be measured; then
     ``failure_reason`` says why and the figures are zero or None. Server

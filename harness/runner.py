@@ -298,7 +298,7 @@ def build_measurement(
         duration_s=round(load.duration_s, 4),
         requests=load.requests,
         errors=Errors(**load.errors, by_status={str(k): v for k, v in sorted(load.error_statuses.items())}),
-        rps=round(load.ok / load.duration_s, 3) if load.duration_s else 0.0,
+        rps=round(load.throughput, 3),
         latency_ms=latency,
         connections_opened=load.connections_opened,
         server_cpu_percent=None if server is None else round(server.cpu_percent, 2),
@@ -713,7 +713,12 @@ class _Run:
                 assert isinstance(load, ClosedLoad)
                 result = run_wrk(load, cpus=self.placement.generator_cpus, on_window=on_window)
             else:
-                result, _ = drive_in_subprocess(load, cpus=self.placement.generator_cpus, on_window=on_window)
+                result, _ = drive_in_subprocess(
+                    load,
+                    cpus=self.placement.generator_cpus,
+                    on_window=on_window,
+                    processes=scenario.generator_processes,
+                )
         except (DriverError, WrkError) as exc:
             self.fail_cell(cell, f"{scenario.driver} driver failed: {exc}")
             return None

@@ -121,6 +121,7 @@ class _OpenTally:
     dropped: int = 0
     connections_opened: int = 0
     connections_peak: int = 0
+    answered_in_window: int = 0
 
     def counts(self, intended_ns: int) -> bool:
         return self.window_start_ns <= intended_ns < self.window_end_ns
@@ -139,8 +140,10 @@ class _OpenConnection(Connection):
         driver = self.slot.driver
         tally = driver.tally
         intended = self.intended_ns
+        status = self.parser.get_status_code()
+        if status < 400 and tally.window_start_ns <= now < tally.window_end_ns:
+            tally.answered_in_window += 1
         if tally.window_start_ns <= intended < tally.window_end_ns:
-            status = self.parser.get_status_code()
             if status < 400:
                 tally.corrected_us.append((now - intended) // 1000)
                 tally.uncorrected_us.append((now - self.start_ns) // 1000)
@@ -336,6 +339,7 @@ async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: 
         dropped=tally.dropped,
         histogram_uncorrected=histogram.encode(tally.uncorrected_us),
         connections_peak=tally.connections_peak,
+        answered_in_window=tally.answered_in_window,
     )
 
 

@@ -28,7 +28,11 @@ class LoadResult:
     from the actual send time [None]. ``connections_peak`` is the most
     connections open at once (for merged results, the sum of each process's
     peak: an upper bound). ``processes`` is how many driver processes (event
-    loops) were merged into this result.
+    loops) were merged into this result. ``answered_in_window`` (open model)
+    counts successful responses that *arrived* inside the window, whenever their
+    request was scheduled: the throughput; ``ok`` counts the requests scheduled
+    in the window that succeeded, some answered after it closed, so an
+    overloaded server draining its queue does not inflate throughput [None].
     """
 
     duration_s: float
@@ -45,6 +49,15 @@ class LoadResult:
     histogram_uncorrected: str | None = None
     connections_peak: int = 0
     processes: int = 1
+    answered_in_window: int | None = None
+
+    @property
+    def throughput(self) -> float:
+        """Successful responses per second inside the window (open model: by arrival time)."""
+        if not self.duration_s:
+            return 0.0
+        answered = self.ok if self.answered_in_window is None else self.answered_in_window
+        return answered / self.duration_s
 
     @property
     def requests(self) -> int:
@@ -95,4 +108,7 @@ def merge_results(results: Sequence[LoadResult], duration_s: float) -> LoadResul
         histogram_uncorrected=histogram.merge(uncorrected) if uncorrected else None,
         connections_peak=sum(result.connections_peak for result in results),
         processes=sum(result.processes for result in results),
+        answered_in_window=None
+        if any(result.answered_in_window is None for result in results)
+        else sum(result.answered_in_window or 0 for result in results),
     )
