@@ -198,6 +198,9 @@ class _Display:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(Path(args.scenario))
+    if args.quick:
+        scenario, note = scenario.quick()
+        console.print(note)
     if args.driver and args.driver != scenario.driver:
         if args.driver == "wrk" and scenario.model != "closed":
             raise ConfigError(
@@ -496,6 +499,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """List ``scenarios/*.toml``: name, model, and the one-line description; invalid files say why."""
+    table = Table()
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("model")
+    table.add_column("description")
+    broken = []
+    for path in sorted(Path(args.scenarios_dir).glob("*.toml")):
+        try:
+            scenario = load_scenario(path)
+        except ConfigError as exc:
+            broken.append(str(exc))
+            continue
+        table.add_row(scenario.name, scenario.model, scenario.description)
+    out.print(table)
+    for problem in broken:
+        console.print(f"[red]invalid[/]: {escape(problem)}")
+    return EXIT_USAGE if broken else EXIT_OK
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     table = Table()
     table.add_column("target", no_wrap=True)
@@ -532,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--driver",
         choices=("native", "wrk"),
         help="load generator (default: the scenario's; wrk: closed model only, to cross-check)",
+    )
+    run.add_argument(
+        "--quick", action="store_true", help="smoke run: every duration x 0.2, one repeat (the plan says so)"
     )
     run.set_defaults(func=cmd_run)
 
@@ -575,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--results", default=str(REPO / "results"))
     cmp.add_argument("--reports", default=str(REPO / "reports"))
     cmp.set_defaults(func=cmd_compare)
+
+    scn = sub.add_parser("scenarios", help="list the scenario files with their descriptions")
+    scn.add_argument("--scenarios-dir", default=str(REPO / "scenarios"))
+    scn.set_defaults(func=cmd_scenarios)
 
     tgt = sub.add_parser("targets", help="list the stacks")
     tgt.set_defaults(func=cmd_targets)

@@ -84,6 +84,7 @@ MAX_CONCURRENCY = 100_000
 MAX_DURATION_S = 86_400.0
 MAX_REPEATS = 100
 MAX_RATE = 1_000_000.0
+QUICK_FACTOR = 0.2
 
 
 class _Frozen(BaseModel):
@@ -252,6 +253,22 @@ class Scenario(_Frozen):
                 {"key": "driver", "model": self.model},
             )
         return self
+
+    def quick(self, factor: float = QUICK_FACTOR) -> tuple[Scenario, str]:
+        """A smoke-run version: durations x ``factor`` (with floors), one repeat; and a sentence saying so.
+
+        Warm-up is scaled with a floor of 0.2 s (unless it was 0), the measured
+        window with a floor of 1 s, and a saturation search keeps its rates.
+        """
+        warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), 0.2)
+        duration = max(round(self.duration_s * factor, 2), 1.0)
+        quick = self.model_copy(update={"warmup_s": warmup, "duration_s": duration, "repeats": 1})
+        note = (
+            f"--quick: durations x {factor:g} (warm-up {self.warmup_s:g} -> {warmup:g} s, "
+            f"window {self.duration_s:g} -> {duration:g} s), repeats {self.repeats} -> 1; "
+            "figures for smoke-testing, not conclusions"
+        )
+        return quick, note
 
     def max_level_connections(self) -> int:
         """The most connections one cell can open (for the file-descriptor check)."""

@@ -90,3 +90,26 @@ def test_a_misspelt_target_gets_a_suggestion() -> None:
     )
     assert done.returncode == 2
     assert "unknown target(s) 'fastapi-uvicon' (did you mean 'fastapi-uvicorn'" in done.stderr
+
+
+def test_scenarios_lists_every_shipped_file_with_its_description() -> None:
+    done = subprocess.run(gwbench("scenarios"), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for path in sorted((REPO / "scenarios").glob("*.toml")):
+        assert path.stem in done.stdout
+
+
+def test_quick_scales_durations_and_says_by_how_much() -> None:
+    done = subprocess.run(
+        gwbench("run", "--quick", "--dry-run", str(REPO / "scenarios" / "default.toml"), "--seed", "1"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--quick: durations x 0.2 (warm-up 1 -> 0.2 s, window 5 -> 1 s), repeats 3 -> 1" in (
+        done.stdout + done.stderr
+    )
+    cells = len(STACKS) * 3  # one repeat
+    assert done.stdout.splitlines()[-1].startswith(f"{cells} cells, {cells * 1.2:.0f} s of load")
