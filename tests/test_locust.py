@@ -393,3 +393,12 @@ def test_a_master_gives_up_when_its_workers_do_not_come() -> None:
     with pytest.raises(LocustError, match="Gave up waiting for workers"):
         run_locust(load(9), master=True, expect_workers=1, master_bind_port=free_port(), workers_timeout_s=1)
     assert time.monotonic() - started < 5.0
+
+
+def test_a_run_that_overstays_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harness.load.locust._EXIT_GRACE_S", -9.0)  # a limit of 2 s for a 10 s run
+    with ControlledServer() as server:
+        started = time.monotonic()
+        with pytest.raises(LocustError, match="did not exit after its duration"):
+            run_locust(load(server.port, warmup_s=0, duration_s=10.0, timeout_s=1.0))
+        assert time.monotonic() - started < 4.0
