@@ -10,8 +10,9 @@ never imported here: it monkey-patches the whole process for gevent.
 
 Timeline, one Locust run: the users start over the first half of the warm-up
 (all at once without one), the plugin resets Locust's statistics when the
-warm-up ends (on the master and on every worker), and quits the run
-``duration_s`` later, as Locust's ``--run-time`` would. ``on_window`` is
+warm-up ends (on the master and on every worker: see ``locust_plugin.py``
+for the rare race this shares with Locust's ``--reset-stats``), and quits
+the run ``duration_s`` later, as Locust's ``--run-time`` would. ``on_window`` is
 called when the plugin reports the window's start and end. A LoadTestShape
 in the locustfile sets the users itself; the warm-up and the window are
 timed the same way, so a shape that ramps up during the warm-up is measured
@@ -31,8 +32,9 @@ How Locust 2.x counts (``locust/stats.py``), and what we make of it:
   (refused, unresolvable, unreachable), and ``read`` for the rest: a
   connection closed or reset, an unparsable response, and a locustfile's own
   failures (a body that did not check out).
-- latency: FastHttpUser times each request from sending it to reading the
-  whole body, in float ms, and Locust keeps the times in a dict
+- latency: FastHttpUser times each request from just before sending it (a
+  new connection's connect included, as the native driver does) to reading
+  the whole body, in float ms, and Locust keeps the times in a dict
   ``{rounded_ms: count}`` (``response_times``), rounded to whole ms below
   100 ms, to 10 ms below 1 s, to 100 ms below 10 s and to whole s above
   (``bucket_response_time``). The HdrHistogram (µs, as the native driver's)
