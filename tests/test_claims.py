@@ -287,7 +287,7 @@ def test_gwbench_claims_quick_runs_a_claim_and_writes_the_claims_page(tmp_path: 
     match = re.search(rf"(\d+){TIMES} \[(\d+){DASH}(\d+)\], (not )?significant", page)
     assert match, page
     assert 25 <= int(match.group(1)) <= 70
-    assert "64x" in page  # the bound, stated
+    assert f"64{TIMES}" in page  # the bound, stated
     assert "quick (durations x0.25)" in page
     assert f"../{run_dir.name}/index.html" in page  # the run's own report, linked
     assert (reports / run_dir.name / "index.html").is_file()

@@ -205,7 +205,8 @@ OPEN = Scenario(
 )
 
 
-def test_open_run_page_plots_throughput_and_both_latencies_against_the_offered_rate(tmp_path: Path) -> None:
+def open_measurements() -> list[Measurement]:
+    """Two stacks at two offered rates; the sync one overloaded (dropped requests) at the higher."""
     measurements = []
     for repeat in range(2):
         for rate in OPEN.rates:
@@ -235,6 +236,11 @@ def test_open_run_page_plots_throughput_and_both_latencies_against_the_offered_r
                     histogram=histogram_of(latencies(2000.0 if overloaded else 60.0)),
                 ),
             ]
+    return measurements
+
+
+def test_open_run_page_plots_throughput_and_both_latencies_against_the_offered_rate(tmp_path: Path) -> None:
+    measurements = open_measurements()
     run_dir = write_run(tmp_path / "results", OPEN, measurements)
     html = render_run(run_dir)
     assert "open model: requests arrive at a fixed rate" in html

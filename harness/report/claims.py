@@ -21,10 +21,16 @@ from harness.claims import (
     check_claimed,
     judge,
     measure,
-    ratio_text,
     run_claim_name,
 )
-from harness.report.formats import DASH, format_comparison, format_interval, format_number, format_percent
+from harness.report.formats import (
+    DASH,
+    format_comparison,
+    format_interval,
+    format_number,
+    format_percent,
+    format_ratio,
+)
 from harness.report.html import render_index
 from harness.report.jinja import pages
 from harness.results import ResultsError, list_runs, load_manifest, read_measurements, write_atomic
@@ -144,7 +150,7 @@ def _claim_context(
         "anchor": f"claim-{claim.name}",
         "verdict": verdict,
         "verdict_class": verdict.kind.replace(" ", "-"),
-        "claimed_ratio": ratio_text(claim.claimed.ratio),
+        "claimed_ratio": format_ratio(claim.claimed.ratio),
         "claimed_rows": [_claimed_row(side, claim, role) for role, side in sides],
         "measured": measured,
         "measured_rows": measured_rows,
@@ -153,7 +159,7 @@ def _claim_context(
         else format_comparison(measured.comparison),
         "ratio_bound": None
         if measured is None or measured.ratio_bound is None
-        else ratio_text(measured.ratio_bound),
+        else format_ratio(measured.ratio_bound),
         "quick": measured is not None and measured.duration_factor < 1,
         "duration_factor": None if measured is None else f"{measured.duration_factor:g}",
         "links": links,

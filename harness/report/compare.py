@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.compare import CellChange, RunComparison
-from harness.report.formats import DASH, format_change, format_interval, format_number, format_percent
+from harness.report.formats import DASH, format_change, format_interval, format_number
 from harness.report.html import render_index
 from harness.report.jinja import pages
 from harness.results import write_atomic
@@ -40,7 +40,7 @@ def render_compare(comparison: RunComparison, problems: list[str], reports_root:
         c=comparison,
         report_a=(reports_root / comparison.run_a / "index.html").is_file(),
         report_b=(reports_root / comparison.run_b / "index.html").is_file(),
-        threshold=format_percent(comparison.threshold),
+        threshold=f"{100 * comparison.threshold:g}%",
         rows=[change_row(change) for change in comparison.changes],
         regressions=len(comparison.regressions),
         problems=problems,
