@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from rich.table import Table
 from harness.launch import LaunchError, LocalLauncher, RunningTarget
 from harness.launch.postgres import Postgres
 from harness.load import UnsafeTargetError, ensure_loopback
+from harness.load.locust import worker_command
 from harness.model import (
     Cell,
     ConfigError,
@@ -202,12 +204,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario, note = scenario.quick()
         console.print(note)
     if args.driver and args.driver != scenario.driver:
-        if args.driver == "wrk" and scenario.model != "closed":
+        if args.driver != "native" and scenario.model != "closed":
             raise ConfigError(
-                f"--driver wrk: wrk runs the closed model only; {args.scenario} has "
+                f"--driver {args.driver}: it runs the closed model only; {args.scenario} has "
                 f"model = {scenario.model!r}"
             )
         scenario = scenario.model_copy(update={"driver": args.driver})
+    locust_options = (args.locustfile, args.locust_workers)
+    if any(locust_options) and scenario.driver != "locust":
+        raise ConfigError("--locustfile and --locust-workers need --driver locust")
+    locustfile = None
+    if args.locustfile:
+        locustfile = Path(args.locustfile)
+        if not locustfile.is_file():
+            raise ConfigError(f"--locustfile: {locustfile}: file not found")
     external = None
     if args.url:
         external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
@@ -238,6 +248,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=seed,
         external=external,
         allow_remote=args.allow_remote,
+        locustfile=locustfile,
+        locust_workers=args.locust_workers or 0,
+        locust_bind_host=args.locust_bind_host,
+        locust_port=args.locust_port,
     )
     blocks = blocks_for(spec)
     total_s = planned_seconds(scenario, blocks)
@@ -499,6 +513,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_locust_worker(args: argparse.Namespace) -> int:
+    """Run one Locust worker until its master ends the run; the locustfile comes from the master."""
+    ensure_loopback(args.master_host, allow_remote=args.allow_remote)
+    command = worker_command(args.master_host, args.master_port)
+    console.print(f"locust worker for {args.master_host}:{args.master_port}: {' '.join(command)}")
+    return subprocess.call(command)
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     """List ``scenarios/*.toml``: name, model, and the one-line description; invalid files say why."""
     table = Table()
@@ -553,9 +575,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--driver",
-        choices=("native", "wrk"),
-        help="load generator (default: the scenario's; wrk: closed model only, to cross-check)",
+        choices=("native", "wrk", "locust"),
+        help="load generator (default: the scenario's; wrk and locust: closed model only, to cross-check)",
     )
+    run.add_argument("--locustfile", help="with --driver locust: your own locustfile (see scenarios/locust/)")
+    run.add_argument(
+        "--locust-workers",
+        type=int,
+        metavar="N",
+        help="with --driver locust: be a Locust master and wait for N workers (gwbench locust-worker)",
+    )
+    run.add_argument("--locust-bind-host", default="127.0.0.1", help="the Locust master's address")
+    run.add_argument("--locust-port", type=int, default=5557, help="the Locust master's port")
     run.add_argument(
         "--quick", action="store_true", help="smoke run: every duration x 0.2, one repeat (the plan says so)"
     )
@@ -601,6 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--results", default=str(REPO / "results"))
     cmp.add_argument("--reports", default=str(REPO / "reports"))
     cmp.set_defaults(func=cmd_compare)
+
+    lw = sub.add_parser("locust-worker", help="run a Locust worker for a gwbench master (distributed load)")
+    lw.add_argument("master_host", help="the master's address (of gwbench run --locust-workers N)")
+    lw.add_argument("--master-port", type=int, default=5557)
+    lw.add_argument(
+        "--allow-remote", action="store_true", help="allow a master that is not on a loopback address"
+    )
+    lw.set_defaults(func=cmd_locust_worker)
 
     scn = sub.add_parser("scenarios", help="list the scenario files with their descriptions")
     scn.add_argument("--scenarios-dir", default=str(REPO / "scenarios"))

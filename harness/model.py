@@ -8,7 +8,7 @@ Results format changelog (``SCHEMA_VERSION``):
 
 - 1: first format. ``manifest.json`` holds a :class:`RunManifest`;
   ``measurements.jsonl`` holds one :class:`Measurement` per line.
-- 2: open and saturation models and the wrk driver. :class:`Measurement` gains
+- 2: open and saturation models, the wrk and locust drivers. :class:`Measurement` gains
   ``driver``, ``rate``, ``intended_rate``, ``achieved_rate``, ``scheduled``, ``dropped``,
   ``connections_peak``, ``latency_ms_uncorrected``, ``histogram_uncorrected``,
   ``upstream_bound``, ``generator_bound_reason``, ``slo_held``, ``slo_breach``
@@ -44,7 +44,7 @@ SCHEMA_VERSION = 2
 
 Interface = Literal["wsgi", "asgi", "native"]
 LoadModel = Literal["closed", "open", "saturation"]
-DriverName = Literal["native", "wrk"]
+DriverName = Literal["native", "wrk", "locust"]
 SettingValue = str | int | float | bool
 
 
@@ -210,8 +210,9 @@ class Scenario(_Frozen):
     each of ``rates`` with ``arrival`` inter-arrival times and at most
     ``max_connections`` connections; ``saturation`` searches the highest open-
     model rate that meets ``slo`` (see :class:`Saturation`). ``driver`` is the
-    load generator (``wrk``: closed model only); ``generator_processes`` is how
-    many driver processes (one event loop each) share the load.
+    load generator (``wrk`` and ``locust``: closed model only);
+    ``generator_processes`` is how many driver processes (one event loop each,
+    or Locust processes) share the load.
     """
 
     name: Annotated[str, AfterValidator(_is_folder_name)]
@@ -246,11 +247,11 @@ class Scenario(_Frozen):
             raise PydanticCustomError(
                 "levels", "{key}: required when model = 'open': a list of requests/s", {"key": "rates"}
             )
-        if self.driver == "wrk" and self.model != "closed":
+        if self.driver in ("wrk", "locust") and self.model != "closed":
             raise PydanticCustomError(
                 "levels",
-                "{key}: 'wrk' runs the closed model only (wrk has no arrival rate), got model = '{model}'",
-                {"key": "driver", "model": self.model},
+                "{key}: '{driver}' runs the closed model only (no arrival rate), got model = '{model}'",
+                {"key": "driver", "driver": self.driver, "model": self.model},
             )
         return self
 

@@ -17,8 +17,8 @@ import resource
 import shutil
 import tempfile
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from harness.launch.local import tail
 from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
 from harness.load.histogram import latency_summary
+from harness.load.locust import LocustError, LocustLoad, run_locust
 from harness.load.open import OpenLoad
 from harness.load.wrk import WrkError, run_wrk
 from harness.model import (
@@ -118,7 +119,10 @@ class RunSpec:
     """Everything a run needs. ``targets`` are the stacks to measure, by name.
 
     With ``external`` set, the single target is an app the user runs: nothing is
-    launched or verified, and no upstream is started.
+    launched or verified, and no upstream is started. Under the ``locust``
+    driver, ``locustfile`` replaces the generated one, and ``locust_workers`` > 0
+    makes this run a Locust master that waits for that many workers on
+    ``locust_bind_host:locust_port`` (started with ``gwbench locust-worker``).
     """
 
     scenario: Scenario
@@ -132,6 +136,10 @@ class RunSpec:
     ready_timeout_s: float = 30.0
     external: ExternalTarget | None = None
     allow_remote: bool = False
+    locustfile: Path | None = None
+    locust_workers: int = 0
+    locust_bind_host: str = "127.0.0.1"
+    locust_port: int = 5557
 
 
 MIN_FREE_BYTES = 50 * 2**20
@@ -712,6 +720,9 @@ class _Run:
             if scenario.driver == "wrk":
                 assert isinstance(load, ClosedLoad)
                 result = run_wrk(load, cpus=self.placement.generator_cpus, on_window=on_window)
+            elif scenario.driver == "locust":
+                assert isinstance(load, ClosedLoad)
+                result = self.run_locust(load, cell, on_window)
             else:
                 result, _ = drive_in_subprocess(
                     load,
@@ -719,7 +730,7 @@ class _Run:
                     on_window=on_window,
                     processes=scenario.generator_processes,
                 )
-        except (DriverError, WrkError) as exc:
+        except (DriverError, WrkError, LocustError) as exc:
             self.fail_cell(cell, f"{scenario.driver} driver failed: {exc}")
             return None
         finally:
@@ -751,6 +762,24 @@ class _Run:
             max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
             slo=scenario.slo if cell.model == "saturation" else None,
             db_queries=db_queries[0] if db_queries else None,
+        )
+
+    def run_locust(self, load: ClosedLoad, cell: Cell, on_window: Callable[[str], None]) -> LoadResult:
+        """One closed-model cell under Locust: the generated or the user's locustfile, alone or as master."""
+        spec = self.spec
+        locust = LocustLoad.from_closed(load)
+        if spec.locustfile is not None:
+            locust = replace(locust, locustfile=spec.locustfile, endpoints=())
+        return run_locust(
+            locust,
+            cpus=self.placement.generator_cpus,
+            on_window=on_window,
+            processes=spec.scenario.generator_processes,
+            master=spec.locust_workers > 0,
+            expect_workers=spec.locust_workers,
+            master_bind_host=spec.locust_bind_host,
+            master_bind_port=spec.locust_port,
+            output_dir=self.writer.directory / "locust" / cell.cell_id,
         )
 
     def crash(self, running: RunningTarget, server: WindowStats | None) -> str | None:

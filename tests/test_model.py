@@ -87,7 +87,7 @@ def test_a_negative_duration(tmp_path: Path) -> None:
         ('model = "open"', "rates: required when model = 'open': a list of requests/s"),
         (
             'driver = "wrk"\nmodel = "saturation"',
-            "driver: 'wrk' runs the closed model only (wrk has no arrival rate), got model = 'saturation'",
+            "driver: 'wrk' runs the closed model only (no arrival rate), got model = 'saturation'",
         ),
         ("rates = [0]", "rates[0]: must be > 0, got 0"),
         ('endpoints = "/json"', "endpoints: must be a list, got '/json'"),
