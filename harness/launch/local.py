@@ -200,10 +200,12 @@ class LocalLauncher:
                     start_new_session=True,
                     preexec_fn=enter,
                 )
-            except (OSError, subprocess.SubprocessError) as exc:
+            except BaseException as exc:  # a Ctrl-C here too: the group is not tracked yet
                 if group is not None:
                     group.remove()
-                raise LaunchError(f"{config.name}: cannot start {argv[0]!r}: {exc}") from exc
+                if isinstance(exc, OSError | subprocess.SubprocessError):
+                    raise LaunchError(f"{config.name}: cannot start {argv[0]!r}: {exc}") from exc
+                raise
         running = RunningTarget(
             name=config.name,
             host=LOOPBACK,
