@@ -8,7 +8,9 @@ Paths (query strings ignored):
 - ``/stall``: like ``/ok``, but every ``stall_every_s`` seconds one request freezes the
   whole event loop for ``stall_s`` seconds (a blocking sleep), as a GC pause or a
   blocking call in an async server would.
-Counts of answers by status are kept in ``answered``.
+Counts of answers by status are kept in ``answered``, of requests by method and
+path in ``requests``, and the distinct bodies received in ``bodies``. A request
+may carry a body (``Content-Length``); it is read whatever the path.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from types import TracebackType
 
 
@@ -29,6 +31,8 @@ class ControlledServer:
         self.stalls = 0
         self._last_stall = time.monotonic()
         self.answered: Counter[int] = Counter()
+        self.requests: Counter[str] = Counter()  # by "METHOD /path"
+        self.bodies: defaultdict[str, set[bytes]] = defaultdict(set)  # distinct bodies by "METHOD /path"
         self.connections = 0
         self._lock = threading.Lock()
         self._flaky = 0
@@ -94,7 +98,17 @@ class ControlledServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                path = head.split(b" ", 2)[1].split(b"?")[0].decode()
+                method, target = head.split(b" ", 2)[:2]
+                path = target.split(b"?")[0].decode()
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length) if length else b""
+                with self._lock:
+                    self.requests[f"{method.decode()} {path}"] += 1
+                    self.bodies[f"{method.decode()} {path}"].add(body)
                 close = False
                 status = 200
                 if path == "/hang":

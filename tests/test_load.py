@@ -108,3 +108,25 @@ def test_non_loopback_targets_are_refused(host: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
 def test_loopback_targets_are_allowed(host: str) -> None:
     ensure_loopback(host)
+
+
+def test_a_weighted_mix_sends_each_request_in_its_share_with_its_body() -> None:
+    from harness.load.requests import HttpRequest
+
+    body = b'{"events": []}'
+    mix = (HttpRequest("/ok", weight=3), HttpRequest("/ok", method="POST", body=body, weight=1))
+    with ControlledServer(delay_s=0.001) as server:
+        result = run_closed(
+            ClosedLoad(
+                host="127.0.0.1", port=server.port, path="mix", concurrency=4, warmup_s=0,
+                duration_s=1.5, requests=mix, seed=3,
+            )
+        )  # fmt: skip
+        counts = dict(server.requests)
+        bodies = {key: set(value) for key, value in server.bodies.items()}
+    assert sum(result.errors.values()) == 0
+    gets, posts = counts["GET /ok"], counts["POST /ok"]
+    assert gets + posts >= result.ok
+    assert posts / (gets + posts) == pytest.approx(0.25, abs=0.04)
+    assert bodies["POST /ok"] == {body}
+    assert bodies["GET /ok"] == {b""}

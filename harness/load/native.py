@@ -33,6 +33,7 @@ import uvloop
 
 from harness.load import histogram
 from harness.load.connection import Connection, clock
+from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
 
 CONNECT_RETRY_S = 0.01
@@ -79,6 +80,8 @@ class ClosedLoad:
     ``timeout_s`` bounds each request (connect included); a request that takes
     longer counts as a ``timeout`` error and its connection is closed. Besides
     its duration, the load is bounded by ``max_requests`` requests sent.
+    ``requests``, when given, replaces ``GET path`` with a weighted mix (``path``
+    is then only its label).
     """
 
     host: str
@@ -90,9 +93,15 @@ class ClosedLoad:
     timeout_s: float = 10.0
     allow_remote: bool = False
     max_requests: int = 100_000_000
+    requests: tuple[HttpRequest, ...] = ()
+    seed: int | None = None
 
     def request_bytes(self) -> bytes:
         return request_bytes(self.host, self.port, self.path)
+
+    def picker(self) -> Picker:
+        """What the connections send: ``requests`` (a weighted mix drawn with ``seed``), else GET ``path``."""
+        return Picker(self.requests or (HttpRequest(self.path),), self.host, self.port, self.seed)
 
     def split(self, parts: int) -> list[ClosedLoad]:
         """Up to ``parts`` loads that together offer this one: connections and max_requests divided.
@@ -106,6 +115,7 @@ class ClosedLoad:
                 self,
                 concurrency=base + (1 if index < extra else 0),
                 max_requests=max(1, self.max_requests // parts),
+                seed=None if self.seed is None else self.seed * 1000 + index,
             )
             for index in range(parts)
         ]
@@ -140,7 +150,7 @@ class _ClosedRun:
     loop: asyncio.AbstractEventLoop
     window_start_ns: int
     window_end_ns: int
-    request: bytes
+    next_request: Callable[[], bytes]
     latencies_us: array[int] = field(default_factory=lambda: array("q"))
     errors: dict[str, int] = field(default_factory=error_counts)
     error_statuses: dict[int, int] = field(default_factory=dict)
@@ -174,7 +184,7 @@ class _ClosedConnection(Connection):
                 run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
         if parser.should_keep_alive() and now < run.window_end_ns and run.sent < run.load.max_requests:
             run.sent += 1
-            self.send(run.request, now)
+            self.send(run.next_request(), now)
         else:
             self.start_ns = 0
             self.close()
@@ -205,7 +215,7 @@ async def _keep_connected(run: _ClosedRun) -> None:
                 continue
             run.connections_opened += 1
             run.sent += 1
-            connection.send(run.request, start)
+            connection.send(run.next_request(), start)
             await connection.finished
             connection = None
     finally:
@@ -223,7 +233,7 @@ async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None], begin_
         loop=asyncio.get_running_loop(),
         window_start_ns=window_start,
         window_end_ns=window_start + int(load.duration_s * 1e9),
-        request=load.request_bytes(),
+        next_request=load.picker().next,
     )
     tasks = [asyncio.create_task(_keep_connected(run)) for _ in range(load.concurrency)]
     try:

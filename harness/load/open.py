@@ -40,7 +40,8 @@ import uvloop
 from harness.load import histogram
 from harness.load.alarm import Alarm
 from harness.load.connection import Connection, clock
-from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, request_bytes, sleep_until
+from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, sleep_until
+from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
 
 Arrival = Literal["uniform", "poisson"]
@@ -54,8 +55,10 @@ class OpenLoad:
     (exponential gaps, drawn from ``random.Random(seed)``). At most
     ``max_connections`` connections are open at once. ``timeout_s`` bounds both
     the wait for a free connection (from the intended send time; past it the
-    request is dropped) and the wait for the answer (from the actual send). Besides its duration, the load is
-    bounded by ``max_requests`` requests scheduled.
+    request is dropped) and the wait for the answer (from the actual send).
+    Besides its duration, the load is bounded by ``max_requests`` requests
+    scheduled. ``requests``, when given, replaces ``GET path`` with a weighted
+    mix drawn with ``seed`` (``path`` is then only its label).
     """
 
     host: str
@@ -70,6 +73,7 @@ class OpenLoad:
     allow_remote: bool = False
     max_requests: int = 100_000_000
     seed: int | None = None
+    requests: tuple[HttpRequest, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -175,7 +179,7 @@ class _Slot:
         connection = self.connection
         if connection is not None and not connection.closed:
             connection.intended_ns = intended_ns
-            connection.send(self.driver.request, now_ns)
+            connection.send(self.driver.next_request(), now_ns)
         else:
             self.connection = None
             self.driver.spawn(self.connect_and_send(intended_ns, now_ns))
@@ -198,7 +202,7 @@ class _Slot:
         driver.tally.connections_opened += 1
         self.connection = connection
         connection.intended_ns = intended_ns
-        connection.send(driver.request, start_ns)
+        connection.send(driver.next_request(), start_ns)
 
 
 class _Driver:
@@ -208,7 +212,9 @@ class _Driver:
         self.load = load
         self.tally = tally
         self.loop = loop
-        self.request = request_bytes(load.host, load.port, load.path)
+        self.next_request = Picker(
+            load.requests or (HttpRequest(load.path),), load.host, load.port, load.seed
+        ).next
         self.timeout_ns = int(load.timeout_s * 1e9)
         self.queue: deque[int] = deque()
         self.slots: list[_Slot] = []
