@@ -271,9 +271,10 @@ class MeasuredSide:
 @dataclass(frozen=True)
 class Measured:
     """What a claim's run measured. ``comparison`` is candidate over baseline
-    requests/s (:func:`harness.stats.compare`); ``ratio_bound`` the candidate's
-    Little's-law bound over the baseline's; ``duration_factor`` the run's measured
-    duration over the claim file's (0.25 for ``--quick``)."""
+    requests/s (:func:`harness.stats.compare`); ``ratio_bound`` the most that ratio
+    can be by Little's law: the candidate's bound (connections / service time, or
+    its sync ceiling) over the baseline's median requests/s; ``duration_factor``
+    the run's measured duration over the claim file's (0.25 for ``--quick``)."""
 
     run_id: str
     endpoint: str
@@ -369,8 +370,8 @@ def measure(claim: Claim, manifest: RunManifest, measurements: Sequence[Measurem
     if baseline is not None and candidate is not None:
         if baseline.n and candidate.n:
             comparison = stats.compare(candidate.rps_values, baseline.rps_values)
-        if baseline.ceiling_rps and candidate.ceiling_rps:
-            bound = candidate.ceiling_rps / baseline.ceiling_rps
+        if candidate.ceiling_rps and baseline.n and baseline.rps_median > 0:
+            bound = candidate.ceiling_rps / baseline.rps_median
     return Measured(
         run_id=manifest.run_id,
         endpoint=endpoint,
