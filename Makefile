@@ -8,6 +8,7 @@ TARGET_REQS := $(sort $(wildcard targets/*/requirements.txt))
 SCENARIO ?= scenarios/default.toml
 TARGETS ?=
 RUN ?=
+LAUNCHER ?=
 
 .PHONY: setup bench bench-quick bench-driver test check lint report verify clean
 
@@ -20,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt $(TARGET_REQS)
 setup: $(STAMP)
 
 ## bench: benchmark every stack with the default suite and render the HTML report
-bench: setup
-	$(BIN)/gwbench run $(SCENARIO) $(if $(TARGETS),--targets $(TARGETS))
+bench: setup $(if $(filter docker,$(LAUNCHER)),docker-ready)
+	$(BIN)/gwbench run $(SCENARIO) $(if $(TARGETS),--targets $(TARGETS)) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 ## bench-quick: the short variant (about 2 minutes), for smoke tests
 bench-quick: setup
@@ -61,7 +62,11 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 WHEELHOUSE ?= build/wheelhouse
 WHEELHOUSE_STAMPS := $(patsubst targets/%/requirements.txt,$(WHEELHOUSE)/%/.complete,$(TARGET_REQS))
 
-.PHONY: docker-base wheelhouse
+.PHONY: docker-base wheelhouse docker-ready
+
+## docker-ready: what `make bench LAUNCHER=docker` needs: the base image (built if missing) and the wheelhouse
+docker-ready: wheelhouse
+	@docker image inspect $(DOCKER_BASE) >/dev/null 2>&1 || $(MAKE) docker-base
 
 ## docker-base: build the local base image (Debian bookworm, python3.11, venv) with debootstrap
 docker-base:

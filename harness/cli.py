@@ -225,12 +225,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         targets = {config.name: config}
     else:
         targets = _select_targets(Path(args.targets_dir), args.targets, scenario.targets)
-        extra = [name for name in scenario.workers if name not in targets]
-        if extra:
-            raise ConfigError(
-                f"{args.scenario}: workers: "
-                + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
-            )
+        for key in ("workers", "cpus", "memory_mb"):
+            extra = [name for name in getattr(scenario, key) if name not in targets]
+            if extra:
+                raise ConfigError(
+                    f"{args.scenario}: {key}: "
+                    + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
+                )
     upstream, upstream_dir = _find_upstream(Path(args.targets_dir))
     seed = (
         args.seed
@@ -248,6 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=seed,
         external=external,
         allow_remote=args.allow_remote,
+        launcher=args.launcher,
         locustfile=locustfile,
         locust_workers=args.locust_workers or 0,
         locust_bind_host=args.locust_bind_host,
@@ -587,6 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--locust-bind-host", default="127.0.0.1", help="the Locust master's address")
     run.add_argument("--locust-port", type=int, default=5557, help="the Locust master's port")
+    run.add_argument(
+        "--launcher",
+        choices=("local", "docker"),
+        default="local",
+        help="local process groups (default) or Docker containers (needs a running engine)",
+    )
     run.add_argument(
         "--quick", action="store_true", help="smoke run: every duration x 0.2, one repeat (the plan says so)"
     )

@@ -12,8 +12,11 @@ Results format changelog (``SCHEMA_VERSION``):
   ``driver``, ``rate``, ``intended_rate``, ``achieved_rate``, ``scheduled``, ``dropped``,
   ``connections_peak``, ``latency_ms_uncorrected``, ``histogram_uncorrected``,
   ``upstream_bound``, ``generator_bound_reason``, ``slo_held``, ``slo_breach``
-  and ``db_queries``; ``concurrency`` is None in open-model cells.
-  :class:`RunManifest` gains ``database``. Version 1 files
+  ``db_queries`` and the ``server_cgroup_*``, ``server_oom_kills`` and
+  ``server_throttled_s`` limits readings; ``concurrency`` is None in open-model
+  cells. :class:`RunManifest` gains ``database``; :class:`TargetRun` the limits
+  and image; :class:`Environment` ``cgroup_version``, ``limits_note`` and
+  ``docker_engine``. Version 1 files
   still load (the new fields take their defaults).
 """
 
@@ -101,6 +104,8 @@ class TargetConfig(_Frozen):
     matters for a fair comparison, so it lands in the results. A user's own
     app sets ``verify_contract = false``: it is then only required to answer
     ``ready_path`` with 200, and is not checked against ``targets/CONTRACT.md``.
+    ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) are the default limits
+    the launchers give the target; a scenario may override them.
     """
 
     name: str
@@ -120,6 +125,8 @@ class TargetConfig(_Frozen):
     settings: dict[str, _Setting] = Field(default_factory=dict)
     ready_path: str = "/health"
     verify_contract: bool = True
+    cpus: float = Field(default=1.0, gt=0, le=1024, allow_inf_nan=False)
+    memory_mb: int = Field(default=1024, ge=32, le=1_048_576)
 
     @field_validator("command")
     @classmethod
@@ -203,7 +210,8 @@ class Scenario(_Frozen):
 
     Durations are in seconds, rates in requests/s. ``targets`` empty means
     every target that has a ``target.toml`` (the upstream service excluded).
-    ``workers`` overrides a target's ``default_workers`` by name.
+    ``workers``, ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) override a
+    target's ``default_workers``, ``cpus`` and ``memory_mb`` by name.
 
     ``model``: ``closed`` runs each level of ``concurrency`` (connections, each
     sending its next request when the previous answer arrives); ``open`` runs
@@ -233,6 +241,8 @@ class Scenario(_Frozen):
     repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
     timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     workers: dict[str, _Positive] = Field(default_factory=dict)
+    cpus: dict[str, Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]] = Field(default_factory=dict)
+    memory_mb: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
     seed: int | None = None
 
     @model_validator(mode="after")
@@ -370,6 +380,13 @@ class Measurement(_Frozen):
     (``slo_breach``). ``db_queries`` is the database's own count of the
     endpoint's queries run inside the window (``pg_stat_statements``), for
     cells of a run that started a database.
+
+    Limits: where the target ran in a control group of its own (local launcher
+    with cgroups, or a container), ``server_cgroup_cpu_percent`` and
+    ``server_cgroup_memory_mb_peak`` are the group's own CPU time and memory
+    peak in the window (memory includes page cache, so it exceeds RSS),
+    ``server_oom_kills`` counts processes killed for exceeding the memory
+    limit, and ``server_throttled_s`` the seconds it waited on its CPU quota.
     """
 
     cell_id: str
@@ -410,6 +427,10 @@ class Measurement(_Frozen):
     slo_held: bool | None = None
     slo_breach: str | None = None
     db_queries: int | None = None
+    server_cgroup_cpu_percent: float | None = None
+    server_cgroup_memory_mb_peak: float | None = None
+    server_oom_kills: int | None = None
+    server_throttled_s: float | None = None
 
 
 class Placement(_Frozen):
@@ -430,13 +451,26 @@ class Environment(_Frozen):
     git_commit: str | None
     launcher: str
     packages: dict[str, str]
+    cgroup_version: int | None = None
+    limits_note: str | None = None
+    docker_engine: str | None = None
 
 
 class TargetRun(_Frozen):
-    """A target's configuration as it ran: its file plus resolved workers."""
+    """A target's configuration as it ran: its file plus resolved workers and limits.
+
+    ``cpus`` and ``memory_mb`` are the limits asked for; ``limits_applied`` says
+    how they were enforced (a control group, or only CPU pinning, and why).
+    Docker runs record the ``image`` and how long it took to build (s).
+    """
 
     config: TargetConfig
     workers: int
+    cpus: float | None = None
+    memory_mb: int | None = None
+    limits_applied: str | None = None
+    image: str | None = None
+    image_build_s: float | None = None
     verified: bool | None = None
     verification_failures: tuple[str, ...] = ()
 

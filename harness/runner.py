@@ -24,9 +24,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
+from docker.errors import DockerException
 
 from harness import environment
-from harness.launch import LaunchError, LocalLauncher, RunningTarget, wait_until_idle
+from harness.launch import (
+    DockerLauncher,
+    LaunchError,
+    Limits,
+    LocalLauncher,
+    RunningTarget,
+    cgroup,
+    wait_until_idle,
+)
 from harness.launch.local import tail
 from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
@@ -47,7 +56,7 @@ from harness.model import (
     TargetConfig,
     TargetRun,
 )
-from harness.monitor import MIB, TreeMonitor, WindowStats
+from harness.monitor import MIB, CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.plan import Block, plan
 from harness.results import RunWriter
 from harness.verify import VerificationReport, verify
@@ -136,6 +145,7 @@ class RunSpec:
     ready_timeout_s: float = 30.0
     external: ExternalTarget | None = None
     allow_remote: bool = False
+    launcher: str = "local"
     locustfile: Path | None = None
     locust_workers: int = 0
     locust_bind_host: str = "127.0.0.1"
@@ -279,6 +289,7 @@ def build_measurement(
     max_connections: int | None = None,
     slo: Slo | None = None,
     db_queries: int | None = None,
+    group: CgroupWindowStats | None = None,
 ) -> Measurement:
     """Combine what the driver and the monitors saw into one stored record.
 
@@ -334,6 +345,16 @@ def build_measurement(
         slo_held=None if slo is None else breach is None,
         slo_breach=breach,
         db_queries=db_queries,
+        server_cgroup_cpu_percent=None
+        if group is None or group.cpu_percent is None
+        else round(group.cpu_percent, 2),
+        server_cgroup_memory_mb_peak=None
+        if group is None or group.memory_peak_bytes is None
+        else round(group.memory_peak_bytes / MIB, 2),
+        server_oom_kills=None if group is None else group.oom_kills,
+        server_throttled_s=None
+        if group is None or group.throttled_s is None
+        else round(group.throttled_s, 3),
     )
 
 
@@ -343,24 +364,43 @@ class _Run:
         self.events = events
         self.placement = split_cpus(sorted(os.sched_getaffinity(0)))
         self.blocks: list[Block] = plan(spec.scenario, list(spec.targets), spec.seed)
+        run_id = new_run_id(spec.scenario.name)
+        # The docker launcher connects now: with no engine, nothing is started or written.
+        self.launcher: LocalLauncher | DockerLauncher = (
+            DockerLauncher(target_cpus=self.placement.target_cpus, run_id=run_id)
+            if spec.launcher == "docker" and spec.external is None
+            else LocalLauncher(target_cpus=self.placement.target_cpus)
+        )
         try:
-            self.writer = RunWriter(spec.results_root, new_run_id(spec.scenario.name))
+            self.writer = RunWriter(spec.results_root, run_id)
         except OSError as exc:
+            self.launcher.close()
             raise PreflightError(f"cannot create the run folder in {spec.results_root}: {exc}") from exc
         configs = [*spec.targets.values(), *([] if spec.external else [spec.upstream])]
         self.started_at = utc_now()
+        hierarchy = cgroup.detect()
         self.env = environment.collect(
             packages=[p for t in configs for p in t.packages],
             repo=spec.repo,
-            launcher="external" if spec.external else "local",
+            launcher="external" if spec.external else spec.launcher,
+        ).model_copy(
+            update={
+                "cgroup_version": None if hierarchy is None else hierarchy.version,
+                "docker_engine": _engine_version(self.launcher),
+            }
         )
         self.target_runs = {
-            name: TargetRun(config=config, workers=_workers(spec, name))
+            name: TargetRun(
+                config=config,
+                workers=_workers(spec, name),
+                cpus=spec.scenario.cpus.get(name, config.cpus),
+                memory_mb=spec.scenario.memory_mb.get(name, config.memory_mb),
+            )
             for name, config in spec.targets.items()
         }
+        self.unbuilt: dict[str, str] = {}
         self.failures: list[RunFailure] = []
         self.verified: dict[str, VerificationReport] = {}
-        self.launcher = LocalLauncher(target_cpus=self.placement.target_cpus)
         self.upstream: RunningTarget | None = None
         # A database only for scenarios that query one (contract v2's /db/ endpoints).
         self.postgres: Postgres | None = None
@@ -390,7 +430,9 @@ class _Run:
                     "settings": self.postgres.settings,
                 },
                 "placement": self.placement.model_dump(),
-                "environment": self.env.model_dump(),
+                "environment": self.env.model_copy(
+                    update={"limits_note": getattr(self.launcher, "cgroup_unavailable", None)}
+                ).model_dump(),
                 "cell_order": [c.cell_id for b in self.blocks for c in b.cells],
                 "failures": [f.model_dump() for f in self.failures],
             }
@@ -409,8 +451,9 @@ class _Run:
         self.fail(cell.target, cell, reason)
         self.store(cell, _failed(cell, self.spec.scenario, reason))
 
-    def fail_block(self, block: Block, reason: str) -> None:
-        self.fail(block.target, None, reason)
+    def fail_block(self, block: Block, reason: str, *, record: bool = True) -> None:
+        if record:
+            self.fail(block.target, None, reason)
         for cell in block.cells:
             self.store(cell, _failed(cell, self.spec.scenario, reason))
 
@@ -426,7 +469,7 @@ class _Run:
                     for block in self.blocks:
                         self.run_external_block(block, self.spec.external)
                     status = "complete"
-                elif self.start_database() and self.start_upstream():
+                elif self.build_images() and self.start_database() and self.start_upstream():
                     for block in self.blocks:
                         self.run_block(block)
                     status = "complete"
@@ -439,6 +482,35 @@ class _Run:
             self.writer.write_manifest(manifest)
             os.sched_setaffinity(0, own_cpus)
         return RunOutcome(self.writer.directory, manifest, self.failures, status == "interrupted")
+
+    def build_images(self) -> bool:
+        """Docker only: build (or find unchanged) every image before the first cell.
+
+        A stack whose image fails to build has its cells failed with the build
+        log's end; False (every cell failed) when the upstream's fails.
+        """
+        launcher = self.launcher
+        if not isinstance(launcher, DockerLauncher):
+            return True
+        spec = self.spec
+        for name, config in [*spec.targets.items(), (UPSTREAM, spec.upstream)]:
+            directory = spec.upstream_dir if name == UPSTREAM else spec.targets_root / name
+            self.events.target_starting(f"{name} (image)", 0)
+            try:
+                image = launcher.build(config, directory, log_path=self.writer.logs / f"{name}.build.log")
+            except LaunchError as exc:
+                if name == UPSTREAM:
+                    self.fail(UPSTREAM, None, str(exc))
+                    for block in self.blocks:
+                        self.fail_block(block, f"the upstream's image did not build: {exc}", record=False)
+                    return False
+                self.unbuilt[name] = str(exc)
+                continue
+            if name in self.target_runs:
+                self.target_runs[name] = self.target_runs[name].model_copy(
+                    update={"image": image.tag, "image_build_s": round(image.build_s, 2)}
+                )
+        return True
 
     def start_database(self) -> bool:
         """Start the run's PostgreSQL if the scenario queries one; False (every cell failed) if it cannot."""
@@ -496,9 +568,10 @@ class _Run:
         return True
 
     def launch(self, name: str) -> RunningTarget:
-        """Start a stack; raises LaunchError."""
+        """Start a stack within its limits; raises LaunchError."""
         assert self.upstream is not None
-        return self.launcher.start(
+        run = self.target_runs[name]
+        running = self.launcher.start(
             self.spec.targets[name],
             self.spec.targets_root / name,
             workers=self.target_runs[name].workers,
@@ -508,7 +581,24 @@ class _Run:
                 **({} if self.postgres is None else {"GWBENCH_DATABASE_URL": self.postgres.url}),
             },
             ready_timeout_s=self.spec.ready_timeout_s,
+            limits=Limits(cpus=run.cpus, memory_mb=run.memory_mb),
         )
+        if run.limits_applied is None:
+            self.target_runs[name] = run.model_copy(update={"limits_applied": self.limits_applied(running)})
+        return running
+
+    def limits_applied(self, running: RunningTarget) -> str:
+        """How the limits were enforced on a started target, in words for the report."""
+        group = self.launcher.cgroup(running)
+        how = "a container" if isinstance(self.launcher, DockerLauncher) else "its own control group"
+        if group is None:
+            reason = getattr(self.launcher, "cgroup_unavailable", None) or "no control group readable"
+            return f"CPU pinning only ({reason})"
+        applied = group.limits()
+        cpus = "unlimited" if applied.cpus is None else f"{applied.cpus:g} CPU"
+        memory = "unlimited" if applied.memory_bytes is None else f"{applied.memory_bytes / MIB:.0f} MiB"
+        cpuset = cgroup.format_cpu_list(applied.cpuset) if applied.cpuset else "all"
+        return f"{how}: CPU quota {cpus}, cpuset {cpuset}, memory {memory}"
 
     def verify_once(self, name: str, running: RunningTarget) -> VerificationReport | None:
         """Check the contract on the first launch of a stack; None for a user's app without it."""
@@ -531,6 +621,9 @@ class _Run:
     def run_block(self, block: Block) -> None:
         name = block.target
         self.events.target_starting(name, block.repeat)
+        if name in self.unbuilt:
+            self.fail_block(block, f"its image did not build: {self.unbuilt[name]}", record=block.repeat == 0)
+            return
         previous = self.verified.get(name)
         if previous is not None and not previous.passed:
             self.fail_block(block, "failed verification earlier in this run")
@@ -698,6 +791,9 @@ class _Run:
         windows: list[str] = []
         db_queries: list[int] = []
         postgres = self.postgres
+        group = None if self.spec.external else self.launcher.cgroup(running)
+        group_monitor = None if group is None else CgroupMonitor(group)
+        group_stats: list[CgroupWindowStats] = []
 
         def on_window(event: str) -> None:
             windows.append(event)
@@ -706,6 +802,11 @@ class _Run:
                     monitor.begin()
                 else:
                     stats[key] = monitor.end()
+            if group_monitor is not None:
+                if event == "start":
+                    group_monitor.begin()
+                else:
+                    group_stats.append(group_monitor.end())
             if postgres is not None:
                 with contextlib.suppress(psycopg.Error):  # a dead database is reported after the cell
                     if event == "start":
@@ -762,6 +863,7 @@ class _Run:
             max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
             slo=scenario.slo if cell.model == "saturation" else None,
             db_queries=db_queries[0] if db_queries else None,
+            group=group_stats[0] if group_stats else None,
         )
 
     def run_locust(self, load: ClosedLoad, cell: Cell, on_window: Callable[[str], None]) -> LoadResult:
@@ -791,7 +893,20 @@ class _Run:
         if alive and not vanished:
             return None
         what = "the target's main process died" if not alive else f"target process(es) {list(vanished)} died"
+        if self.launcher.oom_killed(running):
+            limit = self.target_runs[running.name].memory_mb if running.name in self.target_runs else None
+            what = f"the target was OOM-killed (over its memory limit of {limit} MiB): {what}"
         return f"{what} during the cell; last lines of {running.log_path}:\n{tail(running.log_path, 10)}"
+
+
+def _engine_version(launcher: LocalLauncher | DockerLauncher) -> str | None:
+    """The Docker engine's version, for the environment table (None for the local launcher)."""
+    if not isinstance(launcher, DockerLauncher):
+        return None
+    try:
+        return str(launcher.client.version().get("Version"))
+    except DockerException:
+        return None
 
 
 def _round_rate(rate: float) -> float:
