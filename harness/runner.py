@@ -192,7 +192,12 @@ def preflight(spec: RunSpec) -> None:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
         raise PreflightError(
-            f"{connections} connections need ~{needed} file descriptors; "
+            (
+                f"concurrency {connections}"
+                if spec.scenario.model == "closed"
+                else f"max_connections {connections}"
+            )
+            + f" needs ~{needed} file descriptors; "
             f"the limit is {soft} (hard limit {hard}); raise it (ulimit -n) or lower the concurrency"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
