@@ -364,8 +364,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
                 return EXIT_INTERRUPTED
             failures += len(outcome.failures)
     table = Table()
-    for column in ("claim", "claimed", "measured (95% CI)", "verdict", "reason"):
-        table.add_column(column, overflow="fold")
+    for column in ("claim", "claimed", "measured (95% CI)", "verdict"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for claim, measured, verdict in claim_verdicts({n: claims[n] for n in names}, results):
         comparison = measured.comparison if measured else None
         ours = "-"
@@ -410,7 +411,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = Table(title=f"B = {comparison.run_b} over A = {comparison.run_a}")
     for column in ("stack", "endpoint", "level", "req/s A", "req/s B", "change", "p99 A", "p99 B", "change"):
         table.add_column(column, justify="left" if column in ("stack", "endpoint") else "right")
-    table.add_column("status")
+    table.add_column("status", no_wrap=True)
     colours = {"regression": "red", "failed": "red", "improvement": "green", "recovered": "green"}
     for change in comparison.changes:
         row = change_row(change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -275,6 +276,7 @@ def test_gwbench_claims_quick_runs_a_claim_and_writes_the_claims_page(tmp_path: 
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "COLUMNS": "250"},  # rich's tables, unwrapped
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = results.iterdir()
@@ -287,7 +289,7 @@ def test_gwbench_claims_quick_runs_a_claim_and_writes_the_claims_page(tmp_path: 
     match = re.search(rf"(\d+){TIMES} \[(\d+){DASH}(\d+)\], (not )?significant", page)
     assert match, page
     assert 25 <= int(match.group(1)) <= 70
-    bound = re.search(rf"Little&#39;s-law bound on the ratio</dt><dd class=\"ratio\">(\d+){TIMES}", page)
+    bound = re.search(rf"Little's-law bound on the ratio</dt><dd class=\"ratio\">(\d+){TIMES}", page)
     assert bound, page
     assert 55 <= int(bound.group(1)) <= 80  # 640 requests/s over what one sync worker served (~10)
     assert "quick (durations x0.25)" in page
