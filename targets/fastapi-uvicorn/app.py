@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import psycopg
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException
+from trades import TradeBatch, error_entries
 
 MAX_MS = 10_000
 MAX_EVENTS = 1_000
+MAX_FANOUT_CALLS = 10
+MAX_CPU_ROUNDS = 1_000_000
 _INTEGER = re.compile(r"-?[0-9]+")
 UPSTREAM_URL = os.environ.get("GWBENCH_UPSTREAM_URL", "http://127.0.0.1:8081")
 DATABASE_URL = os.environ.get("GWBENCH_DATABASE_URL")
@@ -87,8 +92,56 @@ def parse_ms(values: list[str]) -> int | str:
     return parse_int("ms", values, 0, MAX_MS)
 
 
+def parse_fanout(getlist: Callable[[str], list[str]]) -> tuple[int, int] | str:
+    """``(ms, calls)`` of /io/fanout, or the contract's error reason (ms, n, mode).
+
+    ``mode=threads`` is accepted and changes nothing: the event loop overlaps the calls.
+    """
+    ms = parse_ms(getlist("ms"))
+    if isinstance(ms, str):
+        return ms
+    calls = parse_int("n", getlist("n"), 1, MAX_FANOUT_CALLS)
+    if isinstance(calls, str):
+        return calls
+    mode = getlist("mode")
+    if mode and mode[0] not in ("default", "threads"):
+        return "mode must be default or threads"
+    return ms, calls
+
+
+def sha256_chain(rounds: int) -> str:
+    """The work of /cpu: from 64 zero bytes, ``rounds`` SHA-256, each digest (twice) the
+    next block; the hex of the last digest."""
+    block = bytes(64)
+    digest = b""
+    for _ in range(rounds):
+        digest = hashlib.sha256(block).digest()
+        block = digest + digest
+    return digest.hex()
+
+
 def upstream_failed(reason: str) -> JSONResponse:
     return JSONResponse({"error": f"upstream unavailable: {reason}"}, status_code=502)
+
+
+async def fetch_delay(session: aiohttp.ClientSession, ms: int) -> dict[str, Any] | str:
+    """GET the upstream's /delay: its JSON object, or the contract's failure reason."""
+    timeout = aiohttp.ClientTimeout(total=ms / 1000 + 5.0, connect=2.0)
+    try:
+        async with session.get(f"{UPSTREAM_URL}/delay?ms={ms}", timeout=timeout) as reply:
+            if reply.status != 200:
+                return f"status {reply.status}"
+            try:
+                body = await reply.json(content_type=None)
+            except ValueError:
+                body = None
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError:
+        return "connection failed"
+    if not isinstance(body, dict):
+        return "invalid body"
+    return body
 
 
 @app.get("/health")
@@ -115,23 +168,66 @@ async def io_upstream(request: Request) -> dict[str, Any] | JSONResponse:
     ms = parse_ms(request.query_params.getlist("ms"))
     if isinstance(ms, str):
         return JSONResponse({"error": ms}, status_code=400)
-    session: aiohttp.ClientSession = request.app.state.upstream
-    timeout = aiohttp.ClientTimeout(total=ms / 1000 + 5.0, connect=2.0)
-    try:
-        async with session.get(f"{UPSTREAM_URL}/delay?ms={ms}", timeout=timeout) as reply:
-            if reply.status != 200:
-                return upstream_failed(f"status {reply.status}")
-            try:
-                body = await reply.json(content_type=None)
-            except ValueError:
-                body = None
-    except TimeoutError:
-        return upstream_failed("timeout")
-    except aiohttp.ClientError:
-        return upstream_failed("connection failed")
-    if not isinstance(body, dict):
-        return upstream_failed("invalid body")
+    body = await fetch_delay(request.app.state.upstream, ms)
+    if isinstance(body, str):
+        return upstream_failed(body)
     return body
+
+
+@app.get("/io/fanout", response_model=None)
+async def io_fanout(request: Request) -> dict[str, Any] | JSONResponse:
+    parsed = parse_fanout(request.query_params.getlist)
+    if isinstance(parsed, str):
+        return JSONResponse({"error": parsed}, status_code=400)
+    ms, calls = parsed
+    session: aiohttp.ClientSession = request.app.state.upstream
+    # Every call runs to its end (fetch_delay returns failures); the first in call order is answered.
+    bodies = await asyncio.gather(*(fetch_delay(session, ms) for _ in range(calls)))
+    delayed_ms = []
+    for body in bodies:
+        if isinstance(body, str):
+            return upstream_failed(body)
+        if "delayed_ms" not in body:
+            return upstream_failed("invalid body")
+        delayed_ms.append(body["delayed_ms"])
+    return {"calls": calls, "delayed_ms": delayed_ms, "mode": "gather"}
+
+
+@app.post("/validate")
+async def validate(batch: TradeBatch) -> dict[str, Any]:
+    return {"valid": len(batch.events)}
+
+
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """/validate's 400 and 422 in the contract's shape (FastAPI's own is ``{"detail": [...]}``).
+
+    FastAPI reports a body that is not JSON as a ``json_invalid`` error and an empty one
+    as the body ``missing`` (as it does the JSON text ``null``, outside the contract).
+    Every ``loc`` starts with ``"body"``, which the contract leaves out.
+    """
+    errors = exc.errors()
+    if any(
+        e["type"] == "json_invalid" or (e["type"] == "missing" and tuple(e["loc"]) == ("body",))
+        for e in errors
+    ):
+        return JSONResponse({"error": "invalid JSON"}, status_code=400)
+    return JSONResponse({"errors": error_entries(list(errors), drop=1)}, status_code=422)
+
+
+@app.exception_handler(400)
+async def unreadable_body(request: Request, exc: HTTPException) -> JSONResponse:
+    # FastAPI's answer when the body cannot be decoded at all (not UTF-8), before validation.
+    return JSONResponse({"error": "invalid JSON"}, status_code=400)
+
+
+@app.get("/cpu", response_model=None)
+async def cpu(request: Request) -> dict[str, Any] | JSONResponse:
+    rounds = parse_int("n", request.query_params.getlist("n"), 1, MAX_CPU_ROUNDS)
+    if isinstance(rounds, str):
+        return JSONResponse({"error": rounds}, status_code=400)
+    # On the event loop, as an async view does: the control where async should not win.
+    return {"n": rounds, "digest": sha256_chain(rounds)}
 
 
 def database_failed(reason: str) -> JSONResponse:

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import urllib3
 from flask import Flask, Response, request
 from psycopg_pool import ConnectionPool, PoolTimeout
-from werkzeug.exceptions import NotFound
+from trades import validate_batch
+from werkzeug.exceptions import BadRequest, NotFound
 
 MAX_MS = 10_000
 MAX_EVENTS = 1_000
+MAX_FANOUT_CALLS = 10
+MAX_CPU_ROUNDS = 1_000_000
+# Threads of the fan-out pool of /io/fanout?mode=threads, per worker process.
+FANOUT_THREADS = 10
 _INTEGER = re.compile(r"-?[0-9]+")
 UPSTREAM_URL = os.environ.get("GWBENCH_UPSTREAM_URL", "http://127.0.0.1:8081")
 DATABASE_URL = os.environ.get("GWBENCH_DATABASE_URL")
@@ -26,8 +33,13 @@ DB_QUERY = "SELECT pg_sleep(%s), 1"
 # own pool and no socket crosses a fork. retries=False: exactly one GET. Many threads
 # share the pool: it keeps up to GWBENCH_UPSTREAM_POOL_SIZE connections (target.toml,
 # the worker's blocking threads); past that urllib3 opens a connection and drops it.
+# The fan-out pool's threads keep one connection each on top of that.
 UPSTREAM_POOL_SIZE = int(os.environ.get("GWBENCH_UPSTREAM_POOL_SIZE", "1"))
-upstream = urllib3.PoolManager(retries=False, maxsize=UPSTREAM_POOL_SIZE)
+upstream = urllib3.PoolManager(retries=False, maxsize=UPSTREAM_POOL_SIZE + FANOUT_THREADS)
+
+# The fan-out pool of /io/fanout?mode=threads, likewise one per worker process, shared
+# by the requests it serves at once; its threads start on first use and are kept.
+fanout_pool = ThreadPoolExecutor(max_workers=FANOUT_THREADS, thread_name_prefix="fanout")
 
 # The database pool, likewise one per worker process. Granian runs requests on up to
 # 1024 threads, spawned on demand; a connection per thread would exceed what PostgreSQL
@@ -99,6 +111,58 @@ def fetch_delay(ms: int) -> tuple[dict[str, Any], int]:
     return body, 200
 
 
+def fetch_delayed_ms(ms: int) -> tuple[dict[str, Any], int]:
+    """One call of /io/fanout: fetch_delay, and 502 for a body without ``delayed_ms``."""
+    body, status = fetch_delay(ms)
+    if status == 200 and "delayed_ms" not in body:
+        return {"error": "upstream unavailable: invalid body"}, 502
+    return body, status
+
+
+def parse_fanout(getlist: Callable[[str], list[str]]) -> tuple[int, int, bool] | str:
+    """``(ms, calls, threads)`` of /io/fanout, or the contract's error reason (ms, n, mode)."""
+    ms = parse_ms(getlist("ms"))
+    if isinstance(ms, str):
+        return ms
+    calls = parse_int("n", getlist("n"), 1, MAX_FANOUT_CALLS)
+    if isinstance(calls, str):
+        return calls
+    mode = getlist("mode")
+    if mode and mode[0] not in ("default", "threads"):
+        return "mode must be default or threads"
+    return ms, calls, mode[:1] == ["threads"]
+
+
+def fanout(ms: int, calls: int, threads: bool) -> tuple[dict[str, Any], int]:
+    """Make the calls one after the other (stopping at a failure), or all at once in the
+    fan-out pool; answer with the delays in call order, or the first failure's 502."""
+    if threads:
+        futures = [fanout_pool.submit(fetch_delayed_ms, ms) for _ in range(calls)]
+        replies = [future.result() for future in futures]
+    else:
+        replies = []
+        for _ in range(calls):
+            replies.append(fetch_delayed_ms(ms))
+            if replies[-1][1] != 200:
+                break
+    for body, status in replies:
+        if status != 200:
+            return body, status
+    delayed_ms = [body["delayed_ms"] for body, _ in replies]
+    return {"calls": calls, "delayed_ms": delayed_ms, "mode": "threads" if threads else "sequential"}, 200
+
+
+def sha256_chain(rounds: int) -> str:
+    """The work of /cpu: from 64 zero bytes, ``rounds`` SHA-256, each digest (twice) the
+    next block; the hex of the last digest."""
+    block = bytes(64)
+    digest = b""
+    for _ in range(rounds):
+        digest = hashlib.sha256(block).digest()
+        block = digest + digest
+    return digest.hex()
+
+
 def query_database(ms: int) -> tuple[dict[str, Any], int]:
     """Run the one query on a pooled connection; 503 unconfigured, 502 with a reason on failure."""
     if db_pool is None:
@@ -161,6 +225,32 @@ def db_query() -> tuple[dict[str, Any], int]:
     if isinstance(ms, str):
         return {"error": ms}, 400
     return query_database(ms)
+
+
+@app.get("/io/fanout")
+def io_fanout() -> tuple[dict[str, Any], int]:
+    parsed = parse_fanout(request.args.getlist)
+    if isinstance(parsed, str):
+        return {"error": parsed}, 400
+    return fanout(*parsed)
+
+
+@app.post("/validate")
+def validate() -> tuple[dict[str, Any], int]:
+    try:
+        # force: parse whatever the Content-Type says; the contract's clients send JSON.
+        body = request.get_json(force=True)
+    except BadRequest:
+        return {"error": "invalid JSON"}, 400
+    return validate_batch(body)
+
+
+@app.get("/cpu")
+def cpu() -> tuple[dict[str, Any], int]:
+    rounds = parse_int("n", request.args.getlist("n"), 1, MAX_CPU_ROUNDS)
+    if isinstance(rounds, str):
+        return {"error": rounds}, 400
+    return {"n": rounds, "digest": sha256_chain(rounds)}, 200
 
 
 @app.get("/stream/sse")

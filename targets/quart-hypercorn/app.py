@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from quart import Quart, Response, request, websocket
-from werkzeug.exceptions import NotFound
+from trades import validate_batch
+from werkzeug.exceptions import BadRequest, NotFound
 
 MAX_MS = 10_000
 MAX_EVENTS = 1_000
+MAX_FANOUT_CALLS = 10
+MAX_CPU_ROUNDS = 1_000_000
 _INTEGER = re.compile(r"-?[0-9]+")
 UPSTREAM_URL = os.environ.get("GWBENCH_UPSTREAM_URL", "http://127.0.0.1:8081")
 DATABASE_URL = os.environ.get("GWBENCH_DATABASE_URL")
@@ -82,8 +86,57 @@ def parse_ms(values: list[str]) -> int | str:
     return parse_int("ms", values, 0, MAX_MS)
 
 
+def parse_fanout(getlist: Callable[[str], list[str]]) -> tuple[int, int] | str:
+    """``(ms, calls)`` of /io/fanout, or the contract's error reason (ms, n, mode).
+
+    ``mode=threads`` is accepted and changes nothing: the event loop overlaps the calls.
+    """
+    ms = parse_ms(getlist("ms"))
+    if isinstance(ms, str):
+        return ms
+    calls = parse_int("n", getlist("n"), 1, MAX_FANOUT_CALLS)
+    if isinstance(calls, str):
+        return calls
+    mode = getlist("mode")
+    if mode and mode[0] not in ("default", "threads"):
+        return "mode must be default or threads"
+    return ms, calls
+
+
+def sha256_chain(rounds: int) -> str:
+    """The work of /cpu: from 64 zero bytes, ``rounds`` SHA-256, each digest (twice) the
+    next block; the hex of the last digest."""
+    block = bytes(64)
+    digest = b""
+    for _ in range(rounds):
+        digest = hashlib.sha256(block).digest()
+        block = digest + digest
+    return digest.hex()
+
+
 def upstream_failed(reason: str) -> tuple[dict[str, Any], int]:
     return {"error": f"upstream unavailable: {reason}"}, 502
+
+
+async def fetch_delay(ms: int) -> dict[str, Any] | str:
+    """GET the upstream's /delay: its JSON object, or the contract's failure reason."""
+    assert upstream is not None, "before_serving has run"
+    timeout = aiohttp.ClientTimeout(total=ms / 1000 + 5.0, connect=2.0)
+    try:
+        async with upstream.get(f"{UPSTREAM_URL}/delay?ms={ms}", timeout=timeout) as reply:
+            if reply.status != 200:
+                return f"status {reply.status}"
+            try:
+                body = await reply.json(content_type=None)
+            except ValueError:
+                body = None
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError:
+        return "connection failed"
+    if not isinstance(body, dict):
+        return "invalid body"
+    return body
 
 
 @app.get("/health")
@@ -110,23 +163,48 @@ async def io_upstream() -> tuple[dict[str, Any], int]:
     ms = parse_ms(request.args.getlist("ms"))
     if isinstance(ms, str):
         return {"error": ms}, 400
-    assert upstream is not None, "before_serving has run"
-    timeout = aiohttp.ClientTimeout(total=ms / 1000 + 5.0, connect=2.0)
-    try:
-        async with upstream.get(f"{UPSTREAM_URL}/delay?ms={ms}", timeout=timeout) as reply:
-            if reply.status != 200:
-                return upstream_failed(f"status {reply.status}")
-            try:
-                body = await reply.json(content_type=None)
-            except ValueError:
-                body = None
-    except TimeoutError:
-        return upstream_failed("timeout")
-    except aiohttp.ClientError:
-        return upstream_failed("connection failed")
-    if not isinstance(body, dict):
-        return upstream_failed("invalid body")
+    body = await fetch_delay(ms)
+    if isinstance(body, str):
+        return upstream_failed(body)
     return body, 200
+
+
+@app.get("/io/fanout")
+async def io_fanout() -> tuple[dict[str, Any], int]:
+    parsed = parse_fanout(request.args.getlist)
+    if isinstance(parsed, str):
+        return {"error": parsed}, 400
+    ms, calls = parsed
+    # Every call runs to its end (fetch_delay returns failures); the first in call order is answered.
+    bodies = await asyncio.gather(*(fetch_delay(ms) for _ in range(calls)))
+    delayed_ms = []
+    for body in bodies:
+        if isinstance(body, str):
+            return upstream_failed(body)
+        if "delayed_ms" not in body:
+            return upstream_failed("invalid body")
+        delayed_ms.append(body["delayed_ms"])
+    return {"calls": calls, "delayed_ms": delayed_ms, "mode": "gather"}, 200
+
+
+@app.post("/validate")
+async def validate() -> tuple[dict[str, Any], int]:
+    try:
+        # force: parse whatever the Content-Type says; the contract's clients send JSON.
+        body = await request.get_json(force=True)
+    except (BadRequest, UnicodeDecodeError):
+        # Quart decodes the body as UTF-8 before, and outside, its JSON error handling.
+        return {"error": "invalid JSON"}, 400
+    return validate_batch(body)
+
+
+@app.get("/cpu")
+async def cpu() -> tuple[dict[str, Any], int]:
+    rounds = parse_int("n", request.args.getlist("n"), 1, MAX_CPU_ROUNDS)
+    if isinstance(rounds, str):
+        return {"error": rounds}, 400
+    # On the event loop, as an async view does: the control where async should not win.
+    return {"n": rounds, "digest": sha256_chain(rounds)}, 200
 
 
 def database_failed(reason: str) -> tuple[dict[str, Any], int]:

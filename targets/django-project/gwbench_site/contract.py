@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from django.db import DatabaseError, Error, OperationalError, connection
@@ -12,6 +16,10 @@ from psycopg_pool import PoolTimeout
 
 MAX_MS = 10_000
 MAX_EVENTS = 1_000
+MAX_FANOUT_CALLS = 10
+MAX_CPU_ROUNDS = 1_000_000
+# Threads of the sync views' fan-out pool (/io/fanout?mode=threads), per worker process.
+FANOUT_THREADS = 10
 _INTEGER = re.compile(r"-?[0-9]+")
 UPSTREAM_URL = os.environ.get("GWBENCH_UPSTREAM_URL", "http://127.0.0.1:8081")
 DATABASE_CONFIGURED = os.environ.get("GWBENCH_DATABASE_URL") is not None
@@ -38,6 +46,54 @@ def parse_int(name: str, values: list[str], low: int, high: int) -> int | str:
 def parse_ms(values: list[str]) -> int | str:
     """Return the delay in ms, or the contract's error reason."""
     return parse_int("ms", values, 0, MAX_MS)
+
+
+def parse_fanout(getlist: Callable[[str], list[str]]) -> tuple[int, int, bool] | str:
+    """``(ms, calls, threads)`` of /io/fanout, or the contract's error reason (ms, n, mode)."""
+    ms = parse_ms(getlist("ms"))
+    if isinstance(ms, str):
+        return ms
+    calls = parse_int("n", getlist("n"), 1, MAX_FANOUT_CALLS)
+    if isinstance(calls, str):
+        return calls
+    mode = getlist("mode")
+    if mode and mode[0] not in ("default", "threads"):
+        return "mode must be default or threads"
+    return ms, calls, mode[:1] == ["threads"]
+
+
+def fanout_answer(bodies: list[dict[str, Any] | str], mode: str) -> JsonResponse:
+    """200 with every call's ``delayed_ms`` in call order, or the first failure's 502.
+
+    ``bodies``: each call's JSON object, or its failure reason.
+    """
+    delayed_ms = []
+    for body in bodies:
+        if isinstance(body, str):
+            return upstream_failed(body)
+        if "delayed_ms" not in body:
+            return upstream_failed("invalid body")
+        delayed_ms.append(body["delayed_ms"])
+    return JsonResponse({"calls": len(delayed_ms), "delayed_ms": delayed_ms, "mode": mode})
+
+
+def parse_cpu(request: HttpRequest) -> int | JsonResponse:
+    """``n`` of /cpu, or the contract's 400."""
+    rounds = parse_int("n", request.GET.getlist("n"), 1, MAX_CPU_ROUNDS)
+    if isinstance(rounds, str):
+        return JsonResponse({"error": rounds}, status=400)
+    return rounds
+
+
+def sha256_chain(rounds: int) -> str:
+    """The work of /cpu: from 64 zero bytes, ``rounds`` SHA-256, each digest (twice) the
+    next block; the hex of the last digest."""
+    block = bytes(64)
+    digest = b""
+    for _ in range(rounds):
+        digest = hashlib.sha256(block).digest()
+        block = digest + digest
+    return digest.hex()
 
 
 def parse_sse(request: HttpRequest) -> tuple[int, int] | JsonResponse:
@@ -81,6 +137,14 @@ def database_failed(exc: Error) -> JsonResponse:
 
 def database_not_configured() -> JsonResponse:
     return JsonResponse({"error": "database not configured"}, status=503)
+
+
+def parse_json_body(request: HttpRequest) -> object | JsonResponse:
+    """The request's body parsed as JSON, or the contract's 400 (not JSON, or not UTF-8)."""
+    try:
+        return json.loads(request.body)
+    except ValueError:
+        return JsonResponse({"error": "invalid JSON"}, status=400)
 
 
 def websocket_not_supported(request: HttpRequest) -> HttpResponse:

@@ -10,7 +10,10 @@ urlpatterns = [
     path("json", views.hello),
     path("io/sleep", views.io_sleep),
     path("io/upstream", views.io_upstream),
+    path("io/fanout", views.io_fanout),
     path("db/query", views.db_query),
+    path("validate", views.validate),
+    path("cpu", views.cpu),
     path("stream/sse", views.stream_sse),
     path("ws/echo", websocket_not_supported),
 ]

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from asgiref.sync import sync_to_async
 from django.db import Error
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_POST
 
 from gwbench_site.contract import (
     DATABASE_CONFIGURED,
     UPSTREAM_URL,
     database_failed,
     database_not_configured,
+    fanout_answer,
+    parse_cpu,
+    parse_fanout,
+    parse_json_body,
     parse_ms,
     parse_sse,
     run_query,
+    sha256_chain,
     sse_event,
     upstream_failed,
 )
+from gwbench_site.trades import validate_batch
 
 # One pooled session per worker process. It must be created inside the running event
 # loop, and Django has no ASGI lifespan hook, so it is made on first use; for the same
@@ -34,6 +42,26 @@ def upstream() -> aiohttp.ClientSession:
         # limit=0: no client-side cap on connections; the offered load bounds them.
         _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     return _session
+
+
+async def fetch_delay(ms: int) -> dict[str, Any] | str:
+    """GET the upstream's /delay: its JSON object, or the contract's failure reason."""
+    timeout = aiohttp.ClientTimeout(total=ms / 1000 + 5.0, connect=2.0)
+    try:
+        async with upstream().get(f"{UPSTREAM_URL}/delay?ms={ms}", timeout=timeout) as reply:
+            if reply.status != 200:
+                return f"status {reply.status}"
+            try:
+                body = await reply.json(content_type=None)
+            except ValueError:
+                body = None
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError:
+        return "connection failed"
+    if not isinstance(body, dict):
+        return "invalid body"
+    return body
 
 
 async def health(request: HttpRequest) -> HttpResponse:
@@ -56,22 +84,40 @@ async def io_upstream(request: HttpRequest) -> HttpResponse:
     ms = parse_ms(request.GET.getlist("ms"))
     if isinstance(ms, str):
         return JsonResponse({"error": ms}, status=400)
-    timeout = aiohttp.ClientTimeout(total=ms / 1000 + 5.0, connect=2.0)
-    try:
-        async with upstream().get(f"{UPSTREAM_URL}/delay?ms={ms}", timeout=timeout) as reply:
-            if reply.status != 200:
-                return upstream_failed(f"status {reply.status}")
-            try:
-                body = await reply.json(content_type=None)
-            except ValueError:
-                body = None
-    except TimeoutError:
-        return upstream_failed("timeout")
-    except aiohttp.ClientError:
-        return upstream_failed("connection failed")
-    if not isinstance(body, dict):
-        return upstream_failed("invalid body")
+    body = await fetch_delay(ms)
+    if isinstance(body, str):
+        return upstream_failed(body)
     return JsonResponse(body)
+
+
+async def io_fanout(request: HttpRequest) -> HttpResponse:
+    parsed = parse_fanout(request.GET.getlist)
+    if isinstance(parsed, str):
+        return JsonResponse({"error": parsed}, status=400)
+    # mode=threads changes nothing here: the event loop overlaps the calls itself. Every
+    # call runs to its end (fetch_delay returns failures); the first in call order is answered.
+    ms, calls, _ = parsed
+    bodies = await asyncio.gather(*(fetch_delay(ms) for _ in range(calls)))
+    return fanout_answer(bodies, "gather")
+
+
+@require_POST
+async def validate(request: HttpRequest) -> HttpResponse:
+    # Django's ASGI handler has read the whole body before the view runs.
+    body = parse_json_body(request)
+    if isinstance(body, JsonResponse):
+        return body
+    # On the event loop, as in the other async stacks: CPU work, no thread offload.
+    answer, status = validate_batch(body)
+    return JsonResponse(answer, status=status)
+
+
+async def cpu(request: HttpRequest) -> HttpResponse:
+    rounds = parse_cpu(request)
+    if isinstance(rounds, JsonResponse):
+        return rounds
+    # On the event loop, as an async view does: the control where async should not win.
+    return JsonResponse({"n": rounds, "digest": sha256_chain(rounds)})
 
 
 async def db_query(request: HttpRequest) -> HttpResponse:
