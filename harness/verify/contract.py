@@ -113,7 +113,9 @@ def verify(
     ``timeout_s`` is the socket timeout of each request, in seconds. Every
     response (errors included) is also checked for ``Content-Type``,
     ``Content-Length`` (matching the body) or chunked encoding, a parseable
-    ``Date`` and ``Server`` (check ``GET <path> headers``). The checks, in order:
+    ``Date`` and ``Server`` (check ``GET <path> headers``); every ``... timing``
+    lower bound allows 1 ms of timer slack (``exchange.TIMER_SLACK_MS``). The checks,
+    in order:
 
     - ``GET /health``: 200, ``text/plain``, body exactly ``ok``.
     - ``GET /json``: 200, ``application/json``, ``{"message": "hello, world!"}``.
