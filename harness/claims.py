@@ -355,7 +355,7 @@ def _side(
 def measure(claim: Claim, manifest: RunManifest, measurements: Sequence[Measurement]) -> Measured:
     """The claim's figures from its stored run (the run's own scenario and workers, not the file's)."""
     scenario = manifest.scenario
-    endpoint, concurrency = scenario.endpoints[0], max(scenario.concurrency or (0,))
+    endpoint, concurrency = scenario.endpoint_labels()[0], max(scenario.concurrency or (0,))
     frame = analysis.measurements_frame(measurements, manifest.targets)
     summary = analysis.summarise(frame)
     rows = summary[(summary["endpoint"] == endpoint) & (summary["level"] == concurrency)]

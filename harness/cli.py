@@ -203,6 +203,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.quick:
         scenario, note = scenario.quick()
         console.print(note)
+    if args.time_scale is not None:
+        if not 0 < args.time_scale <= 100:
+            raise ConfigError(f"--time-scale: must be > 0 and <= 100, got {args.time_scale}")
+        scenario = scenario.model_copy(update={"time_scale": args.time_scale})
     if args.driver and args.driver != scenario.driver:
         if args.driver != "native" and scenario.model != "closed":
             raise ConfigError(
@@ -595,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("local", "docker"),
         default="local",
         help="local process groups (default) or Docker containers (needs a running engine)",
+    )
+    run.add_argument(
+        "--time-scale",
+        type=float,
+        metavar="F",
+        help="multiply every ms= wait in the scenario's endpoints by F (0.1: a tenth of the delays)",
     )
     run.add_argument(
         "--quick", action="store_true", help="smoke run: every duration x 0.2, one repeat (the plan says so)"

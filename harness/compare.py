@@ -122,7 +122,7 @@ def shape_differences(a: RunManifest, b: RunManifest) -> list[str]:
     found = []
     if sa.model != sb.model:
         found.append(f"load model: {sa.model} in A, {sb.model} in B")
-    found += _only("endpoints", set(sa.endpoints), set(sb.endpoints))
+    found += _only("endpoints", set(sa.endpoint_labels()), set(sb.endpoint_labels()))
     if sa.model == sb.model and _levels(a) != _levels(b):
         what = "concurrency" if sa.model == "closed" else "rates"
         found.append(

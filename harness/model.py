@@ -34,7 +34,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -148,6 +150,59 @@ class TargetConfig(_Frozen):
         return filled.split()
 
 
+class RequestSpec(_Frozen):
+    """One kind of request in a scenario, when a plain GET path is not enough.
+
+    ``body`` is sent as is with ``content_type`` (``body_file``, a path relative
+    to the scenario file, is read into ``body`` when the scenario is loaded).
+    ``weight`` is its share of a ``mix``. ``name`` labels it in results
+    (default: the path, or ``"POST /path"`` for another method).
+    """
+
+    path: _Endpoint
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    body: str | None = None
+    body_file: str | None = None
+    content_type: str = "application/json"
+    weight: int = Field(default=1, ge=1, le=1000)
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How results name it: ``name``, else the path (GET) or ``"METHOD path"``."""
+        if self.name:
+            return self.name
+        return self.path if self.method == "GET" else f"{self.method} {self.path}"
+
+
+def _entry_kind(value: object) -> str | None:
+    if isinstance(value, str):
+        return "<path>"
+    if isinstance(value, dict | RequestSpec):
+        return "<table>"
+    return None
+
+
+# An endpoint is a GET path or a table; the tags (dropped from error locations) pick which.
+_EndpointEntry = Annotated[
+    Annotated[_Endpoint, Tag("<path>")] | Annotated[RequestSpec, Tag("<table>")],
+    Discriminator(
+        _entry_kind,
+        custom_error_type="endpoint",
+        custom_error_message="must be a path or a table with a path",
+    ),
+]
+
+
+def _time_scaled(path: str, scale: float) -> str:
+    """``/io/upstream?ms=300`` at scale 0.1 is ``/io/upstream?ms=30`` (every ``ms=`` and ``interval_ms=``)."""
+    if scale == 1.0:
+        return path
+    return re.sub(
+        r"(?<=[?&])((?:interval_)?ms=)(\d+)", lambda m: f"{m.group(1)}{round(int(m.group(2)) * scale)}", path
+    )
+
+
 class Slo(_Frozen):
     """A service-level objective a cell must meet: the saturation search's stopping rule.
 
@@ -213,6 +268,12 @@ class Scenario(_Frozen):
     ``workers``, ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) override a
     target's ``default_workers``, ``cpus`` and ``memory_mb`` by name.
 
+    ``endpoints`` are GET paths or :class:`RequestSpec` tables (method, body,
+    weight); each is measured on its own, unless ``mix`` names them all as one
+    weighted mix measured as a single endpoint of that name. ``time_scale``
+    multiplies every ``ms=`` and ``interval_ms=`` wait in the paths (0.1 runs a
+    300 ms wait as 30 ms), so a slow workload can run at a fraction of its delays.
+
     ``model``: ``closed`` runs each level of ``concurrency`` (connections, each
     sending its next request when the previous answer arrives); ``open`` runs
     each of ``rates`` with ``arrival`` inter-arrival times and at most
@@ -226,7 +287,9 @@ class Scenario(_Frozen):
     name: Annotated[str, AfterValidator(_is_folder_name)]
     description: str
     targets: tuple[str, ...] = ()
-    endpoints: tuple[_Endpoint, ...] = Field(min_length=1)
+    endpoints: tuple[_EndpointEntry, ...] = Field(min_length=1)
+    mix: str | None = None
+    time_scale: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
     model: LoadModel = "closed"
     concurrency: tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...] = ()
     rates: tuple[Annotated[float, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)], ...] = ()
@@ -257,6 +320,16 @@ class Scenario(_Frozen):
             raise PydanticCustomError(
                 "levels", "{key}: required when model = 'open': a list of requests/s", {"key": "rates"}
             )
+        labels = [spec.label for spec in self.requests()]
+        if not self.mix and len(set(labels)) != len(labels):
+            raise PydanticCustomError(
+                "levels", "{key}: two endpoints share a label; give them distinct names", {"key": "endpoints"}
+            )
+        plain = all(spec.method == "GET" and spec.body is None for spec in self.requests())
+        if self.driver == "wrk" and (self.mix or not plain):
+            raise PydanticCustomError(
+                "levels", "{key}: 'wrk' sends one GET per cell: no mix, no POST", {"key": "driver"}
+            )
         if self.driver in ("wrk", "locust") and self.model != "closed":
             raise PydanticCustomError(
                 "levels",
@@ -280,6 +353,26 @@ class Scenario(_Frozen):
             "figures for smoke-testing, not conclusions"
         )
         return quick, note
+
+    def requests(self) -> tuple[RequestSpec, ...]:
+        """Every endpoint as a :class:`RequestSpec`, waits scaled by ``time_scale``."""
+        specs = [RequestSpec(path=e) if isinstance(e, str) else e for e in self.endpoints]
+        return tuple(s.model_copy(update={"path": _time_scaled(s.path, self.time_scale)}) for s in specs)
+
+    def endpoint_labels(self) -> tuple[str, ...]:
+        """The endpoints cells are measured on: each request's label, or the one ``mix``."""
+        if self.mix:
+            return (self.mix,)
+        return tuple(spec.label for spec in self.requests())
+
+    def requests_for(self, label: str) -> tuple[RequestSpec, ...]:
+        """The requests one endpoint label stands for (all of them for the mix). KeyError if unknown."""
+        if self.mix and label == self.mix:
+            return self.requests()
+        found = tuple(spec for spec in self.requests() if spec.label == label)
+        if not found:
+            raise KeyError(label)
+        return found
 
     def max_level_connections(self) -> int:
         """The most connections one cell can open (for the file-descriptor check)."""
@@ -588,6 +681,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     """``("concurrency", 1)`` -> ``concurrency[1]``; ``("workers", "a b")`` -> ``workers."a b"``."""
     parts = []
     for part in loc:
+        if isinstance(part, str) and part.startswith("<"):  # a union's tag, not a key
+            continue
         if isinstance(part, int):
             parts.append(f"[{part}]")
             continue
@@ -670,10 +765,33 @@ def load_scenario(path: Path) -> Scenario:
     """
     data = _read_toml(path)
     data.setdefault("name", path.stem)
+    _read_bodies(path, data)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         raise _explain(path, exc, Scenario) from exc
+
+
+def _read_bodies(path: Path, data: dict[str, object]) -> None:
+    """Read each endpoint's ``body_file`` (relative to the scenario file) into its ``body``."""
+    endpoints = data.get("endpoints")
+    if not isinstance(endpoints, list):
+        return
+    for index, entry in enumerate(endpoints):
+        if not isinstance(entry, dict) or not isinstance(entry.get("body_file"), str):
+            continue
+        if entry.get("body") is not None:
+            raise ConfigError(f"{path}: endpoints[{index}]: give body or body_file, not both")
+        body_path = path.parent / entry["body_file"]
+        try:
+            size = body_path.stat().st_size
+            if size > _MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: endpoints[{index}].body_file: {body_path} is over 1 MiB")
+            entry["body"] = body_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path}: endpoints[{index}].body_file: cannot read {body_path}: {exc}"
+            ) from exc
 
 
 def discover_targets(root: Path) -> dict[str, TargetConfig]:

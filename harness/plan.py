@@ -43,7 +43,7 @@ def plan(scenario: Scenario, targets: Sequence[str], seed: int) -> list[Block]:
         for target in order:
             cells = tuple(
                 cell
-                for endpoint in scenario.endpoints
+                for endpoint in scenario.endpoint_labels()
                 for cell in _levels(scenario, target, endpoint, repeat)
             )
             blocks.append(Block(target=target, repeat=repeat, cells=cells))

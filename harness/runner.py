@@ -42,6 +42,7 @@ from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subproces
 from harness.load.histogram import latency_summary
 from harness.load.locust import LocustError, LocustLoad, run_locust
 from harness.load.open import OpenLoad
+from harness.load.requests import HttpRequest
 from harness.load.wrk import WrkError, run_wrk
 from harness.model import (
     Cell,
@@ -409,7 +410,7 @@ class _Run:
         self.upstream: RunningTarget | None = None
         # A database only for scenarios that query one (contract v2's /db/ endpoints).
         self.postgres: Postgres | None = None
-        if spec.external is None and any(e.startswith("/db/") for e in spec.scenario.endpoints):
+        if spec.external is None and any(r.path.startswith("/db/") for r in spec.scenario.requests()):
             self.postgres = Postgres(
                 log_path=self.writer.logs / "postgres.log", cpus=self.placement.generator_cpus
             )
@@ -755,12 +756,17 @@ class _Run:
     def load_for(self, cell: Cell, running: RunningTarget) -> ClosedLoad | OpenLoad:
         """The driver's load description for one cell."""
         scenario = self.spec.scenario
+        requests = self.requests_for(cell)
+        # The same schedule and mix draws for every stack at this cell: a fair comparison.
+        seed = zlib.crc32(f"{self.spec.seed}/{cell.endpoint}/{cell.level}/{cell.repeat}".encode())
         if cell.model == "closed":
             assert cell.concurrency is not None
             return ClosedLoad(
                 host=running.host,
                 port=running.port,
-                path=cell.endpoint,
+                path=requests[0].path if len(requests) == 1 else cell.endpoint,
+                requests=requests,
+                seed=seed,
                 concurrency=cell.concurrency,
                 warmup_s=scenario.warmup_s,
                 duration_s=scenario.duration_s,
@@ -771,7 +777,8 @@ class _Run:
         return OpenLoad(
             host=running.host,
             port=running.port,
-            path=cell.endpoint,
+            path=requests[0].path if len(requests) == 1 else cell.endpoint,
+            requests=requests,
             rate=cell.rate,
             warmup_s=scenario.warmup_s,
             duration_s=scenario.duration_s,
@@ -779,8 +786,20 @@ class _Run:
             max_connections=scenario.max_connections,
             timeout_s=scenario.timeout_s,
             allow_remote=self.spec.allow_remote,
-            # The same schedule for every stack at this cell: a fair comparison.
-            seed=zlib.crc32(f"{self.spec.seed}/{cell.endpoint}/{cell.rate:g}/{cell.repeat}".encode()),
+            seed=seed,
+        )
+
+    def requests_for(self, cell: Cell) -> tuple[HttpRequest, ...]:
+        """The driver's requests for a cell's endpoint label (one, or the whole mix)."""
+        return tuple(
+            HttpRequest(
+                path=spec.path,
+                method=spec.method,
+                body=(spec.body or "").encode(),
+                content_type=spec.content_type,
+                weight=spec.weight,
+            )
+            for spec in self.spec.scenario.requests_for(cell.endpoint)
         )
 
     def measure(self, cell: Cell, running: RunningTarget) -> Measurement | None:

@@ -164,3 +164,33 @@ def test_a_database_run_starts_postgres_counts_its_queries_and_stops_it(tmp_path
         if any("gwbench-postgres-" in part for part in (p.info["cmdline"] or []))
     ]
     assert not leftovers
+
+
+MIX = """
+description = "a weighted mix with a POST body, measured as one endpoint"
+targets = ["fastapi-uvicorn"]
+mix = "journey"
+time_scale = 0.5
+endpoints = [
+    { path = "/io/sleep?ms=40", weight = 3 },
+    { path = "/validate", method = "POST", body_file = "trades.json", weight = 1 },
+]
+concurrency = [4]
+warmup_s = 0.3
+duration_s = 1.5
+seed = 4
+"""
+
+
+def test_a_mix_with_a_post_body_runs_as_one_endpoint(tmp_path: Path) -> None:
+    body = (REPO / "scenarios" / "bodies" / "trades-100.json").read_text()
+    (tmp_path / "trades.json").write_text(body)
+    done, (measurement,) = run_scenario(tmp_path, MIX)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert measurement.endpoint == "journey" and measurement.status == "ok"
+    assert measurement.errors.total == 0  # every POST validated (a 422 would be a status error)
+    latency = measurement.latency_ms
+    assert latency is not None
+    # Sleeps of 40 x 0.5 = 20 ms are 3/4 of the requests; validations take a few ms.
+    assert 15 <= latency.p50 <= 60
+    assert latency.min < 15

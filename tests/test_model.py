@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.model import ConfigError, Scenario, TargetConfig, load_scenario, load_target, suggest
+from harness.plan import plan
 
 SCENARIO = """\
 description = "d"
@@ -127,9 +128,9 @@ def test_a_long_value_is_cut_short(tmp_path: Path) -> None:
 def test_an_unknown_key_lists_the_known_ones_or_suggests_the_closest(tmp_path: Path) -> None:
     path, message = scenario_error(tmp_path, SCENARIO + "frobnicate = 1\n")
     assert message == (
-        f"{path}: frobnicate: unknown key (known keys: name, description, targets, endpoints, model, "
-        "concurrency, rates, arrival, max_connections, saturation, slo, driver, generator_processes, "
-        "warmup_s, duration_s, repeats, timeout_s, workers, seed)"
+        f"{path}: frobnicate: unknown key (known keys: name, description, targets, endpoints, mix, "
+        "time_scale, model, concurrency, rates, arrival, max_connections, saturation, slo, driver, "
+        "generator_processes, warmup_s, duration_s, repeats, timeout_s, workers, cpus, memory_mb, seed)"
     )
     path, message = scenario_error(tmp_path, replaced(SCENARIO, "duration_s", "duraton_s = 2"))
     assert message.splitlines() == [
@@ -285,3 +286,40 @@ def test_an_slo_names_the_first_rule_a_cell_breaks() -> None:
         "achieved 94.0 req/s < 95% of 100 req/s"
     )
     assert slo.breach(**{**ok, "p99_ms": None}) == "no successful response"  # type: ignore[arg-type]
+
+
+def test_endpoints_may_be_tables_with_a_method_a_body_file_and_a_weight(tmp_path: Path) -> None:
+    (tmp_path / "batch.json").write_text('{"events": []}')
+    path = tmp_path / "mix.toml"
+    path.write_text(
+        'description = "x"\nconcurrency = [1]\nwarmup_s = 0\nduration_s = 1\nmix = "journey"\n'
+        'time_scale = 0.1\nendpoints = ["/io/upstream?ms=300&x=1",\n'
+        '  { path = "/validate", method = "POST", body_file = "batch.json", weight = 3 }]\n'
+    )
+    scenario = load_scenario(path)
+    assert scenario.endpoint_labels() == ("journey",)
+    get, post = scenario.requests_for("journey")
+    assert get.path == "/io/upstream?ms=30&x=1"  # the wait scaled by time_scale
+    assert (post.method, post.body, post.weight, post.label) == (
+        "POST",
+        '{"events": []}',
+        3,
+        "POST /validate",
+    )
+    unmixed = scenario.model_copy(update={"mix": None})
+    assert unmixed.endpoint_labels() == ("/io/upstream?ms=30&x=1", "POST /validate")
+    assert [c.endpoint for c in plan(unmixed, ["t"], seed=1)[0].cells] == list(unmixed.endpoint_labels())
+
+
+def test_a_bad_endpoint_entry_says_what_an_endpoint_is(tmp_path: Path) -> None:
+    path, message = scenario_error(tmp_path, replaced(SCENARIO, "endpoints", "endpoints = [3]"))
+    assert message == f"{path}: endpoints[0]: must be a path or a table with a path, got 3"
+    path, message = scenario_error(
+        tmp_path,
+        replaced(SCENARIO, "endpoints", 'endpoints = [{ path = "/v", method = "GET", body_file = "nope" }]'),
+    )
+    assert message.startswith(f"{path}: endpoints[0].body_file: cannot read ")
+    path, message = scenario_error(
+        tmp_path, replaced(SCENARIO, "endpoints", 'endpoints = ["/json"]\ndriver = "wrk"\nmix = "m"')
+    )
+    assert message == f"{path}: driver: 'wrk' sends one GET per cell: no mix, no POST"

@@ -60,7 +60,7 @@ _jinja = Environment(
 
 
 def _endpoint_order(manifest: RunManifest, frame: pd.DataFrame) -> list[str]:
-    order = list(manifest.scenario.endpoints)
+    order = list(manifest.scenario.endpoint_labels())
     return order + sorted(set(frame["endpoint"]) - set(order))
 
 
