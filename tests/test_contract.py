@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import ALL_TARGETS, STACKS, TARGETS_DIR
@@ -25,6 +29,8 @@ CONCURRENT_QUERIES = 10
 QUERY_MS = 200
 #: Stacks that serve one request per worker process at a time (3 workers by default).
 ONE_REQUEST_PER_WORKER = ["django-gunicorn", "flask-gunicorn"]
+#: Stacks that validate POST /validate with targets/<name>/trades.py (the others: Django forms).
+PYDANTIC_STACKS = [name for name in STACKS if not name.startswith("django-")]
 
 
 def test_there_are_twelve_stacks_and_an_upstream(targets: dict[str, TargetConfig]) -> None:
@@ -60,6 +66,27 @@ def test_every_stack_records_its_database_pool_and_websocket_support(
         assert "psycopg" in targets[name].packages or "psycopg-pool" in targets[name].packages, name
 
 
+def test_every_stack_records_how_it_serves_the_workload_endpoints(targets: dict[str, TargetConfig]) -> None:
+    for name in STACKS:
+        config = targets[name]
+        settings = config.settings
+        assert all(isinstance(settings.get(key), str) for key in ("fanout", "validation", "cpu")), name
+        # Sync stacks keep a fan-out pool of 10 threads per worker; async ones gather.
+        assert settings.get("fanout_threads") == (10 if config.interface == "wsgi" else None), name
+        library = settings.get("validation_library")
+        assert library == ("django.forms" if config.framework == "django" else "pydantic"), name
+        if library == "pydantic":
+            requirements = (TARGETS_DIR / name / "requirements.txt").read_text()
+            assert "pydantic" in config.packages and "\npydantic==" in requirements, name
+
+
+def test_the_pydantic_stacks_share_one_trade_model() -> None:
+    models = {name: (TARGETS_DIR / name / "trades.py").read_bytes() for name in PYDANTIC_STACKS}
+    assert len(set(models.values())) == 1, sorted(models)
+    django_stacks = set(STACKS) - set(PYDANTIC_STACKS)
+    assert not any((TARGETS_DIR / name / "trades.py").exists() for name in django_stacks)
+
+
 def _launch(
     launcher: LocalLauncher, name: str, tmp_path: Path, env: dict[str, str], workers: int | None = None
 ) -> RunningTarget:
@@ -91,13 +118,15 @@ def stack(
 @pytest.mark.usefixtures("no_leftover_processes")
 def test_stack_passes_the_contract(stack: tuple[str, RunningTarget], postgres: Postgres) -> None:
     name, running = stack
-    websocket = bool(ALL_TARGETS[name].settings["websocket"])
-    report = verify(running.url, postgres=postgres, websocket=websocket)
+    config = ALL_TARGETS[name]
+    websocket = bool(config.settings["websocket"])
+    report = verify(running.url, postgres=postgres, websocket=websocket, interface=config.interface)
     failures = [f"{c.name}: {c.detail}" for c in report.failures]
     assert report.passed, failures
     names = {c.name for c in report.checks}
-    assert {"database query count", "WS /ws/echo", "GET /health/"} <= names
-    assert len(report.checks) >= 60
+    assert {"database query count", "WS /ws/echo", "GET /health/", "GET /cpu?n=1000"} <= names
+    assert {"GET /io/fanout?ms=60&n=5&mode=threads timing", "POST /validate (valid)"} <= names
+    assert len(report.checks) >= 150
 
 
 @pytest.mark.usefixtures("no_leftover_processes")
@@ -194,3 +223,61 @@ def test_verify_reports_a_dead_target_as_failed_checks() -> None:
     report = verify(f"http://127.0.0.1:{free_port()}", check_date_changes=False, timeout_s=1)
     assert not report.passed
     assert all(not c.passed for c in report.checks)
+
+
+class _NearlyContractHandler(BaseHTTPRequestHandler):
+    """Gets the v3 endpoints wrong the way a stack naturally would: FastAPI's own 422
+    shape, a fan-out that says "gather" but makes its calls one by one, a CPU loop that
+    hashes the digest alone instead of the 64-byte block."""
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        if url.path not in ("/io/fanout", "/cpu"):
+            return self._json(404, {"error": "not found"})
+        try:
+            calls, ms = int(query["n"]), int(query.get("ms", "0"))
+        except (KeyError, ValueError):
+            return self._json(400, {"error": "bad request"})
+        if not (1 <= calls <= 1000 and 0 <= ms <= 100):
+            return self._json(400, {"error": "bad request"})
+        if url.path == "/io/fanout":
+            time.sleep(calls * ms / 1000)
+            return self._json(200, {"calls": calls, "delayed_ms": [ms] * calls, "mode": "gather"})
+        digest = hashlib.sha256(bytes(64)).digest()
+        for _ in range(calls - 1):
+            digest = hashlib.sha256(digest).digest()
+        self._json(200, {"n": calls, "digest": digest.hex()})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._json(422, {"detail": [{"loc": ["body", "events"], "msg": "Field required"}]})
+
+    def _json(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_verify_fails_a_fanout_validation_or_cpu_that_is_nearly_right() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NearlyContractHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        report = verify(f"http://127.0.0.1:{server.server_port}", check_date_changes=False, interface="asgi")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    failed = {c.name for c in report.failures}
+    passed = {c.name for c in report.checks if c.passed}
+    # Sequential calls are caught by the clock, whatever mode the answer names.
+    assert "GET /io/fanout?ms=60&n=5" in passed and "GET /io/fanout?ms=60&n=5 timing" in failed
+    assert "GET /cpu?n=1" in passed and "GET /cpu?n=1000" in failed
+    assert {"POST /validate (no events)", "POST /validate (valid)"} <= failed
