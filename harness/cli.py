@@ -476,7 +476,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 failed.append(name)
                 continue
             try:
-                report = verify(running.url, postgres=postgres, websocket=config.websocket)
+                report = verify(
+                    running.url, postgres=postgres, websocket=config.websocket, interface=config.interface
+                )
             finally:
                 launcher.stop(running)
             if args.verbose or not report.passed:

@@ -613,7 +613,9 @@ class _Run:
         report = self.verified.get(name)
         if report is None:
             config = self.spec.targets[name]
-            report = verify(running.url, postgres=self.postgres, websocket=config.websocket)
+            report = verify(
+                running.url, postgres=self.postgres, websocket=config.websocket, interface=config.interface
+            )
             self.verified[name] = report
             self.target_runs[name] = self.target_runs[name].model_copy(
                 update={
