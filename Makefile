@@ -10,7 +10,7 @@ TARGETS ?=
 RUN ?=
 LAUNCHER ?=
 
-.PHONY: setup bench bench-quick bench-driver test check lint report verify clean
+.PHONY: setup bench bench-quick bench-driver bench-idle test check lint report verify clean
 
 $(STAMP): pyproject.toml constraints.txt $(TARGET_REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench-quick: setup
 ## bench-driver: our load driver against wrk (apt-get install -y wrk) on one fast target, alternating rounds
 bench-driver: setup
 	$(BIN)/python -m harness.benchdriver $(BENCH_DRIVER_ARGS)
+
+## bench-idle: server memory per idle WebSocket connection per stack; BENCH_IDLE_ARGS="--kind http" for keep-alive
+bench-idle: setup
+	$(BIN)/python -m harness.benchidle $(BENCH_IDLE_ARGS)
 
 ## test: run the test suite against real servers on 127.0.0.1
 test: setup
