@@ -10,7 +10,7 @@ TARGETS ?=
 RUN ?=
 LAUNCHER ?=
 
-.PHONY: setup bench bench-quick bench-driver bench-idle test check lint report verify clean
+.PHONY: setup bench bench-quick bench-driver bench-idle test system-deps check lint report verify clean
 
 $(STAMP): pyproject.toml constraints.txt $(TARGET_REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,24 @@ bench-idle: setup
 	$(BIN)/python -m harness.benchidle $(BENCH_IDLE_ARGS)
 
 ## test: run the test suite against real servers on 127.0.0.1
-test: setup
+test: setup system-deps
 	$(BIN)/pytest
+
+## system-deps: the Debian packages the tests use (wrk, nginx-light, chromium, PostgreSQL's server), installed if missing (as root)
+system-deps:
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		else \
+			echo "the tests need these Debian packages: sudo apt-get install$$missing" >&2; exit 2; \
+		fi; \
+	fi
 
 ## check: lint, type-check and test
 check: lint test
