@@ -346,7 +346,7 @@ def test_the_journey_steps_up_and_holds_against_fastapi(tmp_path: Path, fastapi:
     entries: list[StatsEntry] = json.loads((tmp_path / "locust" / "locust.json").read_text())
     by_name = {e["name"]: e for e in entries}
     assert {"/health", "/json", "/io/upstream?ms=[ms]"} <= set(by_name)
-    assert "/validate" not in by_name  # fastapi-uvicorn has none yet: the step is skipped
+    assert by_name["/validate"]["num_failures"] == 0  # contract v3: every stack validates
     assert result.errors == NO_ERRORS and result.ok == sum(e["num_requests"] for e in entries)
     assert result.connections_peak == 8  # the shape's plateau
     upstream_calls = by_name["/io/upstream?ms=[ms]"]

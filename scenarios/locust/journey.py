@@ -36,13 +36,13 @@ STEP_S_BY_HAND = 5.0
 """Step length when no gwbench warm-up spreads the steps (a run by hand)."""
 
 TRADES = {
-    "trades": [
+    "events": [
         {"id": f"t-{n}", "symbol": "ACME", "side": "buy" if n % 2 else "sell", "quantity": 100 + n,
-         "price": 12.5 + n / 100, "timestamp": "2026-01-02T03:04:05Z"}
+         "price": 12.5 + n / 100, "ts": "2026-01-02T03:04:05Z"}
         for n in range(10)
     ]
 }  # fmt: skip
-"""The validation step's body. /validate is not in the endpoint contract yet; match it when it lands."""
+"""The validation step's body: a valid batch of 10 trade events (targets/CONTRACT.md, POST /validate)."""
 
 validation = {"supported": True}
 """Whether this process's target answers /validate; decided by :func:`probe_validation`."""
