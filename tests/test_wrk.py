@@ -17,14 +17,13 @@ import psutil
 import pytest
 from controlled_server import ControlledServer
 
-from harness.load.histogram import decode, latency_summary
+from harness.load.histogram import decode, encode_counts, latency_summary
 from harness.load.native import ClosedLoad, UnsafeTargetError, run_closed
 from harness.load.wrk import (
     REPORT_ENV,
     WrkError,
     WrkReport,
     default_threads,
-    encode_distribution,
     measured_latencies,
     remove_correction,
     run_wrk,
@@ -128,7 +127,7 @@ def test_the_histogram_matches_wrks_own_percentiles(tmp_path: Path) -> None:
     assert report.distribution_source == "ffi"
     assert report.latency_us is not None
     # wrk's percentiles are of its own table (coordinated-omission correction included).
-    histogram = decode(encode_distribution(report.distribution_us))
+    histogram = decode(encode_counts(report.distribution_us))
     total = histogram.get_total_count()
     assert total == sum(count for _, count in report.distribution_us)
     assert histogram.values_are_equivalent(histogram.get_max_value(), int(report.latency_us["max"]))

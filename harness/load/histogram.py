@@ -29,8 +29,16 @@ def encode(latencies_us: Iterable[int]) -> str:
     Values below 1 µs are recorded as 1 µs. Equal values are recorded once with
     their count, which keeps this fast for the millions of values of a long run.
     """
+    return encode_counts(Counter(latencies_us).items())
+
+
+def encode_counts(distribution: Iterable[tuple[int, int]]) -> str:
+    """``(latency_us, count)`` pairs into the encoding of :func:`encode` (values below 1 µs as 1 µs).
+
+    For drivers that report a distribution rather than each latency (wrk, Locust).
+    """
     histogram = _empty()
-    for value, count in Counter(latencies_us).items():
+    for value, count in distribution:
         histogram.record_value(max(value, LOWEST_US), count)
     return _text(histogram)
 

@@ -91,9 +91,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypedDict
 
+from harness.load import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
-from harness.load.wrk import encode_distribution
 
 if TYPE_CHECKING:
     from harness.load.locust_plugin import Report
@@ -304,7 +304,7 @@ def to_load_result(entries: Sequence[StatsEntry], report: Report) -> LoadResult:
         error_statuses=dict(sorted(statuses.items())),
         connections_opened=users,
         generator_cpu_s=report["cpu_s"] + sum(cpu["cpu_s"] for cpu in report["workers"].values()),
-        histogram=encode_distribution(latency_distribution(entries)),
+        histogram=histogram.encode_counts(latency_distribution(entries)),
         model="closed",
         connections_peak=users,
         processes=max(1, len(report["workers"])),

@@ -73,9 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from hdrh.histogram import HdrHistogram
-
-from harness.load.histogram import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from harness.load import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
 
@@ -189,15 +187,6 @@ def _value_at_rank(distribution: Sequence[tuple[int, int]], rank: int) -> int:
     return 0
 
 
-def encode_distribution(distribution: Iterable[tuple[int, int]]) -> str:
-    """``(latency_us, count)`` pairs into an HdrHistogram encoded as :func:`histogram.encode` does."""
-    histogram = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-    for value, count in distribution:
-        histogram.record_value(max(value, LOWEST_US), count)
-    encoded = histogram.encode()
-    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
-
-
 def measured_latencies(report: WrkReport, connections: int) -> list[tuple[int, int]]:
     """The latencies wrk measured (its correction undone), checked against its counts.
 
@@ -250,7 +239,7 @@ def to_load_result(report: WrkReport, *, connections: int, threads: int, cpu_s: 
         error_statuses={},
         connections_opened=connections,
         generator_cpu_s=cpu_s,
-        histogram=encode_distribution(latencies),
+        histogram=histogram.encode_counts(latencies),
         model="closed",
         connections_peak=connections,
         processes=threads,
