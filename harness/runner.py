@@ -266,7 +266,7 @@ def generator_bound_reason(load: LoadResult, max_connections: int | None) -> str
     is the generator's, not the target's holding every allowed connection). The
     intended rate here is :func:`scheduled_rate`.
     """
-    cpu_percent = 100.0 * load.generator_cpu_s / load.duration_s if load.duration_s else 0.0
+    cpu_percent = load.generator_cpu_percent
     limit = GENERATOR_BOUND_CPU_PERCENT * max(load.processes, 1)
     reasons = []
     if cpu_percent > limit:
@@ -303,7 +303,6 @@ def build_measurement(
     generator-bound rule); ``slo``, when given, is judged on this cell
     (saturation cells).
     """
-    generator_cpu_percent = 100.0 * load.generator_cpu_s / load.duration_s if load.duration_s else 0.0
     upstream_cpu = None if upstream is None else round(upstream.cpu_percent, 2)
     latency = latency_summary(load.histogram)
     reason = generator_bound_reason(load, max_connections)
@@ -332,7 +331,7 @@ def build_measurement(
         if server is None or server.pss_peak_bytes is None
         else round(server.pss_peak_bytes / MIB, 2),
         server_processes=None if server is None else server.processes,
-        generator_cpu_percent=round(generator_cpu_percent, 2),
+        generator_cpu_percent=round(load.generator_cpu_percent, 2),
         upstream_cpu_percent=upstream_cpu,
         generator_bound=reason is not None,
         generator_bound_reason=reason,

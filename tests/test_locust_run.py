@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from conftest import REPO
 
+from harness.launch.local import free_port
 from harness.model import Measurement
 from harness.results import load_run
 
@@ -27,13 +27,6 @@ seed = 1
 
 def gwbench(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def locust_totals(run_dir: Path, measurement: Measurement) -> tuple[int, int]:

@@ -52,6 +52,11 @@ class LoadResult:
     answered_in_window: int | None = None
 
     @property
+    def generator_cpu_percent(self) -> float:
+        """The driver's CPU time over the window, in percent of one core (0 for an empty window)."""
+        return 100.0 * self.generator_cpu_s / self.duration_s if self.duration_s else 0.0
+
+    @property
     def throughput(self) -> float:
         """Successful responses per second inside the window (open model: by arrival time)."""
         if not self.duration_s:
