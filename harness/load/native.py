@@ -17,6 +17,14 @@ histogram's own cost does not load the generator while it measures.
 
 Being a closed model, this driver does not correct for coordinated omission:
 a stalled server slows the senders down and the stall is under-reported.
+
+With a ``profile`` (``profile.py``) the number of connections varies: the
+warm-up holds the first segment's start level, then the driver re-evaluates
+the level at every segment boundary and every 100 ms inside a ramp, rounded
+to whole connections. Growing opens connections at once; shrinking retires
+connections as their request in flight completes, so no request is cut off.
+Each stage gets its own result; a request counts in the stage in which it
+finishes, as read when the driver passes the stage's boundary.
 """
 
 from __future__ import annotations
@@ -33,6 +41,14 @@ import uvloop
 
 from harness.load import histogram
 from harness.load.connection import Connection, clock
+from harness.load.profile import (
+    Segment,
+    connection_steps,
+    connections_share,
+    planned_connections,
+    stage_bounds,
+    validate,
+)
 from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
 
@@ -82,6 +98,14 @@ class ClosedLoad:
     its duration, the load is bounded by ``max_requests`` requests sent.
     ``requests``, when given, replaces ``GET path`` with a weighted mix (``path``
     is then only its label).
+
+    ``profile``, when given, replaces ``concurrency``: the warm-up holds the
+    first segment's ``start`` connections, then the window (``duration_s``,
+    which must equal the profile's length) follows the profile, levels in
+    connections; the result then has one ``stages`` entry per stage.
+    ``profile_share`` = ``(index, parts)`` makes this load one of ``parts``
+    processes sharing the profile's connections (see :meth:`split`). Raises
+    ValueError for a profile that does not last ``duration_s`` or a bad share.
     """
 
     host: str
@@ -95,6 +119,20 @@ class ClosedLoad:
     max_requests: int = 100_000_000
     requests: tuple[HttpRequest, ...] = ()
     seed: int | None = None
+    profile: tuple[Segment, ...] = ()
+    profile_share: tuple[int, int] = (0, 1)
+
+    def __post_init__(self) -> None:
+        validate(self.profile, self.duration_s, open_model=False)
+        index, parts = self.profile_share
+        if not 0 <= index < parts:
+            raise ValueError(
+                f"profile_share must be (index, parts) with 0 <= index < parts, got {self.profile_share}"
+            )
+
+    def connections_at(self, level: float) -> int:
+        """This load's connections when the profile's level is ``level`` (its share, rounded half up)."""
+        return connections_share(level, *self.profile_share)
 
     def request_bytes(self) -> bytes:
         return request_bytes(self.host, self.port, self.path)
@@ -106,8 +144,27 @@ class ClosedLoad:
     def split(self, parts: int) -> list[ClosedLoad]:
         """Up to ``parts`` loads that together offer this one: connections and max_requests divided.
 
-        Fewer than ``parts`` when there are fewer connections than parts.
+        Fewer than ``parts`` when there are fewer connections than parts (with a
+        profile, than its peak). With a profile every part follows the whole
+        profile and takes its ``profile_share`` of the rounded level at every
+        moment, so the parts always add up to it exactly. Raises ValueError
+        when splitting a load that is already a share.
         """
+        if self.profile:
+            if parts > 1 and self.profile_share != (0, 1):
+                raise ValueError(f"cannot split a load that is already share {self.profile_share}")
+            peak = max(self.connections_at(level) for s in self.profile for level in (s.start, s.end))
+            parts = max(1, min(parts, peak))
+            return [
+                replace(
+                    self,
+                    concurrency=connections_share(peak, index, parts),
+                    profile_share=(index, parts),
+                    max_requests=max(1, self.max_requests // parts),
+                    seed=None if self.seed is None else self.seed * 1000 + index,
+                )
+                for index in range(parts)
+            ]
         parts = max(1, min(parts, self.concurrency))
         base, extra = divmod(self.concurrency, parts)
         return [
@@ -156,6 +213,8 @@ class _ClosedRun:
     error_statuses: dict[int, int] = field(default_factory=dict)
     connections_opened: int = 0
     sent: int = 0
+    target: int = 0
+    workers: int = 0
 
     def counts(self, now_ns: int) -> bool:
         return self.window_start_ns <= now_ns <= self.window_end_ns
@@ -165,11 +224,12 @@ class _ClosedRun:
 
 
 class _ClosedConnection(Connection):
-    __slots__ = ("run",)
+    __slots__ = ("retired", "run")
 
     def __init__(self, run: _ClosedRun) -> None:
         super().__init__(run.loop, int(run.load.timeout_s * 1e9))
         self.run = run
+        self.retired = False
 
     def on_message_complete(self) -> None:
         now = clock()
@@ -182,10 +242,18 @@ class _ClosedConnection(Connection):
             else:
                 run.errors["status"] += 1
                 run.error_statuses[status] = run.error_statuses.get(status, 0) + 1
-        if parser.should_keep_alive() and now < run.window_end_ns and run.sent < run.load.max_requests:
+        if (
+            parser.should_keep_alive()
+            and now < run.window_end_ns
+            and run.sent < run.load.max_requests
+            and run.workers <= run.target
+        ):
             run.sent += 1
             self.send(run.next_request(), now)
         else:
+            if run.workers > run.target:  # the profile shrank: this connection retires
+                run.workers -= 1
+                self.retired = True
             self.start_ns = 0
             self.close()
 
@@ -195,11 +263,18 @@ class _ClosedConnection(Connection):
 
 
 async def _keep_connected(run: _ClosedRun) -> None:
-    """One of the C connections: connect, let the protocol send until it closes, reconnect."""
+    """One of the C connections: connect, let the protocol send until it closes, reconnect.
+
+    Returns when the window is over, or when there are more connections than
+    the profile asks for (the connection retired, or it was between two).
+    """
     load = run.load
     connection: _ClosedConnection | None = None
     try:
         while True:
+            if run.workers > run.target:
+                run.workers -= 1
+                return
             start = clock()
             if not run.may_send(start):
                 return
@@ -217,10 +292,35 @@ async def _keep_connected(run: _ClosedRun) -> None:
             run.sent += 1
             connection.send(run.next_request(), start)
             await connection.finished
-            connection = None
+            retired, connection = connection.retired, None
+            if retired:
+                return
     finally:
         if connection is not None:
             connection.abandon()
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the run had counted by the clock when it passed a window or stage boundary."""
+
+    wall_ns: int
+    cpu_s: float
+    ok: int
+    errors: dict[str, int]
+    error_statuses: dict[int, int]
+    connections_opened: int
+
+
+def _read(run: _ClosedRun) -> _Reading:
+    return _Reading(
+        clock(),
+        time.process_time(),
+        len(run.latencies_us),
+        dict(run.errors),
+        dict(run.error_statuses),
+        run.connections_opened,
+    )
 
 
 async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
@@ -235,29 +335,68 @@ async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None], begin_
         window_end_ns=window_start + int(load.duration_s * 1e9),
         next_request=load.picker().next,
     )
-    tasks = [asyncio.create_task(_keep_connected(run)) for _ in range(load.concurrency)]
+    tasks: set[asyncio.Task[None]] = set()
+
+    def resize(target: int) -> None:
+        """Ask for ``target`` connections: open the missing ones now; extra ones retire by themselves."""
+        run.target = target
+        while run.workers < target:
+            run.workers += 1
+            task = asyncio.create_task(_keep_connected(run))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    steps = connection_steps(load.profile)
+    resize(load.connections_at(load.profile[0].start) if load.profile else load.concurrency)
     try:
         await sleep_until(run.window_start_ns)
         on_window("start")
-        cpu_start = time.process_time()
-        wall_start = clock()
+        # Counting starts at the window's start, before this reading: the first stage counts from zero.
+        readings = [replace(_read(run), ok=0, errors=error_counts(), error_statuses={})]
+        stage = 0
+        for offset_s, level, step_stage in steps:
+            await sleep_until(window_start + int(offset_s * 1e9))
+            if step_stage != stage:
+                stage = step_stage
+                readings.append(_read(run))
+                on_window("mark")
+            resize(load.connections_at(level))
         await sleep_until(run.window_end_ns)
-        cpu_end = time.process_time()
-        wall_end = clock()
+        readings.append(_read(run))
         on_window("end")
     finally:
-        for task in tasks:
+        for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    whole = _result(run.latencies_us, readings[0], readings[-1], run.connections_opened)
+    if not load.profile:
+        return replace(whole, connections_peak=load.concurrency)
+    bounds = stage_bounds(load.profile)
+    stages = []
+    for index in range(len(bounds) - 1):
+        first, last = readings[index], readings[index + 1]
+        peak, mean = planned_connections(steps, load.profile_share, bounds[index], bounds[index + 1])
+        opened = last.connections_opened - first.connections_opened
+        stage_result = _result(run.latencies_us[first.ok : last.ok], first, last, opened)
+        stages.append(replace(stage_result, connections_peak=peak, connections_mean=mean))
+    peak, mean = planned_connections(steps, load.profile_share, bounds[0], bounds[-1])
+    return replace(whole, connections_peak=peak, connections_mean=mean, stages=tuple(stages))
+
+
+def _result(latencies_us: array[int], first: _Reading, last: _Reading, connections_opened: int) -> LoadResult:
+    """What was counted between two readings; ``latencies_us`` are the successes between them."""
     return LoadResult(
-        duration_s=(wall_end - wall_start) / 1e9,
-        ok=len(run.latencies_us),
-        errors=dict(run.errors),
-        error_statuses=dict(run.error_statuses),
-        connections_opened=run.connections_opened,
-        generator_cpu_s=cpu_end - cpu_start,
-        histogram=histogram.encode(run.latencies_us),
-        connections_peak=load.concurrency,
+        duration_s=(last.wall_ns - first.wall_ns) / 1e9,
+        ok=len(latencies_us),
+        errors={kind: count - first.errors.get(kind, 0) for kind, count in last.errors.items()},
+        error_statuses={
+            status: count - first.error_statuses.get(status, 0)
+            for status, count in last.error_statuses.items()
+            if count > first.error_statuses.get(status, 0)
+        },
+        connections_opened=connections_opened,
+        generator_cpu_s=last.cpu_s - first.cpu_s,
+        histogram=histogram.encode(latencies_us),
     )
 
 
@@ -267,9 +406,11 @@ def run_closed(
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 
     ``on_window`` is called with ``"start"`` and ``"end"`` as the measured
-    window opens and closes (so a monitor can align its samples). ``begin_ns``
-    (``time.monotonic_ns()`` time, the same in every process) is when the load
-    starts, warm-up first; processes given the same one measure the same window.
+    window opens and closes (so a monitor can align its samples) and, with a
+    profile, ``"mark"`` at each boundary between stages (stage count - 1
+    times). ``begin_ns`` (``time.monotonic_ns()`` time, the same in every
+    process) is when the load starts, warm-up first; processes given the same
+    one measure the same window.
     None starts at once. Raises UnsafeTargetError for a non-loopback host
     unless ``load.allow_remote``.
     """

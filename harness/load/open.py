@@ -22,16 +22,28 @@ window by their intended send time; after the window closes, the requests
 already sent are awaited (up to ``timeout_s``) so a stall at the end is not cut
 off. Coordinated omission and its correction: Gil Tene, "How NOT to Measure
 Latency" (2015), and wrk2's README (constant throughput, corrected latency).
+
+With a ``profile`` (``profile.py``) the arrival rate varies: after the warm-up
+at the first segment's start rate, it follows the piecewise-linear profile
+over the window, the intended send times drawn by time rescaling (see
+``profile.arrival_offsets``). The run stays one run: requests queued in one
+stage are sent, or dropped, in the next, so a spike's backlog shows in the
+corrected latency of the stage after it. Each stage gets its own result;
+requests count in a stage by their intended send time, answers in a stage's
+``answered_in_window`` by their arrival time, read (like CPU and wall time)
+when the driver passes the stage's boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from array import array
-from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from bisect import bisect_right
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -41,6 +53,7 @@ from harness.load import histogram
 from harness.load.alarm import Alarm
 from harness.load.connection import Connection, clock
 from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, sleep_until
+from harness.load.profile import Segment, arrival_offsets, scaled, stage_bounds, stage_masses, validate
 from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
 
@@ -59,6 +72,13 @@ class OpenLoad:
     Besides its duration, the load is bounded by ``max_requests`` requests
     scheduled. ``requests``, when given, replaces ``GET path`` with a weighted
     mix drawn with ``seed`` (``path`` is then only its label).
+
+    ``profile``, when given, replaces ``rate``: the warm-up runs at the first
+    segment's ``start`` rate, then the window (``duration_s``, which must equal
+    the profile's length) follows the profile, levels in requests/s; the
+    result then has one ``stages`` entry per stage. Raises ValueError for a
+    rate <= 0 without a profile, a profile that does not last ``duration_s``,
+    or a segment whose rate is 0 over its whole length.
     """
 
     host: str
@@ -74,21 +94,27 @@ class OpenLoad:
     max_requests: int = 100_000_000
     seed: int | None = None
     requests: tuple[HttpRequest, ...] = ()
+    profile: tuple[Segment, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.rate > 0:
+        if not self.profile and not self.rate > 0:
             raise ValueError(f"rate must be > 0 requests/s, got {self.rate}")
+        validate(self.profile, self.duration_s, open_model=True)
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
 
     def split(self, parts: int) -> list[OpenLoad]:
-        """``parts`` loads that together offer this one: rate and connections divided, seeds distinct."""
+        """``parts`` loads that together offer this one: rates (profile too) and connections divided.
+
+        Seeds are made distinct, so the parts draw different arrivals.
+        """
         if parts <= 1:
             return [self]
         return [
             replace(
                 self,
                 rate=self.rate / parts,
+                profile=scaled(self.profile, 1.0 / parts),
                 max_connections=max(1, self.max_connections // parts),
                 max_requests=max(1, self.max_requests // parts),
                 seed=None if self.seed is None else self.seed * 1000 + index,
@@ -100,8 +126,14 @@ class OpenLoad:
 def intended_times(load: OpenLoad, begin_ns: int) -> Iterator[int]:
     """Intended send times (driver clock, ns) from ``begin_ns``, in order, until the load's end.
 
-    At most ``load.max_requests`` times are produced.
+    At most ``load.max_requests`` times are produced. With a profile, the
+    times follow the warm-up and the profile (see :func:`arrival_offsets`):
+    unit-rate times ``1, 2, 3 ...`` (uniform) or cumulative Exp(1) draws from
+    ``random.Random(seed)`` (poisson) mapped through the inverse cumulative rate.
     """
+    if load.profile:
+        yield from _profile_times(load, begin_ns)
+        return
     end_ns = begin_ns + int((load.warmup_s + load.duration_s) * 1e9)
     gap_ns = 1e9 / load.rate
     rng = random.Random(load.seed)
@@ -113,22 +145,77 @@ def intended_times(load: OpenLoad, begin_ns: int) -> Iterator[int]:
         yield int(at)
 
 
+def schedule(load: OpenLoad) -> tuple[Segment, ...]:
+    """The rate over the whole load, warm-up first: the warm-up at the profile's first rate, then it."""
+    first = load.profile[0]
+    warmup = (Segment(load.warmup_s, first.start, first.start, 0),) if load.warmup_s > 0 else ()
+    return warmup + load.profile
+
+
+def _profile_times(load: OpenLoad, begin_ns: int) -> Iterator[int]:
+    units: Iterator[float]
+    if load.arrival == "poisson":
+        rng = random.Random(load.seed)
+        units = itertools.accumulate(rng.expovariate(1.0) for _ in itertools.count())
+    else:
+        units = itertools.count(1)
+    offsets = arrival_offsets(schedule(load), units)
+    for offset in itertools.islice(offsets, load.max_requests):
+        yield begin_ns + int(offset * 1e9)
+
+
+NO_MARK_NS = 1 << 62
+"""A clock time no run reaches: the next stage boundary when there is none (ns)."""
+
+
 @dataclass
 class _OpenTally:
+    """Every request of the window, keyed by intended send time (ns), to be counted after the run.
+
+    ``marks_ns`` are the stage boundaries inside the window; ``scheduled_at_marks``
+    the number scheduled before each boundary the arrivals have passed.
+    """
+
     window_start_ns: int
     window_end_ns: int
+    marks_ns: list[int] = field(default_factory=list)
     corrected_us: array[int] = field(default_factory=lambda: array("q"))
     uncorrected_us: array[int] = field(default_factory=lambda: array("q"))
-    errors: dict[str, int] = field(default_factory=error_counts)
-    error_statuses: dict[int, int] = field(default_factory=dict)
+    ok_intended_ns: array[int] = field(default_factory=lambda: array("q"))
+    failed_intended_ns: array[int] = field(default_factory=lambda: array("q"))
+    failed_kinds: list[str] = field(default_factory=list)
+    failed_statuses: array[int] = field(default_factory=lambda: array("q"))
+    dropped_intended_ns: array[int] = field(default_factory=lambda: array("q"))
     scheduled: int = 0
-    dropped: int = 0
+    scheduled_at_marks: list[int] = field(default_factory=list)
+    next_mark_ns: int = NO_MARK_NS
     connections_opened: int = 0
     connections_peak: int = 0
     answered_in_window: int = 0
 
+    def __post_init__(self) -> None:
+        self.next_mark_ns = self.marks_ns[0] if self.marks_ns else NO_MARK_NS
+
     def counts(self, intended_ns: int) -> bool:
         return self.window_start_ns <= intended_ns < self.window_end_ns
+
+    def fail(self, intended_ns: int, kind: str, status: int = 0) -> None:
+        """A request scheduled at ``intended_ns`` failed (``status``: the HTTP status of a status error)."""
+        if self.counts(intended_ns):
+            self.failed_intended_ns.append(intended_ns)
+            self.failed_kinds.append(kind)
+            self.failed_statuses.append(status)
+
+    def drop(self, intended_ns: int) -> None:
+        if self.counts(intended_ns):
+            self.dropped_intended_ns.append(intended_ns)
+
+    def pass_marks(self, intended_ns: int) -> None:
+        """Arrivals reached ``intended_ns``, at or past the next stage boundary: note the counts there."""
+        while intended_ns >= self.next_mark_ns:
+            self.scheduled_at_marks.append(self.scheduled)
+            passed = len(self.scheduled_at_marks)
+            self.next_mark_ns = self.marks_ns[passed] if passed < len(self.marks_ns) else NO_MARK_NS
 
 
 class _OpenConnection(Connection):
@@ -151,9 +238,9 @@ class _OpenConnection(Connection):
             if status < 400:
                 tally.corrected_us.append((now - intended) // 1000)
                 tally.uncorrected_us.append((now - self.start_ns) // 1000)
+                tally.ok_intended_ns.append(intended)
             else:
-                tally.errors["status"] += 1
-                tally.error_statuses[status] = tally.error_statuses.get(status, 0) + 1
+                tally.fail(intended, "status", status)
         self.start_ns = 0
         if not self.parser.should_keep_alive():
             self.close()
@@ -161,8 +248,7 @@ class _OpenConnection(Connection):
 
     def failed(self, kind: str, start_ns: int, now_ns: int) -> None:
         driver = self.slot.driver
-        if driver.tally.counts(self.intended_ns):
-            driver.tally.errors[kind] += 1
+        driver.tally.fail(self.intended_ns, kind)
         driver.release(self.slot, now_ns)
 
 
@@ -194,8 +280,7 @@ class _Slot:
                     lambda: _OpenConnection(self), load.host, load.port
                 )
         except (OSError, TimeoutError):
-            if driver.tally.counts(intended_ns):
-                driver.tally.errors["connect"] += 1
+            driver.tally.fail(intended_ns, "connect")
             await asyncio.sleep(CONNECT_RETRY_S)
             driver.release(self, clock())
             return
@@ -225,8 +310,11 @@ class _Driver:
 
     def offer(self, intended_ns: int, now_ns: int) -> None:
         """A request arrives: send it on an idle connection, or queue it and open one if the cap allows."""
-        if self.tally.counts(intended_ns):
-            self.tally.scheduled += 1
+        tally = self.tally
+        if tally.window_start_ns <= intended_ns < tally.window_end_ns:
+            if intended_ns >= tally.next_mark_ns:
+                tally.pass_marks(intended_ns)
+            tally.scheduled += 1
         if self.idle:
             self.idle.pop().send(intended_ns, now_ns)
             return
@@ -245,8 +333,7 @@ class _Driver:
             if now_ns - intended <= self.timeout_ns:
                 slot.send(intended, now_ns)
                 return
-            if self.tally.counts(intended):
-                self.tally.dropped += 1
+            self.tally.drop(intended)
         self.idle.append(slot)
         if not self.dispatching and len(self.idle) == len(self.slots) and not self.all_idle.done():
             self.all_idle.set_result(None)
@@ -260,8 +347,7 @@ class _Driver:
         """No more arrivals: queued requests are dropped; the future ``all_idle`` tells when all answered."""
         self.dispatching = False
         for intended in self.queue:
-            if self.tally.counts(intended):
-                self.tally.dropped += 1
+            self.tally.drop(intended)
         self.queue.clear()
         if len(self.idle) == len(self.slots) and not self.all_idle.done():
             self.all_idle.set_result(None)
@@ -306,22 +392,49 @@ class _Dispatcher:
         self.alarm.close()
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """What the driver had counted by the clock when it passed a window or stage boundary."""
+
+    wall_ns: int
+    cpu_ns: int
+    answered_in_window: int
+    connections_opened: int
+    connections_peak: int
+
+
+def _read(tally: _OpenTally) -> _Reading:
+    return _Reading(
+        clock(),
+        time.process_time_ns(),
+        tally.answered_in_window,
+        tally.connections_opened,
+        tally.connections_peak,
+    )
+
+
 async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
     if begin_ns is not None:
         await sleep_until(begin_ns)
     begin = clock() if begin_ns is None else begin_ns
     window_start = begin + int(load.warmup_s * 1e9)
     window_end = window_start + int(load.duration_s * 1e9)
-    tally = _OpenTally(window_start_ns=window_start, window_end_ns=window_end)
+    marks = [window_start + int(offset * 1e9) for offset in stage_bounds(load.profile)[1:-1]]
+    tally = _OpenTally(window_start_ns=window_start, window_end_ns=window_end, marks_ns=marks)
     driver = _Driver(load, tally, asyncio.get_running_loop())
     dispatcher = _Dispatcher(driver, intended_times(load, begin))
     try:
         dispatcher.dispatch()
         await sleep_until(window_start)
-        cpu_start, wall_start = time.process_time_ns(), clock()
+        # Answers count from the window's start, before this reading: the first stage counts from zero.
+        readings = [replace(_read(tally), answered_in_window=0)]
         on_window("start")
+        for mark in marks:
+            await sleep_until(mark)
+            readings.append(_read(tally))
+            on_window("mark")
         await sleep_until(window_end)
-        cpu_end, wall_end = time.process_time_ns(), clock()
+        readings.append(_read(tally))
         on_window("end")
         dispatcher.stop()
         driver.stop_dispatching()
@@ -331,22 +444,74 @@ async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: 
         dispatcher.stop()
         driver.close()
         await asyncio.gather(*driver.tasks, return_exceptions=True)
+    final = replace(readings[-1], connections_peak=tally.connections_peak)
+    whole = _result(tally, readings[0], final, tally.connections_opened, tally.scheduled)
+    if not load.profile:
+        return replace(whole, intended_rate=load.rate)
+    return replace(
+        whole,
+        intended_rate=sum(stage_masses(load.profile)) / load.duration_s,
+        stages=_stages(load, tally, readings),
+    )
+
+
+def _result(tally: _OpenTally, first: _Reading, last: _Reading, opened: int, scheduled: int) -> LoadResult:
+    """The window's result: every request the tally kept, between readings ``first`` and ``last``."""
+    errors = error_counts()
+    errors.update(Counter(tally.failed_kinds))
     return LoadResult(
-        duration_s=(wall_end - wall_start) / 1e9,
+        duration_s=(last.wall_ns - first.wall_ns) / 1e9,
         ok=len(tally.corrected_us),
-        errors=dict(tally.errors),
-        error_statuses=dict(tally.error_statuses),
-        connections_opened=tally.connections_opened,
-        generator_cpu_s=(cpu_end - cpu_start) / 1e9,
+        errors=errors,
+        error_statuses=dict(sorted(Counter(s for s in tally.failed_statuses if s).items())),
+        connections_opened=opened,
+        generator_cpu_s=(last.cpu_ns - first.cpu_ns) / 1e9,
         histogram=histogram.encode(tally.corrected_us),
         model="open",
-        intended_rate=load.rate,
-        scheduled=tally.scheduled,
-        dropped=tally.dropped,
+        scheduled=scheduled,
+        dropped=len(tally.dropped_intended_ns),
         histogram_uncorrected=histogram.encode(tally.uncorrected_us),
-        connections_peak=tally.connections_peak,
+        connections_peak=last.connections_peak,
         answered_in_window=tally.answered_in_window,
     )
+
+
+def _stages(load: OpenLoad, tally: _OpenTally, readings: Sequence[_Reading]) -> tuple[LoadResult, ...]:
+    """One result per stage: requests by intended send time, the rest between the readings at its bounds."""
+    count = len(tally.marks_ns) + 1
+    at_marks = tally.scheduled_at_marks + [tally.scheduled] * (count - 1 - len(tally.scheduled_at_marks))
+    scheduled = [0, *at_marks, tally.scheduled]
+    parts = [_OpenTally(window_start_ns=0, window_end_ns=0) for _ in range(count)]
+    stage_of = tally.marks_ns
+    for intended, corrected, uncorrected in zip(
+        tally.ok_intended_ns, tally.corrected_us, tally.uncorrected_us, strict=True
+    ):
+        part = parts[bisect_right(stage_of, intended)]
+        part.corrected_us.append(corrected)
+        part.uncorrected_us.append(uncorrected)
+    for intended, kind, status in zip(
+        tally.failed_intended_ns, tally.failed_kinds, tally.failed_statuses, strict=True
+    ):
+        part = parts[bisect_right(stage_of, intended)]
+        part.failed_kinds.append(kind)
+        part.failed_statuses.append(status)
+    for intended in tally.dropped_intended_ns:
+        parts[bisect_right(stage_of, intended)].dropped_intended_ns.append(intended)
+    bounds = stage_bounds(load.profile)
+    masses = stage_masses(load.profile)
+    stages = []
+    for index, part in enumerate(parts):
+        first, last = readings[index], readings[index + 1]
+        part.answered_in_window = last.answered_in_window - first.answered_in_window
+        result = _result(
+            part,
+            first,
+            last,
+            last.connections_opened - first.connections_opened,
+            scheduled[index + 1] - scheduled[index],
+        )
+        stages.append(replace(result, intended_rate=masses[index] / (bounds[index + 1] - bounds[index])))
+    return tuple(stages)
 
 
 def run_open(
@@ -355,9 +520,10 @@ def run_open(
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 
     ``on_window`` is called with ``"start"`` and ``"end"`` as the measured
-    window opens and closes. ``begin_ns`` (``time.monotonic_ns()`` time, the
-    same in every process) is when the arrivals start, warm-up first; None
-    starts at once. Wall time is ``warmup_s + duration_s`` plus up to
+    window opens and closes and, with a profile, ``"mark"`` at each boundary
+    between stages (stage count - 1 times). ``begin_ns``
+    (``time.monotonic_ns()`` time, the same in every process) is when the
+    arrivals start, warm-up first; None starts at once. Wall time is ``warmup_s + duration_s`` plus up to
     ``timeout_s`` for requests in flight at the end. Raises UnsafeTargetError
     for a non-loopback host unless ``load.allow_remote``.
     """

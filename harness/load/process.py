@@ -10,7 +10,10 @@ child sends (``ChildMessage``) ``ready``, ``window`` start and end with the
 clock reading, then ``result`` with its LoadResult or ``error`` with a message.
 The parent calls ``on_window`` once when every child's window has opened and
 once when every one has closed, so server monitoring covers the measured
-window, and merges the results.
+window, and merges the results. With a load profile, children also send a
+``window`` event ``mark`` at each boundary between stages; the parent calls
+``on_window("mark")`` once every child has passed that boundary, and merges
+the results stage by stage.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ ChildMessage = (
     | tuple[Literal["result"], LoadResult]
     | tuple[Literal["error"], str]
 )
-"""What a child sends its parent; ``window`` carries the event and the clock reading (ns)."""
+"""What a child sends its parent; ``window`` carries the event (start, mark, end) and the clock (ns)."""
 
 READY_TIMEOUT_S = 60.0
 """How long a child may take to start, import the drivers and pin itself (s)."""
@@ -91,6 +94,7 @@ class _Child:
     conn: Connection
     ready: bool = False
     windows: dict[str, int] = field(default_factory=dict)
+    marks: list[int] = field(default_factory=list)
     result: LoadResult | None = None
 
     def label(self, count: int) -> str:
@@ -178,11 +182,13 @@ def drive_in_subprocess(
     with fewer connections than ``processes`` runs in fewer children. Returns
     the merged result (``processes`` set to the number of children,
     ``duration_s`` the wall time from the first window start to the last
-    window end) and the first child's pid. Raises DriverError when a child
-    fails or dies, UnsafeTargetError (before spawning) for a non-loopback
-    host, ValueError for ``processes`` < 1. Children are always joined:
-    killed if silent for 30 s past the load's end, and stopped at once if this
-    process is interrupted.
+    window end, and likewise for each stage between marks) and the first
+    child's pid. ``on_window`` gets ``"start"``, a ``"mark"`` per boundary
+    between stages, then ``"end"``, each once every child has passed it.
+    Raises DriverError when a child fails or dies, UnsafeTargetError (before
+    spawning) for a non-loopback host, ValueError for ``processes`` < 1.
+    Children are always joined: killed if silent for 30 s past the load's
+    end, and stopped at once if this process is interrupted.
     """
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
@@ -191,10 +197,17 @@ def drive_in_subprocess(
     silence_s = load.warmup_s + load.duration_s + load.timeout_s + 30.0
     children: list[_Child] = []
     announced: set[str] = set()
+    marks_announced = 0
 
     def on_message(child: _Child, kind: str, payload: Any) -> None:
+        nonlocal marks_announced
         if kind == "ready":
             child.ready = True
+        elif kind == "window" and payload[0] == "mark":
+            child.marks.append(payload[1])
+            if min(len(c.marks) for c in children) > marks_announced:
+                marks_announced += 1
+                on_window("mark")
         elif kind == "window":
             event, at_ns = payload
             child.windows[event] = at_ns
@@ -217,6 +230,19 @@ def drive_in_subprocess(
     pid = children[0].process.pid or 0
     if len(children) == 1:
         return results[0], pid
-    starts = [child.windows.get("start", 0) for child in children]
-    ends = [child.windows.get("end", 0) for child in children]
-    return merge_results(results, duration_s=(max(ends) - min(starts)) / 1e9), pid
+    if len({len(child.marks) for child in children}) > 1:
+        raise DriverError(
+            f"driver processes passed different numbers of stage marks: {[len(c.marks) for c in children]}"
+        )
+    # Each child's window start, stage marks and window end; the merged window and stages span them all.
+    bounds = [
+        [child.windows.get("start", 0), *child.marks, child.windows.get("end", 0)] for child in children
+    ]
+    spans_s = [
+        (max(b[index + 1] for b in bounds) - min(b[index] for b in bounds)) / 1e9
+        for index in range(len(bounds[0]) - 1)
+    ]
+    whole_s = (max(b[-1] for b in bounds) - min(b[0] for b in bounds)) / 1e9
+    return merge_results(
+        results, duration_s=whole_s, stage_durations_s=spans_s if results[0].stages else None
+    ), pid

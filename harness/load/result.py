@@ -1,4 +1,4 @@
-"""What a driver measured in its window, and how results of several driver processes merge."""
+"""What a driver measured in its window and its stages, and how results of several processes merge."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ class LoadResult:
     request was scheduled: the throughput; ``ok`` counts the requests scheduled
     in the window that succeeded, some answered after it closed, so an
     overloaded server draining its queue does not inflate throughput [None].
+
+    With a load profile (``harness.load.profile``), ``stages[i]`` is stage i's
+    own result, with the same fields over its own part of the window (stages
+    have no stages); requests count in a stage as they count in the window.
+    ``intended_rate`` is then the mean scheduled rate (∫r dt / duration, in
+    requests/s) and, in the closed model, ``connections_mean`` the
+    time-weighted mean of the connections the profile asked for [None];
+    ``connections_peak`` in the closed model is the most it asked for at once.
     """
 
     duration_s: float
@@ -50,6 +58,8 @@ class LoadResult:
     connections_peak: int = 0
     processes: int = 1
     answered_in_window: int | None = None
+    connections_mean: float | None = None
+    stages: tuple[LoadResult, ...] = ()
 
     @property
     def generator_cpu_percent(self) -> float:
@@ -78,18 +88,33 @@ class LoadResult:
         return sent / self.duration_s
 
 
-def merge_results(results: Sequence[LoadResult], duration_s: float) -> LoadResult:
+def merge_results(
+    results: Sequence[LoadResult],
+    duration_s: float,
+    stage_durations_s: Sequence[float] | None = None,
+) -> LoadResult:
     """One result for the load that several processes generated together over one window.
 
-    Counts, CPU time, rates and peaks are summed and histograms merged;
-    ``duration_s`` is the wall time of the common window (s). Raises ValueError
-    for no results or a mix of models.
+    Counts, CPU time, rates, mean connections and peaks are summed and
+    histograms merged; ``duration_s`` is the wall time of the common window
+    (s). Stages are merged pairwise, stage i over ``stage_durations_s[i]`` (s;
+    by default the longest of the processes' stage i). Raises ValueError for
+    no results, a mix of models, or results with different numbers of stages.
     """
     if not results:
         raise ValueError("no results to merge")
     models = {result.model for result in results}
     if len(models) > 1:
         raise ValueError(f"cannot merge results of different models: {sorted(models)}")
+    stage_counts = {len(result.stages) for result in results}
+    if len(stage_counts) > 1:
+        raise ValueError(f"cannot merge results with different numbers of stages: {sorted(stage_counts)}")
+    stage_results = list(zip(*(result.stages for result in results), strict=True))
+    if stage_durations_s is None:
+        stage_durations_s = [max(stage.duration_s for stage in stages) for stages in stage_results]
+    if len(stage_durations_s) != len(stage_results):
+        raise ValueError(f"{len(stage_durations_s)} stage durations for {len(stage_results)} stages")
+    means = [result.connections_mean for result in results]
     errors: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
     for result in results:
@@ -116,4 +141,9 @@ def merge_results(results: Sequence[LoadResult], duration_s: float) -> LoadResul
         answered_in_window=None
         if any(result.answered_in_window is None for result in results)
         else sum(result.answered_in_window or 0 for result in results),
+        connections_mean=None if None in means else sum(mean or 0.0 for mean in means),
+        stages=tuple(
+            merge_results(stages, duration)
+            for stages, duration in zip(stage_results, stage_durations_s, strict=True)
+        ),
     )
