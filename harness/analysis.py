@@ -30,7 +30,7 @@ from harness.model import Measurement, TargetRun
 
 LATENCY_FIELDS = ("min", "mean", "stdev", "p50", "p90", "p99", "p999", "max")
 ERROR_KINDS = ("status", "connect", "read", "timeout")
-SUMMARY_KEYS = ["target", "endpoint", "model", "level"]
+SUMMARY_KEYS = ["target", "endpoint", "model", "level", "stage"]
 
 LITTLES_LAW_LOW = 0.8
 LITTLES_LAW_HIGH = 1.2
@@ -47,6 +47,9 @@ COLUMNS = [
     "concurrency",
     "rate",
     "level",
+    "stage",
+    "stage_kind",
+    "stage_start_s",
     "repeat",
     "status",
     "failure_reason",
@@ -81,6 +84,8 @@ COLUMNS = [
     "littles_law_inconsistent",
     "sync_ceiling_rps",
     "sync_ceiling_exceeded",
+    "server_memory_slope_mb_per_min",
+    "timeseries",
 ]
 
 
@@ -215,6 +220,9 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "concurrency": m.concurrency,
         "rate": _nan(m.rate),
         "level": _nan(level),
+        "stage": -1 if m.stage is None else m.stage,
+        "stage_kind": m.stage_kind,
+        "stage_start_s": _nan(m.stage_start_s),
         "repeat": m.repeat,
         "status": m.status,
         "failure_reason": m.failure_reason,
@@ -241,6 +249,8 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "slo_breach": m.slo_breach,
         "histogram": m.histogram,
         "histogram_uncorrected": m.histogram_uncorrected,
+        "server_memory_slope_mb_per_min": _nan(m.server_memory_slope_mb_per_min),
+        "timeseries": m.timeseries,
     }
     for kind in ERROR_KINDS:
         row[f"errors_{kind}"] = getattr(m.errors, kind)

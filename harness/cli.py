@@ -29,6 +29,8 @@ from harness.launch.postgres import Postgres
 from harness.load import UnsafeTargetError, ensure_loopback
 from harness.load.locust import worker_command
 from harness.model import (
+    QUICK_FACTOR,
+    QUICK_MAX_WINDOW_S,
     Cell,
     ConfigError,
     Measurement,
@@ -153,12 +155,15 @@ def _select_targets(
 class _Display:
     """Progress display for a run: a bar over planned seconds and one line per cell."""
 
-    def __init__(self, progress: Progress, task: TaskID, cells: int, planned_s_per_cell: float) -> None:
+    def __init__(
+        self, progress: Progress, task: TaskID, cells: int, planned_s_per_cell: float, phases: int = 0
+    ) -> None:
         self.progress = progress
         self.task = task
         self.cells = cells
         self.cell_number = 0
         self.planned = planned_s_per_cell
+        self.phases = phases
 
     def target_starting(self, target: str, repeat: int) -> None:
         self.progress.update(self.task, description=f"{target} (repeat {repeat + 1}): starting")
@@ -175,17 +180,18 @@ class _Display:
         )
 
     def cell_done(self, cell: Cell, m: Measurement) -> None:
-        self.cell_number += 1
-        self.progress.advance(self.task, self.planned)
+        # A staged cell reports once per phase; it is done with its last.
+        if m.stage is None or m.stage + 1 >= self.phases:
+            self.cell_number += 1
+            self.progress.advance(self.task, self.planned)
+        level = cell.level if m.stage is None else f"{m.stage}: {m.stage_kind}"
         if m.status == "failed":
-            self.progress.console.print(
-                f"  {cell.target:<18} {cell.endpoint:<22} {cell.level:<9} [red]failed[/]"
-            )
+            self.progress.console.print(f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [red]failed[/]")
             return
         p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
         errors = m.errors.total
         self.progress.console.print(
-            f"  {cell.target:<18} {cell.endpoint:<22} {cell.level:<9} "
+            f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} "
             f"{m.rps:10.1f} req/s  p99 {p99}  errors {errors}"
             + (f"  dropped {m.dropped}" if m.dropped else "")
             + ("  [yellow]generator-bound[/]" if m.generator_bound else "")
@@ -200,8 +206,10 @@ class _Display:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(Path(args.scenario))
-    if args.quick:
-        scenario, note = scenario.quick()
+    if args.quick is not None:
+        if not 0 < args.quick <= 1:
+            raise ConfigError(f"--quick: the factor must be > 0 and <= 1, got {args.quick:g}")
+        scenario, note = scenario.quick(args.quick)
         console.print(note)
     if args.time_scale is not None:
         if not 0 < args.time_scale <= 100:
@@ -258,6 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         locust_workers=args.locust_workers or 0,
         locust_bind_host=args.locust_bind_host,
         locust_port=args.locust_port,
+        verify=not args.no_verify,
     )
     blocks = blocks_for(spec)
     total_s = planned_seconds(scenario, blocks)
@@ -266,6 +275,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for block in blocks:
             for cell in block.cells:
                 out.print(cell.cell_id)
+        unit = "connections" if scenario.model == "closed" else "requests/s"
+        for phase in scenario.phases():
+            out.print(
+                f"  phase {phase.index} (stage {phase.stage}, {phase.kind}): "
+                f"{phase.start_s:g}-{phase.start_s + phase.duration_s:g} s, "
+                f"{phase.start_level:g} -> {phase.end_level:g} {unit}"
+            )
         searches = (
             f"; each saturation search takes up to {scenario.saturation.max_steps()} steps"
             if scenario.model == "saturation"
@@ -290,7 +306,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     with progress:
         task = progress.add_task("starting", total=total_s)
-        outcome = execute(spec, _Display(progress, task, cells, scenario.warmup_s + scenario.duration_s))
+        display = _Display(
+            progress, task, cells, scenario.warmup_s + scenario.duration_s, len(scenario.phases())
+        )
+        outcome = execute(spec, display)
     console.print(f"results: {outcome.run_dir}")
     if not args.no_report:
         out.print(f"report: {_render(outcome.run_dir, Path(args.reports))}")
@@ -543,7 +562,11 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             broken.append(str(exc))
             continue
-        table.add_row(scenario.name, scenario.model, scenario.description)
+        table.add_row(
+            scenario.name,
+            scenario.model + (f", {len(scenario.stages)} stages" if scenario.stages else ""),
+            scenario.description,
+        )
     out.print(table)
     for problem in broken:
         console.print(f"[red]invalid[/]: {escape(problem)}")
@@ -609,7 +632,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="multiply every ms= wait in the scenario's endpoints by F (0.1: a tenth of the delays)",
     )
     run.add_argument(
-        "--quick", action="store_true", help="smoke run: every duration x 0.2, one repeat (the plan says so)"
+        "--quick",
+        nargs="?",
+        type=float,
+        const=QUICK_FACTOR,
+        metavar="F",
+        help=f"smoke run: every duration x F (default {QUICK_FACTOR:g}, at most {QUICK_MAX_WINDOW_S:g} s "
+        "of window per cell), one repeat (the plan says so)",
+    )
+    run.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the contract check of each stack before its load (for repeated smoke runs; "
+        "the report then says the stacks were not verified)",
     )
     run.set_defaults(func=cmd_run)
 

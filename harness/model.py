@@ -2,7 +2,8 @@
 
 Every record is a frozen pydantic model with an explicit JSON round trip
 (``model_dump(mode="json")`` / ``model_validate``). This module imports no other
-layer of the harness.
+layer of the harness but :mod:`harness.stages` (scenario stages, themselves
+free of imports).
 
 Results format changelog (``SCHEMA_VERSION``):
 
@@ -44,6 +45,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
+
+from harness.stages import Phase, Stage, phases
 
 SCHEMA_VERSION = 2
 
@@ -90,6 +93,12 @@ MAX_DURATION_S = 86_400.0
 MAX_REPEATS = 100
 MAX_RATE = 1_000_000.0
 QUICK_FACTOR = 0.2
+QUICK_MAX_WINDOW_S = 10.0
+"""``--quick`` keeps at most this much measured window per cell (s): a 10-minute soak becomes 10 s."""
+QUICK_MIN_WINDOW_S = 0.5
+"""``--quick`` keeps at least this much measured window per cell (s)."""
+QUICK_MIN_WARMUP_S = 0.1
+"""``--quick`` keeps at least this much warm-up (s), unless the scenario has none."""
 
 
 class _Frozen(BaseModel):
@@ -282,6 +291,11 @@ class Scenario(_Frozen):
     load generator (``wrk`` and ``locust``: closed model only);
     ``generator_processes`` is how many driver processes (one event loop each,
     or Locust processes) share the load.
+
+    ``stages`` (:mod:`harness.stages`) replace the levels with one continuous
+    load that changes over time (constant, ramp, step, spike, soak), closed or
+    open model, native driver; ``duration_s`` is then their total (filled in
+    when omitted).
     """
 
     name: Annotated[str, AfterValidator(_is_folder_name)]
@@ -307,9 +321,71 @@ class Scenario(_Frozen):
     cpus: dict[str, Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]] = Field(default_factory=dict)
     memory_mb: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
     seed: int | None = None
+    stages: tuple[Stage, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _duration_from_stages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "duration_s" not in data and isinstance(data.get("stages"), list):
+            durations = [s.get("duration_s") for s in data["stages"] if isinstance(s, dict)]
+            if durations and all(isinstance(d, int | float) and d > 0 for d in durations):
+                data = {**data, "duration_s": round(sum(float(d or 0) for d in durations), 6)}
+        return data
+
+    @model_validator(mode="after")
+    def _stages_match_the_model(self) -> Scenario:
+        if not self.stages:
+            return self
+        if self.model == "saturation" or self.concurrency or self.rates:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: stages set the load over time: no concurrency or rates list, "
+                "and model 'closed' or 'open' (got '{model}')",
+                {"key": "stages", "model": self.model},
+            )
+        if self.driver != "native":
+            raise PydanticCustomError(
+                "levels", "{key}: stages run on the native driver only", {"key": "driver"}
+            )
+        unit = "rate" if self.model == "open" else "concurrency"
+        for index, stage in enumerate(self.stages):
+            if getattr(stage, unit) is None:
+                raise PydanticCustomError(
+                    "levels",
+                    "{key}: required in every stage when model = '{model}'",
+                    {"key": f"stages[{index}].{unit}", "model": self.model},
+                )
+        total = sum(stage.duration_s for stage in self.stages)
+        if abs(total - self.duration_s) > 1e-3:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: must equal the stages' total of {total} s, or be left out",
+                {"key": "duration_s", "total": f"{total:g}"},
+            )
+        first = self.stages[0]
+        if first.kind == "spike" and first.start is None:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: a spike needs a base level: give start, or put a stage before it",
+                {"key": "stages[0].start"},
+            )
+        measured = phases(self.stages)
+        if any(max(p.start_level, p.end_level) < (1 if self.model == "closed" else 1e-9) for p in measured):
+            raise PydanticCustomError(
+                "levels",
+                "{key}: a phase with no load at all (level 0 from start to end): give it a level",
+                {"key": "stages"},
+            )
+        return self
+
+    def phases(self) -> list[Phase]:
+        """The measured phases of a staged scenario (empty without stages)."""
+        return phases(self.stages) if self.stages else []
 
     @model_validator(mode="after")
     def _levels_match_the_model(self) -> Scenario:
+        if self.stages:
+            return self
         if self.model == "closed" and not self.concurrency:
             raise PydanticCustomError(
                 "levels",
@@ -341,15 +417,27 @@ class Scenario(_Frozen):
     def quick(self, factor: float = QUICK_FACTOR) -> tuple[Scenario, str]:
         """A smoke-run version: durations x ``factor`` (with floors), one repeat; and a sentence saying so.
 
-        Warm-up is scaled with a floor of 0.2 s (unless it was 0), the measured
-        window with a floor of 1 s, and a saturation search keeps its rates.
+        Warm-up is scaled with a floor of :data:`QUICK_MIN_WARMUP_S` (unless it
+        was 0), the measured window with a floor of :data:`QUICK_MIN_WINDOW_S` and
+        a cap of :data:`QUICK_MAX_WINDOW_S`
+        (stages all by the window's factor), and a saturation search keeps its rates.
         """
-        warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), 0.2)
-        duration = max(round(self.duration_s * factor, 2), 1.0)
-        quick = self.model_copy(update={"warmup_s": warmup, "duration_s": duration, "repeats": 1})
+        warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), QUICK_MIN_WARMUP_S)
+        duration = max(round(self.duration_s * factor, 2), QUICK_MIN_WINDOW_S)
+        capped = duration > QUICK_MAX_WINDOW_S
+        duration = min(duration, QUICK_MAX_WINDOW_S)
+        scale = duration / self.duration_s
+        stages = tuple(stage.scaled(scale) for stage in self.stages)
+        if stages:
+            duration = sum(stage.duration_s for stage in stages)
+        quick = self.model_copy(
+            update={"warmup_s": warmup, "duration_s": duration, "repeats": 1, "stages": stages}
+        )
+        cap = f", at most {QUICK_MAX_WINDOW_S:g} s: x {scale:.3g}" if capped else ""
         note = (
-            f"--quick: durations x {factor:g} (warm-up {self.warmup_s:g} -> {warmup:g} s, "
-            f"window {self.duration_s:g} -> {duration:g} s), repeats {self.repeats} -> 1; "
+            f"--quick: durations x {factor:g}{cap} (warm-up {self.warmup_s:g} -> {warmup:g} s, "
+            f"window {self.duration_s:g} -> {duration:g} s"
+            f"{', every stage alike' if stages else ''}), repeats {self.repeats} -> 1; "
             "figures for smoke-testing, not conclusions"
         )
         return quick, note
@@ -376,6 +464,8 @@ class Scenario(_Frozen):
 
     def max_level_connections(self) -> int:
         """The most connections one cell can open (for the file-descriptor check)."""
+        if self.model == "closed" and self.stages:
+            return int(max(max(p.start_level, p.end_level) for p in self.phases()))
         if self.model == "closed":
             return max(self.concurrency)
         return self.max_connections
@@ -386,7 +476,8 @@ class Cell(_Frozen):
 
     Closed model: ``concurrency`` connections. Open model: ``rate`` requests/s.
     A saturation search is planned as one cell with neither; the runner stores
-    one measurement per rate it tries.
+    one measurement per rate it tries. A staged scenario (``staged``) is one
+    cell too, stored as one measurement per phase (:func:`harness.stages.phases`).
     """
 
     target: str
@@ -395,10 +486,13 @@ class Cell(_Frozen):
     concurrency: int | None = None
     rate: float | None = None
     repeat: int
+    staged: bool = False
 
     @property
     def level(self) -> str:
-        """The load level as a short label: ``c32``, ``rate200``, ``sat``."""
+        """The load level as a short label: ``c32``, ``rate200``, ``sat``, ``stages``."""
+        if self.staged:
+            return "stages"
         if self.model == "closed":
             return f"c{self.concurrency}"
         if self.rate is not None:
@@ -480,6 +574,17 @@ class Measurement(_Frozen):
     peak in the window (memory includes page cache, so it exceeds RSS),
     ``server_oom_kills`` counts processes killed for exceeding the memory
     limit, and ``server_throttled_s`` the seconds it waited on its CPU quota.
+
+    Over time: ``timeseries`` is the path (relative to the run directory) of the
+    cell's server samples (:mod:`harness.timeseries`); ``server_memory_slope_mb_per_min``
+    is the memory trend over the window in MiB per minute (PSS, else RSS; Theil-Sen)
+    with its 95% interval ``server_memory_slope_ci``, None for windows too short.
+
+    Stages: a staged scenario stores one measurement per stage, each with its
+    index ``stage``, ``stage_kind`` (constant, ramp, step, spike, soak), its start
+    ``stage_start_s`` in seconds after the window opened and ``stage_levels``, the
+    level at its start and end (requests/s, or connections in the closed model);
+    ``rate`` / ``concurrency`` then hold the stage's mean level.
     """
 
     cell_id: str
@@ -524,6 +629,13 @@ class Measurement(_Frozen):
     server_cgroup_memory_mb_peak: float | None = None
     server_oom_kills: int | None = None
     server_throttled_s: float | None = None
+    timeseries: str | None = None
+    server_memory_slope_mb_per_min: float | None = None
+    server_memory_slope_ci: tuple[float, float] | None = None
+    stage: int | None = None
+    stage_kind: str | None = None
+    stage_start_s: float | None = None
+    stage_levels: tuple[float, float] | None = None
 
 
 class Placement(_Frozen):
@@ -736,12 +848,19 @@ def _explain(path: Path, exc: ValidationError, model: type[BaseModel]) -> Config
     ``scenarios/x.toml: concurrency[1]: must be >= 1, got -5``."""
     return ConfigError(
         "\n".join(
-            f"{path}: {error['ctx']['key'] if error['type'] == 'levels' else _key_path(error['loc'])}: "
-            f"{_expected(error, model.model_fields)}"
+            f"{path}: {_error_key(error)}: {_expected(error, model.model_fields)}"
             for error in exc.errors()
             if not _after_item_errors(error)
         )
     )
+
+
+def _error_key(error: ErrorDetails) -> str:
+    """The key a problem is about; a rule across keys names it, relative to where it was checked."""
+    if error["type"] != "levels":
+        return _key_path(error["loc"])
+    key = str(error.get("ctx", {})["key"])
+    return f"{_key_path(error['loc'])}.{key}" if error["loc"] else key
 
 
 def load_target(directory: Path) -> TargetConfig:

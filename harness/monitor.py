@@ -9,6 +9,11 @@ that forked workers share with their master.
 
 :class:`CgroupMonitor` reads the same window from a control group's counters
 (:mod:`harness.launch.cgroup`): CPU time, memory peak, OOM kills and throttling.
+
+Both keep every sample they take (:attr:`TreeMonitor.samples`,
+:attr:`CgroupMonitor.samples`), timed from :meth:`begin`, for memory over time
+(a soak's leak shows as a slope), and both can split their window at a
+:meth:`mark` (one window per stage of a staged scenario) without a gap.
 """
 
 from __future__ import annotations
@@ -85,9 +90,24 @@ class WindowStats:
         return 100.0 * self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class TimedSample:
+    """A process tree at ``t_s`` seconds after the monitor's :meth:`TreeMonitor.begin`.
+
+    ``cpu_s`` is the tree's CPU seconds (user + system) used since ``begin``;
+    memory in bytes, ``pss_bytes`` None when unreadable.
+    """
+
+    t_s: float
+    cpu_s: float
+    rss_bytes: int
+    pss_bytes: int | None
+
+
 class TreeMonitor:
     """Samples one process tree every ``interval_s`` seconds between :meth:`begin` and :meth:`end`.
 
+    :meth:`mark` closes the current window and opens the next at once (stages).
     ``clock`` returns seconds (monotonic) and is injectable for tests.
     """
 
@@ -111,8 +131,19 @@ class TreeMonitor:
         self._rss_peak = 0
         self._pss_peak: int | None = 0
         self._started_at = 0.0
+        self._window_at = 0.0
+        self._cpu_done = 0.0
+        self._sampling = False
+        self._samples: list[TimedSample] = []
+
+    @property
+    def samples(self) -> list[TimedSample]:
+        """Every sample since :meth:`begin`, in time order (a copy)."""
+        with self._lock:
+            return list(self._samples)
 
     def _absorb(self, sample: TreeSample) -> None:
+        now = self.clock()
         with self._lock:
             self._last_cpu.update(sample.cpu_s_by_pid)
             self._rss_peak = max(self._rss_peak, sample.rss_bytes)
@@ -120,6 +151,16 @@ class TreeMonitor:
                 self._pss_peak = None
             else:
                 self._pss_peak = max(self._pss_peak, sample.pss_bytes)
+            if self._sampling:
+                used = sum(v - self._start_cpu.get(pid, 0.0) for pid, v in self._last_cpu.items())
+                self._samples.append(
+                    TimedSample(
+                        now - self._started_at,
+                        self._cpu_done + max(used, 0.0),
+                        sample.rss_bytes,
+                        sample.pss_bytes,
+                    )
+                )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -130,33 +171,58 @@ class TreeMonitor:
         first = sample_tree(self.root_pid, with_memory=self.with_memory)
         with self._lock:
             self._start_cpu = dict(first.cpu_s_by_pid)
+            self._cpu_done = 0.0
             self._last_cpu = dict(first.cpu_s_by_pid)
             self._rss_peak = 0
             self._pss_peak = 0
+            self._samples = []
+            self._started_at = self._window_at = self.clock()
+            self._sampling = True
         self._absorb(first)
-        self._started_at = self.clock()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="gwbench-monitor", daemon=True)
         self._thread.start()
 
-    def end(self) -> WindowStats:
-        """Close the window: take a last sample, stop the thread, return the window's figures."""
-        last = sample_tree(self.root_pid, with_memory=self.with_memory)
-        wall = self.clock() - self._started_at
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    def _close_window(self, last: TreeSample, now: float) -> WindowStats:
         self._absorb(last)
         with self._lock:
             cpu = sum(v - self._start_cpu.get(pid, 0.0) for pid, v in self._last_cpu.items())
-            return WindowStats(
-                wall_s=wall,
+            stats = WindowStats(
+                wall_s=now - self._window_at,
                 cpu_s=max(cpu, 0.0),
                 rss_peak_bytes=self._rss_peak,
                 pss_peak_bytes=self._pss_peak,
                 processes=len(last.cpu_s_by_pid),
                 vanished=tuple(sorted(set(self._last_cpu) - set(last.cpu_s_by_pid))),
             )
+            self._window_at = now
+        return stats
+
+    def mark(self) -> WindowStats:
+        """Close the current window and open the next at the same sample; sampling goes on.
+
+        Returns the closed window's figures, as :meth:`end` does. Peaks restart
+        from the mark's sample; processes that vanished stay counted in the
+        window they vanished in.
+        """
+        last = sample_tree(self.root_pid, with_memory=self.with_memory)
+        stats = self._close_window(last, self.clock())
+        with self._lock:
+            self._cpu_done += stats.cpu_s
+            self._start_cpu = dict(last.cpu_s_by_pid)
+            self._last_cpu = dict(last.cpu_s_by_pid)
+            self._rss_peak = last.rss_bytes
+            self._pss_peak = last.pss_bytes
+        return stats
+
+    def end(self) -> WindowStats:
+        """Close the window: take a last sample, stop the thread, return the window's figures."""
+        last = sample_tree(self.root_pid, with_memory=self.with_memory)
+        now = self.clock()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self._close_window(last, now)
 
 
 @dataclass(frozen=True)
@@ -212,12 +278,22 @@ class CgroupMonitor:
         self._start = CgroupUsage(None, None, None, None, None, None)
         self._sampled_peak: int | None = None
         self._started_at = 0.0
+        self._window_at = 0.0
+        self._samples: list[tuple[float, int]] = []
+
+    @property
+    def samples(self) -> list[tuple[float, int]]:
+        """Every memory reading since :meth:`begin`: (seconds after begin, bytes charged), in order."""
+        with self._lock:
+            return list(self._samples)
 
     def _sample(self) -> None:
         current = self.cgroup.memory_bytes()
+        now = self.clock()
         if current is not None:
             with self._lock:
                 self._sampled_peak = max(self._sampled_peak or 0, current)
+                self._samples.append((now - self._started_at, current))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -229,24 +305,47 @@ class CgroupMonitor:
         self._start = self.cgroup.usage()
         with self._lock:
             self._sampled_peak = None
+            self._samples = []
+            self._started_at = self._window_at = self.clock()
         self._sample()
-        self._started_at = self.clock()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="gwbench-cgroup-monitor", daemon=True)
         self._thread.start()
+
+    def mark(self) -> CgroupWindowStats:
+        """Close the current window and open the next at once (stages); sampling goes on.
+
+        The kernel's peak is read and reset back to back, so at most the
+        microseconds between the two are not covered by it.
+        """
+        self._sample()
+        last = self.cgroup.usage()
+        now = self.clock()
+        exact = self._peak.read()
+        self._peak.open()
+        stats = self._window(last, now, exact)
+        with self._lock:
+            self._sampled_peak = self._samples[-1][1] if self._samples else None
+        self._start = last
+        self._window_at = now
+        return stats
 
     def end(self) -> CgroupWindowStats:
         """Close the window and return its figures."""
         self._sample()
         last = self.cgroup.usage()
-        wall = self.clock() - self._started_at
+        now = self.clock()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         exact = self._peak.read()
         self._peak.close()
+        return self._window(last, now, exact)
+
+    def _window(self, last: CgroupUsage, now: float, exact: int | None) -> CgroupWindowStats:
         with self._lock:
             sampled = self._sampled_peak
+        wall = now - self._window_at
         peaks = [p for p in (exact, sampled) if p is not None]
         oom = _delta(last.oom_kills, self._start.oom_kills)
         periods = _delta(last.throttled_periods, self._start.throttled_periods)

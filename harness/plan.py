@@ -51,6 +51,8 @@ def plan(scenario: Scenario, targets: Sequence[str], seed: int) -> list[Block]:
 
 
 def _levels(scenario: Scenario, target: str, endpoint: str, repeat: int) -> list[Cell]:
+    if scenario.stages:
+        return [Cell(target=target, endpoint=endpoint, model=scenario.model, staged=True, repeat=repeat)]
     if scenario.model == "closed":
         return [
             Cell(target=target, endpoint=endpoint, model="closed", concurrency=level, repeat=repeat)

@@ -6,6 +6,7 @@ Layout of ``results/<run_id>/``::
     measurements.jsonl   one Measurement per line, in the order measured
     histograms/<cell_id>.hdr   the cell's HdrHistogram, base64 "HISTFAAA..." encoding,
                          values in microseconds
+    timeseries/<cell_id>.csv   the server's samples over the window (harness.timeseries)
     logs/<target>.log    the target's stdout and stderr
 
 Every file is written to a temporary name in the same folder and renamed over
@@ -75,6 +76,12 @@ class RunWriter:
         """Store an encoded histogram; return its path relative to the run directory."""
         relative = f"histograms/{cell_id}.hdr"
         write_atomic(self.directory / relative, encoded + "\n")
+        return relative
+
+    def write_timeseries(self, cell_id: str, text: str) -> str:
+        """Store a cell's time series (CSV text); return its path relative to the run directory."""
+        relative = f"timeseries/{cell_id}.csv"
+        write_atomic(self.directory / relative, text)
         return relative
 
     def add_measurement(self, measurement: Measurement) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from docker.errors import DockerException
@@ -42,6 +42,7 @@ from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subproces
 from harness.load.histogram import latency_summary
 from harness.load.locust import LocustError, LocustLoad, run_locust
 from harness.load.open import OpenLoad
+from harness.load.profile import Segment
 from harness.load.requests import HttpRequest
 from harness.load.wrk import WrkError, run_wrk
 from harness.model import (
@@ -60,9 +61,12 @@ from harness.model import (
 from harness.monitor import MIB, CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.plan import Block, plan
 from harness.results import RunWriter
+from harness.stages import Phase
+from harness.timeseries import Row, Slope, memory_slope, rows_from, to_csv
 from harness.verify import VerificationReport, verify
 
 UPSTREAM = "upstream"
+_T = TypeVar("_T")
 GENERATOR_BOUND_CPU_PERCENT = 80.0  # per generator process (one CPU each)
 GENERATOR_BEHIND_RATIO = 0.95  # open model: sent less than this share of the intended rate
 UPSTREAM_BOUND_CPU_PERCENT = 80.0  # of one core: the upstream is one process
@@ -133,6 +137,8 @@ class RunSpec:
     driver, ``locustfile`` replaces the generated one, and ``locust_workers`` > 0
     makes this run a Locust master that waits for that many workers on
     ``locust_bind_host:locust_port`` (started with ``gwbench locust-worker``).
+    ``verify`` False skips the contract check of each stack (the manifest then
+    records them as not verified).
     """
 
     scenario: Scenario
@@ -151,6 +157,7 @@ class RunSpec:
     locust_workers: int = 0
     locust_bind_host: str = "127.0.0.1"
     locust_port: int = 5557
+    verify: bool = True
 
 
 MIN_FREE_BYTES = 50 * 2**20
@@ -219,6 +226,46 @@ def _identity(cell: Cell) -> dict[str, Any]:
         "rate": cell.rate,
         "repeat": cell.repeat,
     }
+
+
+def _phase_identity(cell: Cell, phase: Phase) -> dict[str, Any]:
+    """A staged cell's fields for one of its phases: its own id, the phase's mean level."""
+    prefix, repeat = cell.cell_id.rsplit("__", 1)
+    closed = cell.model == "closed"
+    return {
+        **_identity(cell),
+        "cell_id": f"{prefix}-p{phase.index}__{repeat}",
+        "concurrency": round(phase.mean_level) if closed else None,
+        "rate": None if closed else round(phase.mean_level, 3),
+        "stage": phase.index,
+        "stage_kind": phase.kind,
+        "stage_start_s": phase.start_s,
+        "stage_levels": (phase.start_level, phase.end_level),
+    }
+
+
+def profile_for(phases: Sequence[Phase], *, closed: bool) -> tuple[Segment, ...]:
+    """The driver's load profile for a staged cell: one linear segment per phase.
+
+    Closed model: levels rounded to whole connections.
+    """
+    return tuple(
+        Segment(
+            duration_s=p.duration_s,
+            start=float(round(p.start_level)) if closed else p.start_level,
+            end=float(round(p.end_level)) if closed else p.end_level,
+            stage=p.index,
+        )
+        for p in phases
+    )
+
+
+def slope_of(rows: Sequence[Row], begin_s: float = 0.0, end_s: float = float("inf")) -> Slope | None:
+    """The memory trend of the rows in [begin_s, end_s] (PSS where every row has it, else RSS)."""
+    picked = [r for r in rows if begin_s <= r.t_s <= end_s]
+    pss = all(r.server_pss_mb is not None for r in picked)
+    values = [float((r.server_pss_mb if pss else r.server_rss_mb) or 0.0) for r in picked]
+    return memory_slope([r.t_s for r in picked], values)
 
 
 def _failed(cell: Cell, scenario: Scenario, reason: str) -> Measurement:
@@ -296,12 +343,16 @@ def build_measurement(
     slo: Slo | None = None,
     db_queries: int | None = None,
     group: CgroupWindowStats | None = None,
+    phase: Phase | None = None,
+    timeseries_path: str | None = None,
+    slope: Slope | None = None,
 ) -> Measurement:
     """Combine what the driver and the monitors saw into one stored record.
 
     ``max_connections`` is the open model's connection cap (for the
     generator-bound rule); ``slo``, when given, is judged on this cell
-    (saturation cells).
+    (saturation cells). ``phase``: the record is one phase of a staged cell.
+    ``timeseries_path`` and ``slope``: the server's samples and memory trend.
     """
     upstream_cpu = None if upstream is None else round(upstream.cpu_percent, 2)
     latency = latency_summary(load.histogram)
@@ -316,7 +367,7 @@ def build_measurement(
             intended_rate=scheduled_rate(load) or 0.0,
         )
     return Measurement(
-        **_identity(cell),
+        **(_identity(cell) if phase is None else _phase_identity(cell, phase)),
         started_at=started_at,
         warmup_s=warmup_s,
         duration_s=round(load.duration_s, 4),
@@ -360,6 +411,9 @@ def build_measurement(
         server_throttled_s=None
         if group is None or group.throttled_s is None
         else round(group.throttled_s, 3),
+        timeseries=timeseries_path,
+        server_memory_slope_mb_per_min=None if slope is None else slope.mb_per_min,
+        server_memory_slope_ci=None if slope is None else (slope.low, slope.high),
     )
 
 
@@ -607,7 +661,7 @@ class _Run:
 
     def verify_once(self, name: str, running: RunningTarget) -> VerificationReport | None:
         """Check the contract on the first launch of a stack; None for a user's app without it."""
-        if not self.spec.targets[name].verify_contract:
+        if not self.spec.verify or not self.spec.targets[name].verify_contract:
             return None
         report = self.verified.get(name)
         if report is None:
@@ -700,8 +754,7 @@ class _Run:
         if cell.model == "saturation":
             self.search(cell, running)
             return
-        measurement = self.measure(cell, running)
-        if measurement is not None:
+        for measurement in self.measure(cell, running) or []:
             self.store(cell, measurement)
 
     def search(self, cell: Cell, running: RunningTarget) -> None:
@@ -725,11 +778,11 @@ class _Run:
                 self.drain(running, previous)
             previous = step_cell
             self.events.cell_starting(step_cell)
-            measurement = self.measure(step_cell, running)
-            if measurement is None:
+            measured = self.measure(step_cell, running)
+            if not measured:
                 return None
-            self.store(step_cell, measurement)
-            return bool(measurement.slo_held)
+            self.store(step_cell, measured[0])
+            return bool(measured[0].slo_held)
 
         while rate <= saturation.max_rate:
             result = step(rate)
@@ -760,27 +813,33 @@ class _Run:
         requests = self.requests_for(cell)
         # The same schedule and mix draws for every stack at this cell: a fair comparison.
         seed = zlib.crc32(f"{self.spec.seed}/{cell.endpoint}/{cell.level}/{cell.repeat}".encode())
+        profile = profile_for(scenario.phases(), closed=cell.model == "closed") if cell.staged else ()
+        peak = max((max(seg.start, seg.end) for seg in profile), default=0.0)
         if cell.model == "closed":
-            assert cell.concurrency is not None
+            concurrency = max(1, round(peak)) if profile else cell.concurrency
+            assert concurrency is not None
             return ClosedLoad(
                 host=running.host,
                 port=running.port,
                 path=requests[0].path if len(requests) == 1 else cell.endpoint,
                 requests=requests,
                 seed=seed,
-                concurrency=cell.concurrency,
+                concurrency=concurrency,
+                profile=profile,
                 warmup_s=scenario.warmup_s,
                 duration_s=scenario.duration_s,
                 timeout_s=scenario.timeout_s,
                 allow_remote=self.spec.allow_remote,
             )
-        assert cell.rate is not None
+        rate = peak if profile else cell.rate
+        assert rate is not None
         return OpenLoad(
             host=running.host,
             port=running.port,
             path=requests[0].path if len(requests) == 1 else cell.endpoint,
             requests=requests,
-            rate=cell.rate,
+            rate=rate,
+            profile=profile,
             warmup_s=scenario.warmup_s,
             duration_s=scenario.duration_s,
             arrival=scenario.arrival,
@@ -803,16 +862,21 @@ class _Run:
             for spec in self.spec.scenario.requests_for(cell.endpoint)
         )
 
-    def measure(self, cell: Cell, running: RunningTarget) -> Measurement | None:
-        """Drive and monitor one cell; None when it failed (then it is already stored as failed)."""
+    def measure(self, cell: Cell, running: RunningTarget) -> list[Measurement] | None:
+        """Drive and monitor one cell; None when it failed (then it is already stored as failed).
+
+        One measurement, or one per phase for a staged cell. The server's
+        samples over the window are written to ``timeseries/<cell_id>.csv``.
+        """
         scenario = self.spec.scenario
         load = self.load_for(cell, running)
+        phases = scenario.phases() if cell.staged else []
         monitors = {}
         if running.pid:
             monitors["server"] = TreeMonitor(running.pid)
         if self.upstream is not None:
             monitors["upstream"] = TreeMonitor(self.upstream.pid, with_memory=False)
-        stats: dict[str, WindowStats] = {}
+        stats: dict[str, list[WindowStats]] = {key: [] for key in monitors}
         windows: list[str] = []
         db_queries: list[int] = []
         postgres = self.postgres
@@ -826,18 +890,18 @@ class _Run:
                 if event == "start":
                     monitor.begin()
                 else:
-                    stats[key] = monitor.end()
+                    stats[key].append(monitor.mark() if event == "mark" else monitor.end())
             if group_monitor is not None:
                 if event == "start":
                     group_monitor.begin()
                 else:
-                    group_stats.append(group_monitor.end())
+                    group_stats.append(group_monitor.mark() if event == "mark" else group_monitor.end())
             if postgres is not None:
                 with contextlib.suppress(psycopg.Error):  # a dead database is reported after the cell
-                    if event == "start":
-                        postgres.reset_statistics()
-                    else:
+                    if event != "start":
                         db_queries.append(postgres.calls())
+                    if event != "end":
+                        postgres.reset_statistics()
 
         if cell.model != "saturation":
             self.events.cell_starting(cell)
@@ -862,34 +926,56 @@ class _Run:
         finally:
             self.check_upstream(cell)
             self.check_database(cell)
-        if windows != ["start", "end"]:
+        marks = max(len(phases) - 1, 0)
+        if windows != ["start", *["mark"] * marks, "end"]:
             self.fail_cell(cell, "driver finished without reporting its measured window")
             return None
-        crash = self.crash(running, stats.get("server"))
+        server_windows = stats.get("server", [])
+        crash = self.crash(running, tuple(pid for w in server_windows for pid in w.vanished))
         if crash:
             self.fail_cell(cell, crash)
             return None
-        histogram_path = self.writer.write_histogram(cell.cell_id, result.histogram)
-        uncorrected_path = None
-        if result.histogram_uncorrected is not None:
-            uncorrected_path = self.writer.write_histogram(
-                f"{cell.cell_id}.uncorrected", result.histogram_uncorrected
+        if phases and len(result.stages) != len(phases):
+            self.fail_cell(cell, f"driver reported {len(result.stages)} stages, expected {len(phases)}")
+            return None
+        timeseries_path, rows = None, []
+        if "server" in monitors:
+            rows = rows_from(
+                monitors["server"].samples, () if group_monitor is None else group_monitor.samples
             )
-        return build_measurement(
-            cell,
-            started_at=started_at,
-            warmup_s=scenario.warmup_s,
-            load=result,
-            server=stats.get("server"),
-            upstream=stats.get("upstream"),
-            histogram_path=histogram_path,
-            histogram_uncorrected_path=uncorrected_path,
-            driver=scenario.driver,
-            max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
-            slo=scenario.slo if cell.model == "saturation" else None,
-            db_queries=db_queries[0] if db_queries else None,
-            group=group_stats[0] if group_stats else None,
-        )
+            timeseries_path = self.writer.write_timeseries(cell.cell_id, to_csv(rows))
+        parts = [(None, result)] if not phases else list(zip(phases, result.stages, strict=True))
+        measurements = []
+        for index, (phase, part) in enumerate(parts):
+            cell_id = cell.cell_id if phase is None else _phase_identity(cell, phase)["cell_id"]
+            histogram_path = self.writer.write_histogram(cell_id, part.histogram)
+            uncorrected_path = None
+            if part.histogram_uncorrected is not None:
+                uncorrected_path = self.writer.write_histogram(
+                    f"{cell_id}.uncorrected", part.histogram_uncorrected
+                )
+            span = (0.0, float("inf")) if phase is None else (phase.start_s, phase.start_s + phase.duration_s)
+            measurements.append(
+                build_measurement(
+                    cell,
+                    started_at=started_at,
+                    warmup_s=scenario.warmup_s,
+                    load=part,
+                    server=server_windows[index] if index < len(server_windows) else None,
+                    upstream=_nth(stats.get("upstream", []), index),
+                    histogram_path=histogram_path,
+                    histogram_uncorrected_path=uncorrected_path,
+                    driver=scenario.driver,
+                    max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
+                    slo=scenario.slo if cell.model == "saturation" else None,
+                    db_queries=_nth(db_queries, index),
+                    group=_nth(group_stats, index),
+                    phase=phase,
+                    timeseries_path=timeseries_path,
+                    slope=slope_of(rows, *span),
+                )
+            )
+        return measurements
 
     def run_locust(self, load: ClosedLoad, cell: Cell, on_window: Callable[[str], None]) -> LoadResult:
         """One closed-model cell under Locust: the generated or the user's locustfile, alone or as master."""
@@ -909,12 +995,11 @@ class _Run:
             output_dir=self.writer.directory / "locust" / cell.cell_id,
         )
 
-    def crash(self, running: RunningTarget, server: WindowStats | None) -> str | None:
-        """Why the cell cannot count because the target lost processes, or None."""
+    def crash(self, running: RunningTarget, vanished: tuple[int, ...]) -> str | None:
+        """Why the cell cannot count because the target lost processes (``vanished`` pids), or None."""
         if self.spec.external is not None:
             return None
         alive = self.launcher.is_alive(running)
-        vanished = server.vanished if server is not None else ()
         if alive and not vanished:
             return None
         what = "the target's main process died" if not alive else f"target process(es) {list(vanished)} died"
@@ -922,6 +1007,11 @@ class _Run:
             limit = self.target_runs[running.name].memory_mb if running.name in self.target_runs else None
             what = f"the target was OOM-killed (over its memory limit of {limit} MiB): {what}"
         return f"{what} during the cell; last lines of {running.log_path}:\n{tail(running.log_path, 10)}"
+
+
+def _nth(items: Sequence[_T], index: int) -> _T | None:
+    """``items[index]``, or None when there are not that many (a monitor that was not running)."""
+    return items[index] if index < len(items) else None
 
 
 def _engine_version(launcher: LocalLauncher | DockerLauncher) -> str | None:

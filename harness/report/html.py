@@ -23,10 +23,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from harness import analysis, saturation
+from harness import analysis, saturation, timeseries
 from harness.load.histogram import decode
 from harness.model import Measurement, RunManifest, TargetRun
-from harness.report import charts
+from harness.report import charts, timecharts
 from harness.report.formats import (
     DASH,
     format_comparison,
@@ -44,10 +44,13 @@ from harness.report.formats import (
     format_workload,
 )
 from harness.results import ResultsError, list_runs, load_manifest, load_run, read_measurements, write_atomic
+from harness.stages import Phase
 from harness.stats import Interval
 from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 
 TEMPLATES = Path(__file__).parent / "templates"
+LEAK_WINDOW_S = 60.0
+"""A cell's growing memory is flagged only over windows at least this long (s): shorter ones warm up."""
 
 _jinja = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -79,11 +82,14 @@ def _float(value: object) -> float:
     return float(value) if isinstance(value, numbers.Real) else math.nan
 
 
-def _level(model: object, level: object) -> str:
-    """``c64`` (closed), ``960 req/s`` (open and saturation)."""
-    if model == "closed":
-        return f"c{format_number(_float(level), 0)}"
-    return f"{format_number(_float(level), 0)} req/s"
+def _level(model: object, level: object, kind: object = None) -> str:
+    """``c64`` (closed), ``960 req/s`` (open and saturation); a phase of a staged run first names its kind."""
+    text = (
+        f"c{format_number(_float(level), 0)}"
+        if model == "closed"
+        else f"{format_number(_float(level), 0)} req/s"
+    )
+    return f"{kind}, {text}" if isinstance(kind, str) else text
 
 
 def _interval(row: Mapping[Hashable, object], column: str) -> Interval | None:
@@ -106,6 +112,9 @@ def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
         flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
     if row["slo_held"] is False:
         flags.append(f"SLO broken: {row['slo_breach']}")
+    slope = _float(row["server_memory_slope_mb_per_min"])
+    if _float(row["duration_s"]) >= LEAK_WINDOW_S and slope > 0:
+        flags.append(f"memory growing {slope:+.2f} MiB/min")
     return flags
 
 
@@ -117,7 +126,7 @@ def _cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
     return {
         "target": row["target"],
         "endpoint": row["endpoint"],
-        "level": _level(row["model"], row["level"]),
+        "level": _level(row["model"], row["level"], row["stage_kind"]),
         "repeat": row["repeat"],
         "failed": row["status"] == "failed",
         "reason": row["failure_reason"] or "no reason recorded",
@@ -159,6 +168,15 @@ def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
     return flags
 
 
+def _ceiling(row: Mapping[Hashable, object]) -> str:
+    """A sync stack's Little's-law ceiling (requests/s) and the share served: ``38 (96%)``; else empty."""
+    ceiling, rps = _float(row["sync_ceiling_rps"]), _float(row["rps_median"])
+    if math.isnan(ceiling) or ceiling <= 0:
+        return ""
+    share = "" if math.isnan(rps) else f" ({rps / ceiling:.0%})"
+    return f"{format_number(ceiling, 1 if ceiling < 100 else 0)}{share}"
+
+
 def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
     """One load level of one stack: medians, 95% intervals, CV and flags."""
     n = int(_float(row["n"]))
@@ -166,7 +184,7 @@ def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "target": row["target"],
         "interface": row["interface"] if isinstance(row["interface"], str) else "",
         "endpoint": row["endpoint"],
-        "level": _level(row["model"], row["level"]),
+        "level": _level(row["model"], row["level"], row.get("stage_kind")),
         "n": n,
         "failed": int(_float(row["failed"])),
         "rps": format_number(_float(row["rps_median"]), 0),
@@ -178,6 +196,7 @@ def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "p99_uncorrected": format_number(_float(row["latency_ms_uncorrected_p99_median"])),
         "cpu_us": format_number(_float(row["server_cpu_us_per_request_median"]), 0),
         "pss": format_number(_float(row["server_pss_mb_peak_max"]), 0),
+        "ceiling": _ceiling(row),
         "errors": int(_float(row["errors_total"])),
         "dropped": int(_float(row["dropped"])),
         "flags": ", ".join(_summary_flags(row)),
@@ -186,7 +205,9 @@ def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
 
 def _summary_rows(summary: pd.DataFrame, endpoints: Sequence[str]) -> list[dict[str, object]]:
     order = {endpoint: index for index, endpoint in enumerate(endpoints)}
-    ordered = summary.assign(_order=summary["endpoint"].map(order)).sort_values(["_order", "level", "target"])
+    ordered = summary.assign(_order=summary["endpoint"].map(order)).sort_values(
+        ["_order", "stage", "level", "target"]
+    )
     return [_summary_row(row) for row in ordered.to_dict("records")]
 
 
@@ -287,6 +308,47 @@ class _EndpointCharts:
     error_free: bool = False  # measured, without a failed or dropped request: no errors chart
 
 
+def with_phases(summary: pd.DataFrame, phases: Sequence[Phase]) -> pd.DataFrame:
+    """``summary`` with each staged row's phase: ``stage_kind``, ``stage_start_s``, ``stage_duration_s``,
+    ``stage_level_start`` and ``stage_level_end`` (None/NaN on rows that are not phases)."""
+    by_index = {p.index: p for p in phases}
+    found = [by_index.get(int(stage)) for stage in summary["stage"]]
+
+    def number(attribute: str) -> pd.Series:
+        values = [math.nan if p is None else float(getattr(p, attribute)) for p in found]
+        return pd.Series(values, index=summary.index, dtype=float)
+
+    return summary.assign(
+        stage_kind=pd.Series([p and p.kind for p in found], index=summary.index, dtype=object),
+        stage_start_s=number("start_s"),
+        stage_duration_s=number("duration_s"),
+        stage_level_start=number("start_level"),
+        stage_level_end=number("end_level"),
+    )
+
+
+def _memory_series(
+    run_dir: Path, cells: pd.DataFrame, problems: list[str]
+) -> dict[str, timecharts.MemorySeries]:
+    """Each stack's server samples from its first ok cell among ``cells`` that has a time series."""
+    out: dict[str, timecharts.MemorySeries] = {}
+    picked = cells[cells["status"].eq("ok") & cells["timeseries"].notna()].sort_values(["repeat", "stage"])
+    for name, stack in picked.groupby("target", sort=True):
+        path = run_dir / str(stack["timeseries"].iloc[0])
+        try:
+            series = timeseries.read(path)
+        except (OSError, ValueError) as exc:
+            problems.append(f"memory over time of {name}: {exc}")
+            continue
+        pss = series["server_pss_mb"]
+        values = pss if not pss.isna().any() else series["server_rss_mb"]
+        # A trend over a short window is warm-up, not a leak: none is shown.
+        long_enough = len(series) and float(series["t_s"].iloc[-1]) >= LEAK_WINDOW_S
+        slope = timeseries.memory_slope(series["t_s"].tolist(), values.tolist()) if long_enough else None
+        out[str(name)] = (series, None if slope is None else slope.mb_per_min)
+    return out
+
+
 def _memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Peak memory per stack over every ok cell given, in the shape :func:`charts.memory_chart` reads."""
     ok = frame[frame["status"].eq("ok")]
@@ -328,7 +390,13 @@ def _charts(
         rows = summary[summary["endpoint"] == endpoint]
         searched = searches[searches["endpoint"] == endpoint]
         drawn: list[tuple[str, str]] = []
-        if (rows["n"] > 0).any():
+        staged = bool((rows["stage"] >= 0).any())
+        if staged and (rows["n"] > 0).any():
+            unit = "connections" if (rows["model"] == "closed").all() else "requests/s"
+            drawn.append(
+                ("stages", timecharts.stages_chart(rows, styles, interfaces, f"e{index}g", unit=unit))
+            )
+        elif (rows["n"] > 0).any():
             x = "concurrency" if (rows["model"] == "closed").all() else "rate"
             drawn.append(("throughput", charts.throughput_chart(rows, styles, interfaces, f"e{index}t", x)))
             drawn.append(("cpu", charts.cpu_chart(rows, styles, interfaces, f"e{index}c", x)))
@@ -356,6 +424,23 @@ def _charts(
                 )
             memory = _memory_rows(frame[frame["endpoint"] == endpoint])
             drawn.append(("memory", charts.memory_chart(memory, styles, interfaces, f"e{index}m")))
+            over_time = frame[(frame["endpoint"] == endpoint) & (frame["stage"] >= 0)] if staged else top
+            series = _memory_series(run_dir, over_time, problems)
+            if series:
+                if staged:
+                    title = "Memory over the staged run"
+                    boundaries = sorted(set(rows["stage_start_s"].dropna().astype(float)) - {0.0})
+                else:
+                    title = "Memory over time, " + _spectrum_title(top).removeprefix("Percentile spectrum ")
+                    boundaries = []
+                drawn.append(
+                    (
+                        "memory-time",
+                        timecharts.memory_over_time_chart(
+                            series, styles, interfaces, f"e{index}w", title=title, boundaries_s=boundaries
+                        ),
+                    )
+                )
         measured = rows[rows["n"] > 0]
         failed_requests = int((measured["errors_total"] + measured["dropped"]).sum())
         if failed_requests:
@@ -417,7 +502,7 @@ def _run_context(
     problems: list[str],
 ) -> dict[str, object]:
     frame = analysis.measurements_frame(measurements, manifest.targets)
-    summary = analysis.summarise(frame)
+    summary = with_phases(analysis.summarise(frame), manifest.scenario.phases())
     searches = saturation.saturation_summary(frame)
     endpoints = _endpoint_order(manifest, frame)
     interfaces = _interfaces(manifest, frame)

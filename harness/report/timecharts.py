@@ -1,0 +1,135 @@
+"""Charts over time, as SVG text: the server's memory over a window, and a staged run's phases.
+
+Same conventions as :mod:`harness.report.charts` (a stack keeps its colour and
+line style, text stays text, ids are salted). Time is seconds since the
+measured window opened (warm-up excluded).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.report.charts import RC, StackStyle, _label, _log_latency_axis, _svg
+
+MemorySeries = tuple[pd.DataFrame, float | None]
+"""A stack's time series (:func:`harness.timeseries.read`) and its memory slope (MiB/min) or None."""
+
+
+def memory_over_time_chart(
+    series: Mapping[str, MemorySeries],
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    *,
+    title: str,
+    boundaries_s: Sequence[float] = (),
+) -> str:
+    """Memory of each stack's processes (PSS, else RSS, MiB) vs time in the window (s).
+
+    The legend gives each stack's trend in MiB per minute (Theil-Sen fit) when
+    there is one: a leak is a slope that stays positive over a long window.
+    ``boundaries_s`` draws dotted vertical lines (phase boundaries of a staged run).
+    """
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(6.4, 3.8), layout="constrained")
+        axes = figure.subplots()
+        kinds = set()
+        for name in sorted(series):
+            frame, slope = series[name]
+            pss = frame["server_pss_mb"]
+            use_pss = bool(len(pss)) and not pss.isna().any()
+            kinds.add("PSS" if use_pss else "RSS")
+            values = pss if use_pss else frame["server_rss_mb"]
+            style = styles[name]
+            trend = "" if slope is None or math.isnan(slope) else f", {slope:+.2f} MiB/min"
+            axes.plot(
+                frame["t_s"].to_numpy(),
+                values.to_numpy(),
+                color=style.colour,
+                linestyle=style.linestyle,
+                linewidth=1.3,
+                label=_label(name, interfaces) + trend,
+            )
+        for boundary in boundaries_s:
+            axes.axvline(boundary, color="#888888", linestyle=":", linewidth=0.8)
+        measure = " or ".join(sorted(kinds)) or "PSS"
+        axes.set_xlabel("time in the measured window (s)")
+        axes.set_ylabel(f"server memory ({measure}, MiB)")
+        axes.set_ylim(bottom=0)
+        axes.set_title(title)
+        figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=2)
+        return _svg(figure, prefix)
+
+
+def stages_chart(
+    rows: pd.DataFrame,
+    styles: Mapping[str, StackStyle],
+    interfaces: Mapping[str, str | None],
+    prefix: str,
+    *,
+    unit: str,
+) -> str:
+    """A staged run phase by phase: throughput (top) and p99 latency (bottom, log) vs time (s).
+
+    ``rows`` are the summary rows of one endpoint's staged cells, with
+    ``stage_start_s``, ``stage_duration_s``, ``stage_level_start`` and
+    ``stage_level_end`` columns (see :func:`harness.report.html`); each phase
+    is drawn as a flat step over its time span at its median. The offered
+    level (``unit``: requests/s, on the throughput axis; or connections, on a
+    right-hand axis of its own) is drawn dotted in grey.
+    """
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(6.4, 5.6), layout="constrained")
+        top, bottom = figure.subplots(2, 1, sharex=True)
+        measured = rows[rows["n"] > 0].sort_values("stage_start_s")
+        for name, stack in measured.groupby("target", sort=True):
+            style = styles[str(name)]
+            for axes, column in ((top, "rps_median"), (bottom, "latency_ms_p99_median")):
+                xs: list[float] = []
+                ys: list[float] = []
+                for _, phase in stack.iterrows():
+                    begin = float(phase["stage_start_s"])
+                    xs += [begin, begin + float(phase["stage_duration_s"])]
+                    ys += [float(phase[column])] * 2
+                axes.plot(
+                    xs,
+                    ys,
+                    color=style.colour,
+                    linestyle=style.linestyle,
+                    linewidth=1.5,
+                    label=_label(str(name), interfaces),
+                )
+        # Offered requests/s share the throughput axis; offered connections get one of their own.
+        same_axis = unit == "requests/s"
+        offered = top if same_axis else top.twinx()
+        phases = measured.drop_duplicates("stage").sort_values("stage_start_s")
+        xs, ys = [], []
+        for _, phase in phases.iterrows():
+            begin = float(phase["stage_start_s"])
+            xs += [begin, begin + float(phase["stage_duration_s"])]
+            ys += [float(phase["stage_level_start"]), float(phase["stage_level_end"])]
+        offered.plot(xs, ys, color="#888888", linestyle=":", linewidth=1.2, label=f"offered ({unit})")
+        if not same_axis:
+            offered.set_ylabel(f"offered load ({unit})", color="#666666")
+            offered.set_ylim(bottom=0)
+            offered.grid(False)
+        for boundary in phases["stage_start_s"].iloc[1:]:
+            for axes in (top, bottom):
+                axes.axvline(float(boundary), color="#bbbbbb", linestyle=":", linewidth=0.8)
+        top.set_ylabel("throughput (successful requests/s)")
+        top.set_ylim(bottom=0)
+        top.set_title("Throughput and p99 latency, phase by phase")
+        _log_latency_axis(bottom)
+        bottom.set_ylabel("p99 latency (ms, log scale)")
+        bottom.set_xlabel("time in the measured window (s)")
+        handles, labels = top.get_legend_handles_labels()
+        if not same_axis:
+            extra_handles, extra_labels = offered.get_legend_handles_labels()
+            handles, labels = handles + extra_handles, labels + extra_labels
+        figure.legend(handles, labels, loc="outside lower center", ncols=2)
+        return _svg(figure, prefix)
