@@ -94,7 +94,10 @@ MAX_REPEATS = 100
 MAX_RATE = 1_000_000.0
 QUICK_FACTOR = 0.2
 QUICK_MAX_WINDOW_S = 10.0
-"""``--quick`` keeps at most this much measured window per cell (s): a 10-minute soak becomes 10 s."""
+"""``--quick`` at the default factor keeps at most this much measured window per cell (s): a
+10-minute soak becomes 10 s. The cap scales with the factor (2.5 s at 0.05)."""
+QUICK_BISECT_STEPS = 1
+"""``--quick`` bisects a saturation search at most this many times."""
 QUICK_MIN_WINDOW_S = 0.5
 """``--quick`` keeps at least this much measured window per cell (s)."""
 QUICK_MIN_WARMUP_S = 0.1
@@ -419,25 +422,40 @@ class Scenario(_Frozen):
 
         Warm-up is scaled with a floor of :data:`QUICK_MIN_WARMUP_S` (unless it
         was 0), the measured window with a floor of :data:`QUICK_MIN_WINDOW_S` and
-        a cap of :data:`QUICK_MAX_WINDOW_S`
-        (stages all by the window's factor), and a saturation search keeps its rates.
+        a cap of :data:`QUICK_MAX_WINDOW_S` (at the default factor; the cap scales
+        with the factor)
+        (stages all by the window's factor), and a saturation search keeps its
+        rates but bisects at most :data:`QUICK_BISECT_STEPS` times.
         """
         warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), QUICK_MIN_WARMUP_S)
         duration = max(round(self.duration_s * factor, 2), QUICK_MIN_WINDOW_S)
-        capped = duration > QUICK_MAX_WINDOW_S
-        duration = min(duration, QUICK_MAX_WINDOW_S)
+        most = round(QUICK_MAX_WINDOW_S * factor / QUICK_FACTOR, 2)
+        capped = duration > most
+        duration = min(duration, most)
         scale = duration / self.duration_s
         stages = tuple(stage.scaled(scale) for stage in self.stages)
         if stages:
             duration = sum(stage.duration_s for stage in stages)
+        bisect = min(self.saturation.bisect_steps, QUICK_BISECT_STEPS)
         quick = self.model_copy(
-            update={"warmup_s": warmup, "duration_s": duration, "repeats": 1, "stages": stages}
+            update={
+                "warmup_s": warmup,
+                "duration_s": duration,
+                "repeats": 1,
+                "stages": stages,
+                "saturation": self.saturation.model_copy(update={"bisect_steps": bisect}),
+            }
         )
-        cap = f", at most {QUICK_MAX_WINDOW_S:g} s: x {scale:.3g}" if capped else ""
+        cap = f", at most {most:g} s: x {scale:.3g}" if capped else ""
+        search = (
+            f", bisections {self.saturation.bisect_steps} -> {bisect}"
+            if self.model == "saturation" and bisect != self.saturation.bisect_steps
+            else ""
+        )
         note = (
             f"--quick: durations x {factor:g}{cap} (warm-up {self.warmup_s:g} -> {warmup:g} s, "
             f"window {self.duration_s:g} -> {duration:g} s"
-            f"{', every stage alike' if stages else ''}), repeats {self.repeats} -> 1; "
+            f"{', every stage alike' if stages else ''}), repeats {self.repeats} -> 1{search}; "
             "figures for smoke-testing, not conclusions"
         )
         return quick, note

@@ -18,11 +18,12 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
-from scipy import stats
+from typing import TYPE_CHECKING
 
 from harness.monitor import MIB, TimedSample
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ("t_s", "server_cpu_percent", "server_rss_mb", "server_pss_mb", "cgroup_memory_mb")
 MIN_SLOPE_SAMPLES = 10
@@ -95,6 +96,8 @@ def read(path: Path) -> pd.DataFrame:
 
     Raises OSError when the file cannot be read, ValueError when its header is not ours.
     """
+    import pandas as pd  # lazily: the runner imports this module and needs no pandas
+
     frame = pd.read_csv(path)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
@@ -117,6 +120,8 @@ def memory_slope(t_s: Sequence[float], memory_mb: Sequence[float]) -> Slope | No
         step = len(pairs) / MAX_SLOPE_SAMPLES
         pairs = [pairs[int(i * step)] for i in range(MAX_SLOPE_SAMPLES)]
     times, values = zip(*pairs, strict=True)
+    from scipy import stats  # lazily: 0.3 s to import, needed only here
+
     fit = stats.theilslopes(values, times, alpha=0.95)
     return Slope(
         mb_per_min=round(float(fit.slope) * 60, 4),

@@ -202,9 +202,7 @@ def test_a_second_ctrl_c_forces_the_teardown(
     run.send_signal(signal.SIGINT)
     time.sleep(0.7)
     assert run.poll() is None, "the first Ctrl-C should still be waiting for the stubborn process"
-    stubborn = [
-        p for p in psutil.process_iter(["cmdline"]) if "SIG_IGN" in " ".join(p.info["cmdline"] or [])
-    ]
+    stubborn = [p for p in psutil.process_iter(["cmdline"]) if "SIG_IGN" in " ".join(p.info["cmdline"] or [])]
     assert stubborn, "the helper that ignores SIGTERM should be running"
     second = time.monotonic()
     run.send_signal(signal.SIGINT)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from harness.model import QUICK_MAX_WINDOW_S, ConfigError, load_scenario
+from harness.results import load_run
 from harness.stages import Stage, phases
 
 OPEN = """\
@@ -116,3 +120,64 @@ def test_quick_scales_every_stage_alike_and_caps_the_window(tmp_path: Path) -> N
     )
     assert f"at most {QUICK_MAX_WINDOW_S:g} s" in note and "every stage alike" in note
     assert "window 600 -> 10 s" in note
+
+
+CLOSED_STAGED = """
+description = "closed-model stages against one sync and one async stack"
+targets = ["flask-gunicorn", "fastapi-uvicorn"]
+endpoints = ["/io/sleep?ms=50"]
+model = "closed"
+warmup_s = 0.3
+seed = 3
+[[stages]]
+kind = "step"
+duration_s = 3.0
+start = 0
+concurrency = 16
+steps = 2
+[[stages]]
+kind = "spike"
+duration_s = 3.0
+concurrency = 48
+spike_s = 1.0
+"""
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_closed_staged_run_stores_every_phase_and_the_report_draws_them(tmp_path: Path) -> None:
+    path = scenario(tmp_path, CLOSED_STAGED)
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    argv = [sys.executable, "-m", "harness", "run", str(path), "--results", str(results)]
+    done = subprocess.run(
+        [*argv, "--reports", str(reports)], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (run_dir,) = results.iterdir()
+    _, measurements = load_run(run_dir)
+    by = {(m.target, m.stage): m for m in measurements}
+    kinds = ["step 1/2", "step 2/2", "spike: before", "spike: peak", "spike: after"]
+    for target in ("flask-gunicorn", "fastapi-uvicorn"):
+        phases = [by[(target, index)] for index in range(5)]
+        assert [m.stage_kind for m in phases] == kinds
+        assert [m.concurrency for m in phases] == [8, 16, 16, 48, 16]
+        assert [m.stage_start_s for m in phases] == [0.0, 1.5, 3.0, 4.0, 5.0]
+        assert all(m.status == "ok" and m.errors.total == 0 for m in phases), phases
+        assert all(
+            abs(m.duration_s - d) < 0.1 for m, d in zip(phases, [1.5, 1.5, 1.0, 1.0, 1.0], strict=True)
+        )
+        assert phases[0].cell_id == f"{target}__io-sleep-ms-50__stages-p0__r0"
+        # One time series for the whole run, every phase pointing at it.
+        assert len({m.timeseries for m in phases}) == 1
+        samples = (run_dir / str(phases[0].timeseries)).read_text().splitlines()
+        assert float(samples[-1].split(",")[0]) >= 5.5
+    sync = [by[("flask-gunicorn", index)].rps for index in range(5)]
+    asgi = [by[("fastapi-uvicorn", index)].rps for index in range(5)]
+    # 3 sync workers / 50 ms: 60 requests/s whatever the connections; an event loop follows them
+    # (Little's law: connections / 50 ms, so 8 -> ~160, 16 -> ~320, 48 -> ~960 requests/s).
+    assert all(45 <= rps <= 66 for rps in sync), sync
+    assert asgi[1] > 1.6 * asgi[0] and asgi[3] > 2.2 * asgi[2], asgi
+    assert asgi[4] < 0.6 * asgi[3]
+    html = (reports / run_dir.name / "index.html").read_text()
+    assert 'class="stages"' in html and "Memory over the staged run" in html
+    assert "spike: peak, c48" in html
+    assert "1: step 2/2" in done.stderr  # the progress lines

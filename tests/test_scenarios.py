@@ -1,0 +1,145 @@
+"""Every shipped scenario runs against every stack with --quick, through the CLI, and gets a report.
+
+Each scenario is one ``gwbench run scenarios/<name>.toml --quick 0.05 --no-verify``
+(the contract is verified by tests/test_contract.py; here it would cost two seconds per
+stack per scenario): every stack is launched, loaded and stopped, every planned cell
+(every phase of a staged one) is stored ok with answered requests, and the report renders.
+io-wait runs at a tenth of its delays, as its file says CI does, and must show the sync
+stacks at their Little's-law ceiling while the event loops serve far more.
+
+The runs are smoke runs, not measurements: to keep CI short, three run at a time (longest
+first), so their figures share the machine. Only io-wait's figures are checked, and they
+are bound by waiting (a ceiling of requests per second set by sleeps), not by CPU.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import REPO, STACKS, stray_processes
+
+from harness.analysis import blocking_request_slots, sync_ceiling_rps
+from harness.model import Measurement, TargetRun, load_scenario
+from harness.results import load_run
+
+SHIPPED = sorted((REPO / "scenarios").glob("*.toml"))
+QUICK = "0.05"
+TIME_SCALE = {"io-wait": "0.1"}
+TIMEOUT_S = 420
+AT_ONCE = 3
+LONGEST_FIRST = ("saturation", "fan-out", "open", "spike", "soak", "default")
+
+
+@dataclass(frozen=True)
+class Done:
+    """One scenario's run: its run folder, report page and the finished CLI process."""
+
+    run_dir: Path | None
+    page: Path | None
+    process: subprocess.CompletedProcess[str]
+
+
+def run_quick(path: Path, root: Path) -> Done:
+    results, reports = root / path.stem / "results", root / path.stem / "reports"
+    argv = [sys.executable, "-m", "harness", "run", str(path), "--quick", QUICK, "--no-verify"]
+    argv += ["--results", str(results), "--reports", str(reports)]
+    if path.stem in TIME_SCALE:
+        argv += ["--time-scale", TIME_SCALE[path.stem]]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    runs = list(results.iterdir()) if results.is_dir() else []
+    run_dir = runs[0] if len(runs) == 1 else None
+    return Done(run_dir, None if run_dir is None else reports / run_dir.name / "index.html", done)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Done]]:
+    """Every shipped scenario, run three at a time; then no server may be left behind."""
+    root = tmp_path_factory.mktemp("scenarios")
+    order = sorted(SHIPPED, key=lambda p: LONGEST_FIRST.index(p.stem) if p.stem in LONGEST_FIRST else 99)
+    since = time.time() - 1
+    with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
+        done = dict(zip([p.stem for p in order], pool.map(lambda p: run_quick(p, root), order), strict=True))
+    yield done
+    assert not stray_processes(since), stray_processes(since)
+
+
+def test_the_shipped_scenarios_are_all_here() -> None:
+    names = {path.stem for path in SHIPPED}
+    for workload in ("io-wait", "fan-out", "json-validate", "cpu-bound", "mixed", "soak", "spike", "default"):
+        assert workload in names
+
+
+@pytest.mark.timeout(1800)  # the first test waits for every run (the module fixture)
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_a_shipped_scenario_runs_against_every_stack(path: Path, runs: dict[str, Done]) -> None:
+    scenario = load_scenario(path)
+    done = runs[path.stem]
+    output = done.process.stdout[-3000:] + done.process.stderr[-3000:]
+    assert done.process.returncode == 0, output
+    run_dir, page = done.run_dir, done.page
+    assert run_dir is not None and page is not None, output
+    manifest, measurements = load_run(run_dir)
+    assert manifest.status == "complete"
+    expected = set(scenario.targets) or set(STACKS)
+    assert set(manifest.targets) == expected
+    assert {m.target for m in measurements} == expected
+    failed = [f"{m.cell_id}: {m.failure_reason}" for m in measurements if m.status != "ok"]
+    assert not failed, failed
+    phases = scenario.phases()
+    stored = {m.cell_id for m in measurements}
+    for cell_id in manifest.cell_order:
+        if phases:
+            prefix, repeat = cell_id.rsplit("__", 1)
+            assert {f"{prefix}-p{p.index}__{repeat}" for p in phases} <= stored, cell_id
+        elif scenario.model != "saturation":  # a search stores a cell per rate it tried
+            assert cell_id in stored, cell_id
+    if phases:
+        for target in expected:
+            stages = sorted(m.stage for m in measurements if m.target == target and m.stage is not None)
+            assert stages == [p.index for p in phases], (target, stages)
+    answered = [m for m in measurements if m.requests > 0]
+    assert len(answered) >= len(measurements) * 0.9, [m.cell_id for m in measurements if m.requests == 0]
+    for m in measurements:
+        assert m.timeseries is not None and (run_dir / m.timeseries).is_file(), m.cell_id
+    html = page.read_text()
+    for name in expected:
+        assert name in html
+    if phases:
+        assert 'class="stages"' in html and "Memory over the staged run" in html
+    assert 'class="memory-time"' in html
+    if path.stem == "io-wait":
+        sync_stacks_sit_at_their_ceiling(manifest.targets, measurements)
+
+
+def sync_stacks_sit_at_their_ceiling(
+    targets: Mapping[str, TargetRun], measurements: list[Measurement]
+) -> None:
+    """The io-wait figures: sync stacks at workers x threads / service time, event loops far above it.
+
+    The ceiling binds only where there are more connections than request slots.
+    """
+    three_sync_workers = {"flask-gunicorn", "django-gunicorn"}
+    checked = set()
+    for m in measurements:
+        run = targets[m.target]
+        ceiling, slots = sync_ceiling_rps(run, m.endpoint), blocking_request_slots(run)
+        if ceiling is None or slots is None or not m.concurrency or m.concurrency <= slots:
+            continue
+        checked.add(m.target)
+        assert m.rps <= 1.1 * ceiling, (m.target, m.concurrency, m.rps, ceiling)
+        if m.target in three_sync_workers:
+            # At the ceiling: the window is short, so a batch of answers more or less.
+            assert m.rps >= 0.6 * ceiling, (m.target, m.concurrency, m.rps, ceiling)
+    assert three_sync_workers <= checked
+    sync = sync_ceiling_rps(targets["flask-gunicorn"], measurements[0].endpoint)
+    assert sync is not None
+    for m in measurements:
+        if targets[m.target].config.interface == "asgi" and m.concurrency == 64:
+            assert m.rps > 4 * sync, (m.target, m.rps, sync)
