@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -796,6 +797,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--targets-dir", type=Path, default=REPO / "targets", help="folder of targets")
     parser.add_argument("--results", type=Path, default=REPO / "results", help="folder for the JSON file")
     args = parser.parse_args(argv)
+    # Also when started from a shell that ignores SIGINT (a background job): Ctrl-C
+    # or kill -INT must stop the stacks and the driver, as in gwbench.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console = Console()
     if not console.is_terminal:  # a log or CI: rich would wrap the table at 80 columns
         console = Console(width=180)
