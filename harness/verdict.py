@@ -279,8 +279,10 @@ class WorkloadSummary:
     """The best ASGI stack against the best WSGI stack over every endpoint of one workload kind.
 
     ``compared`` are the verdicts with an ASGI/WSGI ratio; of those,
-    ``asgi_ahead`` and ``wsgi_ahead`` count the ratios significantly above and
-    below 1, and ``unsettled`` the rest (interval includes 1, or no interval).
+    ``asgi_ahead`` and ``wsgi_ahead`` count the ratios significantly and
+    practically (by 2% or more, :attr:`harness.stats.Comparison.practical`) above
+    and below 1, and ``unsettled`` the rest (interval includes 1, no interval, or
+    a difference under 2%).
     ``without_ratio`` counts verdicts of this kind where a WSGI or an ASGI stack
     could not be ranked. ``low`` and ``high`` are the smallest and largest ratio.
     """
@@ -308,7 +310,8 @@ def workload_summary(verdicts: list[Verdict]) -> list[WorkloadSummary]:
         compared = [v for v in mine if v.asgi_over_wsgi is not None]
         comparisons = [v.asgi_over_wsgi for v in compared if v.asgi_over_wsgi is not None]
         ratios = [c.ratio for c in comparisons]
-        significant = [c for c in comparisons if c.significant]
+        # A significant ratio within 2% of 1 is no practical lead (stats.PRACTICAL_DIFFERENCE).
+        significant = [c for c in comparisons if c.practical]
         out.append(
             WorkloadSummary(
                 kind=kind,

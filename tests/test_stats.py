@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.stats import Interval
+from harness.report.formats import format_comparison
+from harness.stats import Interval, compare
 
 
 def test_median_ignores_nan_and_is_nan_when_empty() -> None:
@@ -91,3 +92,15 @@ def test_a_side_that_sustained_nothing_gives_an_unbounded_interval() -> None:
     assert comparison.significant
     assert stats.compare([0.0, 0.0], [0.0, 0.0]).interval is None
     assert math.isnan(stats.compare([0.0, 0.0], [0.0, 0.0]).ratio)
+
+
+def test_a_significant_ratio_within_two_percent_is_no_practical_difference() -> None:
+    # Repeats that agree to 0.05%: 1.003x is significant, and too small to matter.
+    tiny = compare([76.82, 76.81, 76.82], [76.58, 76.59, 76.58])
+    assert tiny.significant and not tiny.practical
+    assert format_comparison(tiny).endswith("significant but under 2%: no practical difference")
+    clear = compare([80.1, 80.0, 80.2], [76.6, 76.5, 76.6])
+    assert clear.significant and clear.practical
+    assert format_comparison(clear).endswith(", significant")
+    unsettled = compare([80.0, 70.0, 90.0], [79.0, 69.0, 91.0])
+    assert not unsettled.significant and not unsettled.practical

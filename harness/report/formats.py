@@ -11,7 +11,7 @@ from datetime import datetime
 
 from harness import analysis
 from harness.model import Slo
-from harness.stats import Comparison, Interval
+from harness.stats import PRACTICAL_DIFFERENCE, Comparison, Interval
 from harness.verdict import Flag, Standing, Verdict, WorkloadSummary
 
 DASH = "\N{EN DASH}"  # ranges (1,296-1,319) and missing values
@@ -59,12 +59,18 @@ def format_interval(interval: Interval | None, digits: int | None = None) -> str
 
 
 def format_comparison(comparison: Comparison) -> str:
-    """``41x [39-43], significant``; ``1.1x [0.95-1.2], not significant``; or no interval, not significant."""
+    """``41x [39-43], significant``; ``1.1x [0.95-1.2], not significant``; or no interval, not significant.
+
+    A significant ratio within 2% of 1 says so: ``1.0x [1.0-1.0], significant but
+    under 2%: no practical difference`` (:attr:`Comparison.practical`).
+    """
     head = format_ratio(comparison.ratio)
     interval = comparison.interval
     if interval is None:
         return f"{head}, no interval (fewer than 2 repeats on a side): not significant"
     bounds = f"[{_ratio_number(interval.low)}{DASH}{_ratio_number(interval.high)}]"
+    if comparison.significant and not comparison.practical:
+        return f"{head} {bounds}, significant but under {PRACTICAL_DIFFERENCE:.0%}: no practical difference"
     return f"{head} {bounds}, {'significant' if comparison.significant else 'not significant'}"
 
 
@@ -268,7 +274,8 @@ def format_workload(summary: WorkloadSummary) -> str:
     if summary.wsgi_ahead:
         counts.append(f"WSGI ahead, significantly, on {summary.wsgi_ahead} of {len(summary.compared)}")
     if summary.unsettled:
-        counts.append(f"not settled on {summary.unsettled} (the interval includes 1, or a single run)")
+        why = "the interval includes 1, a difference under 2%, or a single run"
+        counts.append(f"not settled on {summary.unsettled} ({why})")
     if summary.without_ratio:
         counts.append(f"no ratio on {summary.without_ratio} (a WSGI or ASGI stack could not be ranked)")
     return f"{head}: the best ASGI stack served {served} what the best WSGI one did; {'; '.join(counts)}."

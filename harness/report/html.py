@@ -174,7 +174,8 @@ def _ceiling(row: Mapping[Hashable, object]) -> str:
     if math.isnan(ceiling) or ceiling <= 0:
         return ""
     share = "" if math.isnan(rps) else f" ({rps / ceiling:.0%})"
-    return f"{format_number(ceiling, 1 if ceiling < 100 else 0)}{share}"
+    digits = 2 if ceiling < 10 else 1 if ceiling < 100 else 0
+    return f"{format_number(ceiling, digits)}{share}"
 
 
 def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
