@@ -85,6 +85,7 @@ COLUMNS = [
     "sync_ceiling_rps",
     "sync_ceiling_exceeded",
     "server_memory_slope_mb_per_min",
+    "server_memory_slope_low",
     "timeseries",
 ]
 
@@ -250,6 +251,7 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "histogram": m.histogram,
         "histogram_uncorrected": m.histogram_uncorrected,
         "server_memory_slope_mb_per_min": _nan(m.server_memory_slope_mb_per_min),
+        "server_memory_slope_low": _nan(m.server_memory_slope_ci and m.server_memory_slope_ci[0]),
         "timeseries": m.timeseries,
     }
     for kind in ERROR_KINDS:

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 COLUMNS = ("t_s", "server_cpu_percent", "server_rss_mb", "server_pss_mb", "cgroup_memory_mb")
 MIN_SLOPE_SAMPLES = 10
-"""Fewer samples than this give no slope: too short a window to speak of a trend."""
+"""Fewer samples than this give no slope."""
+MIN_SLOPE_WINDOW_S = 60.0
+"""A window shorter than this (s) gives no slope: over a few seconds memory still moves with
+warm-up, garbage collection and allocator arenas (slopes of -13 to +37 MiB/min were seen over
+5-second windows of the default suite), which says nothing about a leak."""
 MAX_SLOPE_SAMPLES = 2000
 """Longer series are thinned to this many evenly spaced samples (the estimator is O(n^2))."""
 
@@ -105,8 +109,13 @@ def read(path: Path) -> pd.DataFrame:
     return frame
 
 
-def memory_slope(t_s: Sequence[float], memory_mb: Sequence[float]) -> Slope | None:
-    """The trend of memory over time in MiB per minute, or None with too few samples.
+def memory_slope(
+    t_s: Sequence[float], memory_mb: Sequence[float], *, min_window_s: float = MIN_SLOPE_WINDOW_S
+) -> Slope | None:
+    """The trend of memory over time in MiB per minute; None with too few samples or too short a span.
+
+    ``t_s`` in seconds, ``memory_mb`` in MiB (NaN samples are skipped); the
+    samples must span at least ``min_window_s`` seconds.
 
     Theil-Sen estimator (the median of the slopes between all pairs of samples;
     H. Theil 1950, P. K. Sen 1968) with its 95% interval, as computed by
@@ -114,7 +123,7 @@ def memory_slope(t_s: Sequence[float], memory_mb: Sequence[float]) -> Slope | No
     allocator arenas make, which a least-squares fit would follow.
     """
     pairs = [(t, m) for t, m in zip(t_s, memory_mb, strict=True) if m == m]  # NaN != NaN
-    if len(pairs) < MIN_SLOPE_SAMPLES or pairs[-1][0] - pairs[0][0] <= 0:
+    if len(pairs) < MIN_SLOPE_SAMPLES or pairs[-1][0] - pairs[0][0] < max(min_window_s, 1e-9):
         return None
     if len(pairs) > MAX_SLOPE_SAMPLES:
         step = len(pairs) / MAX_SLOPE_SAMPLES

@@ -491,3 +491,13 @@ def test_workloads_are_told_apart_by_path_and_summarised_wsgi_against_asgi(tmp_p
     assert "other (1 endpoint): the best ASGI stack served 1.0" in verdict
     assert "not settled on 1" in verdict
     assert verdict.index("I/O-bound") < verdict.index("CPU-bound") < verdict.index("other (")
+
+
+def test_a_memory_trend_is_flagged_only_when_its_whole_interval_is_above_zero(tmp_path: Path) -> None:
+    stored = closed_measurements()
+    growing = {"server_memory_slope_mb_per_min": 3.0, "server_memory_slope_ci": (1.0, 5.0)}
+    unsure = {"server_memory_slope_mb_per_min": 0.5, "server_memory_slope_ci": (-1.0, 2.0)}
+    changed = [stored[0].model_copy(update=growing), stored[1].model_copy(update=unsure), *stored[2:]]
+    cells = section(render_run(write_run(tmp_path / "results", CLOSED, changed)), "cells")
+    assert cells.count("memory growing") == 1
+    assert "memory growing +3.00 MiB/min" in cells

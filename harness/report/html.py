@@ -49,8 +49,6 @@ from harness.stats import Interval
 from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 
 TEMPLATES = Path(__file__).parent / "templates"
-LEAK_WINDOW_S = 60.0
-"""A cell's growing memory is flagged only over windows at least this long (s): shorter ones warm up."""
 
 _jinja = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -112,9 +110,9 @@ def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
         flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
     if row["slo_held"] is False:
         flags.append(f"SLO broken: {row['slo_breach']}")
-    slope = _float(row["server_memory_slope_mb_per_min"])
-    if _float(row["duration_s"]) >= LEAK_WINDOW_S and slope > 0:
-        flags.append(f"memory growing {slope:+.2f} MiB/min")
+    # A trend is stored only over a minute or more; flagged when its whole 95% interval is above 0.
+    if _float(row["server_memory_slope_low"]) > 0:
+        flags.append(f"memory growing {_float(row['server_memory_slope_mb_per_min']):+.2f} MiB/min")
     return flags
 
 
@@ -343,9 +341,8 @@ def _memory_series(
             continue
         pss = series["server_pss_mb"]
         values = pss if not pss.isna().any() else series["server_rss_mb"]
-        # A trend over a short window is warm-up, not a leak: none is shown.
-        long_enough = len(series) and float(series["t_s"].iloc[-1]) >= LEAK_WINDOW_S
-        slope = timeseries.memory_slope(series["t_s"].tolist(), values.tolist()) if long_enough else None
+        # None over a short window: that is warm-up, not a leak (timeseries.MIN_SLOPE_WINDOW_S).
+        slope = timeseries.memory_slope(series["t_s"].tolist(), values.tolist())
         out[str(name)] = (series, None if slope is None else slope.mb_per_min)
     return out
 
