@@ -113,3 +113,20 @@ def test_quick_scales_durations_and_says_by_how_much() -> None:
     )
     cells = len(STACKS) * 3  # one repeat
     assert done.stdout.splitlines()[-1].startswith(f"{cells} cells, {cells * 1.2:.0f} s of load")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--quick", "--quick-factor", "0.05"], "--quick: durations x 0.05, at most 2.5 s: x 0.00417"),
+        (["--quick-factor", "0.05"], "--quick-factor: only with --quick"),
+        (["--quick", "--quick-factor", "2"], "--quick-factor: must be > 0 and <= 1, got 2"),
+    ],
+)
+def test_quick_factor_scales_the_soak_and_its_window_cap(flags: list[str], expected: str) -> None:
+    soak = str(REPO / "scenarios" / "soak.toml")
+    done = subprocess.run(
+        gwbench("run", *flags, "--dry-run", soak), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert expected in done.stdout + done.stderr
+    assert done.returncode == (0 if "--quick:" in expected else 2), done.stderr

@@ -1,6 +1,6 @@
 """Every shipped scenario runs against every stack with --quick, through the CLI, and gets a report.
 
-Each scenario is one ``gwbench run scenarios/<name>.toml --quick 0.05 --no-verify``
+Each scenario is one ``gwbench run scenarios/<name>.toml --quick --quick-factor 0.05 --no-verify``
 (the contract is verified by tests/test_contract.py; here it would cost two seconds per
 stack per scenario): every stack is launched, loaded and stopped, every planned cell
 (every phase of a staged one) is stored ok with answered requests, and the report renders.
@@ -48,7 +48,8 @@ class Done:
 
 def run_quick(path: Path, root: Path) -> Done:
     results, reports = root / path.stem / "results", root / path.stem / "reports"
-    argv = [sys.executable, "-m", "harness", "run", str(path), "--quick", QUICK, "--no-verify"]
+    argv = [sys.executable, "-m", "harness", "run", str(path), "--quick", "--quick-factor", QUICK]
+    argv += ["--no-verify"]
     argv += ["--results", str(results), "--reports", str(reports)]
     if path.stem in TIME_SCALE:
         argv += ["--time-scale", TIME_SCALE[path.stem]]
