@@ -109,6 +109,13 @@ def read(path: Path) -> pd.DataFrame:
     return frame
 
 
+def memory_column(frame: pd.DataFrame) -> str:
+    """The memory column to read from a stored series (:func:`read`): ``server_pss_mb`` where
+    every sample has PSS, else ``server_rss_mb`` (which counts shared pages once per process)."""
+    pss = frame["server_pss_mb"]
+    return "server_pss_mb" if len(pss) and not pss.isna().any() else "server_rss_mb"
+
+
 def memory_slope(
     t_s: Sequence[float], memory_mb: Sequence[float], *, min_window_s: float = MIN_SLOPE_WINDOW_S
 ) -> Slope | None:

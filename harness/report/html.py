@@ -339,8 +339,7 @@ def _memory_series(
         except (OSError, ValueError) as exc:
             problems.append(f"memory over time of {name}: {exc}")
             continue
-        pss = series["server_pss_mb"]
-        values = pss if not pss.isna().any() else series["server_rss_mb"]
+        values = series[timeseries.memory_column(series)]
         # None over a short window: that is warm-up, not a leak (timeseries.MIN_SLOPE_WINDOW_S).
         slope = timeseries.memory_slope(series["t_s"].tolist(), values.tolist())
         out[str(name)] = (series, None if slope is None else slope.mb_per_min)

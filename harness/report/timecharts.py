@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.report.charts import RC, StackStyle, _label, _log_latency_axis, _svg
+from harness.timeseries import memory_column
 
 MemorySeries = tuple[pd.DataFrame, float | None]
 """A stack's time series (:func:`harness.timeseries.read`) and its memory slope (MiB/min) or None."""
@@ -41,10 +42,9 @@ def memory_over_time_chart(
         kinds = set()
         for name in sorted(series):
             frame, slope = series[name]
-            pss = frame["server_pss_mb"]
-            use_pss = bool(len(pss)) and not pss.isna().any()
-            kinds.add("PSS" if use_pss else "RSS")
-            values = pss if use_pss else frame["server_rss_mb"]
+            column = memory_column(frame)
+            kinds.add("PSS" if column == "server_pss_mb" else "RSS")
+            values = frame[column]
             style = styles[name]
             trend = "" if slope is None or math.isnan(slope) else f", {slope:+.2f} MiB/min"
             axes.plot(
