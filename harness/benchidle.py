@@ -56,8 +56,8 @@ from rich.table import Table
 
 from harness.benchdriver import Spread
 from harness.launch import LaunchError, Limits, LocalLauncher, RunningTarget, wait_until_idle
+from harness.launch.base import tail
 from harness.launch.cgroup import Cgroup
-from harness.launch.local import tail
 from harness.load.stream import (
     FileLimitError,
     HoldKind,

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import psycopg
-from docker.errors import DockerException
 
 from harness import environment
 from harness.launch import (
@@ -36,7 +35,7 @@ from harness.launch import (
     cgroup,
     wait_until_idle,
 )
-from harness.launch.local import tail
+from harness.launch.base import Launcher, tail
 from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
 from harness.load.histogram import latency_summary
@@ -425,7 +424,7 @@ class _Run:
         self.blocks: list[Block] = plan(spec.scenario, list(spec.targets), spec.seed)
         run_id = new_run_id(spec.scenario.name)
         # The docker launcher connects now: with no engine, nothing is started or written.
-        self.launcher: LocalLauncher | DockerLauncher = (
+        self.launcher: Launcher = (
             DockerLauncher(target_cpus=self.placement.target_cpus, run_id=run_id)
             if spec.launcher == "docker" and spec.external is None
             else LocalLauncher(target_cpus=self.placement.target_cpus)
@@ -445,7 +444,7 @@ class _Run:
         ).model_copy(
             update={
                 "cgroup_version": None if hierarchy is None else hierarchy.version,
-                "docker_engine": _engine_version(self.launcher),
+                "docker_engine": self.launcher.engine_version(),
             }
         )
         self.target_runs = {
@@ -490,7 +489,7 @@ class _Run:
                 },
                 "placement": self.placement.model_dump(),
                 "environment": self.env.model_copy(
-                    update={"limits_note": getattr(self.launcher, "cgroup_unavailable", None)}
+                    update={"limits_note": self.launcher.cgroup_unavailable}
                 ).model_dump(),
                 "cell_order": [c.cell_id for b in self.blocks for c in b.cells],
                 "failures": [f.model_dump() for f in self.failures],
@@ -549,7 +548,7 @@ class _Run:
         log's end; False (every cell failed) when the upstream's fails.
         """
         launcher = self.launcher
-        if not isinstance(launcher, DockerLauncher):
+        if not launcher.builds_images:
             return True
         spec = self.spec
         for name, config in [*spec.targets.items(), (UPSTREAM, spec.upstream)]:
@@ -565,7 +564,7 @@ class _Run:
                     return False
                 self.unbuilt[name] = str(exc)
                 continue
-            if name in self.target_runs:
+            if image is not None and name in self.target_runs:
                 self.target_runs[name] = self.target_runs[name].model_copy(
                     update={"image": image.tag, "image_build_s": round(image.build_s, 2)}
                 )
@@ -649,9 +648,9 @@ class _Run:
     def limits_applied(self, running: RunningTarget) -> str:
         """How the limits were enforced on a started target, in words for the report."""
         group = self.launcher.cgroup(running)
-        how = "a container" if isinstance(self.launcher, DockerLauncher) else "its own control group"
+        how = self.launcher.isolation
         if group is None:
-            reason = getattr(self.launcher, "cgroup_unavailable", None) or "no control group readable"
+            reason = self.launcher.cgroup_unavailable or "no control group readable"
             return f"CPU pinning only ({reason})"
         applied = group.limits()
         cpus = "unlimited" if applied.cpus is None else f"{applied.cpus:g} CPU"
@@ -1012,16 +1011,6 @@ class _Run:
 def _nth(items: Sequence[_T], index: int) -> _T | None:
     """``items[index]``, or None when there are not that many (a monitor that was not running)."""
     return items[index] if index < len(items) else None
-
-
-def _engine_version(launcher: LocalLauncher | DockerLauncher) -> str | None:
-    """The Docker engine's version, for the environment table (None for the local launcher)."""
-    if not isinstance(launcher, DockerLauncher):
-        return None
-    try:
-        return str(launcher.client.version().get("Version"))
-    except DockerException:
-        return None
 
 
 def _round_rate(rate: float) -> float:

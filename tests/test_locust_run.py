@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-from harness.launch.local import free_port
+from harness.launch.base import free_port
 from harness.model import Measurement
 from harness.results import load_run
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from controlled_server import ControlledServer
 
-from harness.launch.local import free_port, health_ok
+from harness.launch.base import free_port, health_ok
 from harness.load import UnsafeTargetError
 from harness.load.histogram import decode, latency_summary
 from harness.load.stream import (

@@ -1,9 +1,21 @@
-"""What every launcher hands back."""
+"""What every launcher is and hands back: the :class:`Launcher` Protocol, :class:`RunningTarget`,
+and the helpers both launchers and the services share (a free port, a log's tail, a health probe)."""
 
 from __future__ import annotations
 
+import http.client
+import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from harness.launch.cgroup import Cgroup, CgroupUsage, Limits
+    from harness.model import TargetConfig
+
+LOOPBACK = "127.0.0.1"
 
 
 class LaunchError(Exception):
@@ -30,3 +42,123 @@ class RunningTarget:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A target's image: ``tag`` (``gwbench/<target>:<hash>``), whether this call built it,
+    and how long the build took in seconds (0 when it was already there)."""
+
+    tag: str
+    built: bool
+    build_s: float
+
+
+class Launcher(Protocol):
+    """Starts targets with their limits and guarantees their teardown.
+
+    Implemented by :class:`~harness.launch.local.LocalLauncher` (process groups in control
+    groups) and :class:`~harness.launch.docker.DockerLauncher` (containers). Used as a
+    context manager: leaving the block stops everything the launcher started.
+
+    ``name`` is ``"local"`` or ``"docker"``; ``isolation`` says in words what holds a target
+    (``"its own control group"``, ``"a container"``); ``cgroup_unavailable`` is why targets
+    given limits could only be pinned (one line), or None; ``builds_images`` is True when
+    :meth:`build` must run for every target before the first cell.
+    """
+
+    name: str
+    isolation: str
+    builds_images: bool
+    cgroup_unavailable: str | None
+
+    def __enter__(self) -> Launcher: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    def build(
+        self, config: TargetConfig, directory: Path, *, log_path: Path | None = None
+    ) -> BuiltImage | None:
+        """Build (or find unchanged) the target's image; None where the launcher needs none.
+
+        Raises LaunchError with the build log's end when the build fails.
+        """
+        ...
+
+    def start(
+        self,
+        config: TargetConfig,
+        directory: Path,
+        *,
+        workers: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 30.0,
+        cpus: Iterable[int] | None = None,
+        port: int | None = None,
+        limits: Limits | None = None,
+    ) -> RunningTarget:
+        """Start ``config`` and wait until ``GET config.ready_path`` answers 200; raises LaunchError."""
+        ...
+
+    def stop(self, target: RunningTarget) -> None:
+        """Stop one target (SIGTERM, a grace period, then by force)."""
+        ...
+
+    def close(self) -> None:
+        """Stop everything still running."""
+        ...
+
+    def is_alive(self, target: RunningTarget) -> bool: ...
+
+    def running(self) -> list[RunningTarget]: ...
+
+    def cgroup(self, target: RunningTarget) -> Cgroup | None:
+        """The control group holding the target, or None where none is readable."""
+        ...
+
+    def usage(self, target: RunningTarget) -> CgroupUsage | None: ...
+
+    def oom_killed(self, target: RunningTarget) -> bool: ...
+
+    def engine_version(self) -> str | None:
+        """The container engine's version for the environment table; None for the local launcher."""
+        ...
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Ask the kernel for a free TCP port on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a text file, or a note that it is empty."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    selected = text.splitlines()[-lines:]
+    return "\n".join(selected) if selected else "(log is empty)"
+
+
+def health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
+    """True when ``GET path`` on ``host:port`` answers 200 within ``timeout_s`` seconds."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()

@@ -44,9 +44,8 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound, 
 from docker.models.containers import Container
 from docker.types import Ulimit
 
-from harness.launch.base import LaunchError, RunningTarget
+from harness.launch.base import LOOPBACK, BuiltImage, LaunchError, RunningTarget, free_port, health_ok, tail
 from harness.launch.cgroup import Cgroup, CgroupUsage, Limits, cgroup_of, format_cpu_list
-from harness.launch.local import LOOPBACK, free_port, health_ok, tail
 from harness.model import TargetConfig
 
 # What the Dockerfiles default to, and what `make docker-base` builds when no registry answers.
@@ -98,16 +97,6 @@ def connect(timeout_s: float = 60.0) -> docker.DockerClient:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EngineUnavailable(f"no Docker engine answers at {where} ({reason}); {_ENGINE_HINT}") from exc
     return client
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    """A target's image: ``tag`` (``gwbench/<target>:<hash>``), whether this call built it,
-    and how long the build took in seconds (0 when it was already there)."""
-
-    tag: str
-    built: bool
-    build_s: float
 
 
 def _context_folders(config: TargetConfig, directory: Path) -> dict[str, Path]:
@@ -247,6 +236,9 @@ class DockerLauncher:
     """
 
     name = "docker"
+    builds_images = True
+    isolation = "a container"
+    cgroup_unavailable: str | None = None
 
     def __init__(
         self,
@@ -274,6 +266,14 @@ class DockerLauncher:
             LOCAL_BASE_IMAGE if self._has_image(LOCAL_BASE_IMAGE) else DEFAULT_BASE_IMAGE
         )
         self.removed_leftovers = self.remove_leftovers()
+
+    def engine_version(self) -> str | None:
+        """The engine's version, for the environment table (None when it does not say)."""
+        try:
+            version = self.client.version().get("Version")
+        except DockerException:
+            return None
+        return None if version is None else str(version)
 
     def __enter__(self) -> DockerLauncher:
         return self

@@ -14,10 +14,8 @@ leaving the ``with`` block, also on an exception) leaves no process behind.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,42 +25,9 @@ from types import TracebackType
 
 import psutil
 
-from harness.launch.base import LaunchError, RunningTarget
+from harness.launch.base import LOOPBACK, BuiltImage, LaunchError, RunningTarget, free_port, health_ok, tail
 from harness.launch.cgroup import Cgroup, CgroupUnavailable, CgroupUsage, Limits, create
 from harness.model import TargetConfig
-
-LOOPBACK = "127.0.0.1"
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """Ask the kernel for a free TCP port on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of a text file, or a note that it is empty."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    selected = text.splitlines()[-lines:]
-    return "\n".join(selected) if selected else "(log is empty)"
-
-
-def health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
 
 
 def wait_until_idle(
@@ -119,6 +84,8 @@ class LocalLauncher:
     """
 
     name = "local"
+    builds_images = False
+    isolation = "its own control group"
 
     def __init__(
         self,
@@ -134,6 +101,16 @@ class LocalLauncher:
         self._stopped: dict[int, _Started] = {}
         self.cgroup_unavailable: str | None = None
         """Why targets given limits could only be pinned (first failure, one line), or None."""
+
+    def build(
+        self, config: TargetConfig, directory: Path, *, log_path: Path | None = None
+    ) -> BuiltImage | None:
+        """Nothing to build: a local target runs from the harness's own environment."""
+        return None
+
+    def engine_version(self) -> str | None:
+        """No container engine: None."""
+        return None
 
     def __enter__(self) -> LocalLauncher:
         return self

@@ -31,8 +31,7 @@ from typing import IO
 
 import psycopg
 
-from harness.launch.base import LaunchError
-from harness.launch.local import LOOPBACK, free_port, tail
+from harness.launch.base import LOOPBACK, LaunchError, free_port, tail
 
 DATABASE = "gwbench"
 USER = "gwbench"
