@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.load import ClosedLoad, DriverError, drive_in_subprocess
+from harness.stats import Spread
 
 RPS_GOAL = 0.9
 """Our requests/s must be at least this fraction of wrk's."""
@@ -89,19 +89,6 @@ class RoundResult:
     @property
     def target_cpu_percent(self) -> float:
         return 100.0 * self.target_cpu_s / self.duration_s if self.duration_s else 0.0
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Median, min and max of one quantity over the rounds."""
-
-    median: float
-    min: float
-    max: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        return cls(statistics.median(values), min(values), max(values))
 
 
 @dataclass(frozen=True)

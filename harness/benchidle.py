@@ -42,7 +42,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -54,7 +53,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.benchdriver import Spread
 from harness.launch import LaunchError, Limits, LocalLauncher, RunningTarget, wait_until_idle
 from harness.launch.base import tail
 from harness.launch.cgroup import Cgroup
@@ -69,6 +67,9 @@ from harness.load.stream import (
 from harness.load.stream.link import CLOSE_WAIT_S
 from harness.model import ConfigError, Placement, TargetConfig, discover_targets, suggest
 from harness.monitor import sample_tree
+from harness.plan import split_cpus
+from harness.results import utc_now
+from harness.stats import Spread
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_VERSION = 1
@@ -597,15 +598,7 @@ def unsupported_reason(config: TargetConfig, kind: HoldKind) -> str | None:
 
 def cpu_placement() -> Placement:
     """The runner's: the stack on the first CPU this process may use, the driver on the others."""
-    # Imported here: harness.runner pulls in every driver and the Docker client, which the
-    # spawned driver process, importing this module, has no use for.
-    from harness.runner import split_cpus
-
     return split_cpus(sorted(os.sched_getaffinity(0)))
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_bench(
@@ -620,7 +613,7 @@ def run_bench(
     process is stopped and the rounds so far are returned with status ``interrupted``. Raises
     FileLimitError when the stacks may not open enough files for the connections.
     """
-    started_at, load_start = _utc_now(), os.getloadavg()[0]
+    started_at, load_start = utc_now(), os.getloadavg()[0]
     unsupported = {n: r for n, c in spec.stacks.items() if (r := unsupported_reason(c, spec.kind))}
     measured = sorted(name for name in spec.stacks if name not in unsupported)
     placement = cpu_placement()
@@ -664,7 +657,7 @@ def run_bench(
         rounds=spec.rounds,
         seed=spec.seed,
         started_at=started_at,
-        finished_at=_utc_now(),
+        finished_at=utc_now(),
         status=status,
         placement=placement,
         cgroup_unavailable=launcher.cgroup_unavailable,

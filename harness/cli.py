@@ -41,7 +41,7 @@ from harness.model import (
     load_scenario,
     suggest,
 )
-from harness.plan import planned_seconds
+from harness.plan import planned_seconds, split_cpus
 from harness.results import ResultsError, read_measurements
 from harness.runner import (
     UPSTREAM,
@@ -51,7 +51,6 @@ from harness.runner import (
     RunSpec,
     blocks_for,
     execute,
-    split_cpus,
 )
 from harness.verify import VerificationReport, verify
 

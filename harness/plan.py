@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.model import Cell, Scenario
+from harness.model import Cell, Placement, Scenario
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,14 @@ def planned_seconds(scenario: Scenario, blocks: Sequence[Block]) -> float:
     if scenario.model == "saturation":
         cells *= scenario.saturation.max_steps()
     return cells * (scenario.warmup_s + scenario.duration_s)
+
+
+def split_cpus(available: Sequence[int]) -> Placement:
+    """Give the target the first CPU and the generator (and upstream) the rest.
+
+    On a one-CPU machine both share it; the report shows the placement.
+    """
+    cpus = sorted(available)
+    if len(cpus) < 2:
+        return Placement(target_cpus=tuple(cpus), generator_cpus=tuple(cpus))
+    return Placement(target_cpus=(cpus[0],), generator_cpus=tuple(cpus[1:]))

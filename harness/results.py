@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -155,3 +156,8 @@ def list_runs(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO 8601 with seconds, e.g. ``2026-11-24T02:00:00Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -49,7 +49,6 @@ from harness.model import (
     DriverName,
     Errors,
     Measurement,
-    Placement,
     RunFailure,
     RunManifest,
     Scenario,
@@ -58,8 +57,8 @@ from harness.model import (
     TargetRun,
 )
 from harness.monitor import MIB, CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
-from harness.plan import Block, plan
-from harness.results import RunWriter
+from harness.plan import Block, plan, split_cpus
+from harness.results import RunWriter, utc_now
 from harness.stages import Phase
 from harness.timeseries import Row, Slope, memory_slope, rows_from, to_csv
 from harness.verify import VerificationReport, verify
@@ -71,25 +70,9 @@ GENERATOR_BEHIND_RATIO = 0.95  # open model: sent less than this share of the in
 UPSTREAM_BOUND_CPU_PERCENT = 80.0  # of one core: the upstream is one process
 
 
-def utc_now() -> str:
-    """Current UTC time, ISO 8601 with seconds, e.g. ``2026-11-24T02:00:00Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def new_run_id(scenario: str) -> str:
     """``<UTC timestamp>-<scenario>``, e.g. ``20261124T020000Z-default``."""
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario}"
-
-
-def split_cpus(available: Sequence[int]) -> Placement:
-    """Give the target the first CPU and the generator (and upstream) the rest.
-
-    On a one-CPU machine both share it; the report shows the placement.
-    """
-    cpus = sorted(available)
-    if len(cpus) < 2:
-        return Placement(target_cpus=tuple(cpus), generator_cpus=tuple(cpus))
-    return Placement(target_cpus=(cpus[0],), generator_cpus=tuple(cpus[1:]))
 
 
 class Events(Protocol):

@@ -38,6 +38,7 @@ Tests", Social Psychological and Personality Science 8(4), 2017).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -195,3 +196,16 @@ def compare(
         inverse = _percentile_interval((right, left), _ratio_of_medians, confidence, seed)
         return Comparison(ratio, Interval(_inverse(inverse.high), _inverse(inverse.low)))
     return Comparison(ratio, None)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median, min and max of one quantity over the rounds."""
+
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
