@@ -19,9 +19,9 @@ from conftest import ALL_TARGETS, STACKS, TARGETS_DIR
 from controlled_server import ControlledServer
 
 from harness.launch import LocalLauncher, RunningTarget
-from harness.launch.base import free_port
 from harness.launch.postgres import Postgres
 from harness.model import TargetConfig
+from harness.net import free_port
 from harness.verify import verify, verify_database_down, verify_upstream_down
 
 #: Concurrent /db/query requests of QUERY_MS each in the overlap test.

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 
-from harness.launch.base import free_port
 from harness.model import Scenario
+from harness.net import free_port
 from harness.results import load_run
 from harness.runner import RunSpec, descriptors_needed, preflight
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from conftest import REPO
 
-from harness.launch.base import free_port
 from harness.model import Measurement
+from harness.net import free_port
 from harness.results import load_run
 
 SCENARIO = """

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from controlled_server import ControlledServer
 
-from harness.launch.base import free_port, health_ok
+from harness.launch.base import health_ok
 from harness.load import UnsafeTargetError
 from harness.load.histogram import decode, latency_summary
 from harness.load.stream import (
@@ -38,6 +38,7 @@ from harness.load.stream import (
     run_sse,
     run_ws,
 )
+from harness.net import free_port
 
 TESTS = Path(__file__).parent
 BIN = Path(sys.executable).parent

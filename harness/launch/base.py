@@ -1,10 +1,10 @@
 """What every launcher is and hands back: the :class:`Launcher` Protocol, :class:`RunningTarget`,
-and the helpers both launchers and the services share (a free port, a log's tail, a health probe)."""
+and the helpers both launchers and the services share (a log's tail, a health probe); free ports
+and the loopback address are :mod:`harness.net`'s."""
 
 from __future__ import annotations
 
 import http.client
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from harness.launch.cgroup import Cgroup, CgroupUsage, Limits
     from harness.model import TargetConfig
-
-LOOPBACK = "127.0.0.1"
 
 
 class LaunchError(Exception):
@@ -129,15 +127,6 @@ class Launcher(Protocol):
     def engine_version(self) -> str | None:
         """The container engine's version for the environment table; None for the local launcher."""
         ...
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """Ask the kernel for a free TCP port on ``host``."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def tail(path: Path, lines: int = 20) -> str:

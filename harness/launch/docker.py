@@ -44,9 +44,10 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound, 
 from docker.models.containers import Container
 from docker.types import Ulimit
 
-from harness.launch.base import LOOPBACK, BuiltImage, LaunchError, RunningTarget, free_port, health_ok, tail
+from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
 from harness.launch.cgroup import Cgroup, CgroupUsage, Limits, cgroup_of, format_cpu_list
 from harness.model import TargetConfig
+from harness.net import LOOPBACK, free_port
 
 # What the Dockerfiles default to, and what `make docker-base` builds when no registry answers.
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"

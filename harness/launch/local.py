@@ -25,9 +25,10 @@ from types import TracebackType
 
 import psutil
 
-from harness.launch.base import LOOPBACK, BuiltImage, LaunchError, RunningTarget, free_port, health_ok, tail
+from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
 from harness.launch.cgroup import Cgroup, CgroupUnavailable, CgroupUsage, Limits, create
 from harness.model import TargetConfig
+from harness.net import LOOPBACK, free_port
 
 
 def wait_until_idle(

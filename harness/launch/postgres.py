@@ -31,7 +31,8 @@ from typing import IO
 
 import psycopg
 
-from harness.launch.base import LOOPBACK, LaunchError, free_port, tail
+from harness.launch.base import LaunchError, tail
+from harness.net import LOOPBACK, free_port
 
 DATABASE = "gwbench"
 USER = "gwbench"

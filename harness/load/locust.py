@@ -79,7 +79,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -94,6 +93,7 @@ from typing import TYPE_CHECKING, TypedDict
 from harness.load import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
+from harness.net import free_port
 
 if TYPE_CHECKING:
     from harness.load.locust_plugin import Report
@@ -309,13 +309,6 @@ def to_load_result(entries: Sequence[StatsEntry], report: Report) -> LoadResult:
         connections_peak=users,
         processes=max(1, len(report["workers"])),
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (for a master to bind)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host.strip("[]"), 0))
-        return int(probe.getsockname()[1])
 
 
 def _taskset(cpus: Iterable[int]) -> list[str]:
