@@ -21,7 +21,8 @@ from conftest import ALL_TARGETS, STACKS, TARGETS_DIR
 from docker.errors import NotFound
 
 from harness.launch import DockerLauncher, EngineUnavailable, LaunchError, Limits, RunningTarget
-from harness.launch.docker import LABEL, LABEL_OWNER, LABEL_RUN, WHEELHOUSE, connect
+from harness.launch.docker import LABEL, LABEL_OWNER, LABEL_RUN
+from harness.launch.images import WHEELHOUSE, connect
 from harness.load import ClosedLoad, run_closed
 from harness.monitor import CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.verify import verify

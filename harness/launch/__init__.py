@@ -2,7 +2,8 @@
 
 from harness.launch.base import LaunchError, RunningTarget
 from harness.launch.cgroup import CgroupUnavailable, CgroupUsage, Limits
-from harness.launch.docker import DockerLauncher, EngineUnavailable
+from harness.launch.docker import DockerLauncher
+from harness.launch.images import EngineUnavailable
 from harness.launch.local import LocalLauncher, wait_until_idle
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The Docker launcher: each target runs in a container built from its folder's Dockerfile.
 
-Images are built through the Docker SDK from a build context the harness lays out like
+Images are built through the Docker SDK from a build context (:mod:`harness.launch.images`) laid out like
 ``targets/``: the target's folder, the folder its ``app_dir`` names when that is a
 sibling (the shared Django project), and the target's wheels as ``wheelhouse/``
 (``make wheelhouse``). The build runs with no network. An image is tagged
@@ -24,10 +24,8 @@ import io
 import os
 import posixpath
 import random
-import re
 import resource
 import socket
-import tarfile
 import threading
 import time
 import uuid
@@ -46,135 +44,24 @@ from docker.types import Ulimit
 
 from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
 from harness.launch.cgroup import Cgroup, CgroupUsage, Limits, cgroup_of, format_cpu_list
+from harness.launch.images import (
+    DEFAULT_BASE_IMAGE,
+    IMAGE_REPOSITORY,
+    LOCAL_BASE_IMAGE,
+    TARGETS_IN_IMAGE,
+    WHEELHOUSE,
+    build_context,
+    connect,
+    log_lines,
+)
 from harness.model import TargetConfig
 from harness.net import LOOPBACK, free_port
 
-# What the Dockerfiles default to, and what `make docker-base` builds when no registry answers.
-DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
-LOCAL_BASE_IMAGE = "gwbench/base:bookworm"
-WHEELHOUSE = Path(__file__).resolve().parents[2] / "build" / "wheelhouse"
-IMAGE_REPOSITORY = "gwbench"
-TARGETS_IN_IMAGE = "/srv/targets"
 LABEL = "gwbench"  # every container and image the launcher makes has it
 LABEL_RUN = "gwbench.run"
 LABEL_TARGET = "gwbench.target"
 LABEL_OWNER = "gwbench.owner"  # <host name>:<pid>:<process start time> of the harness
 LABEL_LAUNCHER = "gwbench.launcher"  # one per DockerLauncher, as a harness may have several
-_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
-_SKIPPED = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-_ENGINE_HINT = (
-    "start one (as root: `dockerd &`, or `systemctl start docker`; Debian: apt-get install docker.io) "
-    "or point DOCKER_HOST at one"
-)
-
-
-class EngineUnavailable(LaunchError):
-    """No Docker engine answers; the message is one line saying how to start one."""
-
-
-def connect(timeout_s: float = 60.0) -> docker.DockerClient:
-    """A client for the engine that ``DOCKER_HOST`` (default: the local socket) names.
-
-    Raises EngineUnavailable when it does not answer a ping.
-    """
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if where.startswith("unix://"):
-        # Asked first, and quickly: the SDK leaks its socket when the connection is refused.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(min(timeout_s, 5.0))
-            try:
-                probe.connect(where.removeprefix("unix://"))
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                message = f"no Docker engine answers at {where} ({reason}); {_ENGINE_HINT}"
-                raise EngineUnavailable(message) from None
-    client: docker.DockerClient | None = None
-    try:
-        client = docker.from_env(timeout=int(timeout_s))
-        client.ping()
-    except DockerException as exc:
-        if client is not None:
-            client.close()
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EngineUnavailable(f"no Docker engine answers at {where} ({reason}); {_ENGINE_HINT}") from exc
-    return client
-
-
-def _context_folders(config: TargetConfig, directory: Path) -> dict[str, Path]:
-    """The folders a target's image needs, by their name in the context."""
-    directory = directory.resolve()
-    folders = {directory.name: directory}
-    app = (directory / config.app_dir).resolve()
-    if app != directory and not app.is_relative_to(directory):
-        if app.parent != directory.parent:
-            raise LaunchError(
-                f"{config.name}: app_dir {config.app_dir!r} is neither inside the target's folder nor "
-                "a sibling of it, so it cannot go into the image's build context"
-            )
-        folders[app.name] = app
-    return folders
-
-
-def _add(archive: tarfile.TarFile, name: str, path: Path | None) -> None:
-    # Fixed owner, time and modes: the same files give the same bytes, hence the same hash.
-    info = tarfile.TarInfo(name)
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    if path is None:
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o755
-        archive.addfile(info)
-        return
-    data = path.read_bytes()
-    info.size = len(data)
-    info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-    archive.addfile(info, io.BytesIO(data))
-
-
-def build_context(config: TargetConfig, directory: Path, wheels: Path) -> bytes:
-    """The build context of a target's image as an uncompressed tar, byte-for-byte reproducible.
-
-    Layout: ``<target>/`` (its folder, Dockerfile included), ``<sibling>/`` for an
-    ``app_dir`` outside the target's folder, and ``wheelhouse/`` (the ``*.whl`` of
-    ``wheels``). Caches (``__pycache__``) are left out. Raises LaunchError.
-    """
-    folders = _context_folders(config, directory)
-    if not (directory / "Dockerfile").is_file():
-        raise LaunchError(f"{config.name}: no Dockerfile in {directory}")
-    stamp = wheels / ".complete"
-    if not stamp.is_file():
-        raise LaunchError(
-            f"{config.name}: no wheelhouse in {wheels}: run `make wheelhouse` (it needs PyPI or a pip cache)"
-        )
-    requirements = directory / config.requirements
-    if requirements.is_file() and requirements.stat().st_mtime > stamp.stat().st_mtime:
-        raise LaunchError(f"{config.name}: {requirements} changed after its wheels: run `make wheelhouse`")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, folder in sorted(folders.items()):
-            _add(archive, name, None)
-            for path in sorted(folder.rglob("*")):
-                relative = path.relative_to(folder)
-                if _SKIPPED & set(relative.parts) or path.suffix == ".pyc":
-                    continue
-                _add(archive, f"{name}/{relative.as_posix()}", None if path.is_dir() else path)
-        _add(archive, "wheelhouse", None)
-        for wheel in sorted(wheels.glob("*.whl")):
-            _add(archive, f"wheelhouse/{wheel.name}", wheel)
-    return buffer.getvalue()
-
-
-def _log_lines(log: Iterable[object]) -> list[str]:
-    """The text of a build log's JSON items (``{"stream": "Step 1/9 ..."}``, ``{"error": ...}``),
-    without terminal colour codes."""
-    lines = []
-    for item in log:
-        if isinstance(item, dict):
-            lines.append(_COLOUR.sub("", str(item.get("stream") or item.get("error") or "")))
-    return lines
-
-
 def _owner() -> str:
     me = psutil.Process()
     return f"{socket.gethostname()}:{me.pid}:{me.create_time():.2f}"
@@ -347,9 +234,9 @@ class DockerLauncher:
                 rm=True,
                 forcerm=True,
             )
-            lines = _log_lines(log)
+            lines = log_lines(log)
         except BuildError as exc:
-            lines = _log_lines(exc.build_log)
+            lines = log_lines(exc.build_log)
             detail = "".join(lines).strip().splitlines()[-15:]
             raise LaunchError(
                 f"{config.name}: image build failed: {exc.msg} (is the wheelhouse current? "
