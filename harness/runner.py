@@ -49,6 +49,7 @@ from harness.model import (
     DriverName,
     Errors,
     Measurement,
+    Phase,
     RunFailure,
     RunManifest,
     Scenario,
@@ -59,7 +60,6 @@ from harness.model import (
 from harness.monitor import MIB, CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.plan import Block, plan, split_cpus
 from harness.results import RunWriter, utc_now
-from harness.stages import Phase
 from harness.timeseries import Row, Slope, memory_slope, rows_from, to_csv
 from harness.verify import VerificationReport, verify
 

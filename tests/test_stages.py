@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from harness.model import QUICK_MAX_WINDOW_S, ConfigError, load_scenario
+from harness.model import QUICK_MAX_WINDOW_S, ConfigError, Stage, load_scenario, phases
 from harness.results import load_run
-from harness.stages import Stage, phases
 
 OPEN = """\
 description = "staged"

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from harness import analysis, saturation, timeseries
 from harness.load.histogram import decode
-from harness.model import Measurement, RunManifest, TargetRun
+from harness.model import Measurement, Phase, RunManifest, TargetRun
 from harness.report import charts, timecharts
 from harness.report.formats import (
     DASH,
@@ -44,7 +44,6 @@ from harness.report.formats import (
     format_workload,
 )
 from harness.results import ResultsError, list_runs, load_manifest, load_run, read_measurements, write_atomic
-from harness.stages import Phase
 from harness.stats import Interval
 from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 

@@ -1,0 +1,106 @@
+"""The model layer: typed, validated configuration and result records, and reading them from files.
+
+Every record is a frozen pydantic model with an explicit JSON round trip
+(``model_dump(mode="json")`` / ``model_validate``). The package imports no other
+layer of the harness. Its modules, each importing only those listed before it:
+
+- :mod:`harness.model.stages`: a scenario's stages and the phases they are measured as.
+- :mod:`harness.model.config`: target, SLO, saturation search and cell records; the
+  bounds (``MAX_*``, ``QUICK_*``).
+- :mod:`harness.model.scenario`: the scenario and its endpoint tables.
+- :mod:`harness.model.records`: result records, ``SCHEMA_VERSION`` and the results
+  format's changelog.
+- :mod:`harness.model.files`: TOML reading and :class:`ConfigError`'s wording.
+
+Every public name is re-exported here, so ``from harness.model import Scenario`` works.
+"""
+
+from harness.model.config import (
+    MAX_CONCURRENCY,
+    MAX_DURATION_S,
+    MAX_RATE,
+    MAX_REPEATS,
+    QUICK_BISECT_STEPS,
+    QUICK_FACTOR,
+    QUICK_MAX_WINDOW_S,
+    QUICK_MIN_WARMUP_S,
+    QUICK_MIN_WINDOW_S,
+    Cell,
+    DriverName,
+    Interface,
+    LoadModel,
+    Saturation,
+    SettingValue,
+    Slo,
+    TargetConfig,
+    _Frozen,
+)
+from harness.model.files import (
+    ConfigError,
+    _explain,
+    _read_toml,
+    discover_targets,
+    load_scenario,
+    load_target,
+    suggest,
+)
+from harness.model.records import (
+    SCHEMA_VERSION,
+    DatabaseRun,
+    Environment,
+    Errors,
+    LatencyMs,
+    Measurement,
+    Placement,
+    RunFailure,
+    RunManifest,
+    TargetRun,
+)
+from harness.model.scenario import RequestSpec, Scenario, _is_folder_name, _is_path
+from harness.model.stages import Phase, Stage, StageKind, phases
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "MAX_DURATION_S",
+    "MAX_RATE",
+    "MAX_REPEATS",
+    "QUICK_BISECT_STEPS",
+    "QUICK_FACTOR",
+    "QUICK_MAX_WINDOW_S",
+    "QUICK_MIN_WARMUP_S",
+    "QUICK_MIN_WINDOW_S",
+    "SCHEMA_VERSION",
+    "Cell",
+    "ConfigError",
+    "DatabaseRun",
+    "DriverName",
+    "Environment",
+    "Errors",
+    "Interface",
+    "LatencyMs",
+    "LoadModel",
+    "Measurement",
+    "Phase",
+    "Placement",
+    "RequestSpec",
+    "RunFailure",
+    "RunManifest",
+    "Saturation",
+    "Scenario",
+    "SettingValue",
+    "Slo",
+    "Stage",
+    "StageKind",
+    "TargetConfig",
+    "TargetRun",
+    "_Frozen",
+    "_explain",
+    "_is_folder_name",
+    "_is_path",
+    "_read_toml",
+    "discover_targets",
+    "load_scenario",
+    "load_target",
+    "phases",
+    "suggest",
+]

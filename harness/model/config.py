@@ -1,0 +1,207 @@
+"""Typed, validated configuration records: a target, a scenario's SLO and search, a cell.
+
+Every record is a frozen pydantic model with an explicit JSON round trip
+(``model_dump(mode="json")`` / ``model_validate``). Also here: the names shared
+by configuration and results (:data:`Interface`, :data:`LoadModel`,
+:data:`DriverName`, :data:`SettingValue`) and the bounds that keep every load
+loop, and the plan, finite (``MAX_*``, ``QUICK_*``). The scenario itself is in
+:mod:`harness.model.scenario`. This module imports no other module of the harness.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+Interface = Literal["wsgi", "asgi", "native"]
+LoadModel = Literal["closed", "open", "saturation"]
+DriverName = Literal["native", "wrk", "locust"]
+SettingValue = str | int | float | bool
+
+
+def _one_setting_error(value: object, handler: ValidatorFunctionWrapHandler) -> Any:
+    # Without this, a bad setting gets one error per member of the union.
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("setting_type", "must be a string, number or boolean") from None
+
+
+_Setting = Annotated[SettingValue, WrapValidator(_one_setting_error)]
+# Bounds that keep every load loop, and the plan itself, finite and sane.
+MAX_CONCURRENCY = 100_000
+MAX_DURATION_S = 86_400.0
+MAX_REPEATS = 100
+MAX_RATE = 1_000_000.0
+QUICK_FACTOR = 0.2
+QUICK_MAX_WINDOW_S = 10.0
+"""``--quick`` at the default factor keeps at most this much measured window per cell (s): a
+10-minute soak becomes 10 s. The cap scales with the factor (2.5 s at 0.05)."""
+QUICK_BISECT_STEPS = 1
+"""``--quick`` bisects a saturation search at most this many times."""
+QUICK_MIN_WINDOW_S = 0.5
+"""``--quick`` keeps at least this much measured window per cell (s)."""
+QUICK_MIN_WARMUP_S = 0.1
+"""``--quick`` keeps at least this much warm-up (s), unless the scenario has none."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TargetConfig(_Frozen):
+    """One stack, as described by ``targets/<name>/target.toml``.
+
+    ``command`` is a shell-free argument string with the placeholders
+    ``{python}`` (the harness's interpreter), ``{host}``, ``{port}`` and
+    ``{workers}``; it runs with ``app_dir`` (relative to the target folder) as
+    its working directory. ``settings`` records every server setting that
+    matters for a fair comparison, so it lands in the results. A user's own
+    app sets ``verify_contract = false``: it is then only required to answer
+    ``ready_path`` with 200, and is not checked against ``targets/CONTRACT.md``.
+    ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) are the default limits
+    the launchers give the target; a scenario may override them.
+    """
+
+    name: str
+    description: str
+    role: Literal["target", "upstream"] = "target"
+    framework: str
+    server: str
+    interface: Interface
+    worker_model: str
+    command: str
+    default_workers: int = Field(ge=1)
+    workers_rule: str
+    app_dir: str = "."
+    requirements: str = "requirements.txt"
+    packages: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, _Setting] = Field(default_factory=dict)
+    ready_path: str = "/health"
+    verify_contract: bool = True
+    cpus: float = Field(default=1.0, gt=0, le=1024, allow_inf_nan=False)
+    memory_mb: int = Field(default=1024, ge=32, le=1_048_576)
+
+    @field_validator("command")
+    @classmethod
+    def _command_has_placeholders(cls, value: str) -> str:
+        for placeholder in ("{host}", "{port}"):
+            if placeholder not in value:
+                raise ValueError(f"must contain the placeholder {placeholder}")
+        return value
+
+    @property
+    def websocket(self) -> bool | None:
+        """What the target declares in ``settings.websocket`` (True / False), or None when silent."""
+        declared = self.settings.get("websocket")
+        return declared if isinstance(declared, bool) else None
+
+    def argv(self, *, python: str, host: str, port: int, workers: int) -> list[str]:
+        """Return the start command as an argument list with placeholders filled."""
+        filled = self.command.format(python=python, host=host, port=port, workers=workers)
+        return filled.split()
+
+
+class Slo(_Frozen):
+    """A service-level objective a cell must meet: the saturation search's stopping rule.
+
+    A cell breaks it when its p99 latency (corrected, in the open model) exceeds
+    ``p99_ms``, when failed plus dropped requests exceed ``error_rate`` of the
+    requests scheduled, or when the achieved rate is below ``min_achieved_ratio``
+    of the intended rate.
+    """
+
+    p99_ms: float = Field(default=100.0, gt=0, allow_inf_nan=False)
+    error_rate: float = Field(default=0.001, ge=0, le=1, allow_inf_nan=False)
+    min_achieved_ratio: float = Field(default=0.95, gt=0, le=1, allow_inf_nan=False)
+
+    def breach(
+        self, *, p99_ms: float | None, failed: int, scheduled: int, achieved_rate: float, intended_rate: float
+    ) -> str | None:
+        """Why a cell breaks this SLO (the first rule broken, in words), or None when it holds.
+
+        ``p99_ms`` is None when no request succeeded; ``failed`` counts failed
+        plus dropped requests out of ``scheduled``; rates are in requests/s.
+        """
+        if scheduled and failed / scheduled > self.error_rate:
+            return f"errors {100 * failed / scheduled:.2f}% > {100 * self.error_rate:g}%"
+        if p99_ms is None:
+            return "no successful response"
+        if p99_ms > self.p99_ms:
+            return f"p99 {p99_ms:.1f} ms > {self.p99_ms:g} ms"
+        if intended_rate and achieved_rate < self.min_achieved_ratio * intended_rate:
+            return (
+                f"achieved {achieved_rate:.1f} req/s < {100 * self.min_achieved_ratio:g}% of "
+                f"{intended_rate:g} req/s"
+            )
+        return None
+
+
+class Saturation(_Frozen):
+    """How the saturation search steps the arrival rate (requests/s).
+
+    Rates start at ``start_rate`` and are multiplied by ``growth`` until the SLO
+    breaks or ``max_rate`` is passed; then ``bisect_steps`` bisections between
+    the last rate that held and the first that broke narrow the result.
+    """
+
+    start_rate: float = Field(default=50.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    growth: float = Field(default=2.0, gt=1, le=10, allow_inf_nan=False)
+    max_rate: float = Field(default=20_000.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    bisect_steps: int = Field(default=3, ge=0, le=10)
+
+    def max_steps(self) -> int:
+        """The most cells one search can take (growth steps plus bisections)."""
+        steps, rate = 1, self.start_rate
+        while rate < self.max_rate:
+            rate *= self.growth
+            steps += 1
+        return steps + self.bisect_steps
+
+
+class Cell(_Frozen):
+    """One measurement to take: a target, an endpoint and a load level, one repeat.
+
+    Closed model: ``concurrency`` connections. Open model: ``rate`` requests/s.
+    A saturation search is planned as one cell with neither; the runner stores
+    one measurement per rate it tries. A staged scenario (``staged``) is one
+    cell too, stored as one measurement per phase (:func:`harness.model.stages.phases`).
+    """
+
+    target: str
+    endpoint: str
+    model: LoadModel = "closed"
+    concurrency: int | None = None
+    rate: float | None = None
+    repeat: int
+    staged: bool = False
+
+    @property
+    def level(self) -> str:
+        """The load level as a short label: ``c32``, ``rate200``, ``sat``, ``stages``."""
+        if self.staged:
+            return "stages"
+        if self.model == "closed":
+            return f"c{self.concurrency}"
+        if self.rate is not None:
+            return f"rate{self.rate:g}"
+        return "sat"
+
+    @property
+    def cell_id(self) -> str:
+        """A file-name-safe unique id, e.g. ``flask-gunicorn__io-sleep-ms-50__c32__r0``."""
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.endpoint).strip("-")
+        level = re.sub(r"[^A-Za-z0-9]+", "-", self.level)
+        return f"{self.target}__{slug}__{level}__r{self.repeat}"

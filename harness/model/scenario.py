@@ -1,0 +1,324 @@
+"""The scenario: a load description (``scenarios/<name>.toml``) and its endpoint tables.
+
+:class:`Scenario` checks its levels against its load model and its stages
+(:mod:`harness.model.stages`); :class:`RequestSpec` is one kind of request when a
+plain GET path is not enough. Both are frozen pydantic models with an explicit
+JSON round trip. This module imports only :mod:`harness.model.config` and
+:mod:`harness.model.stages`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
+
+from harness.model.config import (
+    MAX_CONCURRENCY,
+    MAX_DURATION_S,
+    MAX_RATE,
+    MAX_REPEATS,
+    QUICK_BISECT_STEPS,
+    QUICK_FACTOR,
+    QUICK_MAX_WINDOW_S,
+    QUICK_MIN_WARMUP_S,
+    QUICK_MIN_WINDOW_S,
+    DriverName,
+    LoadModel,
+    Saturation,
+    Slo,
+    _Frozen,
+)
+from harness.model.stages import Phase, Stage, phases
+
+
+def _is_path(value: str) -> str:
+    # The endpoint goes verbatim into the request line: "GET <endpoint> HTTP/1.1".
+    if not re.fullmatch(r"/[!-~]*", value):
+        raise ValueError("must be a path starting with '/', printable ASCII without spaces")
+    return value
+
+
+def _is_folder_name(value: str) -> str:
+    # The scenario's name is part of the results folder's name.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+        raise ValueError(
+            "must be letters, digits, '.', '_' or '-' (it names the results folder; default: the file's name)"
+        )
+    return value
+
+
+_Endpoint = Annotated[str, AfterValidator(_is_path)]
+_Positive = Annotated[int, Field(ge=1)]
+
+
+class RequestSpec(_Frozen):
+    """One kind of request in a scenario, when a plain GET path is not enough.
+
+    ``body`` is sent as is with ``content_type`` (``body_file``, a path relative
+    to the scenario file, is read into ``body`` when the scenario is loaded).
+    ``weight`` is its share of a ``mix``. ``name`` labels it in results
+    (default: the path, or ``"POST /path"`` for another method).
+    """
+
+    path: _Endpoint
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    body: str | None = None
+    body_file: str | None = None
+    content_type: str = "application/json"
+    weight: int = Field(default=1, ge=1, le=1000)
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How results name it: ``name``, else the path (GET) or ``"METHOD path"``."""
+        if self.name:
+            return self.name
+        return self.path if self.method == "GET" else f"{self.method} {self.path}"
+
+
+def _entry_kind(value: object) -> str | None:
+    if isinstance(value, str):
+        return "<path>"
+    if isinstance(value, dict | RequestSpec):
+        return "<table>"
+    return None
+
+
+# An endpoint is a GET path or a table; the tags (dropped from error locations) pick which.
+_EndpointEntry = Annotated[
+    Annotated[_Endpoint, Tag("<path>")] | Annotated[RequestSpec, Tag("<table>")],
+    Discriminator(
+        _entry_kind,
+        custom_error_type="endpoint",
+        custom_error_message="must be a path or a table with a path",
+    ),
+]
+
+
+def _time_scaled(path: str, scale: float) -> str:
+    """``/io/upstream?ms=300`` at scale 0.1 is ``/io/upstream?ms=30`` (every ``ms=`` and ``interval_ms=``)."""
+    if scale == 1.0:
+        return path
+    return re.sub(
+        r"(?<=[?&])((?:interval_)?ms=)(\d+)", lambda m: f"{m.group(1)}{round(int(m.group(2)) * scale)}", path
+    )
+
+
+class Scenario(_Frozen):
+    """A load description, as in ``scenarios/<name>.toml``.
+
+    Durations are in seconds, rates in requests/s. ``targets`` empty means
+    every target that has a ``target.toml`` (the upstream service excluded).
+    ``workers``, ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) override a
+    target's ``default_workers``, ``cpus`` and ``memory_mb`` by name.
+
+    ``endpoints`` are GET paths or :class:`RequestSpec` tables (method, body,
+    weight); each is measured on its own, unless ``mix`` names them all as one
+    weighted mix measured as a single endpoint of that name. ``time_scale``
+    multiplies every ``ms=`` and ``interval_ms=`` wait in the paths (0.1 runs a
+    300 ms wait as 30 ms), so a slow workload can run at a fraction of its delays.
+
+    ``model``: ``closed`` runs each level of ``concurrency`` (connections, each
+    sending its next request when the previous answer arrives); ``open`` runs
+    each of ``rates`` with ``arrival`` inter-arrival times and at most
+    ``max_connections`` connections; ``saturation`` searches the highest open-
+    model rate that meets ``slo`` (see :class:`Saturation`). ``driver`` is the
+    load generator (``wrk`` and ``locust``: closed model only);
+    ``generator_processes`` is how many driver processes (one event loop each,
+    or Locust processes) share the load.
+
+    ``stages`` (:mod:`harness.model.stages`) replace the levels with one continuous
+    load that changes over time (constant, ramp, step, spike, soak), closed or
+    open model, native driver; ``duration_s`` is then their total (filled in
+    when omitted).
+    """
+
+    name: Annotated[str, AfterValidator(_is_folder_name)]
+    description: str
+    targets: tuple[str, ...] = ()
+    endpoints: tuple[_EndpointEntry, ...] = Field(min_length=1)
+    mix: str | None = None
+    time_scale: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
+    model: LoadModel = "closed"
+    concurrency: tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...] = ()
+    rates: tuple[Annotated[float, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)], ...] = ()
+    arrival: Literal["uniform", "poisson"] = "poisson"
+    max_connections: int = Field(default=1000, ge=1, le=MAX_CONCURRENCY)
+    saturation: Saturation = Field(default_factory=Saturation)
+    slo: Slo = Field(default_factory=Slo)
+    driver: DriverName = "native"
+    generator_processes: int = Field(default=1, ge=1, le=64)
+    warmup_s: float = Field(ge=0, allow_inf_nan=False)
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
+    timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    workers: dict[str, _Positive] = Field(default_factory=dict)
+    cpus: dict[str, Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]] = Field(default_factory=dict)
+    memory_mb: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
+    seed: int | None = None
+    stages: tuple[Stage, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _duration_from_stages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "duration_s" not in data and isinstance(data.get("stages"), list):
+            durations = [s.get("duration_s") for s in data["stages"] if isinstance(s, dict)]
+            if durations and all(isinstance(d, int | float) and d > 0 for d in durations):
+                data = {**data, "duration_s": round(sum(float(d or 0) for d in durations), 6)}
+        return data
+
+    @model_validator(mode="after")
+    def _stages_match_the_model(self) -> Scenario:
+        if not self.stages:
+            return self
+        if self.model == "saturation" or self.concurrency or self.rates:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: stages set the load over time: no concurrency or rates list, "
+                "and model 'closed' or 'open' (got '{model}')",
+                {"key": "stages", "model": self.model},
+            )
+        if self.driver != "native":
+            raise PydanticCustomError(
+                "levels", "{key}: stages run on the native driver only", {"key": "driver"}
+            )
+        unit = "rate" if self.model == "open" else "concurrency"
+        for index, stage in enumerate(self.stages):
+            if getattr(stage, unit) is None:
+                raise PydanticCustomError(
+                    "levels",
+                    "{key}: required in every stage when model = '{model}'",
+                    {"key": f"stages[{index}].{unit}", "model": self.model},
+                )
+        total = sum(stage.duration_s for stage in self.stages)
+        if abs(total - self.duration_s) > 1e-3:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: must equal the stages' total of {total} s, or be left out",
+                {"key": "duration_s", "total": f"{total:g}"},
+            )
+        first = self.stages[0]
+        if first.kind == "spike" and first.start is None:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: a spike needs a base level: give start, or put a stage before it",
+                {"key": "stages[0].start"},
+            )
+        measured = phases(self.stages)
+        if any(max(p.start_level, p.end_level) < (1 if self.model == "closed" else 1e-9) for p in measured):
+            raise PydanticCustomError(
+                "levels",
+                "{key}: a phase with no load at all (level 0 from start to end): give it a level",
+                {"key": "stages"},
+            )
+        return self
+
+    def phases(self) -> list[Phase]:
+        """The measured phases of a staged scenario (empty without stages)."""
+        return phases(self.stages) if self.stages else []
+
+    @model_validator(mode="after")
+    def _levels_match_the_model(self) -> Scenario:
+        if self.stages:
+            return self
+        if self.model == "closed" and not self.concurrency:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: required when model = 'closed': a list of levels (connections)",
+                {"key": "concurrency"},
+            )
+        if self.model == "open" and not self.rates:
+            raise PydanticCustomError(
+                "levels", "{key}: required when model = 'open': a list of requests/s", {"key": "rates"}
+            )
+        labels = [spec.label for spec in self.requests()]
+        if not self.mix and len(set(labels)) != len(labels):
+            raise PydanticCustomError(
+                "levels", "{key}: two endpoints share a label; give them distinct names", {"key": "endpoints"}
+            )
+        plain = all(spec.method == "GET" and spec.body is None for spec in self.requests())
+        if self.driver == "wrk" and (self.mix or not plain):
+            raise PydanticCustomError(
+                "levels", "{key}: 'wrk' sends one GET per cell: no mix, no POST", {"key": "driver"}
+            )
+        if self.driver in ("wrk", "locust") and self.model != "closed":
+            raise PydanticCustomError(
+                "levels",
+                "{key}: '{driver}' runs the closed model only (no arrival rate), got model = '{model}'",
+                {"key": "driver", "driver": self.driver, "model": self.model},
+            )
+        return self
+
+    def quick(self, factor: float = QUICK_FACTOR) -> tuple[Scenario, str]:
+        """A smoke-run version: durations x ``factor`` (with floors), one repeat; and a sentence saying so.
+
+        Warm-up is scaled with a floor of :data:`QUICK_MIN_WARMUP_S` (unless it
+        was 0), the measured window with a floor of :data:`QUICK_MIN_WINDOW_S` and
+        a cap of :data:`QUICK_MAX_WINDOW_S` (at the default factor; the cap scales
+        with the factor)
+        (stages all by the window's factor), and a saturation search keeps its
+        rates but bisects at most :data:`QUICK_BISECT_STEPS` times.
+        """
+        warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), QUICK_MIN_WARMUP_S)
+        duration = max(round(self.duration_s * factor, 2), QUICK_MIN_WINDOW_S)
+        most = round(QUICK_MAX_WINDOW_S * factor / QUICK_FACTOR, 2)
+        capped = duration > most
+        duration = min(duration, most)
+        scale = duration / self.duration_s
+        stages = tuple(stage.scaled(scale) for stage in self.stages)
+        if stages:
+            duration = sum(stage.duration_s for stage in stages)
+        bisect = min(self.saturation.bisect_steps, QUICK_BISECT_STEPS)
+        quick = self.model_copy(
+            update={
+                "warmup_s": warmup,
+                "duration_s": duration,
+                "repeats": 1,
+                "stages": stages,
+                "saturation": self.saturation.model_copy(update={"bisect_steps": bisect}),
+            }
+        )
+        cap = f", at most {most:g} s: x {scale:.3g}" if capped else ""
+        search = (
+            f", bisections {self.saturation.bisect_steps} -> {bisect}"
+            if self.model == "saturation" and bisect != self.saturation.bisect_steps
+            else ""
+        )
+        note = (
+            f"--quick: durations x {factor:g}{cap} (warm-up {self.warmup_s:g} -> {warmup:g} s, "
+            f"window {self.duration_s:g} -> {duration:g} s"
+            f"{', every stage alike' if stages else ''}), repeats {self.repeats} -> 1{search}; "
+            "figures for smoke-testing, not conclusions"
+        )
+        return quick, note
+
+    def requests(self) -> tuple[RequestSpec, ...]:
+        """Every endpoint as a :class:`RequestSpec`, waits scaled by ``time_scale``."""
+        specs = [RequestSpec(path=e) if isinstance(e, str) else e for e in self.endpoints]
+        return tuple(s.model_copy(update={"path": _time_scaled(s.path, self.time_scale)}) for s in specs)
+
+    def endpoint_labels(self) -> tuple[str, ...]:
+        """The endpoints cells are measured on: each request's label, or the one ``mix``."""
+        if self.mix:
+            return (self.mix,)
+        return tuple(spec.label for spec in self.requests())
+
+    def requests_for(self, label: str) -> tuple[RequestSpec, ...]:
+        """The requests one endpoint label stands for (all of them for the mix). KeyError if unknown."""
+        if self.mix and label == self.mix:
+            return self.requests()
+        found = tuple(spec for spec in self.requests() if spec.label == label)
+        if not found:
+            raise KeyError(label)
+        return found
+
+    def max_level_connections(self) -> int:
+        """The most connections one cell can open (for the file-descriptor check)."""
+        if self.model == "closed" and self.stages:
+            return int(max(max(p.start_level, p.end_level) for p in self.phases()))
+        if self.model == "closed":
+            return max(self.concurrency)
+        return self.max_connections
