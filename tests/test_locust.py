@@ -17,8 +17,8 @@ import pytest
 from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 from controlled_server import ControlledServer
 
+from harness.histogram import decode
 from harness.launch import LocalLauncher, RunningTarget
-from harness.load.histogram import decode, latency_summary
 from harness.load.locust import (
     LocustError,
     LocustLoad,
@@ -33,6 +33,7 @@ from harness.load.locust import (
     worker_command,
 )
 from harness.load.native import ClosedLoad, UnsafeTargetError
+from harness.load.summary import latency_summary
 
 if TYPE_CHECKING:  # importing the plugin imports Locust, which patches the process for gevent
     from harness.load.locust_plugin import Report

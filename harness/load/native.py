@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 
 import uvloop
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.connection import Connection, clock
 from harness.load.profile import (
     Segment,

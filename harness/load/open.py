@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 import uvloop
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.alarm import Alarm
 from harness.load.connection import Connection, clock
 from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, sleep_until

@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
 

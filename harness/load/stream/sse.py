@@ -22,7 +22,7 @@ from typing import cast
 import httptools
 import uvloop
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.connection import clock
 from harness.load.native import ensure_loopback, request_bytes
 from harness.load.stream.link import Link, Tally, connect, finish, measure, open_file_limit

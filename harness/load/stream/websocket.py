@@ -30,7 +30,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.connection import clock
 from harness.load.native import ensure_loopback
 from harness.load.stream.link import CLOSE_WAIT_S, Link, Tally, connect, finish, measure, open_file_limit
