@@ -84,7 +84,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +94,7 @@ from harness import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
 from harness.net import free_port
+from harness.types import WindowCallback
 
 if TYPE_CHECKING:
     from harness.load.locust_plugin import Report
@@ -325,7 +326,7 @@ def run_locust(
     load: LocustLoad,
     *,
     cpus: Iterable[int] = (),
-    on_window: Callable[[str], None] = lambda _: None,
+    on_window: WindowCallback = lambda _: None,
     processes: int = 1,
     master: bool = False,
     expect_workers: int = 0,
@@ -402,7 +403,7 @@ def _drive(
     workers: int,
     *,
     limit_s: float,
-    on_window: Callable[[str], None],
+    on_window: WindowCallback,
 ) -> LoadResult:
     """Run Locust in ``directory`` (``options``: the pinning prefix, the topology) and map its output."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -457,7 +458,7 @@ def _environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
 
 
-def _run(command: list[str], directory: Path, *, limit_s: float, on_window: Callable[[str], None]) -> None:
+def _run(command: list[str], directory: Path, *, limit_s: float, on_window: WindowCallback) -> None:
     """Run Locust to the end, calling ``on_window`` as the plugin reports the window; log in ``directory``.
 
     Raises LocustError when it fails or outlives ``limit_s``; it is stopped in every case.

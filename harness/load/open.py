@@ -43,7 +43,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, 
 from harness.load.profile import Segment, arrival_offsets, scaled, stage_bounds, stage_masses, validate
 from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
+from harness.types import WindowCallback
 
 Arrival = Literal["uniform", "poisson"]
 
@@ -413,7 +414,7 @@ def _read(tally: _OpenTally) -> _Reading:
     )
 
 
-async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
+async def _run_open(load: OpenLoad, on_window: WindowCallback, begin_ns: int | None) -> LoadResult:
     if begin_ns is not None:
         await sleep_until(begin_ns)
     begin = clock() if begin_ns is None else begin_ns
@@ -515,7 +516,7 @@ def _stages(load: OpenLoad, tally: _OpenTally, readings: Sequence[_Reading]) -> 
 
 
 def run_open(
-    load: OpenLoad, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+    load: OpenLoad, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None
 ) -> LoadResult:
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 

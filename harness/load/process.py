@@ -31,6 +31,7 @@ from harness.load.connection import clock
 from harness.load.native import ClosedLoad, ensure_loopback, run_closed
 from harness.load.open import OpenLoad, run_open
 from harness.load.result import LoadResult, merge_results
+from harness.types import WindowCallback
 
 Load = ClosedLoad | OpenLoad
 ChildMessage = (
@@ -52,7 +53,7 @@ class DriverError(Exception):
 
 
 def run(
-    load: Load, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+    load: Load, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None
 ) -> LoadResult:
     """Drive ``load`` in this process with the driver of its model (closed or open)."""
     if isinstance(load, OpenLoad):
@@ -172,7 +173,7 @@ def drive_in_subprocess(
     load: Load,
     *,
     cpus: Iterable[int] = (),
-    on_window: Callable[[str], None] = lambda _: None,
+    on_window: WindowCallback = lambda _: None,
     processes: int = 1,
 ) -> tuple[LoadResult, int]:
     """Run ``load`` split over ``processes`` spawned children, windows aligned; merge their results.
