@@ -37,7 +37,8 @@ from harness.launch import (
 from harness.launch.base import Launcher, tail
 from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
-from harness.load.locust import LocustError, LocustLoad, run_locust
+from harness.load.locust import LocustLoad, run_locust
+from harness.load.locust_stats import LocustError
 from harness.load.open import OpenLoad
 from harness.load.profile import Segment
 from harness.load.requests import HttpRequest

@@ -52,9 +52,7 @@ class DriverError(Exception):
     """A driver process failed; the message carries its error."""
 
 
-def run(
-    load: Load, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None
-) -> LoadResult:
+def run(load: Load, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None) -> LoadResult:
     """Drive ``load`` in this process with the driver of its model (closed or open)."""
     if isinstance(load, OpenLoad):
         return run_open(load, on_window, begin_ns=begin_ns)
