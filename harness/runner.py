@@ -37,9 +37,9 @@ from harness.launch import (
 from harness.launch.base import Launcher, tail
 from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
+from harness.load.arrivals import OpenLoad
 from harness.load.locust import LocustLoad, run_locust
 from harness.load.locust_stats import LocustError
-from harness.load.open import OpenLoad
 from harness.load.profile import Segment
 from harness.load.requests import HttpRequest
 from harness.load.summary import latency_summary

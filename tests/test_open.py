@@ -9,7 +9,8 @@ import pytest
 from controlled_server import ControlledServer
 
 from harness.load import ClosedLoad, run_closed
-from harness.load.open import OpenLoad, intended_times, run_open
+from harness.load.arrivals import OpenLoad, intended_times
+from harness.load.open import run_open
 from harness.load.summary import latency_summary
 
 

@@ -24,7 +24,7 @@ from harness.load import (
     run_closed,
     run_open,
 )
-from harness.load.open import intended_times
+from harness.load.arrivals import intended_times
 from harness.load.profile import (
     Segment,
     arrival_offsets,

@@ -27,9 +27,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
+from harness.load.arrivals import OpenLoad
 from harness.load.connection import clock
 from harness.load.native import ClosedLoad, ensure_loopback, run_closed
-from harness.load.open import OpenLoad, run_open
+from harness.load.open import run_open
 from harness.load.result import LoadResult, merge_results
 from harness.types import WindowCallback
 
