@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 
 from harness import saturation, stats
-from harness.load.histogram import decode
+from harness.histogram import decode
 from harness.model import Measurement, TargetRun
 
 LATENCY_FIELDS = ("min", "mean", "stdev", "p50", "p90", "p99", "p999", "max")

@@ -53,9 +53,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.cgroup import Cgroup
 from harness.launch import LaunchError, Limits, LocalLauncher, RunningTarget, wait_until_idle
 from harness.launch.base import tail
-from harness.launch.cgroup import Cgroup
 from harness.load.stream import (
     FileLimitError,
     HoldKind,

@@ -8,7 +8,7 @@ them, from /proc/<pid>/smaps_rollup) which does not double-count the pages
 that forked workers share with their master.
 
 :class:`CgroupMonitor` reads the same window from a control group's counters
-(:mod:`harness.launch.cgroup`): CPU time, memory peak, OOM kills and throttling.
+(:mod:`harness.cgroup`): CPU time, memory peak, OOM kills and throttling.
 
 Both keep every sample they take (:attr:`TreeMonitor.samples`,
 :attr:`CgroupMonitor.samples`), timed from :meth:`begin`, for memory over time
@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from harness.launch.cgroup import Cgroup, CgroupUsage, PeakWindow
-
-MIB = 2**20
+from harness.cgroup import Cgroup, CgroupUsage, PeakWindow
+from harness.types import TimedSample
 
 
 @dataclass(frozen=True)
@@ -88,20 +87,6 @@ class WindowStats:
     @property
     def cpu_percent(self) -> float:
         return 100.0 * self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class TimedSample:
-    """A process tree at ``t_s`` seconds after the monitor's :meth:`TreeMonitor.begin`.
-
-    ``cpu_s`` is the tree's CPU seconds (user + system) used since ``begin``;
-    memory in bytes, ``pss_bytes`` None when unreadable.
-    """
-
-    t_s: float
-    cpu_s: float
-    rss_bytes: int
-    pss_bytes: int | None
 
 
 class TreeMonitor:

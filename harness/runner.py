@@ -25,24 +25,24 @@ from typing import Any, Protocol, TypeVar
 
 import psycopg
 
-from harness import environment
+from harness import cgroup, environment
 from harness.launch import (
     DockerLauncher,
     LaunchError,
     Limits,
     LocalLauncher,
     RunningTarget,
-    cgroup,
     wait_until_idle,
 )
 from harness.launch.base import Launcher, tail
 from harness.launch.postgres import Postgres
 from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subprocess
-from harness.load.histogram import latency_summary
-from harness.load.locust import LocustError, LocustLoad, run_locust
-from harness.load.open import OpenLoad
+from harness.load.arrivals import OpenLoad
+from harness.load.locust import LocustLoad, run_locust
+from harness.load.locust_stats import LocustError
 from harness.load.profile import Segment
 from harness.load.requests import HttpRequest
+from harness.load.summary import latency_summary
 from harness.load.wrk import WrkError, run_wrk
 from harness.model import (
     Cell,
@@ -57,10 +57,11 @@ from harness.model import (
     TargetConfig,
     TargetRun,
 )
-from harness.monitor import MIB, CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
+from harness.monitor import CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.plan import Block, plan, split_cpus
 from harness.results import RunWriter, utc_now
 from harness.timeseries import Row, Slope, memory_slope, rows_from, to_csv
+from harness.types import MIB
 from harness.verify import VerificationReport, verify
 
 UPSTREAM = "upstream"

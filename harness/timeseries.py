@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.monitor import MIB, TimedSample
+from harness.types import MIB, TimedSample
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,15 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.cgroup import detect, parse_cpu_list, parse_mountinfo, parse_proc_cgroup
 from harness.launch import CgroupUnavailable, Limits, LocalLauncher, RunningTarget
-from harness.launch.cgroup import (
-    Cgroup,
-    create,
-    detect,
-    parse_cpu_list,
-    parse_mountinfo,
-    parse_proc_cgroup,
-)
+from harness.launch.cgroup import ManagedCgroup, create
 from harness.model import TargetConfig
 from harness.monitor import CgroupMonitor, TreeMonitor
 
@@ -175,7 +169,7 @@ def test_a_group_left_by_a_dead_harness_is_removed_by_the_next_one(tmp_path: Pat
         assert not any(d.exists() for d in orphan.values())
     finally:
         assert group.remove()
-        Cgroup(group.version, orphan).remove()
+        ManagedCgroup(group.version, orphan).remove()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")

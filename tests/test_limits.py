@@ -15,7 +15,7 @@ import docker
 import pytest
 from conftest import REPO, stray_processes
 
-from harness.launch import cgroup
+from harness import cgroup
 from harness.results import load_run
 
 HOG_APP = """

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from controlled_server import ControlledServer
 
+from harness.histogram import decode
 from harness.load import ClosedLoad, UnsafeTargetError, drive_in_subprocess, ensure_loopback, run_closed
-from harness.load.histogram import decode, latency_summary
+from harness.load.summary import latency_summary
 
 
 def load(port: int, path: str, concurrency: int = 4, duration_s: float = 1.0, **kw: float) -> ClosedLoad:

@@ -17,22 +17,25 @@ import pytest
 from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 from controlled_server import ControlledServer
 
+from harness.histogram import decode
 from harness.launch import LocalLauncher, RunningTarget
-from harness.load.histogram import decode, latency_summary
 from harness.load.locust import (
-    LocustError,
     LocustLoad,
-    StatsEntry,
     default_locustfile,
-    error_kind,
-    free_port,
-    latency_distribution,
     run_locust,
     start_workers,
-    to_load_result,
     worker_command,
 )
+from harness.load.locust_stats import (
+    LocustError,
+    StatsEntry,
+    error_kind,
+    latency_distribution,
+    to_load_result,
+)
 from harness.load.native import ClosedLoad, UnsafeTargetError
+from harness.load.summary import latency_summary
+from harness.net import free_port
 
 if TYPE_CHECKING:  # importing the plugin imports Locust, which patches the process for gevent
     from harness.load.locust_plugin import Report

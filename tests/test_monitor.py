@@ -6,8 +6,9 @@ import subprocess
 import sys
 import time
 
-from harness.monitor import MIB, TimedSample, TreeMonitor, sample_tree
+from harness.monitor import TreeMonitor, sample_tree
 from harness.timeseries import COLUMNS, memory_slope, rows_from, to_csv
+from harness.types import MIB, TimedSample
 
 BURN = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
 PARENT = (

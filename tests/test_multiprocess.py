@@ -9,8 +9,9 @@ import psutil
 import pytest
 from controlled_server import ControlledServer
 
+from harness.histogram import decode, encode
 from harness.load import ClosedLoad, LoadResult, OpenLoad, drive_in_subprocess, merge_results
-from harness.load.histogram import decode, encode, latency_summary
+from harness.load.summary import latency_summary
 
 CPUS = sorted(os.sched_getaffinity(0))
 

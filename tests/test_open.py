@@ -9,8 +9,9 @@ import pytest
 from controlled_server import ControlledServer
 
 from harness.load import ClosedLoad, run_closed
-from harness.load.histogram import latency_summary
-from harness.load.open import OpenLoad, intended_times, run_open
+from harness.load.arrivals import OpenLoad, intended_times
+from harness.load.open import run_open
+from harness.load.summary import latency_summary
 
 
 def open_load(port: int, path: str, rate: float, duration_s: float = 1.0, **kw: object) -> OpenLoad:

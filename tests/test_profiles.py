@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 from controlled_server import ControlledServer
 
+from harness.histogram import decode, encode
 from harness.load import (
     ClosedLoad,
     LoadResult,
@@ -23,8 +24,7 @@ from harness.load import (
     run_closed,
     run_open,
 )
-from harness.load.histogram import decode, encode, latency_summary
-from harness.load.open import intended_times
+from harness.load.arrivals import intended_times
 from harness.load.profile import (
     Segment,
     arrival_offsets,
@@ -34,6 +34,7 @@ from harness.load.profile import (
     stage_bounds,
     stage_masses,
 )
+from harness.load.summary import latency_summary
 
 CPUS = sorted(os.sched_getaffinity(0))
 ZERO_ERRORS = {"status": 0, "connect": 0, "read": 0, "timeout": 0}

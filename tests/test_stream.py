@@ -20,9 +20,9 @@ import psutil
 import pytest
 from controlled_server import ControlledServer
 
+from harness.histogram import decode
 from harness.launch.base import health_ok
 from harness.load import UnsafeTargetError
-from harness.load.histogram import decode, latency_summary
 from harness.load.stream import (
     FileLimitError,
     HoldKind,
@@ -38,6 +38,7 @@ from harness.load.stream import (
     run_sse,
     run_ws,
 )
+from harness.load.summary import latency_summary
 from harness.net import free_port
 
 TESTS = Path(__file__).parent

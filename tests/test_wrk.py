@@ -17,8 +17,9 @@ import psutil
 import pytest
 from controlled_server import ControlledServer
 
-from harness.load.histogram import decode, encode_counts, latency_summary
+from harness.histogram import decode, encode_counts
 from harness.load.native import ClosedLoad, UnsafeTargetError, run_closed
+from harness.load.summary import latency_summary
 from harness.load.wrk import (
     REPORT_ENV,
     WrkError,

@@ -12,7 +12,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from harness.launch.cgroup import Cgroup, CgroupUsage, Limits
+    from harness.cgroup import Cgroup, CgroupUsage
+    from harness.launch.cgroup import Limits
     from harness.model import TargetConfig
 
 

@@ -42,8 +42,9 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound, 
 from docker.models.containers import Container
 from docker.types import Ulimit
 
+from harness.cgroup import Cgroup, CgroupUsage, cgroup_of, format_cpu_list
 from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
-from harness.launch.cgroup import Cgroup, CgroupUsage, Limits, cgroup_of, format_cpu_list
+from harness.launch.cgroup import Limits
 from harness.launch.images import (
     DEFAULT_BASE_IMAGE,
     IMAGE_REPOSITORY,

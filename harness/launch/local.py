@@ -25,8 +25,9 @@ from types import TracebackType
 
 import psutil
 
+from harness.cgroup import Cgroup, CgroupUsage
 from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
-from harness.launch.cgroup import Cgroup, CgroupUnavailable, CgroupUsage, Limits, create
+from harness.launch.cgroup import CgroupUnavailable, Limits, ManagedCgroup, create
 from harness.model import TargetConfig
 from harness.net import LOOPBACK, free_port
 
@@ -56,7 +57,7 @@ def wait_until_idle(
 
 class _Started:
     def __init__(
-        self, target: RunningTarget, process: subprocess.Popen[bytes], cgroup: Cgroup | None = None
+        self, target: RunningTarget, process: subprocess.Popen[bytes], cgroup: ManagedCgroup | None = None
     ) -> None:
         self.target = target
         self.process = process
@@ -213,7 +214,7 @@ class LocalLauncher:
                 )
             time.sleep(0.05)
 
-    def _make_cgroup(self, name: str, limits: Limits, cpus: frozenset[int]) -> Cgroup | None:
+    def _make_cgroup(self, name: str, limits: Limits, cpus: frozenset[int]) -> ManagedCgroup | None:
         try:
             return create(name, limits, cpuset=cpus)
         except CgroupUnavailable as exc:

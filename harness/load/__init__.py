@@ -1,7 +1,8 @@
 """Load generation: drivers that record every latency into an HdrHistogram."""
 
+from harness.load.arrivals import OpenLoad
 from harness.load.native import ClosedLoad, UnsafeTargetError, ensure_loopback, run_closed
-from harness.load.open import OpenLoad, run_open
+from harness.load.open import run_open
 from harness.load.process import DriverError, drive_in_subprocess
 from harness.load.result import LoadResult, merge_results
 

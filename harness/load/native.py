@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 
 import uvloop
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.connection import Connection, clock
 from harness.load.profile import (
     Segment,
@@ -51,6 +51,7 @@ from harness.load.profile import (
 )
 from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
+from harness.types import WindowCallback
 
 CONNECT_RETRY_S = 0.01
 """Pause after a failed connect before the next attempt (s)."""
@@ -323,7 +324,7 @@ def _read(run: _ClosedRun) -> _Reading:
     )
 
 
-async def _run_closed(load: ClosedLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
+async def _run_closed(load: ClosedLoad, on_window: WindowCallback, begin_ns: int | None) -> LoadResult:
     if begin_ns is not None:
         await sleep_until(begin_ns)
     begin = clock() if begin_ns is None else begin_ns
@@ -401,7 +402,7 @@ def _result(latencies_us: array[int], first: _Reading, last: _Reading, connectio
 
 
 def run_closed(
-    load: ClosedLoad, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+    load: ClosedLoad, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None
 ) -> LoadResult:
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 

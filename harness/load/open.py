@@ -32,137 +32,33 @@ corrected latency of the stage after it. Each stage gets its own result;
 requests count in a stage by their intended send time, answers in a stage's
 ``answered_in_window`` by their arrival time, read (like CPU and wall time)
 when the driver passes the stage's boundary.
+
+The load itself and its intended send times (:class:`OpenLoad`, :func:`intended_times`) are
+in ``arrivals.py``; this module is the driver that keeps to them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 import time
 from array import array
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import uvloop
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.alarm import Alarm
+from harness.load.arrivals import OpenLoad, intended_times
 from harness.load.connection import Connection, clock
 from harness.load.native import CONNECT_RETRY_S, ensure_loopback, error_counts, sleep_until
-from harness.load.profile import Segment, arrival_offsets, scaled, stage_bounds, stage_masses, validate
+from harness.load.profile import stage_bounds, stage_masses
 from harness.load.requests import HttpRequest, Picker
 from harness.load.result import LoadResult
-
-Arrival = Literal["uniform", "poisson"]
-
-
-@dataclass(frozen=True)
-class OpenLoad:
-    """An open-model load: ``rate`` requests/s for ``warmup_s`` + ``duration_s`` seconds.
-
-    ``arrival`` is ``uniform`` (fixed gaps of 1/rate s) or ``poisson``
-    (exponential gaps, drawn from ``random.Random(seed)``). At most
-    ``max_connections`` connections are open at once. ``timeout_s`` bounds both
-    the wait for a free connection (from the intended send time; past it the
-    request is dropped) and the wait for the answer (from the actual send).
-    Besides its duration, the load is bounded by ``max_requests`` requests
-    scheduled. ``requests``, when given, replaces ``GET path`` with a weighted
-    mix drawn with ``seed`` (``path`` is then only its label).
-
-    ``profile``, when given, replaces ``rate``: the warm-up runs at the first
-    segment's ``start`` rate, then the window (``duration_s``, which must equal
-    the profile's length) follows the profile, levels in requests/s; the
-    result then has one ``stages`` entry per stage. Raises ValueError for a
-    rate <= 0 without a profile, a profile that does not last ``duration_s``,
-    or a segment whose rate is 0 over its whole length.
-    """
-
-    host: str
-    port: int
-    path: str
-    rate: float
-    warmup_s: float
-    duration_s: float
-    arrival: Arrival = "poisson"
-    max_connections: int = 1000
-    timeout_s: float = 10.0
-    allow_remote: bool = False
-    max_requests: int = 100_000_000
-    seed: int | None = None
-    requests: tuple[HttpRequest, ...] = ()
-    profile: tuple[Segment, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.profile and not self.rate > 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {self.rate}")
-        validate(self.profile, self.duration_s, open_model=True)
-        if self.max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
-
-    def split(self, parts: int) -> list[OpenLoad]:
-        """``parts`` loads that together offer this one: rates (profile too) and connections divided.
-
-        Seeds are made distinct, so the parts draw different arrivals.
-        """
-        if parts <= 1:
-            return [self]
-        return [
-            replace(
-                self,
-                rate=self.rate / parts,
-                profile=scaled(self.profile, 1.0 / parts),
-                max_connections=max(1, self.max_connections // parts),
-                max_requests=max(1, self.max_requests // parts),
-                seed=None if self.seed is None else self.seed * 1000 + index,
-            )
-            for index in range(parts)
-        ]
-
-
-def intended_times(load: OpenLoad, begin_ns: int) -> Iterator[int]:
-    """Intended send times (driver clock, ns) from ``begin_ns``, in order, until the load's end.
-
-    At most ``load.max_requests`` times are produced. With a profile, the
-    times follow the warm-up and the profile (see :func:`arrival_offsets`):
-    unit-rate times ``1, 2, 3 ...`` (uniform) or cumulative Exp(1) draws from
-    ``random.Random(seed)`` (poisson) mapped through the inverse cumulative rate.
-    """
-    if load.profile:
-        yield from _profile_times(load, begin_ns)
-        return
-    end_ns = begin_ns + int((load.warmup_s + load.duration_s) * 1e9)
-    gap_ns = 1e9 / load.rate
-    rng = random.Random(load.seed)
-    at = float(begin_ns)
-    for _ in range(load.max_requests):
-        at += rng.expovariate(load.rate) * 1e9 if load.arrival == "poisson" else gap_ns
-        if at >= end_ns:
-            return
-        yield int(at)
-
-
-def schedule(load: OpenLoad) -> tuple[Segment, ...]:
-    """The rate over the whole load, warm-up first: the warm-up at the profile's first rate, then it."""
-    first = load.profile[0]
-    warmup = (Segment(load.warmup_s, first.start, first.start, 0),) if load.warmup_s > 0 else ()
-    return warmup + load.profile
-
-
-def _profile_times(load: OpenLoad, begin_ns: int) -> Iterator[int]:
-    units: Iterator[float]
-    if load.arrival == "poisson":
-        rng = random.Random(load.seed)
-        units = itertools.accumulate(rng.expovariate(1.0) for _ in itertools.count())
-    else:
-        units = itertools.count(1)
-    offsets = arrival_offsets(schedule(load), units)
-    for offset in itertools.islice(offsets, load.max_requests):
-        yield begin_ns + int(offset * 1e9)
-
+from harness.types import WindowCallback
 
 NO_MARK_NS = 1 << 62
 """A clock time no run reaches: the next stage boundary when there is none (ns)."""
@@ -413,7 +309,7 @@ def _read(tally: _OpenTally) -> _Reading:
     )
 
 
-async def _run_open(load: OpenLoad, on_window: Callable[[str], None], begin_ns: int | None) -> LoadResult:
+async def _run_open(load: OpenLoad, on_window: WindowCallback, begin_ns: int | None) -> LoadResult:
     if begin_ns is not None:
         await sleep_until(begin_ns)
     begin = clock() if begin_ns is None else begin_ns
@@ -515,7 +411,7 @@ def _stages(load: OpenLoad, tally: _OpenTally, readings: Sequence[_Reading]) -> 
 
 
 def run_open(
-    load: OpenLoad, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
+    load: OpenLoad, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None
 ) -> LoadResult:
     """Drive ``load`` in this process on a fresh uvloop event loop; blocks until done.
 

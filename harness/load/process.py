@@ -27,10 +27,12 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
+from harness.load.arrivals import OpenLoad
 from harness.load.connection import clock
 from harness.load.native import ClosedLoad, ensure_loopback, run_closed
-from harness.load.open import OpenLoad, run_open
+from harness.load.open import run_open
 from harness.load.result import LoadResult, merge_results
+from harness.types import WindowCallback
 
 Load = ClosedLoad | OpenLoad
 ChildMessage = (
@@ -51,9 +53,7 @@ class DriverError(Exception):
     """A driver process failed; the message carries its error."""
 
 
-def run(
-    load: Load, on_window: Callable[[str], None] = lambda _: None, *, begin_ns: int | None = None
-) -> LoadResult:
+def run(load: Load, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None) -> LoadResult:
     """Drive ``load`` in this process with the driver of its model (closed or open)."""
     if isinstance(load, OpenLoad):
         return run_open(load, on_window, begin_ns=begin_ns)
@@ -172,7 +172,7 @@ def drive_in_subprocess(
     load: Load,
     *,
     cpus: Iterable[int] = (),
-    on_window: Callable[[str], None] = lambda _: None,
+    on_window: WindowCallback = lambda _: None,
     processes: int = 1,
 ) -> tuple[LoadResult, int]:
     """Run ``load`` split over ``processes`` spawned children, windows aligned; merge their results.

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.load import histogram
+from harness import histogram
 
 
 @dataclass

@@ -68,14 +68,15 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
+from harness.types import WindowCallback
 
 REPORT_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 REPORT_ENV = "GWBENCH_WRK_REPORT"
@@ -283,7 +284,7 @@ def run_wrk(
     load: ClosedLoad,
     *,
     cpus: Iterable[int] = (),
-    on_window: Callable[[str], None] = lambda _: None,
+    on_window: WindowCallback = lambda _: None,
     threads: int | None = None,
     wrk: str = "wrk",
 ) -> LoadResult:

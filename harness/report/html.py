@@ -24,7 +24,7 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from harness import analysis, saturation, timeseries
-from harness.load.histogram import decode
+from harness.histogram import decode
 from harness.model import Measurement, Phase, RunManifest, TargetRun
 from harness.report import charts, timecharts
 from harness.report.formats import (

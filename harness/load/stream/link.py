@@ -20,6 +20,7 @@ from typing import TypeVar, cast
 
 from harness.load.connection import clock
 from harness.load.native import CONNECT_RETRY_S
+from harness.types import WindowCallback
 
 L = TypeVar("L", bound="Link")
 
@@ -219,7 +220,7 @@ async def _until(at_ns: int, tasks: Collection[asyncio.Task[None]]) -> None:
 
 
 async def measure(
-    tally: Tally, tasks: Collection[asyncio.Task[None]], on_window: Callable[[str], None]
+    tally: Tally, tasks: Collection[asyncio.Task[None]], on_window: WindowCallback
 ) -> tuple[float, float]:
     """Wait through warm-up and the window, or until every task ended; (window wall s, CPU s).
 

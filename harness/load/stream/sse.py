@@ -22,10 +22,11 @@ from typing import cast
 import httptools
 import uvloop
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.connection import clock
 from harness.load.native import ensure_loopback, request_bytes
 from harness.load.stream.link import Link, Tally, connect, finish, measure, open_file_limit
+from harness.types import WindowCallback
 
 
 class SseParser:
@@ -327,7 +328,7 @@ async def _keep_streaming(tally: _SseTally, load: SseLoad) -> None:
             await link.finished
 
 
-async def drive_sse(load: SseLoad, on_window: Callable[[str], None] = lambda _: None) -> SseResult:
+async def drive_sse(load: SseLoad, on_window: WindowCallback = lambda _: None) -> SseResult:
     """The coroutine ``run_sse`` runs, for a caller with its own event loop; nothing outlives it."""
     ensure_loopback(load.host, allow_remote=load.allow_remote)
     with open_file_limit(load.connections):
@@ -351,7 +352,7 @@ async def drive_sse(load: SseLoad, on_window: Callable[[str], None] = lambda _: 
     )
 
 
-def run_sse(load: SseLoad, on_window: Callable[[str], None] = lambda _: None) -> SseResult:
+def run_sse(load: SseLoad, on_window: WindowCallback = lambda _: None) -> SseResult:
     """Drive ``load`` on a fresh uvloop event loop; blocks for warm-up + window (less when bounded).
 
     ``on_window`` is called with ``"start"`` and ``"end"`` as the window opens

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvloop
@@ -30,10 +29,11 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
-from harness.load import histogram
+from harness import histogram
 from harness.load.connection import clock
 from harness.load.native import ensure_loopback
 from harness.load.stream.link import CLOSE_WAIT_S, Link, Tally, connect, finish, measure, open_file_limit
+from harness.types import WindowCallback
 
 
 class WsLink(Link):
@@ -286,7 +286,7 @@ async def _keep_echoing(tally: _WsTally, load: WsLoad) -> None:
             await link.finished
 
 
-async def drive_ws(load: WsLoad, on_window: Callable[[str], None] = lambda _: None) -> WsResult:
+async def drive_ws(load: WsLoad, on_window: WindowCallback = lambda _: None) -> WsResult:
     """The coroutine ``run_ws`` runs, for a caller with its own event loop; nothing outlives it."""
     ensure_loopback(load.host, allow_remote=load.allow_remote)
     with open_file_limit(load.connections):
@@ -309,7 +309,7 @@ async def drive_ws(load: WsLoad, on_window: Callable[[str], None] = lambda _: No
     )
 
 
-def run_ws(load: WsLoad, on_window: Callable[[str], None] = lambda _: None) -> WsResult:
+def run_ws(load: WsLoad, on_window: WindowCallback = lambda _: None) -> WsResult:
     """Drive ``load`` on a fresh uvloop event loop; blocks for warm-up + window (less when bounded).
 
     ``on_window`` is called with ``"start"`` and ``"end"`` (both at once when

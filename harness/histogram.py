@@ -1,4 +1,5 @@
-"""HdrHistograms of latencies in microseconds: record, encode, merge, summarise."""
+"""HdrHistograms of latencies in microseconds: record, encode, decode, merge (the bottom layer:
+imports nothing of the harness; :mod:`harness.load.summary` turns one into the model's ``LatencyMs``)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from collections import Counter
 from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
-
-from harness.model import LatencyMs
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
@@ -64,24 +63,3 @@ def merge(encoded: Iterable[str]) -> str:
         else:
             merged.add(histogram)
     return _text(merged if merged is not None else _empty())
-
-
-def latency_summary(encoded: str) -> LatencyMs | None:
-    """Percentiles, mean, stdev, min and max in ms of an encoded µs histogram; None if empty."""
-    histogram = decode(encoded)
-    if histogram.get_total_count() == 0:
-        return None
-
-    def ms(value_us: float) -> float:
-        return round(value_us / 1000.0, 4)
-
-    return LatencyMs(
-        min=ms(histogram.get_min_value()),
-        mean=ms(histogram.get_mean_value()),
-        stdev=ms(histogram.get_stddev()),
-        p50=ms(histogram.get_value_at_percentile(50.0)),
-        p90=ms(histogram.get_value_at_percentile(90.0)),
-        p99=ms(histogram.get_value_at_percentile(99.0)),
-        p999=ms(histogram.get_value_at_percentile(99.9)),
-        max=ms(histogram.get_max_value()),
-    )
