@@ -24,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import cli
+from harness.cli import inspect as cli_inspect
+from harness.cli import progress as cli_progress
 from harness.model import ConfigError, Scenario, TargetConfig, load_scenario, load_target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,9 +234,9 @@ def gwbench_in_process() -> Iterator[tuple[io.StringIO, io.StringIO]]:
 
     out, err = io.StringIO(), io.StringIO()
     with (
-        mock.patch.object(cli, "execute", launched),
-        mock.patch.object(cli, "LocalLauncher", launched),
-        mock.patch.object(cli, "verify", launched),
+        mock.patch.object(cli_progress, "execute", launched),
+        mock.patch.object(cli_inspect, "LocalLauncher", launched),
+        mock.patch.object(cli_inspect, "verify", launched),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):

@@ -1,0 +1,29 @@
+"""``gwbench locust-worker``: a Locust worker for a ``gwbench run --locust-workers N`` master."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+
+from harness.cli.common import SubParsers, console
+from harness.load import ensure_loopback
+from harness.load.locust import worker_command
+
+
+def cmd_locust_worker(args: argparse.Namespace) -> int:
+    """Run one Locust worker until its master ends the run; the locustfile comes from the master."""
+    ensure_loopback(args.master_host, allow_remote=args.allow_remote)
+    command = worker_command(args.master_host, args.master_port)
+    console.print(f"locust worker for {args.master_host}:{args.master_port}: {' '.join(command)}")
+    return subprocess.call(command)
+
+
+def add_locust_worker_parser(sub: SubParsers) -> None:
+    """The ``locust-worker`` subcommand and its options."""
+    lw = sub.add_parser("locust-worker", help="run a Locust worker for a gwbench master (distributed load)")
+    lw.add_argument("master_host", help="the master's address (of gwbench run --locust-workers N)")
+    lw.add_argument("--master-port", type=int, default=5557)
+    lw.add_argument(
+        "--allow-remote", action="store_true", help="allow a master that is not on a loopback address"
+    )
+    lw.set_defaults(func=cmd_locust_worker)

@@ -1,0 +1,115 @@
+"""The progress display of a run: a bar over the planned seconds and one line per cell.
+
+:class:`Display` is the callback object the runner reports to (see ``harness.runner.execute``);
+the ``*_line`` functions format what it prints, as rich markup.
+"""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness.cli.common import console
+from harness.model import Cell, Measurement, RunFailure
+from harness.plan import planned_seconds
+from harness.runner import RunOutcome, RunSpec, blocks_for, execute
+from harness.verify import VerificationReport
+
+
+def verified_line(target: str, report: VerificationReport) -> str:
+    """``verify <target>: passed``, or FAILED with the number of failed checks."""
+    verdict = "[green]passed[/]" if report.passed else f"[red]FAILED ({len(report.failures)} checks)[/]"
+    return f"verify {target}: {verdict}"
+
+
+def cell_line(cell: Cell, m: Measurement) -> str:
+    """One measured cell (or one phase of a staged cell): req/s, p99 in ms, errors and its flags."""
+    level = cell.level if m.stage is None else f"{m.stage}: {m.stage_kind}"
+    if m.status == "failed":
+        return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [red]failed[/]"
+    p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
+    errors = m.errors.total
+    return (
+        f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} "
+        f"{m.rps:10.1f} req/s  p99 {p99}  errors {errors}"
+        + (f"  dropped {m.dropped}" if m.dropped else "")
+        + ("  [yellow]generator-bound[/]" if m.generator_bound else "")
+        + ("  [yellow]upstream-bound[/]" if m.upstream_bound else "")
+        + ("" if m.slo_held is None else "  SLO " + ("held" if m.slo_held else f"broken: {m.slo_breach}"))
+    )
+
+
+def failure_line(failure: RunFailure) -> str:
+    """``failure <cell or target>: <reason>``."""
+    where = failure.cell_id or failure.target
+    return f"[red]failure[/] {escape(where)}: {escape(failure.reason)}"
+
+
+class Display:
+    """Progress display for a run: a bar over planned seconds and one line per cell."""
+
+    def __init__(
+        self, progress: Progress, task: TaskID, cells: int, planned_s_per_cell: float, phases: int = 0
+    ) -> None:
+        self.progress = progress
+        self.task = task
+        self.cells = cells
+        self.cell_number = 0
+        self.planned = planned_s_per_cell
+        self.phases = phases
+
+    def target_starting(self, target: str, repeat: int) -> None:
+        self.progress.update(self.task, description=f"{target} (repeat {repeat + 1}): starting")
+
+    def verified(self, target: str, report: VerificationReport) -> None:
+        self.progress.console.print(verified_line(target, report))
+
+    def cell_starting(self, cell: Cell) -> None:
+        self.progress.update(
+            self.task,
+            description=f"[{self.cell_number + 1}/{self.cells}] {cell.target} {cell.endpoint} "
+            f"{cell.level} repeat {cell.repeat + 1}",
+        )
+
+    def cell_done(self, cell: Cell, m: Measurement) -> None:
+        # A staged cell reports once per phase; it is done with its last.
+        if m.stage is None or m.stage + 1 >= self.phases:
+            self.cell_number += 1
+            self.progress.advance(self.task, self.planned)
+        self.progress.console.print(cell_line(cell, m))
+
+    def failure(self, failure: RunFailure) -> None:
+        self.progress.console.print(failure_line(failure))
+
+
+def execute_with_progress(spec: RunSpec, total_s: float, cells: int) -> RunOutcome:
+    """Run ``spec`` as ``gwbench run`` does: a bar over ``total_s`` planned seconds, time left, cell lines."""
+    scenario = spec.scenario
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("starting", total=total_s)
+        display = Display(
+            progress, task, cells, scenario.warmup_s + scenario.duration_s, len(scenario.phases())
+        )
+        return execute(spec, display)
+
+
+def execute_quietly(spec: RunSpec) -> RunOutcome:
+    """Run ``spec`` with a progress bar and one line per cell (as ``gwbench run``)."""
+    blocks = blocks_for(spec)
+    scenario = spec.scenario
+    cells = sum(len(b.cells) for b in blocks)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    )
+    with progress:
+        task = progress.add_task("starting", total=planned_seconds(scenario, blocks))
+        return execute(spec, Display(progress, task, cells, scenario.warmup_s + scenario.duration_s))

@@ -1,0 +1,315 @@
+"""``gwbench run``: a scenario against the stacks (or the user's own app), then its report.
+
+The command goes in steps: the scenario with the command line's overrides, the
+targets (the stacks, or ``--url``), the run's spec, then either the plan
+(``--dry-run``) or the run itself with its progress display, and the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+from pydantic import ValidationError
+
+from harness.cli.common import (
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    REPO,
+    SubParsers,
+    console,
+    find_upstream,
+    out,
+    render,
+    select_targets,
+)
+from harness.cli.progress import execute_with_progress
+from harness.load import ensure_loopback
+from harness.model import (
+    QUICK_FACTOR,
+    QUICK_MAX_WINDOW_S,
+    ConfigError,
+    Scenario,
+    TargetConfig,
+    load_scenario,
+    suggest,
+)
+from harness.plan import Block, planned_seconds
+from harness.runner import ExternalTarget, RunOutcome, RunSpec, blocks_for
+
+
+def _external_target(
+    url: str, pid: int | None, allow_remote: bool
+) -> tuple[ExternalTarget, str, TargetConfig]:
+    """Parse ``--url``: (where to send load, the endpoint, a config describing the user's app).
+
+    Raises ConfigError for a URL that is not plain HTTP with a host, and
+    UnsafeTargetError for a non-loopback host without ``allow_remote``.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 80
+    except ValueError as exc:
+        raise ConfigError(f"--url {url!r}: {exc}") from exc
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"--url {url!r}: expected http://HOST:PORT/PATH (plain HTTP/1.1)")
+    ensure_loopback(parts.hostname, allow_remote=allow_remote)
+    try:
+        exists = pid is None or psutil.pid_exists(pid)
+    except (OverflowError, ValueError):
+        exists = False
+    if not exists:
+        raise ConfigError(f"--pid {pid}: no such process")
+    endpoint = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    config = TargetConfig(
+        name="external",
+        description=f"an app started by the user, measured at {url}",
+        framework="unknown",
+        server="unknown",
+        interface="native",
+        worker_model="unknown (not started by the harness)",
+        command="(started by the user) {host}:{port}",
+        default_workers=1,
+        workers_rule="not applicable",
+        settings={"monitored_pid": pid if pid is not None else "none (server CPU and memory not measured)"},
+    )
+    return ExternalTarget(host=parts.hostname, port=port, pid=pid), endpoint, config
+
+
+def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str) -> Scenario:
+    """The scenario aimed at one endpoint of one target, validated like a scenario file.
+
+    Raises ConfigError naming ``origin`` when the endpoint is not a valid one.
+    """
+    data = {**scenario.model_dump(), "endpoints": [endpoint], "targets": [target]}
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {exc.errors()[0]['msg']}") from exc
+
+
+def _scenario_for(args: argparse.Namespace) -> Scenario:
+    """The scenario file with ``--quick`` (its note printed), ``--time-scale`` and ``--driver`` applied.
+
+    Raises ConfigError for an unreadable scenario or an option out of range or not
+    fitting the scenario.
+    """
+    scenario = load_scenario(Path(args.scenario))
+    if args.quick_factor is not None and not args.quick:
+        raise ConfigError("--quick-factor: only with --quick")
+    if args.quick:
+        factor = QUICK_FACTOR if args.quick_factor is None else args.quick_factor
+        if not 0 < factor <= 1:
+            raise ConfigError(f"--quick-factor: must be > 0 and <= 1, got {factor:g}")
+        scenario, note = scenario.quick(factor)
+        console.print(note)
+    if args.time_scale is not None:
+        if not 0 < args.time_scale <= 100:
+            raise ConfigError(f"--time-scale: must be > 0 and <= 100, got {args.time_scale}")
+        scenario = scenario.model_copy(update={"time_scale": args.time_scale})
+    if args.driver and args.driver != scenario.driver:
+        if args.driver != "native" and scenario.model != "closed":
+            raise ConfigError(
+                f"--driver {args.driver}: it runs the closed model only; {args.scenario} has "
+                f"model = {scenario.model!r}"
+            )
+        scenario = scenario.model_copy(update={"driver": args.driver})
+    return scenario
+
+
+def _locustfile(args: argparse.Namespace, scenario: Scenario) -> Path | None:
+    """``--locustfile`` if given; raises ConfigError for Locust options without the Locust driver
+    or a locustfile that is not a file."""
+    locust_options = (args.locustfile, args.locust_workers)
+    if any(locust_options) and scenario.driver != "locust":
+        raise ConfigError("--locustfile and --locust-workers need --driver locust")
+    if not args.locustfile:
+        return None
+    locustfile = Path(args.locustfile)
+    if not locustfile.is_file():
+        raise ConfigError(f"--locustfile: {locustfile}: file not found")
+    return locustfile
+
+
+def _targets_for(
+    args: argparse.Namespace, scenario: Scenario
+) -> tuple[Scenario, dict[str, TargetConfig], ExternalTarget | None]:
+    """(the scenario, the targets to load, the user's app of ``--url`` or None).
+
+    With ``--url`` the scenario is aimed at that URL's endpoint. Raises ConfigError for
+    an unknown target, or a per-target setting of the scenario naming a target not in this run.
+    """
+    if args.url:
+        external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
+        scenario = with_endpoint(scenario, endpoint, config.name, origin=f"--url {args.url!r}")
+        return scenario, {config.name: config}, external
+    targets = select_targets(Path(args.targets_dir), args.targets, scenario.targets)
+    for key in ("workers", "cpus", "memory_mb"):
+        extra = [name for name in getattr(scenario, key) if name not in targets]
+        if extra:
+            raise ConfigError(
+                f"{args.scenario}: {key}: "
+                + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
+            )
+    return scenario, targets, None
+
+
+def _spec(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    targets: dict[str, TargetConfig],
+    external: ExternalTarget | None,
+    locustfile: Path | None,
+) -> RunSpec:
+    """The run's spec; its seed is ``--seed``, else the scenario's, else the current time."""
+    upstream, upstream_dir = find_upstream(Path(args.targets_dir))
+    seed = (
+        args.seed
+        if args.seed is not None
+        else (scenario.seed if scenario.seed is not None else int(time.time()))
+    )
+    return RunSpec(
+        scenario=scenario,
+        targets=targets,
+        upstream=upstream,
+        targets_root=Path(args.targets_dir),
+        upstream_dir=upstream_dir,
+        results_root=Path(args.results),
+        repo=REPO,
+        seed=seed,
+        external=external,
+        allow_remote=args.allow_remote,
+        launcher=args.launcher,
+        locustfile=locustfile,
+        locust_workers=args.locust_workers or 0,
+        locust_bind_host=args.locust_bind_host,
+        locust_port=args.locust_port,
+        verify=not args.no_verify,
+    )
+
+
+def plan_lines(scenario: Scenario, blocks: Sequence[Block], total_s: float) -> list[str]:
+    """The plan of ``--dry-run``, one printed line each: every cell id, every phase, then the totals."""
+    lines = [cell.cell_id for block in blocks for cell in block.cells]
+    unit = "connections" if scenario.model == "closed" else "requests/s"
+    for phase in scenario.phases():
+        lines.append(
+            f"  phase {phase.index} (stage {phase.stage}, {phase.kind}): "
+            f"{phase.start_s:g}-{phase.start_s + phase.duration_s:g} s, "
+            f"{phase.start_level:g} -> {phase.end_level:g} {unit}"
+        )
+    searches = (
+        f"; each saturation search takes up to {scenario.saturation.max_steps()} steps"
+        if scenario.model == "saturation"
+        else ""
+    )
+    cells = sum(len(b.cells) for b in blocks)
+    lines.append(f"{cells} cells, {total_s:.0f} s of load at most (plus start-up and verification){searches}")
+    return lines
+
+
+def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
+    """Print where the results (and the report, unless ``--no-report``) went; the exit code."""
+    console.print(f"results: {outcome.run_dir}")
+    if not args.no_report:
+        out.print(f"report: {render(outcome.run_dir, Path(args.reports))}")
+    if outcome.interrupted:
+        console.print("[yellow]interrupted[/]: partial results kept")
+        return EXIT_INTERRUPTED
+    if outcome.failures:
+        console.print(
+            f"[red]{len(outcome.failures)} failure(s)[/]: "
+            + "; ".join(f"{f.cell_id or f.target}" for f in outcome.failures[:5])
+        )
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``gwbench run``: the plan with ``--dry-run``, else the run and its report."""
+    scenario = _scenario_for(args)
+    locustfile = _locustfile(args, scenario)
+    scenario, targets, external = _targets_for(args, scenario)
+    spec = _spec(args, scenario, targets, external, locustfile)
+    blocks = blocks_for(spec)
+    total_s = planned_seconds(scenario, blocks)
+    if args.dry_run:
+        for line in plan_lines(scenario, blocks, total_s):
+            out.print(line)
+        return EXIT_OK
+    cells = sum(len(b.cells) for b in blocks)
+    console.print(
+        f"scenario [bold]{scenario.name}[/]: {len(targets)} stacks, {cells} cells, "
+        f"~{total_s / 60:.1f} min of load (seed {spec.seed})"
+    )
+    return _finish(args, execute_with_progress(spec, total_s, cells))
+
+
+def add_run_parser(sub: SubParsers) -> None:
+    """The ``run`` subcommand and its options."""
+    run = sub.add_parser("run", help="run a scenario and render its report")
+    run.add_argument("scenario", nargs="?", default=str(REPO / "scenarios" / "default.toml"))
+    run.add_argument("--targets", help="comma-separated target names (default: the scenario's, else all)")
+    run.add_argument("--seed", type=int, help="seed of the randomised order")
+    run.add_argument("--results", default=str(REPO / "results"))
+    run.add_argument("--reports", default=str(REPO / "reports"))
+    run.add_argument("--no-report", action="store_true")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, launch nothing")
+    run.add_argument("--url", help="measure your own running app at this URL instead of the stacks")
+    run.add_argument("--pid", type=int, help="with --url: the app's process, to monitor its CPU and memory")
+    run.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow load to a non-loopback address (only to machines you own and are allowed to load)",
+    )
+    run.add_argument(
+        "--driver",
+        choices=("native", "wrk", "locust"),
+        help="load generator (default: the scenario's; wrk and locust: closed model only, to cross-check)",
+    )
+    run.add_argument("--locustfile", help="with --driver locust: your own locustfile (see scenarios/locust/)")
+    run.add_argument(
+        "--locust-workers",
+        type=int,
+        metavar="N",
+        help="with --driver locust: be a Locust master and wait for N workers (gwbench locust-worker)",
+    )
+    run.add_argument("--locust-bind-host", default="127.0.0.1", help="the Locust master's address")
+    run.add_argument("--locust-port", type=int, default=5557, help="the Locust master's port")
+    run.add_argument(
+        "--launcher",
+        choices=("local", "docker"),
+        default="local",
+        help="local process groups (default) or Docker containers (needs a running engine)",
+    )
+    run.add_argument(
+        "--time-scale",
+        type=float,
+        metavar="F",
+        help="multiply every ms= wait in the scenario's endpoints by F (0.1: a tenth of the delays)",
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: every duration x {QUICK_FACTOR:g} (at most {QUICK_MAX_WINDOW_S:g} s of window per "
+        "cell), one repeat (the plan says so)",
+    )
+    run.add_argument(
+        "--quick-factor",
+        type=float,
+        metavar="F",
+        help=f"with --quick: multiply durations by F instead of {QUICK_FACTOR:g} "
+        "(the window cap scales alike: 50 x F s)",
+    )
+    run.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the contract check of each stack before its load (for repeated smoke runs; "
+        "the report then says the stacks were not verified)",
+    )
+    run.set_defaults(func=cmd_run)
