@@ -43,7 +43,7 @@ from harness.model import (
 )
 from harness.plan import planned_seconds, split_cpus
 from harness.results import ResultsError, read_measurements
-from harness.runner import (
+from harness.run import (
     UPSTREAM,
     ExternalTarget,
     PreflightError,
