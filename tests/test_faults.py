@@ -19,7 +19,7 @@ from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 from harness.model import Scenario
 from harness.net import free_port
 from harness.results import load_run
-from harness.runner import RunSpec, descriptors_needed, preflight
+from harness.run import RunSpec, descriptors_needed, preflight
 
 
 def gwbench(*args: str) -> list[str]:

@@ -24,7 +24,7 @@ from harness.launch import LaunchError
 from harness.load import UnsafeTargetError
 from harness.model import ConfigError
 from harness.results import ResultsError
-from harness.runner import PreflightError
+from harness.run import PreflightError
 
 __all__ = ["build_parser", "main"]
 

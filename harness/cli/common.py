@@ -15,7 +15,7 @@ from rich.console import Console
 
 from harness.launch import LocalLauncher, RunningTarget
 from harness.model import ConfigError, TargetConfig, discover_targets, suggest
-from harness.runner import UPSTREAM
+from harness.run import UPSTREAM
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -1,6 +1,6 @@
 """The progress display of a run: a bar over the planned seconds and one line per cell.
 
-:class:`Display` is the callback object the runner reports to (see ``harness.runner.execute``);
+:class:`Display` is the callback object the runner reports to (see ``harness.run.execute``);
 the ``*_line`` functions format what it prints, as rich markup.
 """
 
@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from harness.cli.common import console
 from harness.model import Cell, Measurement, RunFailure
 from harness.plan import planned_seconds
-from harness.runner import RunOutcome, RunSpec, blocks_for, execute
+from harness.run import RunOutcome, RunSpec, blocks_for, execute
 from harness.verify import VerificationReport
 
 

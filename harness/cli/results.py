@@ -31,7 +31,7 @@ from harness.cli.common import (
 from harness.cli.progress import execute_quietly
 from harness.model import ConfigError, Measurement, RunManifest, suggest
 from harness.results import read_measurements
-from harness.runner import RunSpec
+from harness.run import RunSpec
 
 if TYPE_CHECKING:
     from harness.claims import Claim, ClaimVerdict, Measured

@@ -40,7 +40,7 @@ from harness.model import (
     suggest,
 )
 from harness.plan import Block, planned_seconds
-from harness.runner import ExternalTarget, RunOutcome, RunSpec, blocks_for
+from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for
 
 
 def _external_target(

@@ -1,0 +1,30 @@
+"""Run a scenario: the cell loop (:mod:`.loop`), measurement building (:mod:`.measure`),
+the saturation search (:mod:`.search`).
+
+:func:`execute` runs a :class:`RunSpec` and stores it; :func:`preflight` checks
+beforehand that it can be stored and driven; :func:`blocks_for` is the plan
+without running it.
+"""
+
+from harness.launch.services import UPSTREAM
+from harness.run.loop import blocks_for, execute
+from harness.run.spec import (
+    ExternalTarget,
+    PreflightError,
+    RunOutcome,
+    RunSpec,
+    descriptors_needed,
+    preflight,
+)
+
+__all__ = [
+    "UPSTREAM",
+    "ExternalTarget",
+    "PreflightError",
+    "RunOutcome",
+    "RunSpec",
+    "blocks_for",
+    "descriptors_needed",
+    "execute",
+    "preflight",
+]

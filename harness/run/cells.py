@@ -1,0 +1,153 @@
+"""What a planned cell is to the store and to the driver.
+
+Its identity in a :class:`~harness.model.Measurement` (and each phase's, for a
+staged cell), the record stored for a cell that failed, and the load the
+driver is given for it (:func:`load_for`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from harness.launch import RunningTarget
+from harness.load import ClosedLoad
+from harness.load.arrivals import OpenLoad
+from harness.load.profile import Segment
+from harness.load.requests import HttpRequest
+from harness.model import Cell, Errors, Measurement, Phase, Scenario
+from harness.results import utc_now
+
+
+def identity(cell: Cell) -> dict[str, Any]:
+    """The fields that name a cell in its Measurement."""
+    return {
+        "cell_id": cell.cell_id,
+        "target": cell.target,
+        "endpoint": cell.endpoint,
+        "model": cell.model,
+        "concurrency": cell.concurrency,
+        "rate": cell.rate,
+        "repeat": cell.repeat,
+    }
+
+
+def phase_cell_id(cell: Cell, phase: Phase) -> str:
+    """A staged cell's id for one of its phases: ``<prefix>-p<index>__<repeat>``."""
+    prefix, repeat = cell.cell_id.rsplit("__", 1)
+    return f"{prefix}-p{phase.index}__{repeat}"
+
+
+def phase_identity(cell: Cell, phase: Phase) -> dict[str, Any]:
+    """A staged cell's fields for one of its phases: its own id, the phase's mean level."""
+    closed = cell.model == "closed"
+    return {
+        **identity(cell),
+        "cell_id": phase_cell_id(cell, phase),
+        "concurrency": round(phase.mean_level) if closed else None,
+        "rate": None if closed else round(phase.mean_level, 3),
+        "stage": phase.index,
+        "stage_kind": phase.kind,
+        "stage_start_s": phase.start_s,
+        "stage_levels": (phase.start_level, phase.end_level),
+    }
+
+
+def failed(cell: Cell, scenario: Scenario, reason: str) -> Measurement:
+    """The record stored for a cell that was not measured: no load, ``status = "failed"``, and why."""
+    return Measurement(
+        **identity(cell),
+        started_at=utc_now(),
+        warmup_s=scenario.warmup_s,
+        duration_s=0.0,
+        requests=0,
+        errors=Errors(),
+        rps=0.0,
+        latency_ms=None,
+        connections_opened=0,
+        server_cpu_percent=None,
+        server_rss_mb_peak=None,
+        server_pss_mb_peak=None,
+        server_processes=None,
+        generator_cpu_percent=0.0,
+        upstream_cpu_percent=None,
+        generator_bound=False,
+        histogram=None,
+        status="failed",
+        failure_reason=reason,
+    )
+
+
+def profile_for(phases: Sequence[Phase], *, closed: bool) -> tuple[Segment, ...]:
+    """The driver's load profile for a staged cell: one linear segment per phase.
+
+    Closed model: levels rounded to whole connections.
+    """
+    return tuple(
+        Segment(
+            duration_s=p.duration_s,
+            start=float(round(p.start_level)) if closed else p.start_level,
+            end=float(round(p.end_level)) if closed else p.end_level,
+            stage=p.index,
+        )
+        for p in phases
+    )
+
+
+def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
+    """The driver's requests for a cell's endpoint label (one, or the whole mix)."""
+    return tuple(
+        HttpRequest(
+            path=spec.path,
+            method=spec.method,
+            body=(spec.body or "").encode(),
+            content_type=spec.content_type,
+            weight=spec.weight,
+        )
+        for spec in scenario.requests_for(cell.endpoint)
+    )
+
+
+def load_for(
+    scenario: Scenario, cell: Cell, running: RunningTarget, *, seed: int, allow_remote: bool
+) -> ClosedLoad | OpenLoad:
+    """The driver's load description for one cell of a run seeded with ``seed``."""
+    requests = requests_for(scenario, cell)
+    # The same schedule and mix draws for every stack at this cell: a fair comparison.
+    cell_seed = zlib.crc32(f"{seed}/{cell.endpoint}/{cell.level}/{cell.repeat}".encode())
+    profile = profile_for(scenario.phases(), closed=cell.model == "closed") if cell.staged else ()
+    peak = max((max(seg.start, seg.end) for seg in profile), default=0.0)
+    if cell.model == "closed":
+        concurrency = max(1, round(peak)) if profile else cell.concurrency
+        assert concurrency is not None
+        return ClosedLoad(
+            host=running.host,
+            port=running.port,
+            path=requests[0].path if len(requests) == 1 else cell.endpoint,
+            requests=requests,
+            seed=cell_seed,
+            concurrency=concurrency,
+            profile=profile,
+            warmup_s=scenario.warmup_s,
+            duration_s=scenario.duration_s,
+            timeout_s=scenario.timeout_s,
+            allow_remote=allow_remote,
+        )
+    rate = peak if profile else cell.rate
+    assert rate is not None
+    return OpenLoad(
+        host=running.host,
+        port=running.port,
+        path=requests[0].path if len(requests) == 1 else cell.endpoint,
+        requests=requests,
+        rate=rate,
+        profile=profile,
+        warmup_s=scenario.warmup_s,
+        duration_s=scenario.duration_s,
+        arrival=scenario.arrival,
+        max_connections=scenario.max_connections,
+        timeout_s=scenario.timeout_s,
+        allow_remote=allow_remote,
+        seed=cell_seed,
+    )

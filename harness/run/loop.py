@@ -1,0 +1,254 @@
+"""Run a scenario end to end: plan, launch, verify, drive + monitor, store.
+
+This module wires the layers; it prints nothing. What happens is reported to
+an :class:`~harness.run.spec.Events` object (the CLI's progress display), and
+the outcome is returned. A target that fails to start or to verify, or a cell
+whose driver fails, is recorded as a failure and the run goes on. On
+KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the CLI) every process
+is torn down, the manifest is marked ``interrupted`` and the outcome says so;
+what was measured before is kept.
+
+The collaborators: :class:`~harness.run.record.Recorder` (measurements and
+failures), :class:`~harness.run.services.RunServices` (upstream, database),
+:class:`~harness.run.stacks.Stacks` (images, launch, verification, crashes),
+:class:`~harness.run.drive.CellMeasurer` (one cell) and
+:func:`~harness.run.search.search` (the saturation search's rates).
+"""
+
+from __future__ import annotations
+
+import os
+
+from harness import cgroup, environment
+from harness.launch import DockerLauncher, LaunchError, LocalLauncher, RunningTarget
+from harness.launch.base import Launcher
+from harness.model import Cell, RunManifest
+from harness.plan import Block, plan, split_cpus
+from harness.results import RunWriter, utc_now
+from harness.run.drive import CellMeasurer
+from harness.run.record import Recorder
+from harness.run.search import search
+from harness.run.services import RunServices
+from harness.run.spec import (
+    Events,
+    ExternalTarget,
+    PreflightError,
+    RunOutcome,
+    RunSpec,
+    new_run_id,
+    preflight,
+)
+from harness.run.stacks import Stacks
+
+
+class _Run:
+    """One run of ``spec``: its launcher, run folder and collaborators, and the block loop."""
+
+    def __init__(self, spec: RunSpec, events: Events) -> None:
+        self.spec = spec
+        self.events = events
+        self.placement = split_cpus(sorted(os.sched_getaffinity(0)))
+        self.blocks: list[Block] = plan(spec.scenario, list(spec.targets), spec.seed)
+        run_id = new_run_id(spec.scenario.name)
+        # The docker launcher connects now: with no engine, nothing is started or written.
+        self.launcher: Launcher = (
+            DockerLauncher(target_cpus=self.placement.target_cpus, run_id=run_id)
+            if spec.launcher == "docker" and spec.external is None
+            else LocalLauncher(target_cpus=self.placement.target_cpus)
+        )
+        try:
+            self.writer = RunWriter(spec.results_root, run_id)
+        except OSError as exc:
+            self.launcher.close()
+            raise PreflightError(f"cannot create the run folder in {spec.results_root}: {exc}") from exc
+        configs = [*spec.targets.values(), *([] if spec.external else [spec.upstream])]
+        self.started_at = utc_now()
+        hierarchy = cgroup.detect()
+        self.env = environment.collect(
+            packages=[p for t in configs for p in t.packages],
+            repo=spec.repo,
+            launcher="external" if spec.external else spec.launcher,
+        ).model_copy(
+            update={
+                "cgroup_version": None if hierarchy is None else hierarchy.version,
+                "docker_engine": self.launcher.engine_version(),
+            }
+        )
+        self.recorder = Recorder(self.writer, events, spec.scenario, self.blocks)
+        self.stacks = Stacks(spec, self.launcher, events, self.recorder)
+        cpus = self.placement.generator_cpus
+        self.services = (
+            None
+            if spec.external is not None
+            else RunServices(spec, self.launcher, self.recorder, logs=self.writer.logs, cpus=cpus)
+        )
+        self.measurer = CellMeasurer(
+            spec, self.launcher, events, self.recorder, self.stacks, self.services, cpus=cpus
+        )
+
+    def manifest(self, status: str, finished: bool) -> RunManifest:
+        """The run's manifest as of now (``finished``: with the finishing time)."""
+        upstream = self.spec.upstream
+        postgres = None if self.services is None else self.services.postgres
+        return RunManifest.model_validate(
+            {
+                "run_id": self.writer.directory.name,
+                "status": status,
+                "started_at": self.started_at,
+                "finished_at": utc_now() if finished else None,
+                "scenario": self.spec.scenario.model_dump(),
+                "targets": {k: v.model_dump() for k, v in self.stacks.target_runs.items()},
+                "upstream": None
+                if self.spec.external
+                else {"config": upstream.model_dump(), "workers": upstream.default_workers},
+                "database": None
+                if postgres is None
+                else {
+                    "server": "postgresql",
+                    "version": postgres.version,
+                    "settings": postgres.settings,
+                },
+                "placement": self.placement.model_dump(),
+                "environment": self.env.model_copy(
+                    update={"limits_note": self.launcher.cgroup_unavailable}
+                ).model_dump(),
+                "cell_order": [c.cell_id for b in self.blocks for c in b.cells],
+                "failures": [f.model_dump() for f in self.recorder.failures],
+            }
+        )
+
+    def execute(self) -> RunOutcome:
+        """Run every block; the manifest is written at the start and, whatever happens, at the end."""
+        # The orchestrator, the driver and the upstream share the generator CPUs.
+        own_cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, set(self.placement.generator_cpus))
+        self.writer.write_manifest(self.manifest("running", finished=False))
+        status = "failed"
+        services = self.services
+        try:
+            with self.launcher:
+                if self.spec.external is not None:
+                    for block in self.blocks:
+                        self.run_external_block(block, self.spec.external)
+                    status = "complete"
+                elif (
+                    services is not None
+                    and self.stacks.build_images()
+                    and services.start_database()
+                    and services.start_upstream()
+                ):
+                    for block in self.blocks:
+                        self.run_block(block, services)
+                    status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            if services is not None:
+                services.stop()
+            manifest = self.manifest(status, finished=True)
+            self.writer.write_manifest(manifest)
+            os.sched_setaffinity(0, own_cpus)
+        return RunOutcome(self.writer.directory, manifest, self.recorder.failures, status == "interrupted")
+
+    def run_block(self, block: Block, services: RunServices) -> None:
+        """One launch of a stack and its cells in order; a stack that crashed is started again."""
+        name = block.target
+        stacks, recorder = self.stacks, self.recorder
+        self.events.target_starting(name, block.repeat)
+        if name in stacks.unbuilt:
+            recorder.fail_block(
+                block, f"its image did not build: {stacks.unbuilt[name]}", record=block.repeat == 0
+            )
+            return
+        previous = stacks.verified.get(name)
+        if previous is not None and not previous.passed:
+            recorder.fail_block(block, "failed verification earlier in this run")
+            return
+        try:
+            running = stacks.launch(name, services.env())
+        except LaunchError as exc:
+            recorder.fail_block(block, str(exc))
+            return
+        try:
+            report = stacks.verify_once(name, running, services.postgres)
+            if report is not None and not report.passed:
+                first = report.failures[0]
+                recorder.fail_block(block, f"failed verification: {first.name}: {first.detail}")
+                return
+            for index, cell in enumerate(block.cells):
+                if not self.launcher.is_alive(running):
+                    # It crashed in an earlier cell: the next cells get a fresh one.
+                    self.launcher.stop(running)
+                    try:
+                        running = stacks.launch(name, services.env())
+                    except LaunchError as exc:
+                        recorder.fail_cell(cell, f"restart after a crash failed: {exc}")
+                        continue
+                elif index:
+                    stacks.drain(running, block.cells[index - 1])
+                self.run_cell(cell, running)
+        finally:
+            self.launcher.stop(running)
+
+    def run_external_block(self, block: Block, external: ExternalTarget) -> None:
+        """The cells of a block on the user's app: nothing is launched, verified or restarted."""
+        self.events.target_starting(block.target, block.repeat)
+        running = RunningTarget(
+            name=block.target,
+            host=external.host,
+            port=external.port,
+            pid=external.pid or 0,
+            log_path=self.writer.logs / "external.log",
+            workers=0,
+        )
+        for cell in block.cells:
+            self.run_cell(cell, running)
+
+    def run_cell(self, cell: Cell, running: RunningTarget) -> None:
+        """Measure one planned cell and store it; a saturation cell runs its whole search."""
+        if cell.model == "saturation":
+            self.search(cell, running)
+            return
+        for measurement in self.measurer.measure(cell, running) or []:
+            self.recorder.store(cell, measurement)
+
+    def search(self, cell: Cell, running: RunningTarget) -> None:
+        """Saturation search: grow the rate until the SLO breaks, then bisect; store every step.
+
+        Each step is an open-model cell at one rate (``model = "saturation"``).
+        The search ends early if a step fails (stored as failed) or the target
+        dies; the highest rate that held is the analysis's sustainable throughput.
+        """
+        previous: Cell | None = None
+
+        def step(rate: float) -> bool | None:
+            nonlocal previous
+            step_cell = cell.model_copy(update={"rate": rate})
+            if previous is not None:
+                if not self.launcher.is_alive(running):
+                    return None
+                self.stacks.drain(running, previous)
+            previous = step_cell
+            self.events.cell_starting(step_cell)
+            measured = self.measurer.measure(step_cell, running)
+            if not measured:
+                return None
+            self.recorder.store(step_cell, measured[0])
+            return bool(measured[0].slo_held)
+
+        search(self.spec.scenario.saturation, step)
+
+
+def execute(spec: RunSpec, events: Events) -> RunOutcome:
+    """Run ``spec`` and store it under ``spec.results_root``; see the module docstring.
+
+    Raises PreflightError before launching anything when the run cannot be stored
+    or driven (see :func:`~harness.run.spec.preflight`).
+    """
+    preflight(spec)
+    return _Run(spec, events).execute()
+
+
+def blocks_for(spec: RunSpec) -> list[Block]:
+    """The plan ``execute`` would follow, for a dry run or an estimate."""
+    return plan(spec.scenario, list(spec.targets), spec.seed)

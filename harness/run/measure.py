@@ -1,0 +1,137 @@
+"""One stored record from what the driver and the monitors saw: :func:`build_measurement`.
+
+Its inputs come in two records: :class:`CellContext` (which cell, or which
+phase of a staged cell, and the conditions it was driven and is judged under)
+and :class:`Observed` (what was measured in its window and where the samples
+were written). Units follow :class:`~harness.model.Measurement`: CPU in percent
+of one core, memory in MiB, latencies in ms, rates in requests/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.load import LoadResult
+from harness.load.summary import latency_summary
+from harness.model import Cell, DriverName, Errors, Measurement, Phase, Slo
+from harness.monitor import CgroupWindowStats, WindowStats
+from harness.run.cells import identity, phase_identity
+from harness.run.flags import generator_bound_reason, scheduled_rate, upstream_bound
+from harness.timeseries import Row, Slope, memory_slope
+from harness.types import MIB
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """Which cell a record is for and how it was driven.
+
+    ``phase``: the record is one phase of a staged cell. ``max_connections`` is
+    the open model's connection cap (for the generator-bound rule); ``slo``,
+    when given, is judged on this cell (saturation cells).
+    """
+
+    cell: Cell
+    started_at: str
+    warmup_s: float
+    driver: DriverName = "native"
+    max_connections: int | None = None
+    slo: Slo | None = None
+    phase: Phase | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What was measured in one window: the driver's ``load``, the monitors' windows, where samples went.
+
+    ``server``/``upstream``: their process trees' window (None when not
+    monitored); ``group``: the server's control group; ``db_queries``: the
+    queries PostgreSQL counted. ``histogram_path`` (and the uncorrected one)
+    and ``timeseries_path`` are the stored files, relative to the run folder;
+    ``slope`` is the server's memory trend over the window.
+    """
+
+    load: LoadResult
+    server: WindowStats | None
+    upstream: WindowStats | None
+    histogram_path: str
+    histogram_uncorrected_path: str | None = None
+    db_queries: int | None = None
+    group: CgroupWindowStats | None = None
+    timeseries_path: str | None = None
+    slope: Slope | None = None
+
+
+def slope_of(rows: Sequence[Row], begin_s: float = 0.0, end_s: float = float("inf")) -> Slope | None:
+    """The memory trend of the rows in [begin_s, end_s] (PSS where every row has it, else RSS)."""
+    picked = [r for r in rows if begin_s <= r.t_s <= end_s]
+    pss = all(r.server_pss_mb is not None for r in picked)
+    values = [float((r.server_pss_mb if pss else r.server_rss_mb) or 0.0) for r in picked]
+    return memory_slope([r.t_s for r in picked], values)
+
+
+def build_measurement(context: CellContext, observed: Observed) -> Measurement:
+    """Combine what the driver and the monitors saw into one stored record."""
+    cell, phase, slo = context.cell, context.phase, context.slo
+    load, server, group, slope = observed.load, observed.server, observed.group, observed.slope
+    upstream_cpu = None if observed.upstream is None else round(observed.upstream.cpu_percent, 2)
+    latency = latency_summary(load.histogram)
+    reason = generator_bound_reason(load, context.max_connections)
+    breach = None
+    if slo is not None:
+        breach = slo.breach(
+            p99_ms=None if latency is None else latency.p99,
+            failed=sum(load.errors.values()) + load.dropped,
+            scheduled=load.scheduled if load.model == "open" else load.requests,
+            achieved_rate=load.achieved_rate,
+            intended_rate=scheduled_rate(load) or 0.0,
+        )
+    return Measurement(
+        **(identity(cell) if phase is None else phase_identity(cell, phase)),
+        started_at=context.started_at,
+        warmup_s=context.warmup_s,
+        duration_s=round(load.duration_s, 4),
+        requests=load.requests,
+        errors=Errors(**load.errors, by_status={str(k): v for k, v in sorted(load.error_statuses.items())}),
+        rps=round(load.throughput, 3),
+        latency_ms=latency,
+        connections_opened=load.connections_opened,
+        server_cpu_percent=None if server is None else round(server.cpu_percent, 2),
+        server_rss_mb_peak=None if server is None else round(server.rss_peak_bytes / MIB, 2),
+        server_pss_mb_peak=None
+        if server is None or server.pss_peak_bytes is None
+        else round(server.pss_peak_bytes / MIB, 2),
+        server_processes=None if server is None else server.processes,
+        generator_cpu_percent=round(load.generator_cpu_percent, 2),
+        upstream_cpu_percent=upstream_cpu,
+        generator_bound=reason is not None,
+        generator_bound_reason=reason,
+        upstream_bound=upstream_bound(upstream_cpu),
+        histogram=observed.histogram_path,
+        driver=context.driver,
+        intended_rate=load.intended_rate,
+        achieved_rate=round(load.achieved_rate, 3),
+        scheduled=load.scheduled if load.intended_rate is not None else None,
+        dropped=load.dropped,
+        connections_peak=load.connections_peak,
+        latency_ms_uncorrected=None
+        if load.histogram_uncorrected is None
+        else latency_summary(load.histogram_uncorrected),
+        histogram_uncorrected=observed.histogram_uncorrected_path,
+        slo_held=None if slo is None else breach is None,
+        slo_breach=breach,
+        db_queries=observed.db_queries,
+        server_cgroup_cpu_percent=None
+        if group is None or group.cpu_percent is None
+        else round(group.cpu_percent, 2),
+        server_cgroup_memory_mb_peak=None
+        if group is None or group.memory_peak_bytes is None
+        else round(group.memory_peak_bytes / MIB, 2),
+        server_oom_kills=None if group is None else group.oom_kills,
+        server_throttled_s=None
+        if group is None or group.throttled_s is None
+        else round(group.throttled_s, 3),
+        timeseries=observed.timeseries_path,
+        server_memory_slope_mb_per_min=None if slope is None else slope.mb_per_min,
+        server_memory_slope_ci=None if slope is None else (slope.low, slope.high),
+    )

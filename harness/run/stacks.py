@@ -1,0 +1,146 @@
+"""The stacks a run measures: their images, their launch within limits, their contract check, and
+what a lost process means for a cell.
+
+:attr:`Stacks.target_runs` is what the manifest stores of each stack; it gains
+the image, the limits as applied and the verification as they happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from harness import cgroup
+from harness.launch import LaunchError, Limits, RunningTarget, wait_until_idle
+from harness.launch.base import Launcher, tail
+from harness.launch.postgres import Postgres
+from harness.launch.services import UPSTREAM
+from harness.model import Cell, TargetRun
+from harness.run.record import Recorder
+from harness.run.spec import Events, RunSpec
+from harness.types import MIB
+from harness.verify import VerificationReport, verify
+
+
+def _workers(spec: RunSpec, name: str) -> int:
+    return spec.scenario.workers.get(name, spec.targets[name].default_workers)
+
+
+class Stacks:
+    """Launches, verifies and diagnoses the stacks of ``spec`` on ``launcher``, into ``recorder``'s run."""
+
+    def __init__(self, spec: RunSpec, launcher: Launcher, events: Events, recorder: Recorder) -> None:
+        self.spec = spec
+        self.launcher = launcher
+        self.events = events
+        self.recorder = recorder
+        self.logs = recorder.writer.logs
+        self.target_runs = {
+            name: TargetRun(
+                config=config,
+                workers=_workers(spec, name),
+                cpus=spec.scenario.cpus.get(name, config.cpus),
+                memory_mb=spec.scenario.memory_mb.get(name, config.memory_mb),
+            )
+            for name, config in spec.targets.items()
+        }
+        self.unbuilt: dict[str, str] = {}
+        self.verified: dict[str, VerificationReport] = {}
+
+    def build_images(self) -> bool:
+        """Docker only: build (or find unchanged) every image before the first cell.
+
+        A stack whose image fails to build has its cells failed with the build
+        log's end; False (every cell failed) when the upstream's fails.
+        """
+        launcher = self.launcher
+        if not launcher.builds_images:
+            return True
+        spec = self.spec
+        for name, config in [*spec.targets.items(), (UPSTREAM, spec.upstream)]:
+            directory = spec.upstream_dir if name == UPSTREAM else spec.targets_root / name
+            self.events.target_starting(f"{name} (image)", 0)
+            try:
+                image = launcher.build(config, directory, log_path=self.logs / f"{name}.build.log")
+            except LaunchError as exc:
+                if name == UPSTREAM:
+                    self.recorder.fail(UPSTREAM, None, str(exc))
+                    self.recorder.fail_all(f"the upstream's image did not build: {exc}")
+                    return False
+                self.unbuilt[name] = str(exc)
+                continue
+            if image is not None and name in self.target_runs:
+                self.target_runs[name] = self.target_runs[name].model_copy(
+                    update={"image": image.tag, "image_build_s": round(image.build_s, 2)}
+                )
+        return True
+
+    def launch(self, name: str, env: Mapping[str, str]) -> RunningTarget:
+        """Start a stack within its limits, with ``env`` (where its services are); raises LaunchError."""
+        run = self.target_runs[name]
+        running = self.launcher.start(
+            self.spec.targets[name],
+            self.spec.targets_root / name,
+            workers=run.workers,
+            log_path=self.logs / f"{name}.log",
+            env=env,
+            ready_timeout_s=self.spec.ready_timeout_s,
+            limits=Limits(cpus=run.cpus, memory_mb=run.memory_mb),
+        )
+        if run.limits_applied is None:
+            self.target_runs[name] = run.model_copy(update={"limits_applied": self.limits_applied(running)})
+        return running
+
+    def limits_applied(self, running: RunningTarget) -> str:
+        """How the limits were enforced on a started target, in words for the report."""
+        group = self.launcher.cgroup(running)
+        how = self.launcher.isolation
+        if group is None:
+            reason = self.launcher.cgroup_unavailable or "no control group readable"
+            return f"CPU pinning only ({reason})"
+        applied = group.limits()
+        cpus = "unlimited" if applied.cpus is None else f"{applied.cpus:g} CPU"
+        memory = "unlimited" if applied.memory_bytes is None else f"{applied.memory_bytes / MIB:.0f} MiB"
+        cpuset = cgroup.format_cpu_list(applied.cpuset) if applied.cpuset else "all"
+        return f"{how}: CPU quota {cpus}, cpuset {cpuset}, memory {memory}"
+
+    def verify_once(
+        self, name: str, running: RunningTarget, postgres: Postgres | None
+    ) -> VerificationReport | None:
+        """Check the contract on the first launch of a stack; None for a user's app without it."""
+        if not self.spec.verify or not self.spec.targets[name].verify_contract:
+            return None
+        report = self.verified.get(name)
+        if report is None:
+            config = self.spec.targets[name]
+            report = verify(
+                running.url, postgres=postgres, websocket=config.websocket, interface=config.interface
+            )
+            self.verified[name] = report
+            self.target_runs[name] = self.target_runs[name].model_copy(
+                update={
+                    "verified": report.passed,
+                    "verification_failures": tuple(f"{c.name}: {c.detail}" for c in report.failures),
+                }
+            )
+            self.events.verified(name, report)
+        return report
+
+    def drain(self, running: RunningTarget, previous: Cell) -> None:
+        """Let the target finish the previous cell's orphaned requests before the next cell."""
+        if wait_until_idle(running, self.spec.targets[running.name].ready_path) is None:
+            self.recorder.fail(
+                running.name, previous, "target still busy 30 s after the cell; the next cell may be affected"
+            )
+
+    def crash(self, running: RunningTarget, vanished: tuple[int, ...]) -> str | None:
+        """Why the cell cannot count because the target lost processes (``vanished`` pids), or None."""
+        if self.spec.external is not None:
+            return None
+        alive = self.launcher.is_alive(running)
+        if alive and not vanished:
+            return None
+        what = "the target's main process died" if not alive else f"target process(es) {list(vanished)} died"
+        if self.launcher.oom_killed(running):
+            limit = self.target_runs[running.name].memory_mb if running.name in self.target_runs else None
+            what = f"the target was OOM-killed (over its memory limit of {limit} MiB): {what}"
+        return f"{what} during the cell; last lines of {running.log_path}:\n{tail(running.log_path, 10)}"
