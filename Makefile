@@ -30,11 +30,11 @@ bench-quick: setup
 
 ## bench-driver: our load driver against wrk (apt-get install -y wrk) on one fast target, alternating rounds
 bench-driver: setup
-	$(BIN)/python -m harness.benchdriver $(BENCH_DRIVER_ARGS)
+	$(BIN)/python -m harness.tools.benchdriver $(BENCH_DRIVER_ARGS)
 
 ## bench-idle: server memory per idle WebSocket connection per stack; BENCH_IDLE_ARGS="--kind http" for keep-alive
 bench-idle: setup
-	$(BIN)/python -m harness.benchidle $(BENCH_IDLE_ARGS)
+	$(BIN)/python -m harness.tools.benchidle $(BENCH_IDLE_ARGS)
 
 ## test: run the test suite against real servers on 127.0.0.1
 test: setup system-deps

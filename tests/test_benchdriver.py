@@ -7,8 +7,8 @@ import shutil
 import psutil
 import pytest
 
-from harness import benchdriver
-from harness.benchdriver import RoundResult, compare, format_goals
+from harness.tools import benchdriver
+from harness.tools.benchdriver import RoundResult, compare, format_goals
 
 
 def round_result(generator: str, rps: float, cpu_us: float) -> RoundResult:

@@ -16,8 +16,10 @@ import pytest
 from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 from rich.console import Console
 
-from harness import benchidle
-from harness.benchidle import (
+from harness.load.stream import HoldResult
+from harness.model import Placement, TargetConfig
+from harness.tools import benchidle
+from harness.tools.benchidle import (
     READINGS,
     BenchSpec,
     IdleBench,
@@ -32,8 +34,6 @@ from harness.benchidle import (
     run_bench,
     summarise,
 )
-from harness.load.stream import HoldResult
-from harness.model import Placement, TargetConfig
 
 MIB = 2**20
 PLAUSIBLE_KIB = (0.5, 1024.0)
@@ -260,8 +260,8 @@ def alive(process: psutil.Process) -> bool:
 @pytest.mark.usefixtures("nothing_left_running")
 def test_ctrl_c_stops_the_driver_and_the_stack(tmp_path: Path) -> None:
     argv = [
-        sys.executable, "-m", "harness.benchidle", "--targets", "fastapi-uvicorn", "--connections", "200",
-        "--rounds", "3", "--results", str(tmp_path),
+        sys.executable, "-m", "harness.tools.benchidle", "--targets", "fastapi-uvicorn",
+        "--connections", "200", "--rounds", "3", "--results", str(tmp_path),
     ]  # fmt: skip
     # A session of its own, so the signal reaches it and its driver as a terminal's Ctrl-C would.
     child = subprocess.Popen(

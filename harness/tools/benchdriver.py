@@ -39,6 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.load import ClosedLoad, DriverError, drive_in_subprocess
+from harness.net import LOOPBACK, free_port
 from harness.stats import Spread
 
 RPS_GOAL = 0.9
@@ -186,12 +187,6 @@ def format_goals(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _pinned(command: list[str], cpu: int | None) -> list[str]:
     """``command`` run by taskset on ``cpu``, so its threads start there too."""
     return command if cpu is None else ["taskset", "-c", str(cpu), *command]
@@ -213,7 +208,7 @@ http {{
     uwsgi_temp_path {folder}/uwsgi;
     scgi_temp_path {folder}/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen {host}:{port};
         location / {{ default_type text/plain; return 200 "Hello, world!"; }}
     }}
 }}
@@ -231,11 +226,11 @@ def target_command(target: str, port: int, folder: Path) -> list[str]:
     """The command that serves ``target`` on 127.0.0.1:``port``, writing its files in ``folder``."""
     if target == "nginx":
         config = folder / "nginx.conf"
-        config.write_text(NGINX_CONF.format(folder=folder, port=port))
+        config.write_text(NGINX_CONF.format(folder=folder, host=LOOPBACK, port=port))
         return ["nginx", "-c", str(config), "-p", str(folder)]
     return [
         sys.executable, "-m", "uvicorn", "harness.load.fastapp:app",
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", LOOPBACK, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
@@ -252,7 +247,7 @@ def start_target(target: str, port: int, cpu: int | None, folder: Path) -> subpr
         if process.poll() is not None:
             raise BenchError(f"{target} exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            with socket.create_connection((LOOPBACK, port), timeout=1) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
                 if sock.recv(100).startswith(b"HTTP/1.1 200"):
                     return process
@@ -297,7 +292,7 @@ def run_wrk(
         server_before = _cpu_s(server)
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [*_pinned(command, cpu), f"http://127.0.0.1:{port}/"],
+                [*_pinned(command, cpu), f"http://{LOOPBACK}:{port}/"],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=environment,
@@ -331,7 +326,7 @@ def run_native(
 ) -> RoundResult:
     """One run of our closed-model driver in one process; CPU time of its measured window."""
     load = ClosedLoad(
-        host="127.0.0.1", port=port, path="/", concurrency=connections, warmup_s=0.0, duration_s=duration_s
+        host=LOOPBACK, port=port, path="/", concurrency=connections, warmup_s=0.0, duration_s=duration_s
     )
     marks: dict[str, float] = {}
 
@@ -373,7 +368,7 @@ def run_rounds(
     )
     results: list[RoundResult] = []
     with tempfile.TemporaryDirectory(prefix="gwbench-bench-driver-") as folder:
-        port = _free_port()
+        port = free_port()
         server = start_target(target, port, target_cpu, Path(folder))
         try:
             server_process = psutil.Process(server.pid)
@@ -395,7 +390,7 @@ def run_rounds(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.benchdriver", description=__doc__.splitlines()[0]
+        prog="python -m harness.tools.benchdriver", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--target", choices=sorted(TARGETS), default="uvicorn", help="default uvicorn")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per generator (default 5)")

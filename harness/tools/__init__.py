@@ -1,0 +1,7 @@
+"""Stand-alone tools beside ``gwbench``, each run as ``python -m harness.tools.<name>``.
+
+- :mod:`harness.tools.benchdriver` (``make bench-driver``): our load driver against wrk on one fast target.
+- :mod:`harness.tools.benchidle` (``make bench-idle``): the server memory an idle connection costs, per stack.
+
+Nothing is imported here, so a tool's spawned processes import only what that tool needs.
+"""

@@ -1,0 +1,97 @@
+"""The driver process of a round: spawned, pinned to the generator CPUs, it warms the server up,
+waits for ``go``, then holds the connections (:func:`harness.load.stream.hold_connections`).
+
+Not :func:`harness.load.drive_in_subprocess`: that one starts every child's measured window at
+a common instant and hands back a LoadResult, while this driver stops between its warm-up and
+its hold until the parent has read the server's memory, and says when every connection has
+been tried (``held``) so the parent reads it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+from harness.load.stream import HoldLoad, HoldResult, hold_connections
+from harness.load.stream.link import CLOSE_WAIT_S
+from harness.tools.benchidle.method import BenchError
+
+ChildMessage = (
+    tuple[Literal["warmed"], HoldResult]
+    | tuple[Literal["held"], float]
+    | tuple[Literal["result"], HoldResult]
+    | tuple[Literal["error"], str]
+)
+"""What the driver process sends: the warm-up's counts, the monotonic time (s) when every
+connection had been tried, the hold's counts, or why it failed."""
+
+
+def _driver(warmup: HoldLoad, load: HoldLoad, cpus: frozenset[int], conn: Connection) -> None:
+    """The driver process: warm up, wait for ``go``, hold ``load``; reports over ``conn``."""
+
+    def send(message: ChildMessage) -> None:
+        conn.send(message)
+
+    try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        send(("warmed", hold_connections(warmup)))
+        if conn.recv() == "go":
+            send(("result", hold_connections(load, lambda: send(("held", time.monotonic())))))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent gave up on this driver
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            send(("error", "interrupted"))
+    except Exception as exc:  # handed back to the parent, which reports it
+        with contextlib.suppress(OSError):
+            send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def driver_process(warmup: HoldLoad, load: HoldLoad, cpus: Sequence[int]) -> Iterator[Connection]:
+    """A spawned :func:`_driver` and the parent's end of its pipe; joined on leaving (stopped at once
+    when leaving on an exception, as the connections need not close cleanly then)."""
+    context = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = context.Pipe()
+    process: BaseProcess = context.Process(
+        target=_driver, args=(warmup, load, frozenset(cpus), child_conn), name="gwbench-idle", daemon=True
+    )
+    process.start()
+    child_conn.close()
+    finished = False
+    try:
+        yield parent_conn
+        finished = True
+    finally:
+        process.join(timeout=CLOSE_WAIT_S + 3 if finished else 0)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=2)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent_conn.close()
+
+
+def expect(conn: Connection, kind: str, timeout_s: float) -> Any:
+    """The payload of the driver's next message, which must be ``kind``; BenchError otherwise."""
+    if not conn.poll(timeout_s):
+        raise BenchError(f"the driver sent nothing for {timeout_s:.0f} s (waiting for {kind!r})")
+    try:
+        got, payload = conn.recv()
+    except EOFError:
+        raise BenchError("the driver exited without a result") from None
+    if got == "error":
+        raise BenchError(f"driver: {payload}")
+    if got != kind:
+        raise BenchError(f"the driver sent {got!r} when {kind!r} was due")
+    return payload

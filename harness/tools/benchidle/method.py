@@ -1,0 +1,36 @@
+"""How ``bench-idle`` measures a round: the method's constants and the error a round fails with.
+
+The first six are recorded under ``method`` in every results file
+(:class:`~harness.tools.benchidle.records.IdleBench`); the others are time limits and margins.
+"""
+
+from __future__ import annotations
+
+WARMUP_CONNECTIONS = 16
+"""Opened and closed before ``before``; the memory they leave free for reuse biases the figure
+down by at most WARMUP_CONNECTIONS / K of itself (1.6% at K = 1000)."""
+SETTLE_S = 1.0
+"""From the moment every connection has been tried to the first ``held`` sample (s)."""
+SAMPLES = 5
+SAMPLE_INTERVAL_S = 0.2
+HOLD_S = SETTLE_S + SAMPLES * SAMPLE_INTERVAL_S + 4.0
+"""How long the driver holds the connections: the samples with room for a busy machine (s)."""
+HTTP_REFRESH_S = 4.0
+"""An HTTP connection sends a request after this much silence (s): under the 5 s idle timeout of
+the stacks that keep connections (uvicorn, Hypercorn, Gunicorn as configured; Daphne and Granian
+keep them longer), and later than the driver's default (1.5 s, for Gunicorn's default 2 s), so that
+no request is served while the memory is read: at 1,000 connections that default is ~670 requests/s."""
+OPEN_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+QUIET_CPU_PERCENT = 5.0
+"""A stack is idle when its tree uses at most this share of one core over QUIET_WINDOW_S."""
+QUIET_WINDOW_S = 0.5
+QUIET_TIMEOUT_S = 15.0
+SPAWN_TIMEOUT_S = 60.0
+"""For the driver process to start, import and finish its warm-up (s)."""
+DESCRIPTOR_MARGIN = 256
+"""Files a stack may open besides one per connection; the soft RLIMIT_NOFILE it inherits is raised."""
+
+
+class BenchError(Exception):
+    """A round could not be measured; the message says why."""
