@@ -14,8 +14,8 @@ from typing import TypeAlias
 from rich.console import Console
 
 from harness.launch import LocalLauncher, RunningTarget
+from harness.launch.services import UPSTREAM, Upstream
 from harness.model import ConfigError, TargetConfig, discover_targets, suggest
-from harness.run import UPSTREAM
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -48,11 +48,10 @@ def start_upstream(
     """Start the upstream service (see :func:`find_upstream`) with its default workers.
 
     Its log goes to ``logs/upstream.log``; ``cpus`` pins it (None: not pinned).
+    Raises LaunchError.
     """
     config, folder = find_upstream(root)
-    return launcher.start(
-        config, folder, workers=config.default_workers, log_path=logs / f"{UPSTREAM}.log", cpus=cpus
-    )
+    return Upstream(launcher, config, folder, log_path=logs / f"{UPSTREAM}.log", cpus=cpus).start()
 
 
 def select_targets(

@@ -27,6 +27,7 @@ from harness.cli.common import (
 )
 from harness.launch import LaunchError, LocalLauncher
 from harness.launch.postgres import Postgres
+from harness.launch.services import stack_env
 from harness.model import ConfigError, TargetConfig, discover_targets, load_scenario
 from harness.plan import split_cpus
 from harness.verify import VerificationReport, verify
@@ -60,7 +61,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     root / name,
                     workers=config.default_workers,
                     log_path=logs / f"{name}.log",
-                    env={"GWBENCH_UPSTREAM_URL": up.url, "GWBENCH_DATABASE_URL": postgres.url},
+                    env=stack_env(up, postgres),
                 )
             except LaunchError as exc:
                 console.print(f"[red]{escape(str(exc))}[/]")
@@ -99,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             root / name,
             workers=args.workers or config.default_workers,
             log_path=logs / f"{name}.log",
-            env={"GWBENCH_UPSTREAM_URL": up.url, "GWBENCH_DATABASE_URL": postgres.url},
+            env=stack_env(up, postgres),
         )
         out.print(
             f"{name} ({running.workers} workers) at {running.url}  "
