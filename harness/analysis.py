@@ -12,7 +12,8 @@ its arrival rate in the open and saturation models. Failed cells
 listed, but never enter a statistic. Medians, bootstrap intervals and
 coefficients of variation across repeats come from :mod:`harness.stats`; the
 sustainable throughput of saturation searches is in :mod:`harness.saturation`,
-and the verdict built on all of them in :mod:`harness.verdict`.
+and the verdict built on all of them in :mod:`harness.verdict`;
+:func:`harness.runanalysis.analyse_run` computes them all once for a stored run.
 """
 
 from __future__ import annotations
