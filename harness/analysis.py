@@ -12,7 +12,8 @@ its arrival rate in the open and saturation models. Failed cells
 listed, but never enter a statistic. Medians, bootstrap intervals and
 coefficients of variation across repeats come from :mod:`harness.stats`; the
 sustainable throughput of saturation searches is in :mod:`harness.saturation`,
-and the verdict built on all of them in :mod:`harness.verdict`.
+and the verdict built on all of them in :mod:`harness.verdict`;
+:func:`harness.runanalysis.analyse_run` computes them all once for a stored run.
 """
 
 from __future__ import annotations
@@ -380,19 +381,21 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def highest_level_cells(frame: pd.DataFrame) -> pd.DataFrame:
+def highest_level_cells(frame: pd.DataFrame, *, sustainable: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ok cells a run's top load says most about, per endpoint.
 
     Closed and open cells: those at the endpoint's highest level with an ok
     cell (every stack's repeats at that level). Saturation cells: each
     repeat's cell at its sustainable rate
-    (:func:`harness.saturation.sustainable_throughput`).
+    (:func:`harness.saturation.sustainable_throughput`; pass its result as
+    ``sustainable`` when it is at hand, else it is computed from ``frame``).
     """
     ok = frame[frame["status"].eq("ok")]
     plain = ok[ok["model"] != "saturation"]
     top = plain.groupby("endpoint")["level"].transform("max")
     picked = plain[plain["level"] == top]
-    held = set(saturation.sustainable_throughput(frame)["held_cell_id"].dropna())
+    per_repeat = saturation.sustainable_throughput(frame) if sustainable is None else sustainable
+    held = set(per_repeat["held_cell_id"].dropna())
     return pd.concat([picked, ok[ok["cell_id"].isin(held) & ok["model"].eq("saturation")]])
 
 

@@ -7,7 +7,8 @@ A change is a *regression* only when it is significant (the interval excludes
 1) and worse than the threshold: requests/s down, or p99 up, by more than it.
 A cell measured in A whose every repeat failed in B is a regression too: the
 stack no longer runs. Saturation searches are compared on sustainable
-throughput per repeat. Pure functions: manifests and measurements in, records out.
+throughput per repeat. Pure functions: analysed runs (:class:`~harness.runanalysis.RunAnalysis`),
+or manifests and measurements, in; records out.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Literal
 
 import pandas as pd
 
-from harness import analysis, saturation, stats
+from harness import stats
 from harness.model import Measurement, RunManifest
+from harness.runanalysis import RunAnalysis, analyse_run
 from harness.stats import Comparison, Interval
 
 DEFAULT_THRESHOLD = 0.10
@@ -168,9 +170,9 @@ def _flags(rows: pd.DataFrame) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def cell_sides(manifest: RunManifest, measurements: Sequence[Measurement]) -> dict[Key, Side]:
+def cell_sides(run: RunAnalysis) -> dict[Key, Side]:
     """Each cell's figures across repeats, keyed by (target, endpoint, model, level)."""
-    frame = analysis.measurements_frame(measurements, manifest.targets)
+    frame = run.frame
     sides: dict[Key, Side] = {}
     plain = frame[frame["model"] != "saturation"]
     for (target, endpoint, model, level), rows in plain.groupby(
@@ -184,8 +186,7 @@ def cell_sides(manifest: RunManifest, measurements: Sequence[Measurement]) -> di
             p99_values=tuple(float(v) for v in ok["latency_ms_p99"]),
             flags=_flags(ok),
         )
-    searches = saturation.sustainable_throughput(frame)
-    for (target, endpoint), rows in searches.groupby(["target", "endpoint"], sort=True):
+    for (target, endpoint), rows in run.sustainable.groupby(["target", "endpoint"], sort=True):
         sides[(str(target), str(endpoint), "saturation", math.inf)] = Side(
             n=len(rows),
             failed=0,
@@ -241,21 +242,36 @@ def _change(key: Key, a: Side, b: Side, threshold: float) -> CellChange:
     return CellChange(*key, a=a, b=b, rps=rps, p99=p99, status=status, worse=worse)
 
 
+def _check_shape(a: RunManifest, b: RunManifest) -> None:
+    differences = shape_differences(a, b)
+    if differences:
+        raise ShapeError(
+            f"runs {a.run_id} (A) and {b.run_id} (B) measured different cells: " + "; ".join(differences)
+        )
+
+
 def compare_runs(
     a: tuple[RunManifest, Sequence[Measurement]],
     b: tuple[RunManifest, Sequence[Measurement]],
     *,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> RunComparison:
-    """Every cell of run A matched with run B's (B over A). Raises ShapeError when they differ in shape."""
-    (manifest_a, measured_a), (manifest_b, measured_b) = a, b
-    differences = shape_differences(manifest_a, manifest_b)
-    if differences:
-        raise ShapeError(
-            f"runs {manifest_a.run_id} (A) and {manifest_b.run_id} (B) measured different cells: "
-            + "; ".join(differences)
-        )
-    sides_a, sides_b = cell_sides(manifest_a, measured_a), cell_sides(manifest_b, measured_b)
+    """Every cell of run A matched with run B's (B over A). Raises ShapeError when they differ in shape.
+
+    Each run is given as its manifest and measurements; see :func:`compare_analyses`.
+    """
+    _check_shape(a[0], b[0])
+    return compare_analyses(analyse_run(*a), analyse_run(*b), threshold=threshold)
+
+
+def compare_analyses(
+    a: RunAnalysis, b: RunAnalysis, *, threshold: float = DEFAULT_THRESHOLD
+) -> RunComparison:
+    """Every cell of analysed run A matched with run B's (B over A). Raises ShapeError when they differ
+    in shape (:func:`shape_differences`)."""
+    manifest_a, manifest_b = a.manifest, b.manifest
+    _check_shape(manifest_a, manifest_b)
+    sides_a, sides_b = cell_sides(a), cell_sides(b)
     keys = sorted(set(sides_a) | set(sides_b))
     return RunComparison(
         run_a=manifest_a.run_id,

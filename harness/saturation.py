@@ -101,7 +101,7 @@ SATURATION_COLUMNS = [
 ]
 
 
-def saturation_summary(frame: pd.DataFrame) -> pd.DataFrame:
+def saturation_summary(frame: pd.DataFrame, *, per_repeat: pd.DataFrame | None = None) -> pd.DataFrame:
     """Sustainable throughput per (target, endpoint) across repeats, sorted by those keys.
 
     A repeat in which no rate held counts as 0 requests/s (the stack sustained
@@ -114,9 +114,12 @@ def saturation_summary(frame: pd.DataFrame) -> pd.DataFrame:
     ``none_held`` (repeats where no rate held), ``never_broke`` (repeats whose
     search ended before the SLO broke), ``breaches`` (the distinct reasons, a
     tuple), ``bound`` and ``bound_reason`` (any deciding cell generator- or
-    upstream-bound, see :func:`sustainable_throughput`).
+    upstream-bound, see :func:`sustainable_throughput`). ``per_repeat`` is
+    :func:`sustainable_throughput`'s result for ``frame`` when it is at hand;
+    else it is computed.
     """
-    per_repeat = sustainable_throughput(frame).assign(
+    found = sustainable_throughput(frame) if per_repeat is None else per_repeat
+    repeats = found.assign(
         value=lambda f: f["sustainable_rps"].fillna(0.0),
         none_held=lambda f: f["sustainable_rps"].isna(),
         never_broke=lambda f: ~f["broke"].astype(bool) & f["sustainable_rps"].notna(),
@@ -129,7 +132,7 @@ def saturation_summary(frame: pd.DataFrame) -> pd.DataFrame:
         .agg(interface=("interface", "first"), failed=("failed", "sum"))
     )
     records = []
-    for (target, endpoint), group in per_repeat.sort_values("repeat").groupby(keys, sort=True):
+    for (target, endpoint), group in repeats.sort_values("repeat").groupby(keys, sort=True):
         values = [float(v) for v in group["value"]]
         interval = stats.median_interval(values)
         reasons = [r for r in group["bound_reason"] if isinstance(r, str)]

@@ -3,7 +3,8 @@
 Pure functions of plain sequences of numbers (NaN values are dropped); no
 pandas, no clock, no I/O. Results carry the unit of their input: medians of
 requests/s are requests/s, of milliseconds are milliseconds; a ratio and a
-coefficient of variation have no unit.
+coefficient of variation have no unit. :func:`ratio_figure` is the one rule for
+the digits a ratio is written with.
 
 Method. A confidence interval is the bootstrap *percentile* interval (B. Efron
 and R. J. Tibshirani, *An Introduction to the Bootstrap*, Chapman & Hall 1993,
@@ -196,6 +197,21 @@ def compare(
         inverse = _percentile_interval((right, left), _ratio_of_medians, confidence, seed)
         return Comparison(ratio, Interval(_inverse(inverse.high), _inverse(inverse.low)))
     return Comparison(ratio, None)
+
+
+def ratio_figure(ratio: float) -> str:
+    """The digits a ratio is written with, on every page and in every sentence: ``12.4 -> "12"``,
+    ``5.47 -> "5.5"``, ``0.623 -> "0.62"`` (two significant figures under 10); infinity ``∞``.
+
+    The one rule behind :func:`harness.report.formats.format_ratio` (the pages, with a
+    multiplication sign) and :func:`harness.claims.ratio_text` (plain ASCII); each adds its own
+    sign and its own mark for a missing value.
+    """
+    if math.isinf(ratio):
+        return "\N{INFINITY}"
+    if ratio >= 10:
+        return f"{ratio:.0f}"
+    return f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2f}"
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,12 @@ from test_report import write_run
 from harness.claims import (
     QUICK_FACTOR,
     Claim,
-    Measured,
-    MeasuredSide,
     check_claimed,
-    judge,
     load_claim,
     load_claims,
-    measure,
     run_claim_name,
 )
+from harness.claimverdict import Measured, MeasuredSide, judge, measure
 from harness.model import ConfigError
 from harness.report.formats import DASH, TIMES
 from harness.stats import Comparison, Interval

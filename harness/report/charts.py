@@ -1,28 +1,21 @@
-"""Charts of a run's summary, as SVG text ready to inline in HTML.
+"""Charts of a run's summary by load level, as SVG text ready to inline in HTML.
 
-Each function takes the rows of one endpoint (of
+Throughput, latency, CPU cost, errors, the percentile spectrum and sustainable
+throughput. Each function takes the rows of one endpoint (of
 :func:`harness.analysis.summarise`, unless it says otherwise) and returns one
-``<svg>`` element. A stack keeps its colour in every chart
-(:func:`stack_styles`, from the sorted target names); WSGI stacks are dashed
-lines and hatched bars, so the WSGI/ASGI split shows at a glance (except in
-the open model's latency chart, where dashes mark uncorrected latency). When a
-stack has more than one repeat, error bars span the 95% bootstrap interval of
-the median where the summary has one (requests/s, p99), else the min-max
-across repeats.
-
-Figures are built with :class:`matplotlib.figure.Figure` rather than pyplot, so
-no global backend or figure registry is touched; text stays text
-(``svg.fonttype = none``) and ids are salted with a fixed string, so the same
-summary always gives the same bytes.
+``<svg>`` element, drawn with the shared styles of :mod:`harness.report.svg`
+(a stack keeps its colour; WSGI stacks are dashed lines and hatched bars,
+except in the open model's latency chart, where dashes mark uncorrected
+latency). When a stack has more than one repeat, error bars span the 95%
+bootstrap interval of the median where the summary has one (requests/s, p99),
+else the min-max across repeats. Memory charts are in
+:mod:`harness.report.memorycharts`, a staged run's in :mod:`harness.report.timecharts`.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -30,72 +23,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
-from matplotlib.typing import RcKeyType
+from matplotlib.ticker import NullLocator
 
-RC: dict[RcKeyType, Any] = {
-    "svg.fonttype": "none",
-    "svg.hashsalt": "gateway-bench",
-    "font.family": "sans-serif",
-    "font.size": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "legend.fontsize": 8,
-    "legend.frameon": False,
-}
-
-_PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
-    "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class StackStyle:
-    """How one stack is drawn: colour, line style, marker and bar hatch."""
-
-    colour: str
-    linestyle: str
-    marker: str
-    hatch: str | None
-
-
-def stack_styles(interfaces: Mapping[str, str | None]) -> dict[str, StackStyle]:
-    """A style per target name, in sorted-name order (so stable across runs with the same stacks).
-
-    WSGI: dashed, square markers, hatched bars; ASGI: solid, round markers;
-    anything else: dotted, triangles.
-    """
-    styles: dict[str, StackStyle] = {}
-    for index, name in enumerate(sorted(interfaces)):
-        colour = _PALETTE[index % len(_PALETTE)]
-        interface = interfaces[name]
-        if interface == "wsgi":
-            styles[name] = StackStyle(colour, "--", "s", "///")
-        elif interface == "asgi":
-            styles[name] = StackStyle(colour, "-", "o", None)
-        else:
-            styles[name] = StackStyle(colour, ":", "^", "..")
-    return styles
-
-
-def _label(name: str, interfaces: Mapping[str, str | None]) -> str:
-    interface = interfaces.get(name)
-    return f"{name} ({interface.upper()})" if interface else name
-
-
-def _svg(figure: Figure, prefix: str) -> str:
-    buffer = io.StringIO()
-    with matplotlib.rc_context(RC):
-        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]
-    # Several SVGs share one HTML document, where ids must be unique.
-    text = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', text)
-    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", text)
-    return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', text)
+from harness.report.svg import RC, StackStyle, label, log_latency_axis, svg_text
 
 
 def _level_axis(axes: Axes, levels: Iterable[float], x: str) -> None:
@@ -150,7 +80,7 @@ def _lines(
             markersize=4,
             linewidth=1.5,
             capsize=3 if yerr is not None else 0,
-            label=_label(str(name), interfaces),
+            label=label(str(name), interfaces),
         )
     _level_axis(axes, rows[x].astype(float), x)
 
@@ -180,7 +110,7 @@ def _line_chart(
         axes.set_title(title)
         # Below the plot, never over a line.
         figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=3)
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)
 
 
 def throughput_chart(
@@ -204,14 +134,6 @@ def throughput_chart(
     )
 
 
-def _log_latency_axis(axes: Axes) -> None:
-    axes.set_yscale("log")
-    # 1-2-5 ticks as plain numbers read better than 10^x over a narrow range.
-    axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axes.yaxis.set_minor_locator(NullLocator())
-
-
 def latency_chart(
     rows: pd.DataFrame,
     styles: Mapping[str, StackStyle],
@@ -225,11 +147,11 @@ def latency_chart(
         left, right = figure.subplots(1, 2, sharey=True)
         for axes, column, title in ((left, "latency_ms_p50", "p50"), (right, "latency_ms_p99", "p99")):
             _lines(axes, rows, column, styles, interfaces, x)
-            _log_latency_axis(axes)
+            log_latency_axis(axes)
             axes.set_title(f"{title} latency")
         left.set_ylabel("latency (ms, log scale)")
         figure.legend(*left.get_legend_handles_labels(), loc="outside right upper")
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)
 
 
 def open_latency_chart(
@@ -258,7 +180,7 @@ def open_latency_chart(
                     marker=style.marker,
                     markersize=4,
                     linewidth=1.5,
-                    label=_label(str(name), interfaces),
+                    label=label(str(name), interfaces),
                 )
                 axes.plot(
                     rates,
@@ -271,7 +193,7 @@ def open_latency_chart(
                     linewidth=1.2,
                 )
             _level_axis(axes, rows["rate"].astype(float), "rate")
-            _log_latency_axis(axes)
+            log_latency_axis(axes)
             axes.set_title(f"{field} latency: corrected (solid), uncorrected (dashed)")
         left.set_ylabel("latency (ms, log scale)")
         handles = [
@@ -280,7 +202,7 @@ def open_latency_chart(
             Line2D([], [], color="#444444", linestyle="--", label="uncorrected (from actual send time)"),
         ]
         figure.legend(handles=handles, loc="outside right upper")
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)
 
 
 NINES_TICKS = (0, 1, 2, 3, 4, 5)
@@ -315,17 +237,17 @@ def spectrum_chart(
                 color=style.colour,
                 linestyle=style.linestyle,
                 linewidth=1.5,
-                label=_label(name, interfaces),
+                label=label(name, interfaces),
             )
         axes.set_xlim(0, NINES_TICKS[-1])
         axes.set_xticks(NINES_TICKS, NINES_LABELS)
         axes.xaxis.set_minor_locator(NullLocator())
         axes.set_xlabel("percentile")
-        _log_latency_axis(axes)
+        log_latency_axis(axes)
         axes.set_ylabel("latency (ms, log scale)")
         axes.set_title(title)
         figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=3)
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)
 
 
 def sustainable_chart(
@@ -368,65 +290,13 @@ def sustainable_chart(
                 textcoords="offset points",
                 va="center",
             )
-        axes.set_yticks(range(len(measured)), [_label(str(n), interfaces) for n in measured["target"]])
+        axes.set_yticks(range(len(measured)), [label(str(n), interfaces) for n in measured["target"]])
         axes.invert_yaxis()
         axes.set_xlabel("sustainable throughput (requests/s within the SLO)")
         axes.set_title(f"Sustainable throughput\n{slo}", fontsize=9)
         axes.grid(axis="y", visible=False)
         axes.margins(x=0.2)
-        return _svg(figure, prefix)
-
-
-def memory_chart(
-    rows: pd.DataFrame, styles: Mapping[str, StackStyle], interfaces: Mapping[str, str | None], prefix: str
-) -> str:
-    """Peak memory per stack (max over every concurrency level), bars in MiB.
-
-    PSS (shared pages split between processes) where it was read; RSS, which
-    counts shared pages once per process, for a stack without PSS.
-    """
-    measured = rows[rows["n"] > 0]
-    names: list[str] = []
-    values: list[float] = []
-    kinds: list[str] = []
-    for name, stack in measured.groupby("target", sort=True):
-        pss = float(stack["server_pss_mb_peak_max"].max())
-        names.append(str(name))
-        if math.isnan(pss):
-            values.append(float(stack["server_rss_mb_peak_max"].max()))
-            kinds.append("RSS")
-        else:
-            values.append(pss)
-            kinds.append("PSS")
-    with matplotlib.rc_context(RC):
-        figure = Figure(figsize=(6.4, 0.9 + 0.45 * max(len(names), 1)), layout="constrained")
-        axes = figure.subplots()
-        positions = list(range(len(names)))
-        for position, name, value, kind in zip(positions, names, values, kinds, strict=True):
-            style = styles[name]
-            axes.barh(
-                position,
-                value,
-                color=style.colour,
-                alpha=0.85,
-                hatch=style.hatch,
-                edgecolor="white" if style.hatch else style.colour,
-            )
-            axes.annotate(
-                f"{value:,.0f} MiB" + (" (RSS)" if kind == "RSS" and "PSS" in kinds else ""),
-                (value, position),
-                xytext=(4, 0),
-                textcoords="offset points",
-                va="center",
-            )
-        axes.set_yticks(positions, [_label(name, interfaces) for name in names])
-        axes.invert_yaxis()
-        measure = "PSS" if "RSS" not in kinds else "RSS" if "PSS" not in kinds else "PSS, or RSS where marked"
-        axes.set_xlabel(f"peak memory of the server's processes ({measure}, MiB)")
-        axes.set_title("Peak memory")
-        axes.grid(axis="y", visible=False)
-        axes.margins(x=0.2)
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)
 
 
 def cpu_chart(
@@ -490,7 +360,7 @@ def errors_chart(
                 marker=style.marker,
                 markersize=4,
                 linewidth=1.5,
-                label=_label(str(name), interfaces),
+                label=label(str(name), interfaces),
             )
         _level_axis(left, rows[x].astype(float), x)
         left.set_ylabel("failed or dropped (% of requests)")
@@ -499,17 +369,17 @@ def errors_chart(
         totals = cells.groupby("target", sort=True)[[kind for kind, _, _ in ERROR_KINDS]].sum()
         names = [str(n) for n in totals.index]
         offsets = [0.0] * len(names)
-        for kind, label, colour in ERROR_KINDS:
+        for kind, kind_label, colour in ERROR_KINDS:
             counts = [float(v) for v in totals[kind]]
             if not any(counts):
                 continue
-            right.barh(range(len(names)), counts, left=offsets, color=colour, label=label)
+            right.barh(range(len(names)), counts, left=offsets, color=colour, label=kind_label)
             offsets = [o + c for o, c in zip(offsets, counts, strict=True)]
-        right.set_yticks(range(len(names)), [_label(n, interfaces) for n in names])
+        right.set_yticks(range(len(names)), [label(n, interfaces) for n in names])
         right.invert_yaxis()
         right.set_xlabel("requests (sum over levels and repeats)")
         right.set_title("By kind")
         right.grid(axis="y", visible=False)
         right.legend(loc="lower right")
         figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=4)
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)

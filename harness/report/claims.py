@@ -1,8 +1,9 @@
 """The claims page: each published claim next to what we measured at this machine's scale.
 
 Built from the claim files and the stored runs only (``results/<ts>-claim-<name>/``);
-the newest run of each claim is shown. Sentences come from :mod:`harness.claims`
-(the verdict's reason) and :mod:`harness.report.formats`.
+the newest run of each claim is shown, analysed once (:func:`harness.runanalysis.analyse_run`).
+Sentences come from :mod:`harness.claimverdict` (the verdict's reason) and
+:mod:`harness.report.formats`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.claims import (
-    QUICK_FACTOR,
-    Claim,
-    ClaimedSide,
-    ClaimVerdict,
-    Measured,
-    MeasuredSide,
-    check_claimed,
-    judge,
-    measure,
-    run_claim_name,
-)
+from harness.claims import QUICK_FACTOR, Claim, ClaimedSide, check_claimed, run_claim_name
+from harness.claimverdict import ClaimVerdict, Measured, MeasuredSide, judge, measure_run
 from harness.report.formats import (
     DASH,
     format_comparison,
@@ -34,6 +25,7 @@ from harness.report.formats import (
 from harness.report.html import render_index
 from harness.report.jinja import pages
 from harness.results import ResultsError, list_runs, load_manifest, read_measurements, write_atomic
+from harness.runanalysis import RunAnalysis, analyse_run
 
 
 def latest_claim_runs(results_root: Path) -> dict[str, Path]:
@@ -120,21 +112,38 @@ def _run_links(run_dir: Path, reports_root: Path, page_dir: Path) -> dict[str, s
     }
 
 
-def _claim_context(
-    claim: Claim, run_dir: Path | None, reports_root: Path, page_dir: Path, problems: list[str]
-) -> dict[str, object]:
-    measured: Measured | None = None
-    links: dict[str, str | None] = {"report": None, "results": None}
-    if run_dir is not None:
+def _analyse_claim_runs(
+    claims: Mapping[str, Claim], runs: Mapping[str, Path], problems: list[str]
+) -> dict[str, RunAnalysis]:
+    """The newest run of each claim that has one, analysed once, by claim name (sorted).
+
+    A run that cannot be read is left out and named in ``problems``, as is each
+    unreadable line of a run that can.
+    """
+    analysed: dict[str, RunAnalysis] = {}
+    for name, claim in sorted(claims.items()):
+        run_dir = runs.get(name)
+        if run_dir is None:
+            continue
         try:
             manifest = load_manifest(run_dir)
             measurements, unreadable = read_measurements(run_dir)
         except ResultsError as exc:
             problems.append(f"{claim.name}: {exc}")
-        else:
-            problems.extend(f"{run_dir.name}/{problem}" for problem in unreadable)
-            measured = measure(claim, manifest, measurements)
-            links = _run_links(run_dir, reports_root, page_dir)
+            continue
+        problems.extend(f"{run_dir.name}/{problem}" for problem in unreadable)
+        analysed[name] = analyse_run(manifest, measurements)
+    return analysed
+
+
+def _claim_context(
+    claim: Claim, run_dir: Path | None, run: RunAnalysis | None, reports_root: Path, page_dir: Path
+) -> dict[str, object]:
+    measured: Measured | None = None
+    links: dict[str, str | None] = {"report": None, "results": None}
+    if run_dir is not None and run is not None:
+        measured = measure_run(claim, run)
+        links = _run_links(run_dir, reports_root, page_dir)
     verdict = judge(claim, measured)
     sides = [("baseline", claim.claimed.baseline), ("candidate", claim.claimed.candidate)]
     sides += [("context", other) for other in claim.claimed.others]
@@ -170,27 +179,25 @@ def claim_verdicts(
     claims: Mapping[str, Claim], results_root: Path
 ) -> list[tuple[Claim, Measured | None, ClaimVerdict]]:
     """Each claim (sorted by name) with its newest run's figures (None if never run) and its verdict."""
-    runs = latest_claim_runs(results_root)
+    analysed = _analyse_claim_runs(claims, latest_claim_runs(results_root), [])
     found: list[tuple[Claim, Measured | None, ClaimVerdict]] = []
     for name, claim in sorted(claims.items()):
-        measured = None
-        if name in runs:
-            try:
-                manifest = load_manifest(runs[name])
-                measured = measure(claim, manifest, read_measurements(runs[name])[0])
-            except ResultsError:
-                measured = None
+        run = analysed.get(name)
+        measured = None if run is None else measure_run(claim, run)
         found.append((claim, measured, judge(claim, measured)))
     return found
 
 
-def render_claims(claims: Mapping[str, Claim], results_root: Path, reports_root: Path) -> str:
-    """The claims page as HTML text, for ``reports_root/claims/index.html``."""
-    runs = latest_claim_runs(results_root)
+def _render_claims(
+    claims: Mapping[str, Claim],
+    runs: Mapping[str, Path],
+    analysed: Mapping[str, RunAnalysis],
+    problems: list[str],
+    reports_root: Path,
+) -> str:
     page_dir = reports_root / "claims"
-    problems: list[str] = []
     contexts = [
-        _claim_context(claim, runs.get(name), reports_root, page_dir, problems)
+        _claim_context(claim, runs.get(name), analysed.get(name), reports_root, page_dir)
         for name, claim in sorted(claims.items())
     ]
     return pages.get_template("claims.html.j2").render(
@@ -198,9 +205,24 @@ def render_claims(claims: Mapping[str, Claim], results_root: Path, reports_root:
     )
 
 
+def render_claims(claims: Mapping[str, Claim], results_root: Path, reports_root: Path) -> str:
+    """The claims page as HTML text, for ``reports_root/claims/index.html``."""
+    runs = latest_claim_runs(results_root)
+    problems: list[str] = []
+    analysed = _analyse_claim_runs(claims, runs, problems)
+    return _render_claims(claims, runs, analysed, problems, reports_root)
+
+
 def write_claims_page(claims: Mapping[str, Claim], results_root: Path, reports_root: Path) -> Path:
-    """Write ``reports_root/claims/index.html`` and the list of runs, which links to it; returns its path."""
+    """Write ``reports_root/claims/index.html`` and the list of runs, which links to it; returns its path.
+
+    Each claim's newest run is analysed once for both pages.
+    """
+    runs = latest_claim_runs(results_root)
+    problems: list[str] = []
+    analysed = _analyse_claim_runs(claims, runs, problems)
     page = reports_root / "claims" / "index.html"
-    write_atomic(page, render_claims(claims, results_root, reports_root))
-    write_atomic(reports_root / "index.html", render_index(results_root, reports_root))
+    write_atomic(page, _render_claims(claims, runs, analysed, problems, reports_root))
+    by_folder = {runs[name].name: run for name, run in analysed.items()}
+    write_atomic(reports_root / "index.html", render_index(results_root, reports_root, analysed=by_folder))
     return page

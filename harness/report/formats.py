@@ -11,7 +11,7 @@ from datetime import datetime
 
 from harness import analysis
 from harness.model import Slo
-from harness.stats import PRACTICAL_DIFFERENCE, Comparison, Interval
+from harness.stats import PRACTICAL_DIFFERENCE, Comparison, Interval, ratio_figure
 from harness.verdict import Flag, Standing, Verdict, WorkloadSummary
 
 DASH = "\N{EN DASH}"  # ranges (1,296-1,319) and missing values
@@ -38,17 +38,12 @@ def format_number(value: float | None, digits: int | None = None) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _ratio_number(ratio: float) -> str:
-    if math.isinf(ratio):
-        return "\N{INFINITY}"
-    if ratio >= 10:
-        return f"{ratio:.0f}"
-    return f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2f}"
-
-
 def format_ratio(ratio: float) -> str:
-    """``5.47 -> "5.5x"``, ``0.623 -> "0.62x"``, ``12.4 -> "12x"`` (a multiplication sign); NaN -> a dash."""
-    return DASH if math.isnan(ratio) else f"{_ratio_number(ratio)}{TIMES}"
+    """``5.47 -> "5.5x"``, ``0.623 -> "0.62x"``, ``12.4 -> "12x"`` (a multiplication sign); NaN -> a dash.
+
+    The digits are :func:`harness.stats.ratio_figure`'s (plain text: :func:`harness.claims.ratio_text`).
+    """
+    return DASH if math.isnan(ratio) else f"{ratio_figure(ratio)}{TIMES}"
 
 
 def format_interval(interval: Interval | None, digits: int | None = None) -> str:
@@ -68,7 +63,7 @@ def format_comparison(comparison: Comparison) -> str:
     interval = comparison.interval
     if interval is None:
         return f"{head}, no interval (fewer than 2 repeats on a side): not significant"
-    bounds = f"[{_ratio_number(interval.low)}{DASH}{_ratio_number(interval.high)}]"
+    bounds = f"[{ratio_figure(interval.low)}{DASH}{ratio_figure(interval.high)}]"
     if comparison.significant and not comparison.practical:
         return f"{head} {bounds}, significant but under {PRACTICAL_DIFFERENCE:.0%}: no practical difference"
     return f"{head} {bounds}, {'significant' if comparison.significant else 'not significant'}"

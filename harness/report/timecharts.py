@@ -1,69 +1,20 @@
-"""Charts over time, as SVG text: the server's memory over a window, and a staged run's phases.
+"""A staged run's chart over time, as SVG text: each phase's throughput and p99 latency.
 
-Same conventions as :mod:`harness.report.charts` (a stack keeps its colour and
-line style, text stays text, ids are salted). Time is seconds since the
-measured window opened (warm-up excluded).
+Same conventions as :mod:`harness.report.charts` (the shared styles of
+:mod:`harness.report.svg`: a stack keeps its colour and line style, text stays
+text, ids are salted). Time is seconds since the measured window opened
+(warm-up excluded).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.report.charts import RC, StackStyle, _label, _log_latency_axis, _svg
-from harness.timeseries import memory_column
-
-MemorySeries = tuple[pd.DataFrame, float | None]
-"""A stack's time series (:func:`harness.timeseries.read`) and its memory slope (MiB/min) or None."""
-
-
-def memory_over_time_chart(
-    series: Mapping[str, MemorySeries],
-    styles: Mapping[str, StackStyle],
-    interfaces: Mapping[str, str | None],
-    prefix: str,
-    *,
-    title: str,
-    boundaries_s: Sequence[float] = (),
-) -> str:
-    """Memory of each stack's processes (PSS, else RSS, MiB) vs time in the window (s).
-
-    The legend gives each stack's trend in MiB per minute (Theil-Sen fit) when
-    there is one: a leak is a slope that stays positive over a long window.
-    ``boundaries_s`` draws dotted vertical lines (phase boundaries of a staged run).
-    """
-    with matplotlib.rc_context(RC):
-        figure = Figure(figsize=(6.4, 3.8), layout="constrained")
-        axes = figure.subplots()
-        kinds = set()
-        for name in sorted(series):
-            frame, slope = series[name]
-            column = memory_column(frame)
-            kinds.add("PSS" if column == "server_pss_mb" else "RSS")
-            values = frame[column]
-            style = styles[name]
-            trend = "" if slope is None or math.isnan(slope) else f", {slope:+.2f} MiB/min"
-            axes.plot(
-                frame["t_s"].to_numpy(),
-                values.to_numpy(),
-                color=style.colour,
-                linestyle=style.linestyle,
-                linewidth=1.3,
-                label=_label(name, interfaces) + trend,
-            )
-        for boundary in boundaries_s:
-            axes.axvline(boundary, color="#888888", linestyle=":", linewidth=0.8)
-        measure = " or ".join(sorted(kinds)) or "PSS"
-        axes.set_xlabel("time in the measured window (s)")
-        axes.set_ylabel(f"server memory ({measure}, MiB)")
-        axes.set_ylim(bottom=0)
-        axes.set_title(title)
-        figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=2)
-        return _svg(figure, prefix)
+from harness.report.svg import RC, StackStyle, label, log_latency_axis, svg_text
 
 
 def stages_chart(
@@ -78,7 +29,7 @@ def stages_chart(
 
     ``rows`` are the summary rows of one endpoint's staged cells, with
     ``stage_start_s``, ``stage_duration_s``, ``stage_level_start`` and
-    ``stage_level_end`` columns (see :func:`harness.report.html`); each phase
+    ``stage_level_end`` columns (:func:`harness.runanalysis.with_phases`); each phase
     is drawn as a flat step over its time span at its median. The offered
     level (``unit``: requests/s, on the throughput axis; or connections, on a
     right-hand axis of its own) is drawn dotted in grey.
@@ -102,7 +53,7 @@ def stages_chart(
                     color=style.colour,
                     linestyle=style.linestyle,
                     linewidth=1.5,
-                    label=_label(str(name), interfaces),
+                    label=label(str(name), interfaces),
                 )
         # Offered requests/s share the throughput axis; offered connections get one of their own.
         same_axis = unit == "requests/s"
@@ -124,7 +75,7 @@ def stages_chart(
         top.set_ylabel("throughput (successful requests/s)")
         top.set_ylim(bottom=0)
         top.set_title("Throughput and p99 latency, phase by phase")
-        _log_latency_axis(bottom)
+        log_latency_axis(bottom)
         bottom.set_ylabel("p99 latency (ms, log scale)")
         bottom.set_xlabel("time in the measured window (s)")
         handles, labels = top.get_legend_handles_labels()
@@ -132,4 +83,4 @@ def stages_chart(
             extra_handles, extra_labels = offered.get_legend_handles_labels()
             handles, labels = handles + extra_handles, labels + extra_labels
         figure.legend(handles, labels, loc="outside lower center", ncols=2)
-        return _svg(figure, prefix)
+        return svg_text(figure, prefix)

@@ -1,0 +1,269 @@
+"""The rows of a run page's tables and verdict blocks, as the texts the templates show.
+
+Per section: the measured cells (:func:`cell_row`), the medians per load level
+(:func:`summary_rows`), each verdict with the stacks it ranked or left out
+(:func:`verdict_context`), the WSGI-against-ASGI summary per workload kind
+(:func:`workload_context`) and each stack's packages (:func:`packages`). Rows
+come from a :class:`~harness.runanalysis.RunAnalysis`'s frames; the sentences
+from :mod:`harness.report.formats`. Nothing here computes a statistic.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Hashable, Mapping, Sequence
+
+import pandas as pd
+
+from harness import analysis
+from harness.model import TargetRun
+from harness.report.formats import (
+    DASH,
+    format_comparison,
+    format_flag,
+    format_interval,
+    format_number,
+    format_percent,
+    format_ratios,
+    format_spread,
+    format_verdict,
+    format_where,
+    format_workload,
+)
+from harness.stats import Interval
+from harness.verdict import Verdict, WorkloadSummary
+
+
+def _float(value: object) -> float:
+    """A number from a DataFrame cell (numpy scalars included) as a float; anything else as NaN."""
+    return float(value) if isinstance(value, numbers.Real) else math.nan
+
+
+def _level(model: object, level: object, kind: object = None) -> str:
+    """``c64`` (closed), ``960 req/s`` (open and saturation); a phase of a staged run first names its kind."""
+    text = (
+        f"c{format_number(_float(level), 0)}"
+        if model == "closed"
+        else f"{format_number(_float(level), 0)} req/s"
+    )
+    return f"{kind}, {text}" if isinstance(kind, str) else text
+
+
+def _interval(row: Mapping[Hashable, object], column: str) -> Interval | None:
+    low, high = _float(row[f"{column}_ci_low"]), _float(row[f"{column}_ci_high"])
+    return None if math.isnan(low) else Interval(low, high)
+
+
+def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
+    flags = []
+    if row["generator_bound"]:
+        reason = row["generator_bound_reason"]
+        flags.append(f"generator bound: {reason}" if isinstance(reason, str) else "generator bound")
+    if row["upstream_bound"]:
+        flags.append(f"upstream bound ({format_number(_float(row['upstream_cpu_percent']), 0)}% CPU)")
+    if _float(row["dropped"]) > 0:
+        flags.append(f"dropped {int(_float(row['dropped'])):,}")
+    if row["littles_law_inconsistent"]:
+        flags.append(f"Little's law {_float(row['littles_law_ratio']):.2f}")
+    if row["sync_ceiling_exceeded"]:
+        flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
+    if row["slo_held"] is False:
+        flags.append(f"SLO broken: {row['slo_breach']}")
+    # A trend is stored only over a minute or more; flagged when its whole 95% interval is above 0.
+    if _float(row["server_memory_slope_low"]) > 0:
+        flags.append(f"memory growing {_float(row['server_memory_slope_mb_per_min']):+.2f} MiB/min")
+    return flags
+
+
+def cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
+    """One measured cell (a row of :func:`harness.analysis.measurements_frame`) in the cells table."""
+
+    def num(column: str, digits: int | None = None) -> str:
+        return format_number(_float(row[column]), digits)
+
+    errors = [f"{kind} {row[f'errors_{kind}']}" for kind in analysis.ERROR_KINDS if row[f"errors_{kind}"]]
+    return {
+        "target": row["target"],
+        "endpoint": row["endpoint"],
+        "level": _level(row["model"], row["level"], row["stage_kind"]),
+        "repeat": row["repeat"],
+        "failed": row["status"] == "failed",
+        "reason": row["failure_reason"] or "no reason recorded",
+        "rps": num("rps"),
+        "achieved": num("achieved_rate"),
+        "p50": num("latency_ms_p50"),
+        "p90": num("latency_ms_p90"),
+        "p99": num("latency_ms_p99"),
+        "p999": num("latency_ms_p999"),
+        "p99_uncorrected": num("latency_ms_uncorrected_p99"),
+        "max": num("latency_ms_max"),
+        "errors": ", ".join(errors) or "0",
+        "dropped": int(_float(row["dropped"])),
+        "cpu": num("server_cpu_percent", 0),
+        "rss": num("server_rss_mb_peak", 0),
+        "pss": num("server_pss_mb_peak", 0),
+        "generator_cpu": num("generator_cpu_percent", 0),
+        "ratio": num("littles_law_ratio", 2),
+        "flags": "; ".join(_cell_flags(row)),
+    }
+
+
+def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
+    flags = []
+    if int(_float(row["n"])) == 1:
+        flags.append("single run")
+    if row["generator_bound"]:
+        flags.append("generator bound")
+    if row["upstream_bound"]:
+        flags.append("upstream bound")
+    if int(_float(row["errors_total"])):
+        flags.append(f"errors {int(_float(row['errors_total'])):,}")
+    if int(_float(row["dropped"])):
+        flags.append(f"dropped {int(_float(row['dropped'])):,}")
+    if row["littles_law_inconsistent"]:
+        flags.append(f"Little's law {_float(row['littles_law_ratio_median']):.2f}")
+    if row["sync_ceiling_exceeded"]:
+        flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
+    return flags
+
+
+def _ceiling(row: Mapping[Hashable, object]) -> str:
+    """A sync stack's Little's-law ceiling (requests/s) and the share served: ``38 (96%)``; else empty."""
+    ceiling, rps = _float(row["sync_ceiling_rps"]), _float(row["rps_median"])
+    if math.isnan(ceiling) or ceiling <= 0:
+        return ""
+    share = "" if math.isnan(rps) else f" ({rps / ceiling:.0%})"
+    digits = 2 if ceiling < 10 else 1 if ceiling < 100 else 0
+    return f"{format_number(ceiling, digits)}{share}"
+
+
+def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
+    """One load level of one stack: medians, 95% intervals, CV and flags."""
+    n = int(_float(row["n"]))
+    return {
+        "target": row["target"],
+        "interface": row["interface"] if isinstance(row["interface"], str) else "",
+        "endpoint": row["endpoint"],
+        "level": _level(row["model"], row["level"], row.get("stage_kind")),
+        "n": n,
+        "failed": int(_float(row["failed"])),
+        "rps": format_number(_float(row["rps_median"]), 0),
+        "rps_ci": format_interval(_interval(row, "rps"), 0),
+        "rps_cv": format_percent(_float(row["rps_cv"])),
+        "p50": format_number(_float(row["latency_ms_p50_median"])),
+        "p99": format_number(_float(row["latency_ms_p99_median"])),
+        "p99_ci": format_interval(_interval(row, "latency_ms_p99")),
+        "p99_uncorrected": format_number(_float(row["latency_ms_uncorrected_p99_median"])),
+        "cpu_us": format_number(_float(row["server_cpu_us_per_request_median"]), 0),
+        "pss": format_number(_float(row["server_pss_mb_peak_max"]), 0),
+        "ceiling": _ceiling(row),
+        "errors": int(_float(row["errors_total"])),
+        "dropped": int(_float(row["dropped"])),
+        "flags": ", ".join(_summary_flags(row)),
+    }
+
+
+def summary_rows(summary: pd.DataFrame, endpoints: Sequence[str]) -> list[dict[str, object]]:
+    """The medians table: every summary row, by endpoint (in ``endpoints`` order), stage, level and stack."""
+    order = {endpoint: index for index, endpoint in enumerate(endpoints)}
+    ordered = summary.assign(_order=summary["endpoint"].map(order)).sort_values(
+        ["_order", "stage", "level", "target"]
+    )
+    return [_summary_row(row) for row in ordered.to_dict("records")]
+
+
+def _standing_rows(summary: pd.DataFrame, v: Verdict) -> list[dict[str, object]]:
+    """Every stack at the verdict's level, ranked ones first by median, then those left out."""
+    at_level = summary[(summary["endpoint"] == v.endpoint) & (summary["level"] == v.level)]
+    rows = at_level.sort_values(["rps_median", "target"], ascending=[False, True], na_position="last")
+    out = [_summary_row(row) | {"excluded": row["target"] in v.excluded} for row in rows.to_dict("records")]
+    return sorted(out, key=lambda r: bool(r["excluded"]))
+
+
+def _saturation_rows(
+    searches: pd.DataFrame, endpoint: str, excluded: Sequence[str]
+) -> list[dict[str, object]]:
+    rows = searches[searches["endpoint"] == endpoint]
+    rows = rows.sort_values(["sustainable_rps_median", "target"], ascending=[False, True], na_position="last")
+    out = []
+    for row in rows.to_dict("records"):
+        flags = []
+        if row["bound"]:
+            flags.append(str(row["bound_reason"]))
+        if int(_float(row["none_held"])):
+            flags.append(f"no rate held in {int(_float(row['none_held']))} repeat(s)")
+        if int(_float(row["never_broke"])):
+            flags.append(f"never broke in {int(_float(row['never_broke']))} repeat(s): a floor")
+        values = row["sustainable_rps_values"]
+        out.append(
+            {
+                "target": row["target"],
+                "interface": row["interface"] if isinstance(row["interface"], str) else "",
+                "n": int(_float(row["n"])),
+                "failed": int(_float(row["failed"])),
+                "rps": format_number(_float(row["sustainable_rps_median"]), 0),
+                "rps_ci": format_interval(_interval(row, "sustainable_rps"), 0),
+                "rps_cv": format_percent(_float(row["sustainable_rps_cv"])),
+                "by_repeat": ", ".join(format_number(v, 0) for v in values)
+                if isinstance(values, tuple)
+                else DASH,
+                "p99": format_number(_float(row["latency_ms_p99_median"])),
+                "breaches": "; ".join(row["breaches"]) if isinstance(row["breaches"], tuple) else "",
+                "excluded": row["target"] in excluded,
+                "flags": "; ".join(flags),
+            }
+        )
+    return sorted(out, key=lambda r: bool(r["excluded"]))
+
+
+def verdict_context(v: Verdict, summary: pd.DataFrame, searches: pd.DataFrame) -> dict[str, object]:
+    """One verdict block: its sentences, flags, and the stacks at its level (or its saturation searches)."""
+    return {
+        "sentence": format_verdict(v),
+        "ratios": format_ratios(v),
+        "spread": format_spread(v),
+        "flags": [format_flag(f) for f in v.flags],
+        "where": format_where(v),
+        "model": v.model,
+        "endpoint": v.endpoint,
+        "standings": _standing_rows(summary, v) if v.model != "saturation" else [],
+        "searches": _saturation_rows(searches, v.endpoint, v.excluded) if v.model == "saturation" else [],
+    }
+
+
+def workload_context(summary: WorkloadSummary) -> dict[str, object]:
+    """One workload kind's sentence and its row per endpoint: best WSGI, best ASGI and their ratio."""
+    return {
+        "sentence": format_workload(summary),
+        "rows": [
+            {
+                "endpoint": v.endpoint,
+                "where": format_where(v).removeprefix(f"On {v.endpoint}").lstrip(", ") or DASH,
+                "wsgi": f"{v.best_wsgi.target} ({format_number(v.best_wsgi.rps_median, 0)} req/s)"
+                if v.best_wsgi
+                else DASH,
+                "asgi": f"{v.best_asgi.target} ({format_number(v.best_asgi.rps_median, 0)} req/s)"
+                if v.best_asgi
+                else DASH,
+                "ratio": format_comparison(v.asgi_over_wsgi) if v.asgi_over_wsgi else DASH,
+            }
+            for v in summary.compared
+        ],
+    }
+
+
+def packages(run: TargetRun, installed: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each package a stack requires, with the version installed (``not recorded`` when unknown)."""
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    by_norm = {norm(name): (name, version) for name, version in installed.items()}
+    found = []
+    for requirement in run.config.packages:
+        match = re.match(r"[A-Za-z0-9._-]+", requirement)
+        key = norm(match.group(0)) if match else norm(requirement)
+        found.append(by_norm.get(key, (requirement, "not recorded")))
+    return found
