@@ -34,7 +34,8 @@ from harness.results import read_measurements
 from harness.run import RunSpec
 
 if TYPE_CHECKING:
-    from harness.claims import Claim, ClaimVerdict, Measured
+    from harness.claims import Claim
+    from harness.claimverdict import ClaimVerdict, Measured
     from harness.compare import RunComparison
 
 
