@@ -1,8 +1,8 @@
 """Statistics over measured cells: pure functions over pandas DataFrames.
 
-Units follow the column names: ``rps`` successful responses per second,
+Units follow the column names: ``requests_per_second`` successful responses per second,
 ``rate`` (offered arrival rate) and ``achieved_rate`` requests per second,
-``latency_ms_*`` milliseconds, ``*_mb_*`` MiB (2**20 bytes), ``*_cpu_percent``
+``latency_ms_*`` milliseconds, ``*_mib_*`` MiB (2**20 bytes), ``*_cpu_percent``
 percent of one core (200 = two cores busy), ``server_cpu_us_per_request``
 microseconds of server CPU time per successful response.
 
@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 
 from harness import saturation, stats
+from harness.bounds import merge_bound_reasons
 from harness.histogram import decode
 from harness.model import Measurement, TargetRun
 
@@ -60,7 +61,7 @@ COLUMNS = [
     *(f"errors_{kind}" for kind in ERROR_KINDS),
     "errors_total",
     "dropped",
-    "rps",
+    "requests_per_second",
     "intended_rate",
     "achieved_rate",
     *(f"latency_ms_{field}" for field in LATENCY_FIELDS),
@@ -69,23 +70,23 @@ COLUMNS = [
     "connections_peak",
     "server_cpu_percent",
     "server_cpu_us_per_request",
-    "server_rss_mb_peak",
-    "server_pss_mb_peak",
+    "server_rss_mib_peak",
+    "server_pss_mib_peak",
     "server_processes",
     "generator_cpu_percent",
     "upstream_cpu_percent",
     "generator_bound",
-    "generator_bound_reason",
     "upstream_bound",
+    "bound_reasons",
     "slo_held",
     "slo_breach",
     "histogram",
     "histogram_uncorrected",
     "littles_law_ratio",
     "littles_law_inconsistent",
-    "sync_ceiling_rps",
+    "sync_ceiling_requests_per_second",
     "sync_ceiling_exceeded",
-    "server_memory_slope_mb_per_min",
+    "server_memory_slope_mib_per_min",
     "server_memory_slope_low",
     "timeseries",
 ]
@@ -96,26 +97,26 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def cpu_us_per_request(server_cpu_percent: float, rps: float) -> float:
+def cpu_us_per_request(server_cpu_percent: float, requests_per_second: float) -> float:
     """Server CPU time per successful response, in microseconds.
 
     ``server_cpu_percent / 100`` is CPU seconds per second; divided by responses
-    per second it is CPU seconds per response. NaN when ``rps`` is not positive.
+    per second it is CPU seconds per response. NaN when ``requests_per_second`` is not positive.
 
     >>> cpu_us_per_request(50.0, 1000.0)
     500.0
     """
-    if not rps > 0:
+    if not requests_per_second > 0:
         return math.nan
-    return server_cpu_percent / 100.0 / rps * 1e6
+    return server_cpu_percent / 100.0 / requests_per_second * 1e6
 
 
-def littles_law_ratio(rps: float, latency_ms_mean: float, concurrency: int) -> float:
+def littles_law_ratio(requests_per_second: float, latency_ms_mean: float, concurrency: int) -> float:
     """Requests in flight implied by throughput and latency, over the concurrency.
 
     Little's law, L = lambda W (J. D. C. Little, "A proof for the queuing formula
     L = lambda W", Operations Research 9(3), 1961): in a closed model with C
-    connections always busy, rps x mean latency (s) = C, so the ratio is ~1.
+    connections always busy, requests_per_second x mean latency (s) = C, so the ratio is ~1.
     Far from 1 means the driver's clock, its request count or the latency it
     recorded disagree (e.g. time spent outside the measured latency). The
     driver's latency includes connecting a fresh connection, so servers that
@@ -125,9 +126,9 @@ def littles_law_ratio(rps: float, latency_ms_mean: float, concurrency: int) -> f
     >>> littles_law_ratio(1000.0, 32.0, 32)
     1.0
     """
-    if concurrency <= 0 or math.isnan(rps) or math.isnan(latency_ms_mean):
+    if concurrency <= 0 or math.isnan(requests_per_second) or math.isnan(latency_ms_mean):
         return math.nan
-    return rps * latency_ms_mean / 1000.0 / concurrency
+    return requests_per_second * latency_ms_mean / 1000.0 / concurrency
 
 
 def littles_law_off(ratio: float) -> bool:
@@ -191,7 +192,7 @@ def blocking_request_slots(run: TargetRun) -> int | None:
     return run.workers * threads
 
 
-def sync_ceiling_rps(run: TargetRun, endpoint: str) -> float | None:
+def sync_ceiling_requests_per_second(run: TargetRun, endpoint: str) -> float | None:
     """The most requests/s a blocking WSGI stack can serve on an endpoint that waits ``ms``.
 
     Little's law again (L = lambda W, Little 1961): at most workers x threads
@@ -233,25 +234,25 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "requests": m.requests,
         "errors_total": m.errors.total,
         "dropped": m.dropped,
-        "rps": m.rps,
+        "requests_per_second": m.requests_per_second,
         "intended_rate": _nan(m.intended_rate),
         "achieved_rate": _nan(m.achieved_rate),
         "connections_opened": m.connections_opened,
         "connections_peak": _nan(m.connections_peak),
         "server_cpu_percent": _nan(m.server_cpu_percent),
-        "server_rss_mb_peak": _nan(m.server_rss_mb_peak),
-        "server_pss_mb_peak": _nan(m.server_pss_mb_peak),
+        "server_rss_mib_peak": _nan(m.server_rss_mib_peak),
+        "server_pss_mib_peak": _nan(m.server_pss_mib_peak),
         "server_processes": _nan(m.server_processes),
         "generator_cpu_percent": m.generator_cpu_percent,
         "upstream_cpu_percent": _nan(m.upstream_cpu_percent),
         "generator_bound": m.generator_bound,
-        "generator_bound_reason": m.generator_bound_reason,
         "upstream_bound": m.upstream_bound,
+        "bound_reasons": m.bound_reasons,
         "slo_held": m.slo_held,
         "slo_breach": m.slo_breach,
         "histogram": m.histogram,
         "histogram_uncorrected": m.histogram_uncorrected,
-        "server_memory_slope_mb_per_min": _nan(m.server_memory_slope_mb_per_min),
+        "server_memory_slope_mib_per_min": _nan(m.server_memory_slope_mib_per_min),
         "server_memory_slope_low": _nan(m.server_memory_slope_ci and m.server_memory_slope_ci[0]),
         "timeseries": m.timeseries,
     }
@@ -261,17 +262,23 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         for field in LATENCY_FIELDS:
             row[f"{prefix}_{field}"] = math.nan if summary is None else getattr(summary, field)
     cpu = m.server_cpu_percent
-    row["server_cpu_us_per_request"] = cpu_us_per_request(cpu, m.rps) if ok and cpu is not None else math.nan
+    row["server_cpu_us_per_request"] = (
+        cpu_us_per_request(cpu, m.requests_per_second) if ok and cpu is not None else math.nan
+    )
     mean_ms = math.nan if latency is None else latency.mean
     # The law needs the number in flight; only the closed model fixes it (its concurrency).
-    ratio = littles_law_ratio(m.rps, mean_ms, m.concurrency) if ok and m.concurrency else math.nan
+    ratio = (
+        littles_law_ratio(m.requests_per_second, mean_ms, m.concurrency) if ok and m.concurrency else math.nan
+    )
     row["littles_law_ratio"] = ratio
     # Errored requests hold a connection for a time no latency records, so the
     # law is only checked on error-free cells (the errors are flagged anyway).
     row["littles_law_inconsistent"] = ok and m.errors.total == 0 and littles_law_off(ratio)
-    ceiling = None if run is None else sync_ceiling_rps(run, m.endpoint)
-    row["sync_ceiling_rps"] = _nan(ceiling)
-    row["sync_ceiling_exceeded"] = ok and ceiling is not None and m.rps > SYNC_CEILING_TOLERANCE * ceiling
+    ceiling = None if run is None else sync_ceiling_requests_per_second(run, m.endpoint)
+    row["sync_ceiling_requests_per_second"] = _nan(ceiling)
+    row["sync_ceiling_exceeded"] = (
+        ok and ceiling is not None and m.requests_per_second > SYNC_CEILING_TOLERANCE * ceiling
+    )
     return row
 
 
@@ -287,8 +294,8 @@ def measurements_frame(
     PSS where unreadable, the rate of a closed cell) are NaN. Derived per cell:
     ``level``, ``server_cpu_us_per_request``, ``littles_law_ratio`` and
     ``littles_law_inconsistent`` (:func:`littles_law_ratio`),
-    ``sync_ceiling_rps`` and ``sync_ceiling_exceeded`` (:func:`sync_ceiling_rps`,
-    exceeded by more than 10%).
+    ``sync_ceiling_requests_per_second`` and ``sync_ceiling_exceeded``
+    (:func:`sync_ceiling_requests_per_second`, exceeded by more than 10%).
     """
     runs = targets or {}
     rows = [_row(m, runs.get(m.target)) for m in measurements]
@@ -323,20 +330,20 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     Saturation cells are summarised by :func:`harness.saturation.saturation_summary` instead.
     Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (ok
     repeats), ``failed`` (failed repeats, excluded from everything else);
-    ``rps_median``/``_min``/``_max``, ``rps_values`` (a tuple by repeat),
-    ``rps_ci_low``/``_ci_high`` (95% bootstrap interval of the median, NaN with
-    one repeat), ``rps_cv`` (coefficient of variation); the same for
+    ``requests_per_second_median``/``_min``/``_max``, ``requests_per_second_values`` (a tuple by repeat),
+    ``requests_per_second_ci_low``/``_ci_high`` (95% bootstrap interval of the median, NaN with
+    one repeat), ``requests_per_second_cv`` (coefficient of variation); the same for
     ``latency_ms_p99``; ``latency_ms_p50_median``/``_min``/``_max``;
     ``latency_ms_{mean,p90,p999}_median``,
     ``latency_ms_uncorrected_{p50,p99,p999}_median`` (open model, from the
     actual send time), ``achieved_rate_median``; ``server_cpu_percent_median``,
     ``server_cpu_us_per_request_median``/``_min``/``_max``,
-    ``server_rss_mb_peak_max``, ``server_pss_mb_peak_max``,
+    ``server_rss_mib_peak_max``, ``server_pss_mib_peak_max``,
     ``generator_cpu_percent_max``, ``upstream_cpu_percent_max``; ``requests``,
     ``errors_total`` and ``dropped`` (sums); ``generator_bound``, ``upstream_bound``,
     ``littles_law_inconsistent`` and ``sync_ceiling_exceeded`` (any repeat),
-    ``generator_bound_reason`` (the first given), ``littles_law_ratio_median``,
-    ``sync_ceiling_rps``. A key whose every repeat failed has ``n == 0`` and NaN
+    ``bound_reasons`` (every repeat's, once each: :func:`merge_bound_reasons`), ``littles_law_ratio_median``,
+    ``sync_ceiling_requests_per_second``. A key whose every repeat failed has ``n == 0`` and NaN
     statistics. Sorted by the keys.
     """
     rows = frame[frame["model"] != "saturation"]
@@ -349,7 +356,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     )
     ok = rows[rows["status"].eq("ok")]
     spec: dict[str, tuple[str, str]] = {"n": ("repeat", "count")}
-    for column in ("rps", "latency_ms_p50", "latency_ms_p99", "server_cpu_us_per_request"):
+    for column in ("requests_per_second", "latency_ms_p50", "latency_ms_p99", "server_cpu_us_per_request"):
         for how in ("median", "min", "max"):
             spec[f"{column}_{how}"] = (column, how)
     medians = ["latency_ms_mean", "latency_ms_p90", "latency_ms_p999", "server_cpu_percent", "achieved_rate"]
@@ -357,8 +364,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     for column in medians:
         spec[f"{column}_median"] = (column, "median")
     for column in (
-        "server_rss_mb_peak",
-        "server_pss_mb_peak",
+        "server_rss_mib_peak",
+        "server_pss_mib_peak",
         "generator_cpu_percent",
         "upstream_cpu_percent",
     ):
@@ -367,11 +374,11 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         spec[column] = (column, "sum")
     for column in ("generator_bound", "upstream_bound", "littles_law_inconsistent", "sync_ceiling_exceeded"):
         spec[column] = (column, "any")
-    spec["generator_bound_reason"] = ("generator_bound_reason", "first")
+    spec["bound_reasons"] = ("bound_reasons", merge_bound_reasons)  # type: ignore[assignment]
     spec["littles_law_ratio_median"] = ("littles_law_ratio", "median")
-    spec["sync_ceiling_rps"] = ("sync_ceiling_rps", "first")
+    spec["sync_ceiling_requests_per_second"] = ("sync_ceiling_requests_per_second", "first")
     summary = base.join(ok.groupby(SUMMARY_KEYS, sort=True, dropna=False).agg(**spec), how="left")
-    for column in ("rps", "latency_ms_p99"):
+    for column in ("requests_per_second", "latency_ms_p99"):
         summary = _with_intervals(summary, ok, SUMMARY_KEYS, column)
     summary["failed"] = summary["failed"].astype(int)
     for column in ("n", "requests", "errors_total", "dropped"):

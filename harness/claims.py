@@ -66,7 +66,7 @@ class ClaimedSide(_Frozen):
     blocking: bool
     workers: int | None = Field(default=None, ge=1)
     threads: int = Field(default=1, ge=1)
-    rps: float = Field(gt=0, allow_inf_nan=False)
+    requests_per_second: float = Field(gt=0, allow_inf_nan=False)
     latency_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     latency_kind: Literal["mean", "p50", "p99"] = "mean"
     p99_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -101,7 +101,7 @@ class Claimed(_Frozen):
     @property
     def ratio(self) -> float:
         """Candidate requests/s over baseline requests/s, as published."""
-        return self.candidate.rps / self.baseline.rps
+        return self.candidate.requests_per_second / self.baseline.requests_per_second
 
 
 class Scaled(_Frozen):
@@ -194,7 +194,7 @@ def load_claims(directory: Path) -> dict[str, Claim]:
 class SideCheck:
     """Little's law on one published figure.
 
-    ``ceiling_rps``: slots / service time for a blocking side, else
+    ``ceiling_requests_per_second``: slots / service time for a blocking side, else
     concurrency / service time (None when a term is unknown); ``in_flight``:
     requests/s x latency, the requests in flight the figure implies (with a p50
     instead of a mean, an estimate); ``max_service_ms``: slots / requests/s,
@@ -203,14 +203,17 @@ class SideCheck:
     """
 
     side: ClaimedSide
-    ceiling_rps: float | None
+    ceiling_requests_per_second: float | None
     in_flight: float | None
     max_service_ms: float | None
     rate_from_total: float | None
 
     @property
     def exceeds_ceiling(self) -> bool:
-        return self.ceiling_rps is not None and self.side.rps > CEILING_TOLERANCE * self.ceiling_rps
+        return (
+            self.ceiling_requests_per_second is not None
+            and self.side.requests_per_second > CEILING_TOLERANCE * self.ceiling_requests_per_second
+        )
 
 
 def check_claimed(side: ClaimedSide, claimed: Claimed) -> SideCheck:
@@ -224,9 +227,9 @@ def check_claimed(side: ClaimedSide, claimed: Claimed) -> SideCheck:
     total = side.requests_total
     return SideCheck(
         side=side,
-        ceiling_rps=min(bounds) if bounds else None,
-        in_flight=None if side.latency_ms is None else side.rps * side.latency_ms / 1000.0,
-        max_service_ms=None if side.slots is None else side.slots * 1000.0 / side.rps,
+        ceiling_requests_per_second=min(bounds) if bounds else None,
+        in_flight=None if side.latency_ms is None else side.requests_per_second * side.latency_ms / 1000.0,
+        max_service_ms=None if side.slots is None else side.slots * 1000.0 / side.requests_per_second,
         rate_from_total=None if total is None or side.duration_s is None else total / side.duration_s,
     )
 

@@ -17,8 +17,9 @@ from typing import Literal
 import pandas as pd
 
 from harness import analysis, stats
+from harness.bounds import merge_bound_reasons
 from harness.claims import CEILING_TOLERANCE, Claim, check_claimed, ratio_text
-from harness.model import Measurement, RunManifest, TargetRun
+from harness.model import BoundReason, Measurement, RunManifest, TargetRun
 from harness.runanalysis import RunAnalysis, analyse_run
 from harness.stats import Comparison, Interval
 
@@ -31,11 +32,12 @@ VerdictKind = Literal["reproduced", "not reproduced", "not comparable"]
 class MeasuredSide:
     """One of our stacks in a claim's run, at its one load level.
 
-    ``rps_*`` are requests/s over ``n`` ok repeats (``failed`` more failed);
-    ``error_rate`` is failed requests over requests; ``ceiling_rps`` is its
+    ``requests_per_second_*`` are requests/s over ``n`` ok repeats (``failed`` more failed);
+    ``error_rate`` is failed requests over requests; ``ceiling_requests_per_second`` is its
     Little's-law bound here (the sync ceiling for a blocking stack, else
-    concurrency / service time; None without a service time); ``bound_reason``
-    says why its figure may be the generator's or the upstream's, not its own.
+    concurrency / service time; None without a service time); ``bound_reasons``, when
+    not empty, say why its figure may be the generator's or the upstream's, not its own
+    (:class:`~harness.model.BoundReason` records, put into words by the report).
     """
 
     target: str
@@ -43,15 +45,15 @@ class MeasuredSide:
     workers: int
     n: int
     failed: int
-    rps_values: tuple[float, ...]
-    rps_median: float
-    rps_interval: Interval | None
+    requests_per_second_values: tuple[float, ...]
+    requests_per_second_median: float
+    requests_per_second_interval: Interval | None
     p50_ms: float
     p99_ms: float
     error_rate: float
-    ceiling_rps: float | None
+    ceiling_requests_per_second: float | None
     sync_ceiling_exceeded: bool
-    bound_reason: str | None
+    bound_reasons: tuple[BoundReason, ...]
     failure_reason: str | None
 
 
@@ -84,17 +86,6 @@ def _count(row: Mapping[str, object], key: str) -> int:
     return 0 if math.isnan(value) else int(value)
 
 
-def _bound_reason(row: Mapping[str, object]) -> str | None:
-    reasons = []
-    if row.get("generator_bound"):
-        reason = row.get("generator_bound_reason")
-        reasons.append(f"the load generator was the limit ({reason})" if reason else "generator bound")
-    if row.get("upstream_bound"):
-        cpu = _number(row, "upstream_cpu_percent_max")
-        reasons.append(f"the upstream service was the limit ({cpu:.0f}% CPU)")
-    return "; ".join(reasons) or None
-
-
 def _side(
     name: str,
     run: TargetRun | None,
@@ -110,31 +101,34 @@ def _side(
     row: dict[str, object] = {} if mine.empty else {str(k): v for k, v in mine.iloc[0].to_dict().items()}
     failed = cells[(cells["target"] == name) & cells["status"].eq("failed")]["failure_reason"]
     n = _count(row, "n")
-    raw = row.get("rps_values")
+    raw = row.get("requests_per_second_values")
     values = tuple(float(v) for v in raw) if n and isinstance(raw, tuple) else ()
     requests = _count(row, "requests")
     endpoint = row.get("endpoint")
     bounds = []
-    if isinstance(endpoint, str) and (ceiling := analysis.sync_ceiling_rps(run, endpoint)) is not None:
+    if (
+        isinstance(endpoint, str)
+        and (ceiling := analysis.sync_ceiling_requests_per_second(run, endpoint)) is not None
+    ):
         bounds.append(ceiling)
     if ms is not None:
         bounds.append(concurrency * 1000.0 / ms)
-    low, high = _number(row, "rps_ci_low"), _number(row, "rps_ci_high")
+    low, high = _number(row, "requests_per_second_ci_low"), _number(row, "requests_per_second_ci_high")
     return MeasuredSide(
         target=name,
         interface=run.config.interface,
         workers=run.workers,
         n=n,
         failed=len(failed),
-        rps_values=values,
-        rps_median=stats.median(list(values)),
-        rps_interval=None if math.isnan(low) else Interval(low, high),
+        requests_per_second_values=values,
+        requests_per_second_median=stats.median(list(values)),
+        requests_per_second_interval=None if math.isnan(low) else Interval(low, high),
         p50_ms=_number(row, "latency_ms_p50_median"),
         p99_ms=_number(row, "latency_ms_p99_median"),
         error_rate=_count(row, "errors_total") / requests if requests else 0.0,
-        ceiling_rps=min(bounds) if bounds else None,
+        ceiling_requests_per_second=min(bounds) if bounds else None,
         sync_ceiling_exceeded=bool(row.get("sync_ceiling_exceeded", False)),
-        bound_reason=_bound_reason(row) if n else None,
+        bound_reasons=merge_bound_reasons([row.get("bound_reasons")]) if n else (),
         failure_reason=next((str(r) for r in failed if isinstance(r, str)), None),
     )
 
@@ -161,9 +155,11 @@ def measure_run(claim: Claim, run: RunAnalysis) -> Measured:
     bound = None
     if baseline is not None and candidate is not None:
         if baseline.n and candidate.n:
-            comparison = stats.compare(candidate.rps_values, baseline.rps_values)
-        if candidate.ceiling_rps and baseline.n and baseline.rps_median > 0:
-            bound = candidate.ceiling_rps / baseline.rps_median
+            comparison = stats.compare(
+                candidate.requests_per_second_values, baseline.requests_per_second_values
+            )
+        if candidate.ceiling_requests_per_second and baseline.n and baseline.requests_per_second_median > 0:
+            bound = candidate.ceiling_requests_per_second / baseline.requests_per_second_median
     return Measured(
         run_id=manifest.run_id,
         endpoint=endpoint,
@@ -188,6 +184,9 @@ def _interval_text(interval: Interval) -> str:
     return f"[{ratio_text(interval.low)[:-1]}-{ratio_text(interval.high)}]"
 
 
+_LIMITED_BY = {"generator": "the load generator", "upstream": "the upstream service"}
+
+
 def _trust(side: MeasuredSide | None, role: str) -> str | None:
     """Why this measured side cannot carry a verdict, or None."""
     if side is None:
@@ -195,8 +194,12 @@ def _trust(side: MeasuredSide | None, role: str) -> str | None:
     if side.n == 0:
         why = f" ({side.failure_reason.splitlines()[0]})" if side.failure_reason else ""
         return f"{side.target} has no successful measurement{why}"
-    if side.bound_reason:
-        return f"{side.bound_reason} for {side.target}, so the ratio would be the harness's, not the stacks'"
+    if side.bound_reasons:
+        limit = " and ".join(dict.fromkeys(_LIMITED_BY[r.by] for r in side.bound_reasons))
+        return (
+            f"{limit} may have set the figure for {side.target}, "
+            "so the ratio would be the harness's, not the stacks'"
+        )
     if side.sync_ceiling_exceeded:
         return (
             f"{side.target} served more than its sync ceiling allows, so it did not run with the "
@@ -232,11 +235,12 @@ def judge(claim: Claim, measured: Measured | None) -> ClaimVerdict:
         )
     for published in (claimed.baseline, claimed.candidate):
         check = check_claimed(published, claimed)
-        if check.exceeds_ceiling and check.ceiling_rps is not None:
+        if check.exceeds_ceiling and check.ceiling_requests_per_second is not None:
             return ClaimVerdict(
                 "not comparable",
-                f"The published {published.stack} figure of {published.rps:,.0f} requests/s is above the "
-                f"{check.ceiling_rps:,.0f} requests/s that Little's law allows its stated configuration, "
+                f"The published {published.stack} figure of {published.requests_per_second:,.0f} requests/s "
+                f"is above the {check.ceiling_requests_per_second:,.0f} requests/s that Little's law allows "
+                "its stated configuration, "
                 "so that test did not run as stated.",
             )
     if measured is None:

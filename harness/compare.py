@@ -21,6 +21,7 @@ from typing import Literal
 import pandas as pd
 
 from harness import stats
+from harness.bounds import merge_bound_reasons
 from harness.model import Measurement, RunManifest
 from harness.runanalysis import RunAnalysis, analyse_run
 from harness.stats import Comparison, Interval
@@ -43,17 +44,17 @@ class Side:
 
     n: int
     failed: int
-    rps_values: tuple[float, ...]
+    requests_per_second_values: tuple[float, ...]
     p99_values: tuple[float, ...]
     flags: tuple[str, ...]
 
     @property
-    def rps_median(self) -> float:
-        return stats.median(self.rps_values)
+    def requests_per_second_median(self) -> float:
+        return stats.median(self.requests_per_second_values)
 
     @property
-    def rps_interval(self) -> Interval | None:
-        return stats.median_interval(self.rps_values)
+    def requests_per_second_interval(self) -> Interval | None:
+        return stats.median_interval(self.requests_per_second_values)
 
     @property
     def p99_median(self) -> float:
@@ -73,7 +74,7 @@ class CellChange:
     level: float
     a: Side
     b: Side
-    rps: Comparison | None
+    requests_per_second: Comparison | None
     p99: Comparison | None
     status: Status
     worse: tuple[str, ...]
@@ -182,7 +183,7 @@ def cell_sides(run: RunAnalysis) -> dict[Key, Side]:
         sides[(str(target), str(endpoint), str(model), float(str(level)))] = Side(
             n=len(ok),
             failed=len(rows) - len(ok),
-            rps_values=tuple(float(v) for v in ok["rps"]),
+            requests_per_second_values=tuple(float(v) for v in ok["requests_per_second"]),
             p99_values=tuple(float(v) for v in ok["latency_ms_p99"]),
             flags=_flags(ok),
         )
@@ -190,15 +191,18 @@ def cell_sides(run: RunAnalysis) -> dict[Key, Side]:
         sides[(str(target), str(endpoint), "saturation", math.inf)] = Side(
             n=len(rows),
             failed=0,
-            rps_values=tuple(float(v) for v in rows["sustainable_rps"].fillna(0.0)),
+            requests_per_second_values=tuple(
+                float(v) for v in rows["sustainable_requests_per_second"].fillna(0.0)
+            ),
             p99_values=tuple(float(v) for v in rows["latency_ms_p99"]),
-            flags=tuple(dict.fromkeys(str(r) for r in rows["bound_reason"] if isinstance(r, str))),
+            flags=tuple(dict.fromkeys(f"{r.by} bound" for r in merge_bound_reasons(rows["bound_reasons"])))
+            or (("generator bound",) if rows["bound"].any() else ()),
         )
     return sides
 
 
 def classify(
-    rps: Comparison | None, p99: Comparison | None, threshold: float
+    requests_per_second: Comparison | None, p99: Comparison | None, threshold: float
 ) -> tuple[Status, tuple[str, ...]]:
     """The status of a change in requests/s and p99 (each B over A), and which of them got worse.
 
@@ -208,10 +212,10 @@ def classify(
     ``no significant change`` (changes inside the threshold included).
     """
     worse, better = [], []
-    if rps is not None and rps.significant:
-        if rps.ratio < 1 - threshold:
+    if requests_per_second is not None and requests_per_second.significant:
+        if requests_per_second.ratio < 1 - threshold:
             worse.append("requests/s")
-        elif rps.ratio > 1 + threshold:
+        elif requests_per_second.ratio > 1 + threshold:
             better.append("requests/s")
     if p99 is not None and p99.significant:
         if p99.ratio > 1 + threshold:
@@ -222,24 +226,26 @@ def classify(
         return "regression", tuple(worse)
     if better:
         return "improvement", ()
-    if rps is None or rps.interval is None:
+    if requests_per_second is None or requests_per_second.interval is None:
         return "no interval", ()
     return "no significant change", ()
 
 
 def _change(key: Key, a: Side, b: Side, threshold: float) -> CellChange:
-    rps = p99 = None
+    requests_per_second = p99 = None
     status: Status
     worse: tuple[str, ...] = ()
     if a.n and b.n:
-        rps = stats.compare(b.rps_values, a.rps_values)
+        requests_per_second = stats.compare(b.requests_per_second_values, a.requests_per_second_values)
         p99 = None if key[2] == "saturation" else stats.compare(b.p99_values, a.p99_values)
-        status, worse = classify(rps, p99, threshold)
+        status, worse = classify(requests_per_second, p99, threshold)
     elif a.n:
         status, worse = "failed", ("every repeat failed in B",)
     else:
         status = "recovered" if b.n else "not measured"
-    return CellChange(*key, a=a, b=b, rps=rps, p99=p99, status=status, worse=worse)
+    return CellChange(
+        *key, a=a, b=b, requests_per_second=requests_per_second, p99=p99, status=status, worse=worse
+    )
 
 
 def _check_shape(a: RunManifest, b: RunManifest) -> None:

@@ -11,7 +11,10 @@ Layout of ``results/<run_id>/``::
 
 Every file is written to a temporary name in the same folder and renamed over
 the old one, so a reader (or an interrupted run) only ever sees complete files.
-Loaders refuse results whose ``schema_version`` they do not know.
+Loaders refuse results whose ``schema_version`` they do not know, and read older
+versions' files in the current schema (:func:`harness.model.upgrade_manifest`,
+:func:`harness.model.upgrade_measurement`; the changelog is :mod:`harness.model.records`'),
+leaving the files as they are.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from harness.model import SCHEMA_VERSION, Measurement, RunManifest
+from harness.model import SCHEMA_VERSION, Measurement, RunManifest, upgrade_manifest, upgrade_measurement
 
 READABLE_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
 
@@ -106,7 +109,7 @@ def load_manifest(run_dir: Path) -> RunManifest:
             f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     try:
-        return RunManifest.model_validate(data)
+        return RunManifest.model_validate(upgrade_manifest(data, version))
     except ValidationError as exc:
         raise ResultsError(f"{path}: not a valid manifest: {exc.errors()[0]['msg']}") from exc
 
@@ -128,17 +131,38 @@ def read_measurements(run_dir: Path) -> tuple[list[Measurement], list[str]]:
         raise ResultsError(f"{path}: unreadable: {exc}") from exc
     measurements: list[Measurement] = []
     problems: list[str] = []
+    version = _stored_version(run_dir)
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            measurements.append(Measurement.model_validate_json(line))
-        except ValidationError as exc:
+            if version >= SCHEMA_VERSION:
+                measurements.append(Measurement.model_validate_json(line))
+            else:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                measurements.append(Measurement.model_validate(upgrade_measurement(data, version)))
+        except ValueError as exc:
+            if not isinstance(exc, ValidationError):
+                problems.append(f"{path.name} line {number}: invalid JSON ({exc}); line skipped")
+                continue
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             reason = "invalid JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
             problems.append(f"{path.name} line {number}: {reason}; line skipped")
     return measurements, problems
+
+
+def _stored_version(run_dir: Path) -> int:
+    """The schema version the run's manifest names (the current one when it cannot be read:
+    :func:`load_manifest` reports that)."""
+    try:
+        data = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return SCHEMA_VERSION
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    return version if isinstance(version, int) and version in READABLE_VERSIONS else SCHEMA_VERSION
 
 
 def load_measurements(run_dir: Path) -> list[Measurement]:

@@ -16,17 +16,12 @@ import math
 import pandas as pd
 
 from harness import stats
+from harness.bounds import merge_bound_reasons
 
 
-def _bound_reason(cell: pd.Series) -> str | None:
-    """Why a cell's figures may be the load generator's or the upstream's limit, not the target's."""
-    reasons = []
-    if bool(cell["generator_bound"]):
-        reason = cell["generator_bound_reason"]
-        reasons.append(f"generator bound: {reason}" if isinstance(reason, str) else "generator bound")
-    if bool(cell["upstream_bound"]):
-        reasons.append(f"upstream bound: the upstream used {float(cell['upstream_cpu_percent']):.0f}% CPU")
-    return "; ".join(reasons) or None
+def _is_bound(cell: pd.Series) -> bool:
+    """Whether a cell's figures may be the load generator's or the upstream's limit, not the target's."""
+    return bool(cell["generator_bound"]) or bool(cell["upstream_bound"])
 
 
 SUSTAINABLE_COLUMNS = [
@@ -35,12 +30,13 @@ SUSTAINABLE_COLUMNS = [
     "endpoint",
     "repeat",
     "steps",
-    "sustainable_rps",
+    "sustainable_requests_per_second",
     "held_cell_id",
     "latency_ms_p99",
     "broke",
     "breach",
-    "bound_reason",
+    "bound",
+    "bound_reasons",
 ]
 
 
@@ -48,14 +44,15 @@ def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (target, endpoint, repeat) of a saturation search: the highest rate whose cell held the SLO.
 
     Columns (``SUSTAINABLE_COLUMNS``): ``steps`` (ok cells of the search),
-    ``sustainable_rps`` (requests/s offered in the highest cell with
+    ``sustainable_requests_per_second`` (requests/s offered in the highest cell with
     ``slo_held``; NaN when no cell held), ``held_cell_id`` and its
     ``latency_ms_p99``; ``broke`` (a higher rate broke the SLO; False means
     the search ended before anything broke, so the figure is a floor),
-    ``breach`` (why the lowest rate above it broke); ``bound_reason`` (not None
-    when a cell that decided the figure, the one that held or the one that
-    broke above it, was generator- or upstream-bound: then the figure may be
-    the generator's, not the target's). Failed cells are ignored; a search
+    ``breach`` (why the lowest rate above it broke); ``bound`` (True when a cell
+    that decided the figure, the one that held or the one that broke above it,
+    was generator- or upstream-bound: then the figure may be the generator's, not
+    the target's) and ``bound_reasons`` (those cells' :class:`~harness.model.BoundReason`
+    records, each once). Failed cells are ignored; a search
     without an ok cell has no row.
     """
     ok = frame[frame["model"].eq("saturation") & frame["status"].eq("ok")]
@@ -68,7 +65,6 @@ def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
         above = cells[(cells["level"] > floor) & cells["slo_held"].eq(False)]
         first_break = above.iloc[0] if len(above) else None
         deciding = [cell for cell in (top, first_break) if cell is not None]
-        reasons = [reason for cell in deciding if (reason := _bound_reason(cell))]
         records.append(
             {
                 "target": target,
@@ -76,12 +72,13 @@ def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
                 "endpoint": endpoint,
                 "repeat": repeat,
                 "steps": len(cells),
-                "sustainable_rps": math.nan if top is None else float(top["level"]),
+                "sustainable_requests_per_second": math.nan if top is None else float(top["level"]),
                 "held_cell_id": None if top is None else top["cell_id"],
                 "latency_ms_p99": math.nan if top is None else float(top["latency_ms_p99"]),
                 "broke": first_break is not None,
                 "breach": None if first_break is None else first_break["slo_breach"],
-                "bound_reason": "; ".join(dict.fromkeys(reasons)) or None,
+                "bound": any(_is_bound(cell) for cell in deciding),
+                "bound_reasons": merge_bound_reasons(cell["bound_reasons"] for cell in deciding),
             }
         )
     return pd.DataFrame(records, columns=SUSTAINABLE_COLUMNS)
@@ -91,13 +88,16 @@ SATURATION_COLUMNS = [
     "target",
     "endpoint",
     "n",
-    *(f"sustainable_rps_{s}" for s in ("median", "min", "max", "values", "ci_low", "ci_high", "cv")),
+    *(
+        f"sustainable_requests_per_second_{s}"
+        for s in ("median", "min", "max", "values", "ci_low", "ci_high", "cv")
+    ),
     "latency_ms_p99_median",
     "none_held",
     "never_broke",
     "breaches",
     "bound",
-    "bound_reason",
+    "bound_reasons",
 ]
 
 
@@ -107,22 +107,22 @@ def saturation_summary(frame: pd.DataFrame, *, per_repeat: pd.DataFrame | None =
     A repeat in which no rate held counts as 0 requests/s (the stack sustained
     less than the lowest rate tried). Columns: ``target``, ``endpoint``,
     ``interface``, ``n`` (repeats with an ok cell), ``failed`` (failed cells),
-    ``sustainable_rps_median``/``_min``/``_max``, ``sustainable_rps_values``
-    (by repeat), ``sustainable_rps_ci_low``/``_ci_high`` (95% bootstrap
-    interval of the median, NaN with one repeat), ``sustainable_rps_cv``,
+    ``sustainable_requests_per_second_median``/``_min``/``_max``, ``sustainable_requests_per_second_values``
+    (by repeat), ``sustainable_requests_per_second_ci_low``/``_ci_high`` (95% bootstrap
+    interval of the median, NaN with one repeat), ``sustainable_requests_per_second_cv``,
     ``latency_ms_p99_median`` (at each repeat's sustainable rate),
     ``none_held`` (repeats where no rate held), ``never_broke`` (repeats whose
     search ended before the SLO broke), ``breaches`` (the distinct reasons, a
-    tuple), ``bound`` and ``bound_reason`` (any deciding cell generator- or
-    upstream-bound, see :func:`sustainable_throughput`). ``per_repeat`` is
+    tuple), ``bound`` and ``bound_reasons`` (any deciding cell generator- or
+    upstream-bound, and the reasons of all of them: see :func:`sustainable_throughput`). ``per_repeat`` is
     :func:`sustainable_throughput`'s result for ``frame`` when it is at hand;
     else it is computed.
     """
     found = sustainable_throughput(frame) if per_repeat is None else per_repeat
     repeats = found.assign(
-        value=lambda f: f["sustainable_rps"].fillna(0.0),
-        none_held=lambda f: f["sustainable_rps"].isna(),
-        never_broke=lambda f: ~f["broke"].astype(bool) & f["sustainable_rps"].notna(),
+        value=lambda f: f["sustainable_requests_per_second"].fillna(0.0),
+        none_held=lambda f: f["sustainable_requests_per_second"].isna(),
+        never_broke=lambda f: ~f["broke"].astype(bool) & f["sustainable_requests_per_second"].notna(),
     )
     cells = frame[frame["model"].eq("saturation")]
     keys = ["target", "endpoint"]
@@ -135,25 +135,24 @@ def saturation_summary(frame: pd.DataFrame, *, per_repeat: pd.DataFrame | None =
     for (target, endpoint), group in repeats.sort_values("repeat").groupby(keys, sort=True):
         values = [float(v) for v in group["value"]]
         interval = stats.median_interval(values)
-        reasons = [r for r in group["bound_reason"] if isinstance(r, str)]
         records.append(
             {
                 "target": target,
                 "endpoint": endpoint,
                 "n": len(values),
-                "sustainable_rps_median": stats.median(values),
-                "sustainable_rps_min": min(values),
-                "sustainable_rps_max": max(values),
-                "sustainable_rps_values": tuple(values),
-                "sustainable_rps_ci_low": math.nan if interval is None else interval.low,
-                "sustainable_rps_ci_high": math.nan if interval is None else interval.high,
-                "sustainable_rps_cv": stats.coefficient_of_variation(values),
+                "sustainable_requests_per_second_median": stats.median(values),
+                "sustainable_requests_per_second_min": min(values),
+                "sustainable_requests_per_second_max": max(values),
+                "sustainable_requests_per_second_values": tuple(values),
+                "sustainable_requests_per_second_ci_low": math.nan if interval is None else interval.low,
+                "sustainable_requests_per_second_ci_high": math.nan if interval is None else interval.high,
+                "sustainable_requests_per_second_cv": stats.coefficient_of_variation(values),
                 "latency_ms_p99_median": stats.median(list(group["latency_ms_p99"])),
                 "none_held": int(group["none_held"].sum()),
                 "never_broke": int(group["never_broke"].sum()),
                 "breaches": tuple(dict.fromkeys(b for b in group["breach"] if isinstance(b, str))),
-                "bound": bool(reasons),
-                "bound_reason": "; ".join(dict.fromkeys(reasons)) or None,
+                "bound": bool(group["bound"].any()),
+                "bound_reasons": merge_bound_reasons(group["bound_reasons"]),
             }
         )
     stats_frame = pd.DataFrame(records, columns=SATURATION_COLUMNS).set_index(keys)

@@ -3,8 +3,8 @@
 One row per monitor sample (every 0.5 s by default) from the start of the
 measured window to its end: ``t_s`` (seconds since the window opened),
 ``server_cpu_percent`` (the process tree's CPU since the previous row, percent
-of one core), ``server_rss_mb`` and ``server_pss_mb`` (the tree's memory, MiB),
-``cgroup_memory_mb`` (all memory charged to the target's control group, MiB;
+of one core), ``server_rss_mib`` and ``server_pss_mib`` (the tree's memory, MiB),
+``cgroup_memory_mib`` (all memory charged to the target's control group, MiB;
 empty where the target had none). Empty fields are unknown, not zero.
 
 A leak shows as memory that keeps growing over a long window: :func:`memory_slope`
@@ -25,7 +25,7 @@ from harness.types import MIB, TimedSample
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ("t_s", "server_cpu_percent", "server_rss_mb", "server_pss_mb", "cgroup_memory_mb")
+COLUMNS = ("t_s", "server_cpu_percent", "server_rss_mib", "server_pss_mib", "cgroup_memory_mib")
 MIN_SLOPE_SAMPLES = 10
 """Fewer samples than this give no slope."""
 MIN_SLOPE_WINDOW_S = 60.0
@@ -42,16 +42,16 @@ class Row:
 
     t_s: float
     server_cpu_percent: float | None
-    server_rss_mb: float
-    server_pss_mb: float | None
-    cgroup_memory_mb: float | None
+    server_rss_mib: float
+    server_pss_mib: float | None
+    cgroup_memory_mib: float | None
 
 
 @dataclass(frozen=True)
 class Slope:
     """Memory growth in MiB per minute, with its 95% confidence interval (Theil-Sen)."""
 
-    mb_per_min: float
+    mib_per_min: float
     low: float
     high: float
 
@@ -76,9 +76,9 @@ def rows_from(tree: Sequence[TimedSample], cgroup: Sequence[tuple[float, int]] =
             Row(
                 t_s=round(sample.t_s, 3),
                 server_cpu_percent=cpu,
-                server_rss_mb=round(sample.rss_bytes / MIB, 3),
-                server_pss_mb=None if sample.pss_bytes is None else round(sample.pss_bytes / MIB, 3),
-                cgroup_memory_mb=None if group is None else round(group / MIB, 3),
+                server_rss_mib=round(sample.rss_bytes / MIB, 3),
+                server_pss_mib=None if sample.pss_bytes is None else round(sample.pss_bytes / MIB, 3),
+                cgroup_memory_mib=None if group is None else round(group / MIB, 3),
             )
         )
         previous = sample
@@ -98,11 +98,15 @@ def to_csv(rows: Sequence[Row]) -> str:
 def read(path: Path) -> pd.DataFrame:
     """A stored time series as a frame with :data:`COLUMNS` (NaN where unknown).
 
-    Raises OSError when the file cannot be read, ValueError when its header is not ours.
+    Series stored before results schema 3 have their ``_mb`` columns renamed
+    (:data:`harness.model.TIMESERIES_COLUMNS_RENAMED_IN_3`). Raises OSError when the file
+    cannot be read, ValueError when its header is not ours.
     """
     import pandas as pd  # lazily: the runner imports this module and needs no pandas
 
-    frame = pd.read_csv(path)
+    from harness.model import TIMESERIES_COLUMNS_RENAMED_IN_3
+
+    frame = pd.read_csv(path).rename(columns=TIMESERIES_COLUMNS_RENAMED_IN_3)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a time series (missing columns {', '.join(missing)})")
@@ -110,18 +114,18 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def memory_column(frame: pd.DataFrame) -> str:
-    """The memory column to read from a stored series (:func:`read`): ``server_pss_mb`` where
-    every sample has PSS, else ``server_rss_mb`` (which counts shared pages once per process)."""
-    pss = frame["server_pss_mb"]
-    return "server_pss_mb" if len(pss) and not pss.isna().any() else "server_rss_mb"
+    """The memory column to read from a stored series (:func:`read`): ``server_pss_mib`` where
+    every sample has PSS, else ``server_rss_mib`` (which counts shared pages once per process)."""
+    pss = frame["server_pss_mib"]
+    return "server_pss_mib" if len(pss) and not pss.isna().any() else "server_rss_mib"
 
 
 def memory_slope(
-    t_s: Sequence[float], memory_mb: Sequence[float], *, min_window_s: float = MIN_SLOPE_WINDOW_S
+    t_s: Sequence[float], memory_mib: Sequence[float], *, min_window_s: float = MIN_SLOPE_WINDOW_S
 ) -> Slope | None:
     """The trend of memory over time in MiB per minute; None with too few samples or too short a span.
 
-    ``t_s`` in seconds, ``memory_mb`` in MiB (NaN samples are skipped); the
+    ``t_s`` in seconds, ``memory_mib`` in MiB (NaN samples are skipped); the
     samples must span at least ``min_window_s`` seconds.
 
     Theil-Sen estimator (the median of the slopes between all pairs of samples;
@@ -129,7 +133,7 @@ def memory_slope(
     ``scipy.stats.theilslopes``: robust to the spikes garbage collection and
     allocator arenas make, which a least-squares fit would follow.
     """
-    pairs = [(t, m) for t, m in zip(t_s, memory_mb, strict=True) if m == m]  # NaN != NaN
+    pairs = [(t, m) for t, m in zip(t_s, memory_mib, strict=True) if m == m]  # NaN != NaN
     if len(pairs) < MIN_SLOPE_SAMPLES or pairs[-1][0] - pairs[0][0] < max(min_window_s, 1e-9):
         return None
     if len(pairs) > MAX_SLOPE_SAMPLES:
@@ -140,7 +144,7 @@ def memory_slope(
 
     fit = stats.theilslopes(values, times, alpha=0.95)
     return Slope(
-        mb_per_min=round(float(fit.slope) * 60, 4),
+        mib_per_min=round(float(fit.slope) * 60, 4),
         low=round(float(fit.low_slope) * 60, 4),
         high=round(float(fit.high_slope) * 60, 4),
     )

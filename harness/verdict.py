@@ -22,7 +22,8 @@ import pandas as pd
 
 from harness import analysis, stats
 from harness.analysis import WorkloadKind
-from harness.model import LoadModel, TargetRun
+from harness.bounds import merge_bound_reasons
+from harness.model import BoundReason, LoadModel, TargetRun
 from harness.stats import Comparison, Interval
 
 FlagKind = Literal[
@@ -50,34 +51,34 @@ class Flag:
     repeats; failed -> failed cells; not_significant -> the ratio, with
     ``other`` the stack compared with. generator_bound and upstream_bound mean
     the stack was left out of the ranking, ``value`` being its median (a
-    floor) and ``detail`` the reason.
+    floor) and ``reasons`` why (:class:`~harness.model.BoundReason` records).
     """
 
     kind: FlagKind
     target: str
     value: float | None = None
     other: str | None = None
-    detail: str | None = None
+    reasons: tuple[BoundReason, ...] = ()
 
 
 @dataclass(frozen=True)
 class Standing:
     """One stack's throughput in a verdict, in requests/s over its ``n`` repeats.
 
-    ``rps_values`` are the repeats' figures (requests/s served, or sustainable
-    throughput), ``rps_interval`` the 95% bootstrap interval of their median
-    (None with one repeat), ``rps_cv`` their coefficient of variation.
+    ``requests_per_second_values`` are the repeats' figures (requests/s served, or sustainable
+    throughput), ``requests_per_second_interval`` the 95% bootstrap interval of their median
+    (None with one repeat), ``requests_per_second_cv`` their coefficient of variation.
     """
 
     target: str
     interface: str | None
-    rps_median: float
-    rps_interval: Interval | None
-    rps_cv: float
-    rps_min: float
-    rps_max: float
+    requests_per_second_median: float
+    requests_per_second_interval: Interval | None
+    requests_per_second_cv: float
+    requests_per_second_min: float
+    requests_per_second_max: float
     n: int
-    rps_values: tuple[float, ...]
+    requests_per_second_values: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -111,33 +112,37 @@ def _standing(row: pd.Series, column: str, interface: str | None) -> Standing:
     return Standing(
         target=str(row["target"]),
         interface=interface,
-        rps_median=float(row[f"{column}_median"]),
-        rps_interval=None if math.isnan(low) else Interval(low, high),
-        rps_cv=float(row[f"{column}_cv"]),
-        rps_min=float(row[f"{column}_min"]),
-        rps_max=float(row[f"{column}_max"]),
+        requests_per_second_median=float(row[f"{column}_median"]),
+        requests_per_second_interval=None if math.isnan(low) else Interval(low, high),
+        requests_per_second_cv=float(row[f"{column}_cv"]),
+        requests_per_second_min=float(row[f"{column}_min"]),
+        requests_per_second_max=float(row[f"{column}_max"]),
         n=int(row["n"]),
-        rps_values=tuple(float(v) for v in row[f"{column}_values"]),
+        requests_per_second_values=tuple(float(v) for v in row[f"{column}_values"]),
     )
 
 
 def _exclusion_flags(row: pd.Series, column: str) -> list[Flag]:
+    """The generator_bound and upstream_bound flags of a summary row, each with its reasons.
+
+    A saturation summary has one ``bound`` for both kinds: the kinds come from the reasons
+    (a bound search with none recorded counts as generator-bound).
+    """
     target, median = str(row["target"]), float(row[f"{column}_median"])
+    reasons = merge_bound_reasons([row.get("bound_reasons")])
+    generator = tuple(r for r in reasons if r.by == "generator")
+    upstream = tuple(r for r in reasons if r.by == "upstream")
+    if "bound" in row:  # saturation summary
+        if not bool(row["bound"]):
+            return []
+        generator_bound, upstream_bound = bool(generator) or not upstream, bool(upstream)
+    else:
+        generator_bound, upstream_bound = bool(row["generator_bound"]), bool(row["upstream_bound"])
     flags = []
-    if "bound" in row:  # saturation summary: one reason for both kinds
-        if bool(row["bound"]):
-            reason = str(row["bound_reason"])
-            kind: FlagKind = "generator_bound" if reason.startswith("generator") else "upstream_bound"
-            flags.append(Flag(kind, target, median, detail=reason))
-        return flags
-    if bool(row["generator_bound"]):
-        reason = row["generator_bound_reason"]
-        flags.append(
-            Flag("generator_bound", target, median, detail=reason if isinstance(reason, str) else None)
-        )
-    if bool(row["upstream_bound"]):
-        detail = f"the upstream used {float(row['upstream_cpu_percent_max']):.0f}% CPU"
-        flags.append(Flag("upstream_bound", target, median, detail=detail))
+    if generator_bound:
+        flags.append(Flag("generator_bound", target, median, reasons=generator))
+    if upstream_bound:
+        flags.append(Flag("upstream_bound", target, median, reasons=upstream))
     return flags
 
 
@@ -160,14 +165,14 @@ def _cell_flags(row: pd.Series) -> list[Flag]:
     if bool(row["littles_law_inconsistent"]):
         flags.append(Flag("littles_law", target, float(row["littles_law_ratio_median"])))
     if bool(row["sync_ceiling_exceeded"]):
-        flags.append(Flag("sync_ceiling", target, float(row["sync_ceiling_rps"])))
+        flags.append(Flag("sync_ceiling", target, float(row["sync_ceiling_requests_per_second"])))
     return flags
 
 
 def _compare(high: Standing | None, low: Standing | None) -> Comparison | None:
     if high is None or low is None:
         return None
-    return stats.compare(high.rps_values, low.rps_values)
+    return stats.compare(high.requests_per_second_values, low.requests_per_second_values)
 
 
 def _verdict(
@@ -266,11 +271,17 @@ def verdict(
         level = float((measured if len(measured) else rows)["level"].max())
         at_level = rows[rows["level"] == level]
         load_model: LoadModel = "open" if model == "open" else "closed"
-        verdicts.append(_verdict(str(endpoint), load_model, level, at_level, "rps", interfaces))
+        verdicts.append(
+            _verdict(str(endpoint), load_model, level, at_level, "requests_per_second", interfaces)
+        )
     if saturation is not None and len(saturation):
         interfaces = _interfaces(saturation, targets)
         for endpoint, rows in saturation.groupby("endpoint", sort=True):
-            verdicts.append(_verdict(str(endpoint), "saturation", None, rows, "sustainable_rps", interfaces))
+            verdicts.append(
+                _verdict(
+                    str(endpoint), "saturation", None, rows, "sustainable_requests_per_second", interfaces
+                )
+            )
     return sorted(verdicts, key=lambda v: v.endpoint)
 
 

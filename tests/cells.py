@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from hdrh.histogram import HdrHistogram
 
 from harness.model import (
+    BoundReason,
     Errors,
     Interface,
     LatencyMs,
@@ -67,7 +68,7 @@ def cell(
     concurrency: int = 32,
     rate: float | None = None,
     repeat: int = 0,
-    rps: float = 1000.0,
+    requests_per_second: float = 1000.0,
     mean_ms: float | None = None,
     p99_ms: float = 80.0,
     uncorrected_p99_ms: float | None = None,
@@ -76,22 +77,28 @@ def cell(
     cpu: float = 50.0,
     pss: float | None = 40.0,
     generator_bound: bool = False,
-    generator_bound_reason: str | None = None,
+    bound_reasons: tuple[BoundReason, ...] = (),
     upstream_bound: bool = False,
     slo_held: bool | None = None,
     slo_breach: str | None = None,
     histogram: str | None = None,
     failed: bool = False,
 ) -> Measurement:
-    """A measurement; the mean latency defaults to what Little's law predicts (C / rps).
+    """A measurement; the mean latency defaults to what Little's law predicts (C / requests_per_second).
 
-    Open and saturation cells (``rate`` given) have no concurrency.
+    Open and saturation cells (``rate`` given) have no concurrency. An upstream-bound cell's
+    upstream used 95% CPU; a bound cell's reasons say so (a generator-bound one's as
+    ``stored``, no numbers) unless ``bound_reasons`` name its own.
     """
+    if generator_bound and not any(r.by == "generator" for r in bound_reasons):
+        bound_reasons += (BoundReason(by="generator", rule="stored", measured=0.0, limit=0.0),)
+    if upstream_bound and not any(r.by == "upstream" for r in bound_reasons):
+        bound_reasons += (BoundReason(by="upstream", rule="cpu", measured=95.0, limit=80.0),)
     if model != "closed" and rate is None:
         raise ValueError("open and saturation cells need a rate")
     closed = model == "closed"
     if mean_ms is None:
-        mean_ms = concurrency / rps * 1000.0 if rps and closed else 50.0
+        mean_ms = concurrency / requests_per_second * 1000.0 if requests_per_second and closed else 50.0
     latency = LatencyMs(
         min=1.0, mean=mean_ms, stdev=1.0, p50=mean_ms, p90=2 * mean_ms, p99=p99_ms, p999=2 * p99_ms, max=300.0
     )
@@ -113,21 +120,21 @@ def cell(
         started_at="2024-06-01T12:00:00+00:00",
         warmup_s=1.0,
         duration_s=10.0,
-        requests=0 if failed else int(rps * 10),
+        requests=0 if failed else int(requests_per_second * 10),
         errors=errors or Errors(),
         dropped=dropped,
-        rps=0.0 if failed else rps,
+        requests_per_second=0.0 if failed else requests_per_second,
         latency_ms=None if failed else latency,
         latency_ms_uncorrected=None if failed else uncorrected,
         connections_opened=concurrency,
         server_cpu_percent=0.0 if failed else cpu,
-        server_rss_mb_peak=0.0 if failed else 60.0,
-        server_pss_mb_peak=None if failed else pss,
+        server_rss_mib_peak=0.0 if failed else 60.0,
+        server_pss_mib_peak=None if failed else pss,
         server_processes=3,
         generator_cpu_percent=20.0,
         upstream_cpu_percent=95.0 if upstream_bound else 10.0,
         generator_bound=generator_bound,
-        generator_bound_reason=generator_bound_reason,
+        bound_reasons=bound_reasons,
         upstream_bound=upstream_bound,
         slo_held=slo_held,
         slo_breach=slo_breach,

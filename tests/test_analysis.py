@@ -8,7 +8,7 @@ from cells import TARGETS, cell, histogram_of, target
 
 from harness import analysis
 from harness.analysis import measurements_frame, summarise
-from harness.model import Errors
+from harness.model import BoundReason, Errors
 
 
 def only(summary: pd.DataFrame, name: str, endpoint: str = "/io", level: float = 32) -> pd.Series:
@@ -43,7 +43,7 @@ def test_failed_cell_has_nan_latency_and_no_derived_figures() -> None:
     row = measurements_frame([cell(failed=True)]).iloc[0]
     assert row["status"] == "failed"
     assert math.isnan(row["latency_ms_p50"])
-    assert math.isnan(row["server_pss_mb_peak"])
+    assert math.isnan(row["server_pss_mib_peak"])
     assert math.isnan(row["littles_law_ratio"])
     assert not row["littles_law_inconsistent"]
 
@@ -51,22 +51,22 @@ def test_failed_cell_has_nan_latency_and_no_derived_figures() -> None:
 def test_summary_takes_median_and_spread_of_three_repeats() -> None:
     frame = measurements_frame(
         [
-            cell(repeat=0, rps=100.0, p99_ms=30.0, pss=40.0),
-            cell(repeat=1, rps=130.0, p99_ms=10.0, pss=55.0),
-            cell(repeat=2, rps=120.0, p99_ms=20.0, pss=45.0),
+            cell(repeat=0, requests_per_second=100.0, p99_ms=30.0, pss=40.0),
+            cell(repeat=1, requests_per_second=130.0, p99_ms=10.0, pss=55.0),
+            cell(repeat=2, requests_per_second=120.0, p99_ms=20.0, pss=45.0),
         ],
         TARGETS,
     )
     row = only(summarise(frame), "fastapi-uvicorn")
     assert row["n"] == 3
     assert row["failed"] == 0
-    assert row["rps_median"] == 120.0
-    assert row["rps_min"] == 100.0
-    assert row["rps_max"] == 130.0
+    assert row["requests_per_second_median"] == 120.0
+    assert row["requests_per_second_min"] == 100.0
+    assert row["requests_per_second_max"] == 130.0
     assert row["latency_ms_p99_median"] == 20.0
     assert row["latency_ms_p99_min"] == 10.0
     assert row["latency_ms_p99_max"] == 30.0
-    assert row["server_pss_mb_peak_max"] == 55.0
+    assert row["server_pss_mib_peak_max"] == 55.0
     assert row["interface"] == "asgi"
 
 
@@ -74,7 +74,12 @@ def test_cpu_time_per_request_in_microseconds() -> None:
     # 50% of one core = 0.5 CPU s per s; at 1000 requests/s that is 500 us each.
     assert analysis.cpu_us_per_request(50.0, 1000.0) == pytest.approx(500.0)
     assert math.isnan(analysis.cpu_us_per_request(50.0, 0.0))
-    frame = measurements_frame([cell(repeat=0, cpu=200.0, rps=1000.0), cell(repeat=1, cpu=100.0, rps=1000.0)])
+    frame = measurements_frame(
+        [
+            cell(repeat=0, cpu=200.0, requests_per_second=1000.0),
+            cell(repeat=1, cpu=100.0, requests_per_second=1000.0),
+        ]
+    )
     row = only(summarise(frame), "fastapi-uvicorn")
     assert row["server_cpu_us_per_request_median"] == pytest.approx(1500.0)
     assert row["server_cpu_percent_median"] == pytest.approx(150.0)
@@ -95,8 +100,8 @@ def test_summary_sums_errors_and_ors_generator_bound() -> None:
 def test_failed_cells_are_counted_but_excluded_from_statistics() -> None:
     frame = measurements_frame(
         [
-            cell(repeat=0, rps=100.0),
-            cell(repeat=1, rps=200.0),
+            cell(repeat=0, requests_per_second=100.0),
+            cell(repeat=1, requests_per_second=200.0),
             cell(repeat=2, failed=True),
             cell("quart-hypercorn", repeat=0, failed=True),
         ],
@@ -106,12 +111,12 @@ def test_failed_cells_are_counted_but_excluded_from_statistics() -> None:
     row = only(summary, "fastapi-uvicorn")
     assert row["n"] == 2
     assert row["failed"] == 1
-    assert row["rps_median"] == 150.0
-    assert row["rps_min"] == 100.0
+    assert row["requests_per_second_median"] == 150.0
+    assert row["requests_per_second_min"] == 100.0
     dead = only(summary, "quart-hypercorn")
     assert dead["n"] == 0
     assert dead["failed"] == 1
-    assert math.isnan(dead["rps_median"])
+    assert math.isnan(dead["requests_per_second_median"])
     assert dead["interface"] == "asgi"
     failed = analysis.failed_cells(frame)
     assert list(failed["target"]) == ["fastapi-uvicorn", "quart-hypercorn"]
@@ -128,12 +133,14 @@ def test_littles_law_ratio_is_in_flight_over_concurrency() -> None:
     assert analysis.littles_law_off(1.25)
 
 
-def test_littles_law_flag_trips_when_rps_times_latency_is_far_from_concurrency() -> None:
+def test_littles_law_flag_trips_when_requests_per_second_times_latency_is_far_from_concurrency() -> None:
     frame = measurements_frame(
         [
-            cell("fastapi-uvicorn", rps=1000.0, mean_ms=32.0),  # 32 in flight at C=32
-            cell("flask-gunicorn", rps=1000.0, mean_ms=16.0),  # 16 in flight at C=32: half the time unseen
-            cell("django-gunicorn", rps=1000.0, mean_ms=16.0, errors=Errors(timeout=9)),
+            cell("fastapi-uvicorn", requests_per_second=1000.0, mean_ms=32.0),  # 32 in flight at C=32
+            cell(
+                "flask-gunicorn", requests_per_second=1000.0, mean_ms=16.0
+            ),  # 16 in flight at C=32: half the time unseen
+            cell("django-gunicorn", requests_per_second=1000.0, mean_ms=16.0, errors=Errors(timeout=9)),
         ],
         TARGETS,
     )
@@ -150,28 +157,51 @@ def test_littles_law_flag_trips_when_rps_times_latency_is_far_from_concurrency()
 
 
 def test_summary_gives_each_cell_a_bootstrap_interval_and_a_coefficient_of_variation() -> None:
-    rps = [1000.0, 1100.0, 900.0, 1050.0, 950.0]
+    requests_per_second = [1000.0, 1100.0, 900.0, 1050.0, 950.0]
     frame = measurements_frame(
-        [cell(repeat=r, rps=value, p99_ms=40.0 + r) for r, value in enumerate(rps)], TARGETS
+        [
+            cell(repeat=r, requests_per_second=value, p99_ms=40.0 + r)
+            for r, value in enumerate(requests_per_second)
+        ],
+        TARGETS,
     )
     row = only(summarise(frame), "fastapi-uvicorn")
-    assert row["rps_values"] == tuple(rps)
-    assert row["rps_ci_low"] <= row["rps_median"] == 1000.0 <= row["rps_ci_high"]
-    assert min(rps) <= row["rps_ci_low"] < row["rps_ci_high"] <= max(rps)
-    assert row["rps_cv"] == pytest.approx(pd.Series(rps).std() / pd.Series(rps).mean())
+    assert row["requests_per_second_values"] == tuple(requests_per_second)
+    assert (
+        row["requests_per_second_ci_low"]
+        <= row["requests_per_second_median"]
+        == 1000.0
+        <= row["requests_per_second_ci_high"]
+    )
+    assert (
+        min(requests_per_second)
+        <= row["requests_per_second_ci_low"]
+        < row["requests_per_second_ci_high"]
+        <= max(requests_per_second)
+    )
+    assert row["requests_per_second_cv"] == pytest.approx(
+        pd.Series(requests_per_second).std() / pd.Series(requests_per_second).mean()
+    )
     assert row["latency_ms_p99_ci_low"] <= row["latency_ms_p99_median"] <= row["latency_ms_p99_ci_high"]
 
 
 def test_a_single_repeat_has_no_interval_and_no_cv() -> None:
     row = only(summarise(measurements_frame([cell()], TARGETS)), "fastapi-uvicorn")
     assert row["n"] == 1
-    assert math.isnan(row["rps_ci_low"]) and math.isnan(row["rps_ci_high"])
-    assert math.isnan(row["rps_cv"])
+    assert math.isnan(row["requests_per_second_ci_low"]) and math.isnan(row["requests_per_second_ci_high"])
+    assert math.isnan(row["requests_per_second_cv"])
 
 
 def test_open_cells_are_summarised_by_rate_with_corrected_and_uncorrected_latency() -> None:
     measurements = [
-        cell(model="open", rate=rate, repeat=r, rps=rate * 0.99, p99_ms=60.0 * k, uncorrected_p99_ms=55.0)
+        cell(
+            model="open",
+            rate=rate,
+            repeat=r,
+            requests_per_second=rate * 0.99,
+            p99_ms=60.0 * k,
+            uncorrected_p99_ms=55.0,
+        )
         for k, rate in enumerate((100.0, 400.0), start=1)
         for r in range(3)
     ]
@@ -183,10 +213,14 @@ def test_open_cells_are_summarised_by_rate_with_corrected_and_uncorrected_latenc
     assert list(summary["model"]) == ["open", "open"]
     high = only(summary, "fastapi-uvicorn", level=400.0)
     assert high["rate"] == 400.0
-    assert high["rps_median"] == pytest.approx(396.0)
+    assert high["requests_per_second_median"] == pytest.approx(396.0)
     assert high["latency_ms_p99_median"] == 120.0
     assert high["latency_ms_uncorrected_p99_median"] == 55.0
     assert high["achieved_rate_median"] == 400.0
+
+
+CPU_93 = BoundReason(by="generator", rule="cpu", measured=93.0, limit=80.0, processes=1)
+UPSTREAM_95 = BoundReason(by="upstream", rule="cpu", measured=95.0, limit=80.0)
 
 
 def test_summary_flags_upstream_bound_and_sums_dropped_requests() -> None:
@@ -194,13 +228,13 @@ def test_summary_flags_upstream_bound_and_sums_dropped_requests() -> None:
         [
             cell(model="open", rate=100.0, repeat=0, dropped=5),
             cell(model="open", rate=100.0, repeat=1, dropped=2, upstream_bound=True),
-            cell(model="open", rate=100.0, repeat=2, generator_bound=True, generator_bound_reason="CPU 93%"),
+            cell(model="open", rate=100.0, repeat=2, generator_bound=True, bound_reasons=(CPU_93,)),
         ]
     )
     row = only(summarise(frame), "fastapi-uvicorn", level=100.0)
     assert row["dropped"] == 7
     assert bool(row["upstream_bound"]) and bool(row["generator_bound"])
-    assert row["generator_bound_reason"] == "CPU 93%"
+    assert row["bound_reasons"] == (UPSTREAM_95, CPU_93)
 
 
 def test_service_time_is_the_ms_query_parameter() -> None:
@@ -215,10 +249,10 @@ def test_sync_ceiling_is_workers_times_threads_over_service_time() -> None:
     sync = target("flask-gunicorn", "wsgi", workers=3, settings={"worker_class": "sync"})
     gthread = target("flask-gthread", "wsgi", workers=3, settings={"worker_class": "gthread", "threads": 4})
     pool = target("flask-pool", "wsgi", workers=1, settings={"blocking_threads": 16})
-    assert analysis.sync_ceiling_rps(sync, "/io/sleep?ms=50") == pytest.approx(60.0)
-    assert analysis.sync_ceiling_rps(gthread, "/io/upstream?ms=50") == pytest.approx(240.0)
-    assert analysis.sync_ceiling_rps(pool, "/io/sleep?ms=100") == pytest.approx(160.0)
-    assert analysis.sync_ceiling_rps(sync, "/json") is None
+    assert analysis.sync_ceiling_requests_per_second(sync, "/io/sleep?ms=50") == pytest.approx(60.0)
+    assert analysis.sync_ceiling_requests_per_second(gthread, "/io/upstream?ms=50") == pytest.approx(240.0)
+    assert analysis.sync_ceiling_requests_per_second(pool, "/io/sleep?ms=100") == pytest.approx(160.0)
+    assert analysis.sync_ceiling_requests_per_second(sync, "/json") is None
 
 
 def test_no_sync_ceiling_for_async_green_thread_or_unknown_pools() -> None:
@@ -226,23 +260,23 @@ def test_no_sync_ceiling_for_async_green_thread_or_unknown_pools() -> None:
     greenlets = target("flask-green", "wsgi", worker_model="a greenlet per connection")
     unsized = target("flask-granian", "wsgi", settings={"blocking_threads": "backpressure / 2"})
     for run in (TARGETS["fastapi-uvicorn"], gevent, greenlets, unsized):
-        assert analysis.sync_ceiling_rps(run, "/io/sleep?ms=50") is None, run.config.name
+        assert analysis.sync_ceiling_requests_per_second(run, "/io/sleep?ms=50") is None, run.config.name
 
 
 def test_a_cell_above_its_sync_ceiling_by_more_than_ten_percent_is_flagged() -> None:
     # flask-gunicorn: 2 sync workers on 50 ms -> 40 requests/s at most.
     measurements = [
-        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", repeat=0, rps=43.0),  # within 10%
-        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", repeat=1, rps=45.0),  # 12.5% above
-        cell("fastapi-uvicorn", endpoint="/io/sleep?ms=50", rps=600.0),  # no ceiling
+        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", repeat=0, requests_per_second=43.0),  # within 10%
+        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", repeat=1, requests_per_second=45.0),  # 12.5% above
+        cell("fastapi-uvicorn", endpoint="/io/sleep?ms=50", requests_per_second=600.0),  # no ceiling
     ]
     frame = measurements_frame(measurements, TARGETS)
-    assert list(frame["sync_ceiling_rps"][:2]) == [40.0, 40.0]
+    assert list(frame["sync_ceiling_requests_per_second"][:2]) == [40.0, 40.0]
     assert list(frame["sync_ceiling_exceeded"]) == [False, True, False]
-    assert math.isnan(frame["sync_ceiling_rps"].iloc[2])
+    assert math.isnan(frame["sync_ceiling_requests_per_second"].iloc[2])
     row = only(summarise(frame), "flask-gunicorn", endpoint="/io/sleep?ms=50")
     assert bool(row["sync_ceiling_exceeded"]) is True
-    assert row["sync_ceiling_rps"] == 40.0
+    assert row["sync_ceiling_requests_per_second"] == 40.0
 
 
 def test_highest_level_cells_are_the_top_level_per_endpoint_or_the_sustainable_rate() -> None:

@@ -11,13 +11,13 @@ from harness.tools import benchdriver
 from harness.tools.benchdriver import RoundResult, compare, format_goals
 
 
-def round_result(generator: str, rps: float, cpu_us: float) -> RoundResult:
+def round_result(generator: str, requests_per_second: float, cpu_us: float) -> RoundResult:
     return RoundResult(
         generator=generator,
-        requests=int(rps * 5),
+        requests=int(requests_per_second * 5),
         errors=0,
         duration_s=5.0,
-        generator_cpu_s=rps * 5 * cpu_us / 1e6,
+        generator_cpu_s=requests_per_second * 5 * cpu_us / 1e6,
         target_cpu_s=4.0,
     )
 
@@ -33,14 +33,17 @@ def test_medians_and_ratios_decide_the_goals() -> None:
     ]
     comparison = compare(results)
     assert comparison.rounds == 3
-    assert comparison.wrk_rps.median == pytest.approx(40_000)
-    assert (comparison.ours_rps.min, comparison.ours_rps.max) == (30_000, 39_000)
-    assert comparison.rps_ratio == pytest.approx(38_000 / 40_000)
+    assert comparison.wrk_requests_per_second.median == pytest.approx(40_000)
+    assert (comparison.ours_requests_per_second.min, comparison.ours_requests_per_second.max) == (
+        30_000,
+        39_000,
+    )
+    assert comparison.requests_per_second_ratio == pytest.approx(38_000 / 40_000)
     assert comparison.cpu_ratio == pytest.approx(10.0 / 9.0)
     assert comparison.wrk_target_cpu_percent.median == pytest.approx(80.0)
-    assert comparison.rps_goal_met and comparison.cpu_goal_met
+    assert comparison.requests_per_second_goal_met and comparison.cpu_goal_met
     slow = compare([round_result("wrk", 40_000, 9.0), round_result("native", 35_000, 10.5)])
-    assert not slow.rps_goal_met and slow.cpu_goal_met
+    assert not slow.requests_per_second_goal_met and slow.cpu_goal_met
     assert "not met" in format_goals(slow)[0]
 
 

@@ -79,7 +79,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     slower = write_run(
         results,
         CLOSED.model_copy(update={"name": "closed-slower"}),
-        [m.model_copy(update={"rps": m.rps * 0.7}) for m in closed_measurements()],
+        [
+            m.model_copy(update={"requests_per_second": m.requests_per_second * 0.7})
+            for m in closed_measurements()
+        ],
     )
     claim = SHIPPED["granian-sleep-100ms"]
     endpoint = claim.scaled.endpoint
@@ -87,9 +90,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         results,
         claim.scenario(quick=True),
         [
-            cell(name, endpoint=endpoint, concurrency=64, repeat=r, rps=rps + r)
+            cell(
+                name, endpoint=endpoint, concurrency=64, repeat=r, requests_per_second=requests_per_second + r
+            )
             for r in range(3)
-            for name, rps in (("fastapi-uvicorn", 610.0), ("flask-gunicorn", 9.6))
+            for name, requests_per_second in (("fastapi-uvicorn", 610.0), ("flask-gunicorn", 9.6))
         ],
         {
             "fastapi-uvicorn": target("fastapi-uvicorn", "asgi", workers=1),

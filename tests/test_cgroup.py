@@ -122,7 +122,7 @@ def test_a_target_over_its_memory_limit_is_reported_as_oom_killed(tmp_path: Path
             tmp_path,
             workers=1,
             log_path=tmp_path / "hog.log",
-            limits=Limits(memory_mb=64),
+            limits=Limits(memory_mib=64),
         )
         require_cgroups(launcher)
         group = launcher.cgroup(running)
@@ -189,7 +189,7 @@ def test_read_only_cgroups_fall_back_to_pinning_with_a_reason(tmp_path: Path) ->
             tmp = Path({str(tmp_path)!r})
             with LocalLauncher() as launcher:
                 running = launcher.start(hog_target(tmp, "idle"), tmp, workers=1, log_path=tmp / "hog.log",
-                                         limits=Limits(cpus=0.5, memory_mb=64), cpus=[cpu])
+                                         limits=Limits(cpus=0.5, memory_mib=64), cpus=[cpu])
                 print(json.dumps({{"reason": launcher.cgroup_unavailable, "cpu": cpu,
                                   "affinity": sorted(os.sched_getaffinity(running.pid)),
                                   "cgroup": launcher.cgroup(running) is not None}}))

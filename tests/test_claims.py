@@ -23,7 +23,7 @@ from harness.claims import (
     run_claim_name,
 )
 from harness.claimverdict import Measured, MeasuredSide, judge, measure
-from harness.model import ConfigError
+from harness.model import BoundReason, ConfigError
 from harness.report.formats import DASH, TIMES
 from harness.stats import Comparison, Interval
 
@@ -57,14 +57,14 @@ def test_published_figures_are_checked_with_littles_law() -> None:
     uwsgi = next(side for side in granian.claimed.others if side.stack.startswith("uWSGI"))
     check = check_claimed(uwsgi, granian.claimed)
     # One process, one thread, 10 ms: at most 100 requests/s; its 978 requests in 10 s agree, 413 does not.
-    assert check.ceiling_rps == pytest.approx(100.0)
+    assert check.ceiling_requests_per_second == pytest.approx(100.0)
     assert check.exceeds_ceiling
     assert check.rate_from_total == pytest.approx(97.8)
     streaming = SHIPPED["streaming-platform"]
     django = check_claimed(streaming.claimed.baseline, streaming.claimed)
     assert django.max_service_ms == pytest.approx(16.0)  # 32 workers / 2,000 requests/s
     assert django.in_flight == pytest.approx(800.0)  # 2,000 requests/s x 400 ms
-    assert django.ceiling_rps is None  # no service time given
+    assert django.ceiling_requests_per_second is None  # no service time given
 
 
 VALID = CLAIMS_DIR / "klen-2016-remote.toml"
@@ -78,7 +78,11 @@ VALID = CLAIMS_DIR / "klen-2016-remote.toml"
             "concurrency = 0\nscale_factor",
             "scaled.concurrency: must be >= 1, got 0",
         ),
-        ("rps = 483", "rps = -483", "claimed.candidate.rps: must be > 0, got -483"),
+        (
+            "requests_per_second = 483",
+            "requests_per_second = -483",
+            "claimed.candidate.requests_per_second: must be > 0, got -483",
+        ),
         ('interface = "native"', 'interface = "rsgi"', "claimed.candidate.interface: must be one of"),
         ("repeats = 3", "repeats = 1", "scaled.repeats: must be >= 2, got 1"),
         (
@@ -114,8 +118,8 @@ def test_a_missing_folder_or_key_is_a_config_error(tmp_path: Path) -> None:
 def claim(ratio: float = 9.0, **claimed: Any) -> Claim:
     """A consistent claim of ``ratio`` (candidate over baseline requests/s)."""
     data = SHIPPED["streaming-platform"].model_dump()
-    data["claimed"]["baseline"]["rps"] = 1000.0
-    data["claimed"]["candidate"]["rps"] = 1000.0 * ratio
+    data["claimed"]["baseline"]["requests_per_second"] = 1000.0
+    data["claimed"]["candidate"]["requests_per_second"] = 1000.0 * ratio
     data["claimed"].update(claimed)
     return Claim.model_validate(data)
 
@@ -127,15 +131,15 @@ def side(name: str, values: tuple[float, ...], **changes: Any) -> MeasuredSide:
         "workers": 1,
         "n": len(values),
         "failed": 0,
-        "rps_values": values,
-        "rps_median": sorted(values)[len(values) // 2] if values else float("nan"),
-        "rps_interval": None,
+        "requests_per_second_values": values,
+        "requests_per_second_median": sorted(values)[len(values) // 2] if values else float("nan"),
+        "requests_per_second_interval": None,
         "p50_ms": 10.0,
         "p99_ms": 20.0,
         "error_rate": 0.0,
-        "ceiling_rps": None,
+        "ceiling_requests_per_second": None,
         "sync_ceiling_exceeded": False,
-        "bound_reason": None,
+        "bound_reasons": (),
         "failure_reason": None,
     }
     return MeasuredSide(**(fields | changes))
@@ -175,15 +179,20 @@ def measured(
         (claim(), None, "not comparable", "Not measured yet"),
         (
             claim(),
-            measured(9, 8, 10, n=0, rps_values=(), failure_reason="exited\nmore"),
+            measured(9, 8, 10, n=0, requests_per_second_values=(), failure_reason="exited\nmore"),
             "not comparable",
             "django-gunicorn has no successful measurement (exited)",
         ),
         (
             claim(),
-            measured(9, 8, 10, bound_reason="the load generator was the limit (95% CPU)"),
+            measured(
+                9,
+                8,
+                10,
+                bound_reasons=(BoundReason(by="generator", rule="cpu", measured=95.0, limit=80.0),),
+            ),
             "not comparable",
-            "the load generator was the limit (95% CPU) for django-gunicorn",
+            "the load generator may have set the figure for django-gunicorn",
         ),
         (
             claim(),
@@ -232,9 +241,9 @@ def test_measure_reads_a_claims_run_with_its_ratio_interval_and_littles_law_boun
         "flask-gunicorn": target("flask-gunicorn", "wsgi", workers=1),
     }
     cells = [
-        cell(name, endpoint=endpoint, concurrency=64, repeat=r, rps=rps + r)
+        cell(name, endpoint=endpoint, concurrency=64, repeat=r, requests_per_second=requests_per_second + r)
         for r in range(3)
-        for name, rps in (("fastapi-uvicorn", 610.0), ("flask-gunicorn", 9.0))
+        for name, requests_per_second in (("fastapi-uvicorn", 610.0), ("flask-gunicorn", 9.0))
     ]
     run_dir = write_run(tmp_path, scenario, cells, targets)
     from harness.results import load_run
@@ -243,8 +252,8 @@ def test_measure_reads_a_claims_run_with_its_ratio_interval_and_littles_law_boun
     result = measure(the_claim, manifest, measurements)
     assert result.duration_factor == QUICK_FACTOR
     assert result.baseline is not None and result.candidate is not None
-    assert result.baseline.ceiling_rps == pytest.approx(10.0)  # 1 sync worker / 100 ms
-    assert result.candidate.ceiling_rps == pytest.approx(640.0)  # 64 connections / 100 ms
+    assert result.baseline.ceiling_requests_per_second == pytest.approx(10.0)  # 1 sync worker / 100 ms
+    assert result.candidate.ceiling_requests_per_second == pytest.approx(640.0)  # 64 connections / 100 ms
     assert result.ratio_bound == pytest.approx(64.0)
     assert result.comparison is not None and result.comparison.interval is not None
     assert result.comparison.ratio == pytest.approx(611 / 10)

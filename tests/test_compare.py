@@ -31,17 +31,19 @@ SCENARIO = Scenario(
 )
 
 
-def measurements(rps: dict[str, float], p99: float = 30.0, repeats: int = 3) -> list[Measurement]:
+def measurements(
+    requests_per_second: dict[str, float], p99: float = 30.0, repeats: int = 3
+) -> list[Measurement]:
     return [
         cell(
             name,
             endpoint=SCENARIO.endpoints[0],
             concurrency=c,
             repeat=r,
-            rps=value * (1 + r / 100),
+            requests_per_second=value * (1 + r / 100),
             p99_ms=p99,
         )
-        for name, value in rps.items()
+        for name, value in requests_per_second.items()
         for c in SCENARIO.concurrency
         for r in range(repeats)
     ]
@@ -52,7 +54,7 @@ def run(root: Path, name: str, cells: Sequence[Measurement], scenario: Scenario 
 
 
 @pytest.mark.parametrize(
-    ("rps", "p99", "status", "worse"),
+    ("requests_per_second", "p99", "status", "worse"),
     [
         (Comparison(0.8, Interval(0.75, 0.85)), None, "regression", ("requests/s",)),
         (Comparison(0.95, Interval(0.93, 0.97)), None, "no significant change", ()),  # within 10%
@@ -63,9 +65,9 @@ def run(root: Path, name: str, cells: Sequence[Measurement], scenario: Scenario 
     ],
 )
 def test_a_regression_is_significant_and_beyond_the_threshold(
-    rps: Comparison, p99: Comparison | None, status: str, worse: tuple[str, ...]
+    requests_per_second: Comparison, p99: Comparison | None, status: str, worse: tuple[str, ...]
 ) -> None:
-    assert classify(rps, p99, 0.10) == (status, worse)
+    assert classify(requests_per_second, p99, 0.10) == (status, worse)
 
 
 def test_cells_are_matched_and_only_the_regressed_one_gates(tmp_path: Path) -> None:
@@ -86,7 +88,7 @@ def test_a_stack_that_stopped_running_is_a_regression_and_a_single_run_has_no_in
 ) -> None:
     a = run(tmp_path, "a", measurements({"fastapi-uvicorn": 1000.0}))
     broken = [
-        m.model_copy(update={"status": "failed", "rps": 0.0, "latency_ms": None})
+        m.model_copy(update={"status": "failed", "requests_per_second": 0.0, "latency_ms": None})
         for m in measurements({"fastapi-uvicorn": 1.0})
     ]
     b = run(tmp_path, "b", broken)

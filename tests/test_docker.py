@@ -108,7 +108,7 @@ def test_a_target_runs_in_a_container_with_limits(
         workers=config.default_workers,
         log_path=tmp_path / f"{name}.log",
         env={"GWBENCH_UPSTREAM_URL": upstream.url},
-        limits=Limits(cpus=1.0, memory_mb=MEMORY_MB),
+        limits=Limits(cpus=1.0, memory_mib=MEMORY_MB),
         ready_timeout_s=60,
     )
     try:

@@ -66,7 +66,7 @@ def test_run_measures_every_cell_and_exits_zero(
     for m in measurements:
         assert m.status == "ok" and m.errors.total == 0, m
         assert m.latency_ms is not None and m.latency_ms.p50 >= 50.0
-        assert m.server_pss_mb_peak is not None and m.server_pss_mb_peak > 10
+        assert m.server_pss_mib_peak is not None and m.server_pss_mib_peak > 10
         assert (run_dir / str(m.histogram)).is_file()
     assert (run_dir / "logs" / "flask-gunicorn.log").is_file()
     assert (run_dir / "logs" / "upstream.log").is_file()
@@ -83,8 +83,11 @@ def test_async_stack_beats_the_sync_ceiling_on_io_wait(
         sync = by[("flask-gunicorn", endpoint, 32)]
         asgi = by[("fastapi-uvicorn", endpoint, 32)]
         # Little's law: 3 sync workers x 1 request / 0.05 s = 60 requests/s at most.
-        assert sync.rps <= 63, sync.rps
-        assert asgi.rps > 3 * sync.rps, (asgi.rps, sync.rps)
+        assert sync.requests_per_second <= 63, sync.requests_per_second
+        assert asgi.requests_per_second > 3 * sync.requests_per_second, (
+            asgi.requests_per_second,
+            sync.requests_per_second,
+        )
 
 
 def test_report_is_written_and_self_contained(
@@ -317,5 +320,5 @@ def test_a_users_own_target_folder_is_launched_and_measured(tmp_path: Path) -> N
     manifest, (m,) = load_run(run_dir)
     assert manifest.targets["my-app"].verified is None
     assert manifest.upstream is not None  # the harness's own, as no upstream is in the user's folder
-    assert m.status == "ok" and m.rps > 50 and m.errors.total == 0
+    assert m.status == "ok" and m.requests_per_second > 50 and m.errors.total == 0
     assert m.server_cpu_percent is not None and m.server_cpu_percent > 1

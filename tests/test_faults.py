@@ -132,7 +132,7 @@ def test_a_worker_killed_mid_cell_fails_that_cell_and_the_run_goes_on(
     assert first.status == "failed"
     assert "died during the cell; last lines of" in (first.failure_reason or "")
     # Gunicorn replaced its worker; the next cell is measured normally.
-    assert second.status == "ok" and second.rps > 100 and second.errors.total == 0
+    assert second.status == "ok" and second.requests_per_second > 100 and second.errors.total == 0
     page = (tmp_path / "reports" / run_dir.name / "index.html").read_text()
     assert "died during the cell" in page
 
@@ -149,7 +149,7 @@ def test_a_server_killed_mid_cell_is_restarted_for_the_next_cell(
     first, second = measurements
     assert first.status == "failed"
     assert "the target's main process died during the cell" in (first.failure_reason or "")
-    assert second.status == "ok" and second.rps > 300 and second.errors.total == 0
+    assert second.status == "ok" and second.requests_per_second > 300 and second.errors.total == 0
 
 
 @pytest.mark.usefixtures("no_leftover_processes")
@@ -167,7 +167,7 @@ def test_an_upstream_that_dies_gives_502s_counted_and_reported_then_comes_back(
     assert first.errors.status == sum(first.errors.by_status.values())
     assert any("upstream service died during this cell" in f.reason for f in manifest.failures)
     # Restarted on the same port: the next cell has no errors.
-    assert second.status == "ok" and second.errors.total == 0 and second.rps > 100
+    assert second.status == "ok" and second.errors.total == 0 and second.requests_per_second > 100
     page = (tmp_path / "reports" / run_dir.name / "index.html").read_text()
     assert "upstream service died" in page
 
@@ -351,9 +351,9 @@ def test_your_own_app_is_measured_by_url_and_monitored_by_pid(tmp_path: Path) ->
     manifest, (m,) = load_run(run_dir)
     assert manifest.upstream is None and set(manifest.targets) == {"external"}
     assert m.target == "external" and m.endpoint == "/hello.txt"
-    assert m.rps > 50 and m.errors.total == 0
+    assert m.requests_per_second > 50 and m.errors.total == 0
     assert m.server_cpu_percent is not None and m.server_cpu_percent > 1
-    assert m.server_rss_mb_peak is not None and m.server_rss_mb_peak > 5
+    assert m.server_rss_mib_peak is not None and m.server_rss_mib_peak > 5
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ command = "{python} hog.py {host} {port}"
 default_workers = 1
 workers_rule = "one process"
 verify_contract = false
-memory_mb = 64
+memory_mib = 64
 """
 
 SCENARIO = """
@@ -85,7 +85,7 @@ def test_a_stack_over_its_memory_limit_is_reported_oom_killed(tmp_path: Path) ->
     assert done.returncode == 1, done.stderr[-2000:]
     (run_dir,) = (tmp_path / "results").iterdir()
     manifest, (measurement,) = load_run(run_dir)
-    assert manifest.targets["hog"].memory_mb == 64
+    assert manifest.targets["hog"].memory_mib == 64
     applied = manifest.targets["hog"].limits_applied or ""
     assert "memory 64 MiB" in applied, applied
     assert measurement.status == "failed"
@@ -132,7 +132,7 @@ def test_a_docker_run_measures_every_stack_in_a_container_and_leaves_none(tmp_pa
     assert "CPU quota 0.5 CPU" in (manifest.targets["flask-gunicorn"].limits_applied or "")
     for m in measurements:
         assert m.status == "ok" and m.errors.total == 0, m
-        assert m.server_cgroup_cpu_percent is not None and m.server_cgroup_memory_mb_peak
+        assert m.server_cgroup_cpu_percent is not None and m.server_cgroup_memory_mib_peak
         assert m.server_oom_kills == 0
     left = docker.from_env().containers.list(all=True, filters={"label": f"gwbench.run={run_dir.name}"})
     assert not left

@@ -30,12 +30,12 @@ def test_closed_model_throughput_and_latency_follow_the_server_delay() -> None:
     assert summary is not None
     assert result.errors == {"status": 0, "connect": 0, "read": 0, "timeout": 0}
     # 4 connections each waiting 20 ms: at most 200 requests/s (Little's law).
-    rps = result.ok / result.duration_s
-    assert 140 <= rps <= 200, rps
+    requests_per_second = result.ok / result.duration_s
+    assert 140 <= requests_per_second <= 200, requests_per_second
     assert 20.0 <= summary.p50 < 30.0
     assert 20.0 <= summary.min <= summary.p50 <= summary.p99 <= summary.max
     # Little's law: in flight = throughput x mean latency = the 4 connections.
-    assert 3.5 <= rps * summary.mean / 1000 <= 4.05
+    assert 3.5 <= requests_per_second * summary.mean / 1000 <= 4.05
     # The server answered everything the driver counted, plus at most the requests
     # in flight when the window closed (no warm-up here).
     assert result.ok <= answered <= result.ok + 4

@@ -99,10 +99,10 @@ def test_the_open_model_shows_the_sync_queue_that_the_async_stack_does_not_have(
     fast, slow = by(measurements, "fastapi-uvicorn", 200), by(measurements, "flask-gunicorn", 200)
     assert fast.latency_ms is not None and slow.latency_ms is not None
     # The async stack serves the offered 200/s with latency near the 50 ms wait.
-    assert fast.rps == pytest.approx(200, rel=0.25)
+    assert fast.requests_per_second == pytest.approx(200, rel=0.25)
     assert fast.latency_ms.p99 < 200
     # The sync stack serves at most ~60/s; the rest waits (corrected latency) or is dropped.
-    assert slow.rps < 70
+    assert slow.requests_per_second < 70
     assert slow.latency_ms.p99 > 5 * fast.latency_ms.p99
     assert slow.connections_peak is not None and slow.connections_peak > 3
 
@@ -154,10 +154,10 @@ def test_a_database_run_starts_postgres_counts_its_queries_and_stops_it(tmp_path
         # The database's own count matches the requests the driver saw finish in the
         # window, give or take the 8 in flight at each edge of the window.
         assert abs(m.db_queries - m.requests) <= 2 * 8, m
-    rps = {m.target: m.rps for m in measurements}
+    requests_per_second = {m.target: m.requests_per_second for m in measurements}
     # 3 sync workers with one connection each serve at most 3 / 20 ms = 150 requests/s.
-    assert rps["flask-gunicorn"] < 160
-    assert rps["fastapi-uvicorn"] > 1.5 * rps["flask-gunicorn"]
+    assert requests_per_second["flask-gunicorn"] < 160
+    assert requests_per_second["fastapi-uvicorn"] > 1.5 * requests_per_second["flask-gunicorn"]
     leftovers = [
         p.pid
         for p in psutil.process_iter(["cmdline"])

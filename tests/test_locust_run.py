@@ -58,7 +58,7 @@ def test_a_locust_cell_stores_locusts_own_totals(tmp_path: Path) -> None:
     requests, failures = locust_totals(run_dir, measurement)
     assert requests > 100 and failures == 0
     assert measurement.requests == requests
-    assert measurement.rps > 0 and measurement.latency_ms is not None
+    assert measurement.requests_per_second > 0 and measurement.latency_ms is not None
 
 
 def test_a_master_with_two_workers_measures_the_same_way(tmp_path: Path) -> None:

@@ -76,15 +76,15 @@ def test_a_leaking_process_shows_a_memory_slope_and_a_steady_one_none() -> None:
     leaking = rows_from(_watch(LEAK.format(s=10), 3.0))
     steady = rows_from(_watch(STEADY, 3.0))
     assert len(leaking) >= 20 and leaking[0].t_s == 0.0 and leaking[-1].t_s >= 2.9
-    grow = memory_slope([r.t_s for r in leaking], [r.server_pss_mb or 0.0 for r in leaking], min_window_s=2)
-    flat = memory_slope([r.t_s for r in steady], [r.server_pss_mb or 0.0 for r in steady], min_window_s=2)
+    grow = memory_slope([r.t_s for r in leaking], [r.server_pss_mib or 0.0 for r in leaking], min_window_s=2)
+    flat = memory_slope([r.t_s for r in steady], [r.server_pss_mib or 0.0 for r in steady], min_window_s=2)
     # Over less than a minute, by default, there is no trend to speak of.
-    assert memory_slope([r.t_s for r in leaking], [r.server_pss_mb or 0.0 for r in leaking]) is None
+    assert memory_slope([r.t_s for r in leaking], [r.server_pss_mib or 0.0 for r in leaking]) is None
     assert grow is not None and flat is not None
-    assert 150 <= grow.mb_per_min <= 330, grow
+    assert 150 <= grow.mib_per_min <= 330, grow
     assert grow.low > 100
-    assert abs(flat.mb_per_min) < 5, flat
-    assert flat.low <= 0 <= flat.high or abs(flat.mb_per_min) < 1
+    assert abs(flat.mib_per_min) < 5, flat
+    assert flat.low <= 0 <= flat.high or abs(flat.mib_per_min) < 1
     # The CSV round trip keeps every sample and marks unknown figures as empty.
     path_text = to_csv(leaking)
     assert path_text.splitlines()[0] == ",".join(COLUMNS)

@@ -55,7 +55,7 @@ def test_a_slow_server_gets_more_connections_up_to_the_cap_and_the_rest_is_dropp
     assert result.achieved_rate < 0.5 * 200
     # Throughput is what arrived inside the window: 5 connections x 10 answers/s at most.
     assert result.answered_in_window is not None
-    assert 35 <= result.throughput <= 55
+    assert 35 <= result.requests_per_second <= 55
 
 
 def test_a_stall_shows_in_the_open_model_but_the_closed_model_under_reports_it() -> None:

@@ -255,7 +255,7 @@ def test_a_closed_profile_grows_and_retires_connections() -> None:
     assert [stage.connections_peak for stage in result.stages] == [2, 8, 2]
     assert [stage.connections_mean for stage in result.stages] == [2.0, 8.0, 2.0]
     assert result.connections_mean == pytest.approx(4.0)
-    assert high.throughput > 3 * low.throughput
+    assert high.requests_per_second > 3 * low.requests_per_second
     # A stage counts the requests that finish in it: 1 s x connections / 20 ms at most, plus those
     # in flight as it began (2 at the start of the window, 8 when the stage before had 8).
     assert 70 <= low.ok <= 100 + 2 and 70 <= low_again.ok <= 100 + 8
@@ -277,7 +277,7 @@ def test_a_closed_ramp_follows_the_level_every_100_ms() -> None:
     assert ramp.connections_peak == 9
     assert ramp.connections_mean == pytest.approx(sum([1, 2, 3, 4, 5, 6, 6, 7, 8, 9]) / 10)
     assert flat.connections_peak == 10
-    assert flat.throughput > 1.5 * ramp.throughput
+    assert flat.requests_per_second > 1.5 * ramp.requests_per_second
     assert result.errors == ZERO_ERRORS
 
 
@@ -312,4 +312,4 @@ def test_split_processes_announce_each_mark_once_and_merge_stages() -> None:
     # 1 then 3 connections shared by 2 processes: 1 + 0, then 2 + 1.
     assert [stage.connections_peak for stage in closed.stages] == [1, 3]
     assert [stage.connections_mean for stage in closed.stages] == [1.0, 3.0]
-    assert closed.stages[1].throughput > 2 * closed.stages[0].throughput
+    assert closed.stages[1].requests_per_second > 2 * closed.stages[0].requests_per_second

@@ -20,7 +20,16 @@ from cells import TARGETS, cell, histogram_of, target
 from conftest import REPO
 
 from harness.analysis import workload_kind
-from harness.model import Environment, Measurement, Placement, RunManifest, Scenario, TargetRun
+from harness.model import (
+    MEASUREMENT_KEYS_RENAMED_IN_3,
+    BoundReason,
+    Environment,
+    Measurement,
+    Placement,
+    RunManifest,
+    Scenario,
+    TargetRun,
+)
 from harness.report import render_run, write_reports
 from harness.report.formats import DASH, TIMES
 from harness.results import RunWriter, load_run
@@ -124,7 +133,7 @@ def closed_measurements() -> list[Measurement]:
                     endpoint=endpoint,
                     concurrency=concurrency,
                     repeat=repeat,
-                    rps=scale * (1200.0 + 10 * repeat),
+                    requests_per_second=scale * (1200.0 + 10 * repeat),
                     histogram=histogram_of(latencies(52.0)),
                 ),
                 cell(
@@ -132,9 +141,11 @@ def closed_measurements() -> list[Measurement]:
                     endpoint=endpoint,
                     concurrency=concurrency,
                     repeat=repeat,
-                    rps=scale * (1500.0 + 10 * repeat),
+                    requests_per_second=scale * (1500.0 + 10 * repeat),
                     generator_bound=True,
-                    generator_bound_reason="the generator used 95% CPU (limit 80%)",
+                    bound_reasons=(
+                        BoundReason(by="generator", rule="cpu", measured=95.0, limit=80.0, processes=1),
+                    ),
                     histogram=histogram_of(latencies(45.0)),
                 ),
                 cell(
@@ -143,7 +154,7 @@ def closed_measurements() -> list[Measurement]:
                     concurrency=concurrency,
                     repeat=repeat,
                     # 2 sync workers on 50 ms: at most 40 requests/s; 60 is impossible.
-                    rps=60.0 + repeat,
+                    requests_per_second=60.0 + repeat,
                     histogram=histogram_of(latencies(800.0)),
                 ),
             ]
@@ -176,7 +187,7 @@ def test_closed_run_page_has_verdict_with_interval_medians_flags_and_spectrum(tm
     medians = section(html, "medians")
     assert medians.count("<tr>") == 1 + 2 * 3  # header + 2 levels x 3 stacks
     assert f"[1,200{DASH}1,220]" in medians  # fastapi-uvicorn at c64
-    assert "generator bound" in medians
+    assert "generator bound: the generator used 95% CPU (limit 80%)" in medians
     assert "above sync ceiling 40 req/s" in medians
 
     charts = section(html, "charts")
@@ -218,7 +229,7 @@ def open_measurements() -> list[Measurement]:
                     model="open",
                     rate=rate,
                     repeat=repeat,
-                    rps=rate - repeat,
+                    requests_per_second=rate - repeat,
                     p99_ms=60.0,
                     uncorrected_p99_ms=58.0,
                     histogram=histogram_of(latencies(55.0)),
@@ -229,7 +240,7 @@ def open_measurements() -> list[Measurement]:
                     model="open",
                     rate=rate,
                     repeat=repeat,
-                    rps=(40.0 if overloaded else rate) - repeat,
+                    requests_per_second=(40.0 if overloaded else rate) - repeat,
                     p99_ms=2500.0 if overloaded else 70.0,
                     uncorrected_p99_ms=60.0,
                     dropped=300 if overloaded else 0,
@@ -343,7 +354,8 @@ def test_a_schema_1_run_still_renders(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "results", CLOSED, closed_measurements()[:6])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["schema_version"] = 1
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    old_manifest = json.dumps(manifest).replace('"memory_mib"', '"memory_mb"')  # schema 3's rename undone
+    (run_dir / "manifest.json").write_text(old_manifest)
     schema_2_only = {
         "driver",
         "rate",
@@ -354,12 +366,13 @@ def test_a_schema_1_run_still_renders(tmp_path: Path) -> None:
         "latency_ms_uncorrected",
         "histogram_uncorrected",
         "upstream_bound",
-        "generator_bound_reason",
+        "bound_reasons",
         "slo_held",
         "slo_breach",
     }
     lines = [json.loads(line) for line in (run_dir / "measurements.jsonl").read_text().splitlines()]
-    old = [{k: v for k, v in line.items() if k not in schema_2_only} for line in lines]
+    old_names = {new: old for old, new in MEASUREMENT_KEYS_RENAMED_IN_3.items()}
+    old = [{old_names.get(k, k): v for k, v in line.items() if k not in schema_2_only} for line in lines]
     (run_dir / "measurements.jsonl").write_text("".join(json.dumps(line) + "\n" for line in old))
     html = render_run(run_dir)
     assert Page(html).ids == ["verdict", "charts", "medians", "cells", "stacks", "environment", "raw"]
@@ -476,10 +489,14 @@ def test_workloads_are_told_apart_by_path_and_summarised_wsgi_against_asgi(tmp_p
                     endpoint=endpoint,
                     concurrency=64,
                     repeat=repeat,
-                    rps=asgi + 20 * repeat,
+                    requests_per_second=asgi + 20 * repeat,
                 ),
                 cell(
-                    "flask-gunicorn", endpoint=endpoint, concurrency=64, repeat=repeat, rps=wsgi + 20 * repeat
+                    "flask-gunicorn",
+                    endpoint=endpoint,
+                    concurrency=64,
+                    repeat=repeat,
+                    requests_per_second=wsgi + 20 * repeat,
                 ),
             ]
     html = render_run(write_run(tmp_path, scenario, measurements))
@@ -495,8 +512,8 @@ def test_workloads_are_told_apart_by_path_and_summarised_wsgi_against_asgi(tmp_p
 
 def test_a_memory_trend_is_flagged_only_when_its_whole_interval_is_above_zero(tmp_path: Path) -> None:
     stored = closed_measurements()
-    growing = {"server_memory_slope_mb_per_min": 3.0, "server_memory_slope_ci": (1.0, 5.0)}
-    unsure = {"server_memory_slope_mb_per_min": 0.5, "server_memory_slope_ci": (-1.0, 2.0)}
+    growing = {"server_memory_slope_mib_per_min": 3.0, "server_memory_slope_ci": (1.0, 5.0)}
+    unsure = {"server_memory_slope_mib_per_min": 0.5, "server_memory_slope_ci": (-1.0, 2.0)}
     changed = [stored[0].model_copy(update=growing), stored[1].model_copy(update=unsure), *stored[2:]]
     cells = section(render_run(write_run(tmp_path / "results", CLOSED, changed)), "cells")
     assert cells.count("memory growing") == 1

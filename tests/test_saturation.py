@@ -5,7 +5,7 @@ import math
 from cells import TARGETS, cell
 
 from harness.analysis import measurements_frame, summarise
-from harness.model import Measurement
+from harness.model import BoundReason, Measurement
 from harness.saturation import saturation_summary, sustainable_throughput
 
 
@@ -39,13 +39,13 @@ def test_sustainable_throughput_is_the_highest_rate_that_held() -> None:
     rows = {(r.target, r.repeat): r for r in per_repeat.itertuples()}
     assert set(rows) == {("fastapi-uvicorn", 0), ("fastapi-uvicorn", 1), ("flask-gunicorn", 0)}
     first = rows[("fastapi-uvicorn", 0)]
-    assert first.sustainable_rps == 300.0
+    assert first.sustainable_requests_per_second == 300.0
     assert first.steps == 7
     assert first.broke and first.breach == "p99 > 100 ms at 350"  # the lowest rate above that broke
     assert first.latency_ms_p99 == 30.0
-    assert first.bound_reason is None
-    assert rows[("fastapi-uvicorn", 1)].sustainable_rps == 200.0
-    assert math.isnan(rows[("flask-gunicorn", 0)].sustainable_rps)  # nothing held
+    assert not first.bound and first.bound_reasons == ()
+    assert rows[("fastapi-uvicorn", 1)].sustainable_requests_per_second == 200.0
+    assert math.isnan(rows[("flask-gunicorn", 0)].sustainable_requests_per_second)  # nothing held
     # Saturation cells are not load levels of their own.
     assert summarise(measurements_frame(measurements, TARGETS)).empty
 
@@ -63,15 +63,18 @@ def test_saturation_summary_takes_the_median_across_repeats_counting_none_held_a
     summary = saturation_summary(measurements_frame(measurements, TARGETS)).set_index("target")
     fast = summary.loc["fastapi-uvicorn"]
     assert fast["n"] == 3
-    assert fast["sustainable_rps_values"] == (300.0, 200.0, 350.0)
-    assert fast["sustainable_rps_median"] == 300.0
-    assert fast["sustainable_rps_ci_low"] == 200.0 and fast["sustainable_rps_ci_high"] == 350.0
-    assert fast["sustainable_rps_cv"] > 0
+    assert fast["sustainable_requests_per_second_values"] == (300.0, 200.0, 350.0)
+    assert fast["sustainable_requests_per_second_median"] == 300.0
+    assert (
+        fast["sustainable_requests_per_second_ci_low"] == 200.0
+        and fast["sustainable_requests_per_second_ci_high"] == 350.0
+    )
+    assert fast["sustainable_requests_per_second_cv"] > 0
     assert fast["none_held"] == 0 and fast["never_broke"] == 0
     assert fast["interface"] == "asgi"
     slow = summary.loc["flask-gunicorn"]
-    assert slow["sustainable_rps_values"] == (25.0, 0.0, 37.5)
-    assert slow["sustainable_rps_median"] == 25.0
+    assert slow["sustainable_requests_per_second_values"] == (25.0, 0.0, 37.5)
+    assert slow["sustainable_requests_per_second_median"] == 25.0
     assert slow["none_held"] == 1
     assert slow["failed"] == 1
     assert slow["n"] == 3
@@ -87,7 +90,7 @@ def test_a_search_decided_by_a_generator_bound_cell_is_marked_and_one_that_never
             slo_held=False,
             slo_breach="achieved 150 req/s < 95% of 200 req/s",
             generator_bound=True,
-            generator_bound_reason="the generator used 97% CPU (limit 80%)",
+            bound_reasons=(BoundReason(by="generator", rule="cpu", measured=97.0, limit=80.0, processes=1),),
         ),
         cell("quart-hypercorn", model="saturation", rate=100.0, slo_held=True),
         cell("quart-hypercorn", model="saturation", rate=200.0, slo_held=True, upstream_bound=True),
@@ -95,8 +98,9 @@ def test_a_search_decided_by_a_generator_bound_cell_is_marked_and_one_that_never
     ]
     summary = saturation_summary(measurements_frame(measurements, TARGETS)).set_index("target")
     assert bool(summary.loc["fastapi-uvicorn", "bound"])
-    assert "97% CPU" in summary.loc["fastapi-uvicorn", "bound_reason"]
+    (generator,) = summary.loc["fastapi-uvicorn", "bound_reasons"]
+    assert (generator.by, generator.rule, generator.measured) == ("generator", "cpu", 97.0)
     assert bool(summary.loc["quart-hypercorn", "bound"])
-    assert summary.loc["quart-hypercorn", "bound_reason"].startswith("upstream bound")
+    assert [r.by for r in summary.loc["quart-hypercorn", "bound_reasons"]] == ["upstream"]
     assert not summary.loc["flask-gunicorn", "bound"]
     assert summary.loc["flask-gunicorn", "never_broke"] == 1

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, STACKS, stray_processes
 
-from harness.analysis import blocking_request_slots, sync_ceiling_rps
+from harness.analysis import blocking_request_slots, sync_ceiling_requests_per_second
 from harness.model import Measurement, TargetRun, load_scenario
 from harness.results import load_run
 
@@ -130,17 +130,27 @@ def sync_stacks_sit_at_their_ceiling(
     checked = set()
     for m in measurements:
         run = targets[m.target]
-        ceiling, slots = sync_ceiling_rps(run, m.endpoint), blocking_request_slots(run)
+        ceiling, slots = sync_ceiling_requests_per_second(run, m.endpoint), blocking_request_slots(run)
         if ceiling is None or slots is None or not m.concurrency or m.concurrency <= slots:
             continue
         checked.add(m.target)
-        assert m.rps <= 1.1 * ceiling, (m.target, m.concurrency, m.rps, ceiling)
+        assert m.requests_per_second <= 1.1 * ceiling, (
+            m.target,
+            m.concurrency,
+            m.requests_per_second,
+            ceiling,
+        )
         if m.target in three_sync_workers:
             # At the ceiling: the window is short, so a batch of answers more or less.
-            assert m.rps >= 0.6 * ceiling, (m.target, m.concurrency, m.rps, ceiling)
+            assert m.requests_per_second >= 0.6 * ceiling, (
+                m.target,
+                m.concurrency,
+                m.requests_per_second,
+                ceiling,
+            )
     assert three_sync_workers <= checked
-    sync = sync_ceiling_rps(targets["flask-gunicorn"], measurements[0].endpoint)
+    sync = sync_ceiling_requests_per_second(targets["flask-gunicorn"], measurements[0].endpoint)
     assert sync is not None
     for m in measurements:
         if targets[m.target].config.interface == "asgi" and m.concurrency == 64:
-            assert m.rps > 4 * sync, (m.target, m.rps, sync)
+            assert m.requests_per_second > 4 * sync, (m.target, m.requests_per_second, sync)

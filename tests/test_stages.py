@@ -169,11 +169,11 @@ def test_a_closed_staged_run_stores_every_phase_and_the_report_draws_them(tmp_pa
         assert len({m.timeseries for m in phases}) == 1
         samples = (run_dir / str(phases[0].timeseries)).read_text().splitlines()
         assert float(samples[-1].split(",")[0]) >= 5.5
-    sync = [by[("flask-gunicorn", index)].rps for index in range(5)]
-    asgi = [by[("fastapi-uvicorn", index)].rps for index in range(5)]
+    sync = [by[("flask-gunicorn", index)].requests_per_second for index in range(5)]
+    asgi = [by[("fastapi-uvicorn", index)].requests_per_second for index in range(5)]
     # 3 sync workers / 50 ms: 60 requests/s whatever the connections; an event loop follows them
     # (Little's law: connections / 50 ms, so 8 -> ~160, 16 -> ~320, 48 -> ~960 requests/s).
-    assert all(45 <= rps <= 66 for rps in sync), sync
+    assert all(45 <= requests_per_second <= 66 for requests_per_second in sync), sync
     assert asgi[1] > 1.6 * asgi[0] and asgi[3] > 2.2 * asgi[2], asgi
     assert asgi[4] < 0.6 * asgi[3]
     html = (reports / run_dir.name / "index.html").read_text()

@@ -6,7 +6,8 @@ import pytest
 from cells import TARGETS, cell
 
 from harness.analysis import measurements_frame, summarise
-from harness.model import Errors, Measurement
+from harness.model import BoundReason, Errors, Measurement
+from harness.report.formats import format_flag
 from harness.saturation import saturation_summary
 from harness.verdict import Flag, Verdict, verdict
 
@@ -20,21 +21,26 @@ def test_verdict_compares_best_asgi_with_best_wsgi_at_the_highest_concurrency() 
     measurements = []
     for repeat, jitter in enumerate((0.0, 10.0, 20.0)):
         measurements += [
-            cell("fastapi-uvicorn", concurrency=8, repeat=repeat, rps=5000.0 + jitter),  # low level ignored
-            cell("fastapi-uvicorn", concurrency=128, repeat=repeat, rps=1200.0 + jitter),
-            cell("quart-hypercorn", concurrency=128, repeat=repeat, rps=900.0 + jitter),
-            cell("flask-gunicorn", concurrency=128, repeat=repeat, rps=240.0 + jitter),
-            cell("django-gunicorn", concurrency=128, repeat=repeat, rps=200.0 + jitter),
+            cell(
+                "fastapi-uvicorn", concurrency=8, repeat=repeat, requests_per_second=5000.0 + jitter
+            ),  # low level ignored
+            cell("fastapi-uvicorn", concurrency=128, repeat=repeat, requests_per_second=1200.0 + jitter),
+            cell("quart-hypercorn", concurrency=128, repeat=repeat, requests_per_second=900.0 + jitter),
+            cell("flask-gunicorn", concurrency=128, repeat=repeat, requests_per_second=240.0 + jitter),
+            cell("django-gunicorn", concurrency=128, repeat=repeat, requests_per_second=200.0 + jitter),
         ]
     (result,) = judge(measurements)
     assert result.endpoint == "/io"
     assert result.model == "closed"
     assert result.level == 128
     assert result.best is not None and result.best.target == "fastapi-uvicorn"
-    assert result.best.rps_median == pytest.approx(1210.0)
+    assert result.best.requests_per_second_median == pytest.approx(1210.0)
     assert result.best.n == 3
-    assert result.best.rps_interval is not None
-    assert result.best.rps_interval.low == 1200.0 and result.best.rps_interval.high == 1220.0
+    assert result.best.requests_per_second_interval is not None
+    assert (
+        result.best.requests_per_second_interval.low == 1200.0
+        and result.best.requests_per_second_interval.high == 1220.0
+    )
     assert result.best_asgi is not None and result.best_asgi.target == "fastapi-uvicorn"
     assert result.best_wsgi is not None and result.best_wsgi.target == "flask-gunicorn"
     assert result.runner_up is not None and result.runner_up.target == "quart-hypercorn"
@@ -52,12 +58,12 @@ def test_verdict_compares_best_asgi_with_best_wsgi_at_the_highest_concurrency() 
 
 def test_close_stacks_are_not_significant_and_say_so() -> None:
     measurements = [
-        cell("fastapi-uvicorn", repeat=0, rps=1000.0),
-        cell("fastapi-uvicorn", repeat=1, rps=1100.0),
-        cell("fastapi-uvicorn", repeat=2, rps=1050.0),
-        cell("quart-hypercorn", repeat=0, rps=950.0, mean_ms=10.0),
-        cell("quart-hypercorn", repeat=1, rps=1070.0, mean_ms=10.0),
-        cell("quart-hypercorn", repeat=2, rps=1020.0, mean_ms=10.0),
+        cell("fastapi-uvicorn", repeat=0, requests_per_second=1000.0),
+        cell("fastapi-uvicorn", repeat=1, requests_per_second=1100.0),
+        cell("fastapi-uvicorn", repeat=2, requests_per_second=1050.0),
+        cell("quart-hypercorn", repeat=0, requests_per_second=950.0, mean_ms=10.0),
+        cell("quart-hypercorn", repeat=1, requests_per_second=1070.0, mean_ms=10.0),
+        cell("quart-hypercorn", repeat=2, requests_per_second=1020.0, mean_ms=10.0),
     ]
     (result,) = judge(measurements)
     assert result.best is not None and result.best.target == "fastapi-uvicorn"
@@ -70,6 +76,10 @@ def test_close_stacks_are_not_significant_and_say_so() -> None:
     )
 
 
+GENERATOR_CPU = BoundReason(by="generator", rule="cpu", measured=95.0, limit=80.0, processes=1)
+UPSTREAM_CPU = BoundReason(by="upstream", rule="cpu", measured=95.0, limit=80.0)
+
+
 def test_generator_bound_and_upstream_bound_stacks_are_left_out_of_the_ranking() -> None:
     measurements = []
     for repeat in range(3):
@@ -77,13 +87,13 @@ def test_generator_bound_and_upstream_bound_stacks_are_left_out_of_the_ranking()
             cell(
                 "fastapi-uvicorn",
                 repeat=repeat,
-                rps=9000.0 + repeat,
+                requests_per_second=9000.0 + repeat,
                 generator_bound=repeat == 1,
-                generator_bound_reason="the generator used 95% CPU (limit 80%)" if repeat == 1 else None,
+                bound_reasons=(GENERATOR_CPU,) if repeat == 1 else (),
             ),
-            cell("quart-hypercorn", repeat=repeat, rps=8000.0 + repeat, upstream_bound=True),
-            cell("django-gunicorn", repeat=repeat, rps=1000.0 + repeat),
-            cell("flask-gunicorn", repeat=repeat, rps=300.0 + repeat),
+            cell("quart-hypercorn", repeat=repeat, requests_per_second=8000.0 + repeat, upstream_bound=True),
+            cell("django-gunicorn", repeat=repeat, requests_per_second=1000.0 + repeat),
+            cell("flask-gunicorn", repeat=repeat, requests_per_second=300.0 + repeat),
         ]
     (result,) = judge(measurements)
     assert result.excluded == ("fastapi-uvicorn", "quart-hypercorn")
@@ -91,20 +101,22 @@ def test_generator_bound_and_upstream_bound_stacks_are_left_out_of_the_ranking()
     assert result.best_asgi is None
     assert result.asgi_over_wsgi is None
     assert result.runner_up is not None and result.runner_up.target == "flask-gunicorn"
-    assert (
-        Flag("generator_bound", "fastapi-uvicorn", 9001.0, detail="the generator used 95% CPU (limit 80%)")
-        in result.flags
-    )
-    assert (
-        Flag("upstream_bound", "quart-hypercorn", 8001.0, detail="the upstream used 95% CPU") in result.flags
-    )
+    assert Flag("generator_bound", "fastapi-uvicorn", 9001.0, reasons=(GENERATOR_CPU,)) in result.flags
+    assert Flag("upstream_bound", "quart-hypercorn", 8001.0, reasons=(UPSTREAM_CPU,)) in result.flags
+    texts = [format_flag(f) for f in result.flags if f.kind.endswith("_bound")]
+    assert any("the generator used 95% CPU (limit 80%)" in text for text in texts), texts
+    assert any("the upstream used 95% CPU (limit 80%)" in text for text in texts), texts
 
 
 def test_verdict_flags_single_runs_errors_dropped_ceiling_and_failed_cells() -> None:
     measurements = [
-        cell("fastapi-uvicorn", endpoint="/io/sleep?ms=50", rps=1000.0, errors=Errors(status=7)),
-        cell("flask-gunicorn", endpoint="/io/sleep?ms=50", rps=300.0),  # 2 sync workers: 40 req/s at most
-        cell("django-gunicorn", endpoint="/io/sleep?ms=50", rps=100.0, failed=True),
+        cell(
+            "fastapi-uvicorn", endpoint="/io/sleep?ms=50", requests_per_second=1000.0, errors=Errors(status=7)
+        ),
+        cell(
+            "flask-gunicorn", endpoint="/io/sleep?ms=50", requests_per_second=300.0
+        ),  # 2 sync workers: 40 req/s at most
+        cell("django-gunicorn", endpoint="/io/sleep?ms=50", requests_per_second=100.0, failed=True),
     ]
     (result,) = judge(measurements)
     assert result.asgi_over_wsgi is not None
@@ -124,10 +136,19 @@ def test_open_model_verdict_is_at_the_highest_rate_and_counts_dropped_requests()
     measurements = []
     for repeat in range(3):
         measurements += [
-            cell("fastapi-uvicorn", model="open", rate=100.0, repeat=repeat, rps=99.0),
-            cell("flask-gunicorn", model="open", rate=100.0, repeat=repeat, rps=59.0),
-            cell("fastapi-uvicorn", model="open", rate=800.0, repeat=repeat, rps=790.0 + repeat),
-            cell("flask-gunicorn", model="open", rate=800.0, repeat=repeat, rps=60.0 + repeat, dropped=100),
+            cell("fastapi-uvicorn", model="open", rate=100.0, repeat=repeat, requests_per_second=99.0),
+            cell("flask-gunicorn", model="open", rate=100.0, repeat=repeat, requests_per_second=59.0),
+            cell(
+                "fastapi-uvicorn", model="open", rate=800.0, repeat=repeat, requests_per_second=790.0 + repeat
+            ),
+            cell(
+                "flask-gunicorn",
+                model="open",
+                rate=800.0,
+                repeat=repeat,
+                requests_per_second=60.0 + repeat,
+                dropped=100,
+            ),
         ]
     (result,) = judge(measurements)
     assert result.model == "open"
@@ -155,9 +176,9 @@ def test_saturation_verdict_ranks_sustainable_throughput_and_skips_generator_bou
     assert result.level is None
     assert result.excluded == ("quart-hypercorn",)
     assert result.best is not None and result.best.target == "fastapi-uvicorn"
-    assert result.best.rps_values == (800.0, 850.0, 900.0)
-    assert result.best.rps_median == 850.0
-    assert result.best_wsgi is not None and result.best_wsgi.rps_median == 55.0
+    assert result.best.requests_per_second_values == (800.0, 850.0, 900.0)
+    assert result.best.requests_per_second_median == 850.0
+    assert result.best_wsgi is not None and result.best_wsgi.requests_per_second_median == 55.0
     assert result.asgi_over_wsgi is not None and result.asgi_over_wsgi.significant
     assert result.asgi_over_wsgi.ratio == pytest.approx(850.0 / 55.0)
     assert [f.kind for f in result.flags] == ["generator_bound"]
@@ -165,8 +186,8 @@ def test_saturation_verdict_ranks_sustainable_throughput_and_skips_generator_bou
 
 def test_verdict_falls_back_to_the_highest_level_with_a_measurement() -> None:
     measurements = [
-        cell("fastapi-uvicorn", concurrency=32, rps=800.0),
-        cell("flask-gunicorn", concurrency=32, rps=200.0),
+        cell("fastapi-uvicorn", concurrency=32, requests_per_second=800.0),
+        cell("flask-gunicorn", concurrency=32, requests_per_second=200.0),
         cell("fastapi-uvicorn", concurrency=128, failed=True),
         cell("flask-gunicorn", concurrency=128, failed=True),
     ]

@@ -302,7 +302,10 @@ def test_native_and_wrk_agree_on_throughput() -> None:
     with ControlledServer(delay_s=0.01) as server:
         native = run_closed(load(server.port, "/ok", concurrency=4, duration_s=2.0))
         wrk = run_wrk(load(server.port, "/ok", concurrency=4, duration_s=2.0))
-    native_rps = native.ok / native.duration_s
-    wrk_rps = wrk.ok / wrk.duration_s
-    assert 300 < native_rps < 400
-    assert abs(wrk_rps - native_rps) <= 0.2 * native_rps, (native_rps, wrk_rps)
+    native_requests_per_second = native.ok / native.duration_s
+    wrk_requests_per_second = wrk.ok / wrk.duration_s
+    assert 300 < native_requests_per_second < 400
+    assert abs(wrk_requests_per_second - native_requests_per_second) <= 0.2 * native_requests_per_second, (
+        native_requests_per_second,
+        wrk_requests_per_second,
+    )

@@ -31,7 +31,7 @@ def cell_line(cell: Cell, m: Measurement) -> str:
     errors = m.errors.total
     return (
         f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} "
-        f"{m.rps:10.1f} req/s  p99 {p99}  errors {errors}"
+        f"{m.requests_per_second:10.1f} req/s  p99 {p99}  errors {errors}"
         + (f"  dropped {m.dropped}" if m.dropped else "")
         + ("  [yellow]generator-bound[/]" if m.generator_bound else "")
         + ("  [yellow]upstream-bound[/]" if m.upstream_bound else "")

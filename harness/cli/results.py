@@ -162,7 +162,17 @@ def compare_table(comparison: RunComparison) -> Table:
         colour = colours.get(change.status, "default")
         status = f"[{colour}]{row['status']}[/]" + (f" ({row['worse']})" if row["worse"] else "")
         table.add_row(
-            *(escape(str(row[k])) for k in ("target", "endpoint", "level", "rps_a", "rps_b", "rps_change")),
+            *(
+                escape(str(row[k]))
+                for k in (
+                    "target",
+                    "endpoint",
+                    "level",
+                    "requests_per_second_a",
+                    "requests_per_second_b",
+                    "requests_per_second_change",
+                )
+            ),
             *(escape(str(row[k])) for k in ("p99_a", "p99_b", "p99_change")),
             status,
         )
@@ -194,7 +204,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             + "; ".join(f"{c.target} {c.endpoint} {c.level_label}" for c in regressions)
         )
         return EXIT_FAILURES
-    if all(c.rps is None or c.rps.interval is None for c in comparison.changes):
+    if all(
+        c.requests_per_second is None or c.requests_per_second.interval is None for c in comparison.changes
+    ):
         console.print("[yellow]warning[/]: no cell has 2 repeats on both sides, so no change can be called")
     return EXIT_OK
 

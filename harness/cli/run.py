@@ -149,7 +149,7 @@ def _targets_for(
         scenario = with_endpoint(scenario, endpoint, config.name, origin=f"--url {args.url!r}")
         return scenario, {config.name: config}, external
     targets = select_targets(Path(args.targets_dir), args.targets, scenario.targets)
-    for key in ("workers", "cpus", "memory_mb"):
+    for key in ("workers", "cpus", "memory_mib"):
         extra = [name for name in getattr(scenario, key) if name not in targets]
         if extra:
             raise ConfigError(

@@ -46,16 +46,16 @@ class Limits:
     """A target's resource budget; None means unlimited.
 
     ``cpus`` is a CPU-time quota in cores (0.5: half of one core's time, per 100 ms
-    period), ``memory_mb`` a memory limit in MiB with no swap beyond it. Which CPUs the
+    period), ``memory_mib`` a memory limit in MiB with no swap beyond it. Which CPUs the
     target may run on is given separately, as the launchers' ``cpus``.
     """
 
     cpus: float | None = None
-    memory_mb: int | None = None
+    memory_mib: int | None = None
 
     @property
     def memory_bytes(self) -> int | None:
-        return None if self.memory_mb is None else self.memory_mb * MIB
+        return None if self.memory_mib is None else self.memory_mib * MIB
 
 
 class ManagedCgroup(Cgroup):

@@ -67,7 +67,7 @@ class LoadResult:
         return 100.0 * self.generator_cpu_s / self.duration_s if self.duration_s else 0.0
 
     @property
-    def throughput(self) -> float:
+    def requests_per_second(self) -> float:
         """Successful responses per second inside the window (open model: by arrival time)."""
         if not self.duration_s:
             return 0.0

@@ -45,7 +45,11 @@ from harness.model.files import (
     suggest,
 )
 from harness.model.records import (
+    MANIFEST_KEYS_RENAMED_IN_3,
+    MEASUREMENT_KEYS_RENAMED_IN_3,
     SCHEMA_VERSION,
+    TIMESERIES_COLUMNS_RENAMED_IN_3,
+    BoundReason,
     DatabaseRun,
     Environment,
     Errors,
@@ -55,21 +59,27 @@ from harness.model.records import (
     RunFailure,
     RunManifest,
     TargetRun,
+    upgrade_manifest,
+    upgrade_measurement,
 )
 from harness.model.scenario import RequestSpec, Scenario, _is_folder_name, _is_path
 from harness.model.stages import Phase, Stage, StageKind, phases
 
 __all__ = [
+    "MANIFEST_KEYS_RENAMED_IN_3",
     "MAX_CONCURRENCY",
     "MAX_DURATION_S",
     "MAX_RATE",
     "MAX_REPEATS",
+    "MEASUREMENT_KEYS_RENAMED_IN_3",
     "QUICK_BISECT_STEPS",
     "QUICK_FACTOR",
     "QUICK_MAX_WINDOW_S",
     "QUICK_MIN_WARMUP_S",
     "QUICK_MIN_WINDOW_S",
     "SCHEMA_VERSION",
+    "TIMESERIES_COLUMNS_RENAMED_IN_3",
+    "BoundReason",
     "Cell",
     "ConfigError",
     "DatabaseRun",
@@ -103,4 +113,6 @@ __all__ = [
     "load_target",
     "phases",
     "suggest",
+    "upgrade_manifest",
+    "upgrade_measurement",
 ]

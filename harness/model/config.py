@@ -70,7 +70,7 @@ class TargetConfig(_Frozen):
     matters for a fair comparison, so it lands in the results. A user's own
     app sets ``verify_contract = false``: it is then only required to answer
     ``ready_path`` with 200, and is not checked against ``targets/CONTRACT.md``.
-    ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) are the default limits
+    ``cpus`` (cores of CPU time) and ``memory_mib`` (MiB) are the default limits
     the launchers give the target; a scenario may override them.
     """
 
@@ -92,7 +92,7 @@ class TargetConfig(_Frozen):
     ready_path: str = "/health"
     verify_contract: bool = True
     cpus: float = Field(default=1.0, gt=0, le=1024, allow_inf_nan=False)
-    memory_mb: int = Field(default=1024, ge=32, le=1_048_576)
+    memory_mib: int = Field(default=1024, ge=32, le=1_048_576)
 
     @field_validator("command")
     @classmethod

@@ -18,18 +18,48 @@ Results format changelog (``SCHEMA_VERSION``):
   and image; :class:`Environment` ``cgroup_version``, ``limits_note`` and
   ``docker_engine``. Version 1 files
   still load (the new fields take their defaults).
+- 3: one name per quantity, and units in names. :class:`Measurement`'s ``rps`` becomes
+  ``requests_per_second``; fields that held MiB under an ``_mb`` name are named ``_mib``
+  (``server_rss_mib_peak``, ``server_pss_mib_peak``, ``server_cgroup_memory_mib_peak``,
+  ``server_memory_slope_mib_per_min``; ``memory_mib`` in :class:`TargetRun`, in a target's
+  config and in a scenario's per-stack limits); the time series' columns likewise
+  (``server_rss_mib``, ``server_pss_mib``, ``cgroup_memory_mib``). ``generator_bound_reason``
+  (words) becomes ``bound_reasons``, a tuple of :class:`BoundReason` records. Files of
+  versions 1 and 2 still load: :func:`upgrade_measurement` and :func:`upgrade_manifest`
+  rename their keys (the store applies them; nothing is rewritten on disk).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from pydantic import Field
 
 from harness.model.config import DriverName, LoadModel, TargetConfig, _Frozen, _Setting
 from harness.model.scenario import Scenario
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+MEASUREMENT_KEYS_RENAMED_IN_3 = {
+    "rps": "requests_per_second",
+    "server_rss_mb_peak": "server_rss_mib_peak",
+    "server_pss_mb_peak": "server_pss_mib_peak",
+    "server_cgroup_memory_mb_peak": "server_cgroup_memory_mib_peak",
+    "server_memory_slope_mb_per_min": "server_memory_slope_mib_per_min",
+}
+"""Keys of a stored :class:`Measurement` renamed in schema 3: old name -> new name."""
+
+MANIFEST_KEYS_RENAMED_IN_3 = {"memory_mb": "memory_mib"}
+"""Keys renamed in schema 3 wherever they occur in a stored :class:`RunManifest`
+(a target's config, its :class:`TargetRun`, the scenario's per-stack limits)."""
+
+TIMESERIES_COLUMNS_RENAMED_IN_3 = {
+    "server_rss_mb": "server_rss_mib",
+    "server_pss_mb": "server_pss_mib",
+    "cgroup_memory_mb": "cgroup_memory_mib",
+}
+"""Columns of a stored time series (CSV) renamed in schema 3: old name -> new name."""
 
 
 class LatencyMs(_Frozen):
@@ -60,11 +90,37 @@ class Errors(_Frozen):
         return self.status + self.connect + self.read + self.timeout
 
 
+class BoundReason(_Frozen):
+    """Why a cell's figures may be the harness's rather than the stack's: one rule that tripped.
+
+    Built once, where the cell is measured (:mod:`harness.run.flags`); put into words
+    only by the report (:func:`harness.report.formats.format_bound_reason`).
+
+    ``by``: what may have set the limit, ``generator`` (the load generator) or
+    ``upstream`` (the service the stacks call). ``rule``:
+
+    - ``cpu``: ``measured`` percent of one core used, above ``limit`` percent (the
+      generator: 80% per driver process, summed over its ``processes``; the upstream: 80%);
+    - ``behind`` (open model): the generator sent ``measured`` requests/s, below ``limit``
+      requests/s (95% of the ``scheduled`` requests/s) while it could still open connections;
+    - ``stored``: a result written before schema 3 whose words (``detail``) were not
+      recognised; ``measured`` and ``limit`` are then 0.
+    """
+
+    by: Literal["generator", "upstream"]
+    rule: Literal["cpu", "behind", "stored"]
+    measured: float
+    limit: float
+    scheduled: float | None = None
+    processes: int | None = None
+    detail: str | None = None
+
+
 class Measurement(_Frozen):
     """One measured cell: a line of ``measurements.jsonl``.
 
     ``requests`` counts every request finished inside the measured window
-    (successes and errors), ``rps`` is successful responses per second over
+    (successes and errors), ``requests_per_second`` is successful responses per second over
     ``duration_s`` (throughput; in the open model, responses that arrived in the
     window, while ``requests`` and latency cover the requests *scheduled* in
     it). CPU percentages are of one core (200 = two cores busy).
@@ -84,10 +140,10 @@ class Measurement(_Frozen):
     requests/s actually sent. ``connections_peak`` is the most connections
     open at once.
 
-    Flags: ``generator_bound`` (reason in ``generator_bound_reason``) when the
-    generator used more than 80% of its CPUs or sent less than 95% of the
-    requests scheduled while connections were still allowed; ``upstream_bound`` when
-    the upstream service used more than 80% of a core. Saturation cells say
+    Flags: ``generator_bound`` when the generator used more than 80% of its CPUs
+    or sent less than 95% of the requests scheduled while connections were still
+    allowed; ``upstream_bound`` when the upstream service used more than 80% of a
+    core; ``bound_reasons`` holds one :class:`BoundReason` per rule that tripped. Saturation cells say
     whether they met the scenario's SLO (``slo_held``) and, if not, why
     (``slo_breach``). ``db_queries`` is the database's own count of the
     endpoint's queries run inside the window (``pg_stat_statements``), for
@@ -95,13 +151,13 @@ class Measurement(_Frozen):
 
     Limits: where the target ran in a control group of its own (local launcher
     with cgroups, or a container), ``server_cgroup_cpu_percent`` and
-    ``server_cgroup_memory_mb_peak`` are the group's own CPU time and memory
+    ``server_cgroup_memory_mib_peak`` are the group's own CPU time and memory
     peak in the window (memory includes page cache, so it exceeds RSS),
     ``server_oom_kills`` counts processes killed for exceeding the memory
     limit, and ``server_throttled_s`` the seconds it waited on its CPU quota.
 
     Over time: ``timeseries`` is the path (relative to the run directory) of the
-    cell's server samples (:mod:`harness.timeseries`); ``server_memory_slope_mb_per_min``
+    cell's server samples (:mod:`harness.timeseries`); ``server_memory_slope_mib_per_min``
     is the memory trend over the window in MiB per minute (PSS, else RSS; Theil-Sen)
     with its 95% interval ``server_memory_slope_ci``, None for windows too short.
 
@@ -123,12 +179,12 @@ class Measurement(_Frozen):
     duration_s: float
     requests: int
     errors: Errors
-    rps: float
+    requests_per_second: float
     latency_ms: LatencyMs | None
     connections_opened: int
     server_cpu_percent: float | None
-    server_rss_mb_peak: float | None
-    server_pss_mb_peak: float | None
+    server_rss_mib_peak: float | None
+    server_pss_mib_peak: float | None
     server_processes: int | None
     generator_cpu_percent: float
     upstream_cpu_percent: float | None
@@ -146,16 +202,16 @@ class Measurement(_Frozen):
     latency_ms_uncorrected: LatencyMs | None = None
     histogram_uncorrected: str | None = None
     upstream_bound: bool = False
-    generator_bound_reason: str | None = None
+    bound_reasons: tuple[BoundReason, ...] = ()
     slo_held: bool | None = None
     slo_breach: str | None = None
     db_queries: int | None = None
     server_cgroup_cpu_percent: float | None = None
-    server_cgroup_memory_mb_peak: float | None = None
+    server_cgroup_memory_mib_peak: float | None = None
     server_oom_kills: int | None = None
     server_throttled_s: float | None = None
     timeseries: str | None = None
-    server_memory_slope_mb_per_min: float | None = None
+    server_memory_slope_mib_per_min: float | None = None
     server_memory_slope_ci: tuple[float, float] | None = None
     stage: int | None = None
     stage_kind: str | None = None
@@ -189,7 +245,7 @@ class Environment(_Frozen):
 class TargetRun(_Frozen):
     """A target's configuration as it ran: its file plus resolved workers and limits.
 
-    ``cpus`` and ``memory_mb`` are the limits asked for; ``limits_applied`` says
+    ``cpus`` and ``memory_mib`` are the limits asked for; ``limits_applied`` says
     how they were enforced (a control group, or only CPU pinning, and why).
     Docker runs record the ``image`` and how long it took to build (s).
     """
@@ -197,7 +253,7 @@ class TargetRun(_Frozen):
     config: TargetConfig
     workers: int
     cpus: float | None = None
-    memory_mb: int | None = None
+    memory_mib: int | None = None
     limits_applied: str | None = None
     image: str | None = None
     image_build_s: float | None = None
@@ -237,3 +293,74 @@ class RunManifest(_Frozen):
     environment: Environment
     cell_order: tuple[str, ...]
     failures: tuple[RunFailure, ...] = ()
+
+
+_LEGACY_CPU = re.compile(r"the generator used (?P<measured>[\d.]+)% CPU \(limit (?P<limit>[\d.]+)%\)")
+_LEGACY_BEHIND = re.compile(
+    r"it sent (?P<measured>[\d.]+) req/s, \d+% behind the (?P<scheduled>[\d.]+) req/s scheduled"
+)
+_LEGACY_BEHIND_RATIO = 0.95  # the rule's ratio when schema 2 was written
+
+
+def _legacy_bound_reasons(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The :class:`BoundReason` records (as dicts) that a schema 1-2 measurement's flags stand for."""
+    reasons: list[dict[str, Any]] = []
+    words = data.get("generator_bound_reason")
+    if data.get("generator_bound") and isinstance(words, str):
+        for part in words.split("; "):
+            if cpu := _LEGACY_CPU.fullmatch(part):
+                measured, limit = float(cpu["measured"]), float(cpu["limit"])
+                reasons.append({"by": "generator", "rule": "cpu", "measured": measured, "limit": limit})
+            elif behind := _LEGACY_BEHIND.match(part):
+                scheduled = float(behind["scheduled"])
+                reasons.append(
+                    {
+                        "by": "generator",
+                        "rule": "behind",
+                        "measured": float(behind["measured"]),
+                        "limit": round(_LEGACY_BEHIND_RATIO * scheduled, 3),
+                        "scheduled": scheduled,
+                    }
+                )
+            else:
+                stored = {"by": "generator", "rule": "stored", "measured": 0.0, "limit": 0.0, "detail": part}
+                reasons.append(stored)
+    elif data.get("generator_bound"):
+        reasons.append({"by": "generator", "rule": "stored", "measured": 0.0, "limit": 0.0})
+    if data.get("upstream_bound"):
+        cpu_percent = data.get("upstream_cpu_percent")
+        reasons.append(
+            {
+                "by": "upstream",
+                "rule": "cpu",
+                "measured": float(cpu_percent) if isinstance(cpu_percent, int | float) else 0.0,
+                "limit": 80.0,
+            }
+        )
+    return reasons
+
+
+def upgrade_measurement(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A stored measurement (a line of ``measurements.jsonl``, parsed) of schema ``version``, in
+    the current schema's keys: schema 1-2 keys renamed (:data:`MEASUREMENT_KEYS_RENAMED_IN_3`) and
+    ``generator_bound_reason``'s words read into ``bound_reasons``. A new dict; the input is kept.
+    """
+    if version >= 3:
+        return data
+    upgraded = {MEASUREMENT_KEYS_RENAMED_IN_3.get(key, key): value for key, value in data.items()}
+    upgraded.pop("generator_bound_reason", None)
+    upgraded["bound_reasons"] = _legacy_bound_reasons(data)
+    return upgraded
+
+
+def upgrade_manifest(data: object, version: int) -> object:
+    """A stored manifest (parsed JSON) of schema ``version`` in the current schema's keys: keys of
+    :data:`MANIFEST_KEYS_RENAMED_IN_3` renamed wherever they occur. A new structure; the input is kept.
+    """
+    if version >= 3:
+        return data
+    if isinstance(data, dict):
+        return {MANIFEST_KEYS_RENAMED_IN_3.get(k, k): upgrade_manifest(v, version) for k, v in data.items()}
+    if isinstance(data, list):
+        return [upgrade_manifest(item, version) for item in data]
+    return data

@@ -112,8 +112,8 @@ class Scenario(_Frozen):
 
     Durations are in seconds, rates in requests/s. ``targets`` empty means
     every target that has a ``target.toml`` (the upstream service excluded).
-    ``workers``, ``cpus`` (cores of CPU time) and ``memory_mb`` (MiB) override a
-    target's ``default_workers``, ``cpus`` and ``memory_mb`` by name.
+    ``workers``, ``cpus`` (cores of CPU time) and ``memory_mib`` (MiB) override a
+    target's ``default_workers``, ``cpus`` and ``memory_mib`` by name.
 
     ``endpoints`` are GET paths or :class:`RequestSpec` tables (method, body,
     weight); each is measured on its own, unless ``mix`` names them all as one
@@ -157,7 +157,7 @@ class Scenario(_Frozen):
     timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     workers: dict[str, _Positive] = Field(default_factory=dict)
     cpus: dict[str, Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]] = Field(default_factory=dict)
-    memory_mb: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
+    memory_mib: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
     seed: int | None = None
     stages: tuple[Stage, ...] = ()
 

@@ -123,7 +123,7 @@ def throughput_chart(
     """Median requests/s vs concurrency, or vs offered rate (``x="rate"``, with the offered line)."""
     return _line_chart(
         rows,
-        "rps",
+        "requests_per_second",
         styles,
         interfaces,
         prefix,
@@ -270,8 +270,11 @@ def sustainable_chart(
         for position, (_, row) in enumerate(measured.iterrows()):
             name = str(row["target"])
             style = styles[name]
-            value = float(row["sustainable_rps_median"])
-            low, high = float(row["sustainable_rps_ci_low"]), float(row["sustainable_rps_ci_high"])
+            value = float(row["sustainable_requests_per_second_median"])
+            low, high = (
+                float(row["sustainable_requests_per_second_ci_low"]),
+                float(row["sustainable_requests_per_second_ci_high"]),
+            )
             xerr = None if math.isnan(low) else [[value - low], [high - value]]
             axes.barh(
                 position,

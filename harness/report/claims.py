@@ -16,6 +16,7 @@ from harness.claims import QUICK_FACTOR, Claim, ClaimedSide, check_claimed, run_
 from harness.claimverdict import ClaimVerdict, Measured, MeasuredSide, judge, measure_run
 from harness.report.formats import (
     DASH,
+    format_bound_reasons,
     format_comparison,
     format_interval,
     format_number,
@@ -47,10 +48,13 @@ def _claimed_row(side: ClaimedSide, claim: Claim, role: str) -> dict[str, object
     notes = []
     if check.exceeds_ceiling:
         notes.append("above its Little's-law ceiling")
-    if check.rate_from_total is not None and abs(check.rate_from_total - side.rps) > 0.1 * side.rps:
+    if (
+        check.rate_from_total is not None
+        and abs(check.rate_from_total - side.requests_per_second) > 0.1 * side.requests_per_second
+    ):
         notes.append(
             f"its request count gives {format_number(check.rate_from_total)} requests/s, not "
-            f"{format_number(side.rps)}"
+            f"{format_number(side.requests_per_second)}"
         )
     concurrency = claim.claimed.concurrency
     if check.in_flight is not None and concurrency and check.in_flight < 0.8 * concurrency:
@@ -64,10 +68,10 @@ def _claimed_row(side: ClaimedSide, claim: Claim, role: str) -> dict[str, object
         "interface": side.interface.upper(),
         "model": "blocking" if side.blocking else "non-blocking",
         "workers": workers,
-        "rps": format_number(side.rps),
+        "requests_per_second": format_number(side.requests_per_second),
         "latency": _optional(side.latency_ms, f" ms ({side.latency_kind})"),
         "p99": _optional(side.p99_ms, " ms"),
-        "ceiling": _optional(check.ceiling_rps, "", 0),
+        "ceiling": _optional(check.ceiling_requests_per_second, "", 0),
         "in_flight": _optional(check.in_flight, "", 0),
         "max_service": _optional(check.max_service_ms, " ms"),
         "rate_from_total": _optional(check.rate_from_total, ""),
@@ -84,22 +88,27 @@ def _measured_row(side: MeasuredSide, role: str) -> dict[str, object]:
         "workers": side.workers,
         "n": side.n,
         "failed": side.failed,
-        "rps": format_number(side.rps_median),
-        "rps_ci": format_interval(side.rps_interval),
+        "requests_per_second": format_number(side.requests_per_second_median),
+        "requests_per_second_ci": format_interval(side.requests_per_second_interval),
         "p50": format_number(side.p50_ms),
         "p99": format_number(side.p99_ms),
         "errors": format_percent(side.error_rate),
-        "ceiling": _optional(side.ceiling_rps, "", 0),
+        "ceiling": _optional(side.ceiling_requests_per_second, "", 0),
         "flags": "; ".join(
             reason
             for reason in (
-                side.bound_reason,
+                _bound_text(side),
                 "above its sync ceiling" if side.sync_ceiling_exceeded else None,
                 f"failed: {side.failure_reason.splitlines()[0]}" if side.failure_reason else None,
             )
             if reason
         ),
     }
+
+
+def _bound_text(side: MeasuredSide) -> str | None:
+    """Why a side's figure may be the harness's, in words, or None."""
+    return format_bound_reasons(side.bound_reasons) or None
 
 
 def _run_links(run_dir: Path, reports_root: Path, page_dir: Path) -> dict[str, str | None]:

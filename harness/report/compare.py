@@ -18,11 +18,19 @@ def change_row(change: CellChange) -> dict[str, object]:
         "target": change.target,
         "endpoint": change.endpoint,
         "level": change.level_label,
-        "rps_a": format_number(a.rps_median) if a.n else "failed" if a.failed else DASH,
-        "rps_a_ci": format_interval(a.rps_interval),
-        "rps_b": format_number(b.rps_median) if b.n else "failed" if b.failed else DASH,
-        "rps_b_ci": format_interval(b.rps_interval),
-        "rps_change": format_change(change.rps),
+        "requests_per_second_a": format_number(a.requests_per_second_median)
+        if a.n
+        else "failed"
+        if a.failed
+        else DASH,
+        "requests_per_second_a_ci": format_interval(a.requests_per_second_interval),
+        "requests_per_second_b": format_number(b.requests_per_second_median)
+        if b.n
+        else "failed"
+        if b.failed
+        else DASH,
+        "requests_per_second_b_ci": format_interval(b.requests_per_second_interval),
+        "requests_per_second_change": format_change(change.requests_per_second),
         "p99_a": format_number(a.p99_median) if a.n else DASH,
         "p99_b": format_number(b.p99_median) if b.n else DASH,
         "p99_change": format_change(change.p99),

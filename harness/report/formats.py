@@ -6,11 +6,11 @@ Every function returns text and computes nothing the analysis did not.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from harness import analysis
-from harness.model import Slo
+from harness.model import BoundReason, Slo
 from harness.stats import PRACTICAL_DIFFERENCE, Comparison, Interval, ratio_figure
 from harness.verdict import Flag, Standing, Verdict, WorkloadSummary
 
@@ -69,8 +69,8 @@ def format_comparison(comparison: Comparison) -> str:
     return f"{head} {bounds}, {'significant' if comparison.significant else 'not significant'}"
 
 
-def _rps(standing: Standing) -> str:
-    return f"{format_number(standing.rps_median, 0)} requests/s"
+def _requests_per_second(standing: Standing) -> str:
+    return f"{format_number(standing.requests_per_second_median, 0)} requests/s"
 
 
 def format_where(verdict: Verdict) -> str:
@@ -91,19 +91,20 @@ def format_verdict(verdict: Verdict) -> str:
         return f"{where}, no stack produced a measurement that can be ranked{excluded}."
     kind = f" ({best.interface.upper()})" if best.interface else ""
     served = "sustained" if verdict.model == "saturation" else "served"
-    head = f"{where}, {best.target}{kind} {served} the most: {_rps(best)}{excluded}"
+    head = f"{where}, {best.target}{kind} {served} the most: {_requests_per_second(best)}{excluded}"
     comparison = verdict.asgi_over_wsgi
     if comparison is None or wsgi is None or asgi is None:
         absent = "WSGI" if wsgi is None else "ASGI"
         return f"{head}; no {absent} stack could be ranked here, so there is no ASGI/WSGI ratio."
     ratio = format_ratio(comparison.ratio)
     if best is asgi:
-        return f"{head}, {ratio} the best WSGI stack ({wsgi.target}, {_rps(wsgi)})."
+        return f"{head}, {ratio} the best WSGI stack ({wsgi.target}, {_requests_per_second(wsgi)})."
     if best is wsgi:
-        return f"{head}; the best ASGI stack ({asgi.target}, {_rps(asgi)}) {served} {ratio} as many."
+        asgi_figure = _requests_per_second(asgi)
+        return f"{head}; the best ASGI stack ({asgi.target}, {asgi_figure}) {served} {ratio} as many."
     return (
-        f"{head}; the best ASGI stack ({asgi.target}, {_rps(asgi)}) {served} "
-        f"{ratio} the best WSGI stack ({wsgi.target}, {_rps(wsgi)})."
+        f"{head}; the best ASGI stack ({asgi.target}, {_requests_per_second(asgi)}) {served} "
+        f"{ratio} the best WSGI stack ({wsgi.target}, {_requests_per_second(wsgi)})."
     )
 
 
@@ -131,8 +132,8 @@ def format_spread(verdict: Verdict) -> str | None:
     if not unique:
         return None
     parts = [
-        f"{s.target} median of {s.n}, 95% CI {format_interval(s.rps_interval, 0)}, "
-        f"CV {format_percent(s.rps_cv)}"
+        f"{s.target} median of {s.n}, 95% CI {format_interval(s.requests_per_second_interval, 0)}, "
+        f"CV {format_percent(s.requests_per_second_cv)}"
         if s.n > 1
         else f"{s.target} single run, no interval"
         for s in unique
@@ -154,11 +155,35 @@ def format_slo(slo: Slo) -> str:
     )
 
 
+def format_bound_reason(reason: BoundReason) -> str:
+    """One :class:`~harness.model.BoundReason` in words, e.g. ``the generator used 93% CPU (limit 80%)``.
+
+    The only place a bound reason becomes text (the report, the claims page and the terminal use it).
+    """
+    if reason.rule == "stored":
+        return reason.detail or f"{reason.by} bound (no reason recorded)"
+    if reason.rule == "behind":
+        scheduled = reason.scheduled if reason.scheduled else reason.limit
+        behind = 100 * (1 - reason.measured / scheduled) if scheduled else 0.0
+        return (
+            f"it sent {reason.measured:.1f} req/s, {behind:.0f}% behind the {scheduled:.1f} req/s "
+            "scheduled, with connections to spare"
+        )
+    if reason.by == "upstream":
+        return f"the upstream used {reason.measured:.0f}% CPU (limit {reason.limit:.0f}%)"
+    return f"the generator used {reason.measured:.0f}% CPU (limit {reason.limit:.0f}%)"
+
+
+def format_bound_reasons(reasons: Iterable[BoundReason]) -> str:
+    """Several bound reasons in words, joined by semicolons; empty when there are none."""
+    return "; ".join(format_bound_reason(reason) for reason in reasons)
+
+
 def format_flag(flag: Flag) -> str:
     """A sentence saying what the flag means for the number it weakens."""
     t = flag.target
     value = flag.value if flag.value is not None else math.nan
-    detail = f" ({flag.detail})" if flag.detail else ""
+    detail = f" ({format_bound_reasons(flag.reasons)})" if flag.reasons else ""
     if flag.kind == "single_run":
         return f"{t}: single run, no interval; repeat the run to know how stable this number is."
     if flag.kind == "not_significant":
@@ -214,7 +239,9 @@ def format_headline(verdicts: Sequence[Verdict]) -> str:
             "closed": f" @ c{format_number(v.level, 0)}",
             "open": f" @ {format_number(v.level, 0)} req/s",
         }
-        part = f"{v.endpoint}{level.get(v.model, ' sustained')}: {v.best.target} {_rps(v.best)}"
+        part = (
+            f"{v.endpoint}{level.get(v.model, ' sustained')}: {v.best.target} {_requests_per_second(v.best)}"
+        )
         if v.asgi_over_wsgi is not None:
             part += f", ASGI/WSGI {format_comparison(v.asgi_over_wsgi)}"
         if v.flags:

@@ -32,10 +32,10 @@ def memory_chart(
     values: list[float] = []
     kinds: list[str] = []
     for name, stack in measured.groupby("target", sort=True):
-        pss = float(stack["server_pss_mb_peak_max"].max())
+        pss = float(stack["server_pss_mib_peak_max"].max())
         names.append(str(name))
         if math.isnan(pss):
-            values.append(float(stack["server_rss_mb_peak_max"].max()))
+            values.append(float(stack["server_rss_mib_peak_max"].max()))
             kinds.append("RSS")
         else:
             values.append(pss)
@@ -97,7 +97,7 @@ def memory_over_time_chart(
         for name in sorted(series):
             frame, slope = series[name]
             column = memory_column(frame)
-            kinds.add("PSS" if column == "server_pss_mb" else "RSS")
+            kinds.add("PSS" if column == "server_pss_mib" else "RSS")
             values = frame[column]
             style = styles[name]
             trend = "" if slope is None or math.isnan(slope) else f", {slope:+.2f} MiB/min"

@@ -70,7 +70,7 @@ def _memory_series(
     with its memory trend in MiB/min (None when there is none).
 
     The trend is the one the runner stored for that cell
-    (``server_memory_slope_mb_per_min``, None over a window too short to say).
+    (``server_memory_slope_mib_per_min``, None over a window too short to say).
     With ``whole_run`` (a staged run: its cells are phases that share one time
     series, each storing the trend of its own phase only) the trend of the
     whole series is fitted here, as no stored figure covers it.
@@ -88,9 +88,9 @@ def _memory_series(
             values = series[timeseries.memory_column(series)]
             # None over a short window: that is warm-up, not a leak (timeseries.MIN_SLOPE_WINDOW_S).
             slope = timeseries.memory_slope(series["t_s"].tolist(), values.tolist())
-            out[str(name)] = (series, None if slope is None else slope.mb_per_min)
+            out[str(name)] = (series, None if slope is None else slope.mib_per_min)
         else:
-            stored = float(stack["server_memory_slope_mb_per_min"].iloc[0])
+            stored = float(stack["server_memory_slope_mib_per_min"].iloc[0])
             out[str(name)] = (series, None if math.isnan(stored) else stored)
     return out
 
@@ -102,8 +102,8 @@ def _memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
         ok.groupby("target", sort=True)
         .agg(
             n=("repeat", "count"),
-            server_pss_mb_peak_max=("server_pss_mb_peak", "max"),
-            server_rss_mb_peak_max=("server_rss_mb_peak", "max"),
+            server_pss_mib_peak_max=("server_pss_mib_peak", "max"),
+            server_rss_mib_peak_max=("server_rss_mib_peak", "max"),
         )
         .reset_index()
     )

@@ -18,9 +18,11 @@ from collections.abc import Hashable, Mapping, Sequence
 import pandas as pd
 
 from harness import analysis
+from harness.bounds import merge_bound_reasons
 from harness.model import TargetRun
 from harness.report.formats import (
     DASH,
+    format_bound_reasons,
     format_comparison,
     format_flag,
     format_interval,
@@ -33,7 +35,7 @@ from harness.report.formats import (
     format_workload,
 )
 from harness.stats import Interval
-from harness.verdict import Verdict, WorkloadSummary
+from harness.verdict import Standing, Verdict, WorkloadSummary
 
 
 def _float(value: object) -> float:
@@ -56,24 +58,34 @@ def _interval(row: Mapping[Hashable, object], column: str) -> Interval | None:
     return None if math.isnan(low) else Interval(low, high)
 
 
-def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
+def _bound_flags(reasons: object, *, generator: bool, upstream: bool) -> list[str]:
+    """``generator bound: <its reasons>`` and ``upstream bound: <its reasons>``, for the kinds that apply."""
+    merged = merge_bound_reasons([reasons])
     flags = []
-    if row["generator_bound"]:
-        reason = row["generator_bound_reason"]
-        flags.append(f"generator bound: {reason}" if isinstance(reason, str) else "generator bound")
-    if row["upstream_bound"]:
-        flags.append(f"upstream bound ({format_number(_float(row['upstream_cpu_percent']), 0)}% CPU)")
+    for by, applies in (("generator", generator), ("upstream", upstream)):
+        if applies:
+            words = format_bound_reasons(r for r in merged if r.by == by)
+            flags.append(f"{by} bound: {words}" if words else f"{by} bound")
+    return flags
+
+
+def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
+    flags = _bound_flags(
+        row["bound_reasons"], generator=bool(row["generator_bound"]), upstream=bool(row["upstream_bound"])
+    )
     if _float(row["dropped"]) > 0:
         flags.append(f"dropped {int(_float(row['dropped'])):,}")
     if row["littles_law_inconsistent"]:
         flags.append(f"Little's law {_float(row['littles_law_ratio']):.2f}")
     if row["sync_ceiling_exceeded"]:
-        flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
+        flags.append(
+            f"above sync ceiling {format_number(_float(row['sync_ceiling_requests_per_second']), 0)} req/s"
+        )
     if row["slo_held"] is False:
         flags.append(f"SLO broken: {row['slo_breach']}")
     # A trend is stored only over a minute or more; flagged when its whole 95% interval is above 0.
     if _float(row["server_memory_slope_low"]) > 0:
-        flags.append(f"memory growing {_float(row['server_memory_slope_mb_per_min']):+.2f} MiB/min")
+        flags.append(f"memory growing {_float(row['server_memory_slope_mib_per_min']):+.2f} MiB/min")
     return flags
 
 
@@ -91,7 +103,7 @@ def cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "repeat": row["repeat"],
         "failed": row["status"] == "failed",
         "reason": row["failure_reason"] or "no reason recorded",
-        "rps": num("rps"),
+        "requests_per_second": num("requests_per_second"),
         "achieved": num("achieved_rate"),
         "p50": num("latency_ms_p50"),
         "p90": num("latency_ms_p90"),
@@ -102,8 +114,8 @@ def cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "errors": ", ".join(errors) or "0",
         "dropped": int(_float(row["dropped"])),
         "cpu": num("server_cpu_percent", 0),
-        "rss": num("server_rss_mb_peak", 0),
-        "pss": num("server_pss_mb_peak", 0),
+        "rss": num("server_rss_mib_peak", 0),
+        "pss": num("server_pss_mib_peak", 0),
         "generator_cpu": num("generator_cpu_percent", 0),
         "ratio": num("littles_law_ratio", 2),
         "flags": "; ".join(_cell_flags(row)),
@@ -125,16 +137,21 @@ def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
     if row["littles_law_inconsistent"]:
         flags.append(f"Little's law {_float(row['littles_law_ratio_median']):.2f}")
     if row["sync_ceiling_exceeded"]:
-        flags.append(f"above sync ceiling {format_number(_float(row['sync_ceiling_rps']), 0)} req/s")
+        flags.append(
+            f"above sync ceiling {format_number(_float(row['sync_ceiling_requests_per_second']), 0)} req/s"
+        )
     return flags
 
 
 def _ceiling(row: Mapping[Hashable, object]) -> str:
     """A sync stack's Little's-law ceiling (requests/s) and the share served: ``38 (96%)``; else empty."""
-    ceiling, rps = _float(row["sync_ceiling_rps"]), _float(row["rps_median"])
+    ceiling, requests_per_second = (
+        _float(row["sync_ceiling_requests_per_second"]),
+        _float(row["requests_per_second_median"]),
+    )
     if math.isnan(ceiling) or ceiling <= 0:
         return ""
-    share = "" if math.isnan(rps) else f" ({rps / ceiling:.0%})"
+    share = "" if math.isnan(requests_per_second) else f" ({requests_per_second / ceiling:.0%})"
     digits = 2 if ceiling < 10 else 1 if ceiling < 100 else 0
     return f"{format_number(ceiling, digits)}{share}"
 
@@ -149,15 +166,15 @@ def _summary_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "level": _level(row["model"], row["level"], row.get("stage_kind")),
         "n": n,
         "failed": int(_float(row["failed"])),
-        "rps": format_number(_float(row["rps_median"]), 0),
-        "rps_ci": format_interval(_interval(row, "rps"), 0),
-        "rps_cv": format_percent(_float(row["rps_cv"])),
+        "requests_per_second": format_number(_float(row["requests_per_second_median"]), 0),
+        "requests_per_second_ci": format_interval(_interval(row, "requests_per_second"), 0),
+        "requests_per_second_cv": format_percent(_float(row["requests_per_second_cv"])),
         "p50": format_number(_float(row["latency_ms_p50_median"])),
         "p99": format_number(_float(row["latency_ms_p99_median"])),
         "p99_ci": format_interval(_interval(row, "latency_ms_p99")),
         "p99_uncorrected": format_number(_float(row["latency_ms_uncorrected_p99_median"])),
         "cpu_us": format_number(_float(row["server_cpu_us_per_request_median"]), 0),
-        "pss": format_number(_float(row["server_pss_mb_peak_max"]), 0),
+        "pss": format_number(_float(row["server_pss_mib_peak_max"]), 0),
         "ceiling": _ceiling(row),
         "errors": int(_float(row["errors_total"])),
         "dropped": int(_float(row["dropped"])),
@@ -177,7 +194,9 @@ def summary_rows(summary: pd.DataFrame, endpoints: Sequence[str]) -> list[dict[s
 def _standing_rows(summary: pd.DataFrame, v: Verdict) -> list[dict[str, object]]:
     """Every stack at the verdict's level, ranked ones first by median, then those left out."""
     at_level = summary[(summary["endpoint"] == v.endpoint) & (summary["level"] == v.level)]
-    rows = at_level.sort_values(["rps_median", "target"], ascending=[False, True], na_position="last")
+    rows = at_level.sort_values(
+        ["requests_per_second_median", "target"], ascending=[False, True], na_position="last"
+    )
     out = [_summary_row(row) | {"excluded": row["target"] in v.excluded} for row in rows.to_dict("records")]
     return sorted(out, key=lambda r: bool(r["excluded"]))
 
@@ -186,26 +205,35 @@ def _saturation_rows(
     searches: pd.DataFrame, endpoint: str, excluded: Sequence[str]
 ) -> list[dict[str, object]]:
     rows = searches[searches["endpoint"] == endpoint]
-    rows = rows.sort_values(["sustainable_rps_median", "target"], ascending=[False, True], na_position="last")
+    rows = rows.sort_values(
+        ["sustainable_requests_per_second_median", "target"], ascending=[False, True], na_position="last"
+    )
     out = []
     for row in rows.to_dict("records"):
         flags = []
         if row["bound"]:
-            flags.append(str(row["bound_reason"]))
+            reasons = merge_bound_reasons([row["bound_reasons"]])
+            upstream = any(r.by == "upstream" for r in reasons)
+            generator = any(r.by == "generator" for r in reasons) or not upstream
+            flags += _bound_flags(reasons, generator=generator, upstream=upstream)
         if int(_float(row["none_held"])):
             flags.append(f"no rate held in {int(_float(row['none_held']))} repeat(s)")
         if int(_float(row["never_broke"])):
             flags.append(f"never broke in {int(_float(row['never_broke']))} repeat(s): a floor")
-        values = row["sustainable_rps_values"]
+        values = row["sustainable_requests_per_second_values"]
         out.append(
             {
                 "target": row["target"],
                 "interface": row["interface"] if isinstance(row["interface"], str) else "",
                 "n": int(_float(row["n"])),
                 "failed": int(_float(row["failed"])),
-                "rps": format_number(_float(row["sustainable_rps_median"]), 0),
-                "rps_ci": format_interval(_interval(row, "sustainable_rps"), 0),
-                "rps_cv": format_percent(_float(row["sustainable_rps_cv"])),
+                "requests_per_second": format_number(
+                    _float(row["sustainable_requests_per_second_median"]), 0
+                ),
+                "requests_per_second_ci": format_interval(
+                    _interval(row, "sustainable_requests_per_second"), 0
+                ),
+                "requests_per_second_cv": format_percent(_float(row["sustainable_requests_per_second_cv"])),
                 "by_repeat": ", ".join(format_number(v, 0) for v in values)
                 if isinstance(values, tuple)
                 else DASH,
@@ -233,6 +261,13 @@ def verdict_context(v: Verdict, summary: pd.DataFrame, searches: pd.DataFrame) -
     }
 
 
+def _best(standing: Standing | None) -> str:
+    """A workload row's best stack of one interface with its median requests/s, or a dash."""
+    if standing is None:
+        return DASH
+    return f"{standing.target} ({format_number(standing.requests_per_second_median, 0)} req/s)"
+
+
 def workload_context(summary: WorkloadSummary) -> dict[str, object]:
     """One workload kind's sentence and its row per endpoint: best WSGI, best ASGI and their ratio."""
     return {
@@ -241,12 +276,8 @@ def workload_context(summary: WorkloadSummary) -> dict[str, object]:
             {
                 "endpoint": v.endpoint,
                 "where": format_where(v).removeprefix(f"On {v.endpoint}").lstrip(", ") or DASH,
-                "wsgi": f"{v.best_wsgi.target} ({format_number(v.best_wsgi.rps_median, 0)} req/s)"
-                if v.best_wsgi
-                else DASH,
-                "asgi": f"{v.best_asgi.target} ({format_number(v.best_asgi.rps_median, 0)} req/s)"
-                if v.best_asgi
-                else DASH,
+                "wsgi": _best(v.best_wsgi),
+                "asgi": _best(v.best_asgi),
                 "ratio": format_comparison(v.asgi_over_wsgi) if v.asgi_over_wsgi else DASH,
             }
             for v in summary.compared

@@ -40,7 +40,7 @@ def stages_chart(
         measured = rows[rows["n"] > 0].sort_values("stage_start_s")
         for name, stack in measured.groupby("target", sort=True):
             style = styles[str(name)]
-            for axes, column in ((top, "rps_median"), (bottom, "latency_ms_p99_median")):
+            for axes, column in ((top, "requests_per_second_median"), (bottom, "latency_ms_p99_median")):
                 xs: list[float] = []
                 ys: list[float] = []
                 for _, phase in stack.iterrows():

@@ -1,12 +1,14 @@
 """When a cell's figures may be the load generator's or the upstream's limit, not the target's (issue 4).
 
-The thresholds and the reasons stored with a cell (``generator_bound_reason``,
-``upstream_bound``); the reason strings are part of the stored results.
+The thresholds, and the one place a cell's :class:`~harness.model.BoundReason` records are
+built (:func:`bound_reasons`); they are stored with the cell and put into words only by the
+report.
 """
 
 from __future__ import annotations
 
 from harness.load import LoadResult
+from harness.model import BoundReason
 
 GENERATOR_BOUND_CPU_PERCENT = 80.0  # per generator process (one CPU each)
 GENERATOR_BEHIND_RATIO = 0.95  # open model: sent less than this share of the intended rate
@@ -25,28 +27,48 @@ def scheduled_rate(load: LoadResult) -> float | None:
     return load.scheduled / load.duration_s
 
 
-def generator_bound_reason(load: LoadResult, max_connections: int | None) -> str | None:
-    """Why the load generator, not the target, may have limited a cell; None when it did not.
+def bound_reasons(
+    load: LoadResult, max_connections: int | None, upstream_cpu_percent: float | None
+) -> tuple[BoundReason, ...]:
+    """Why the load generator or the upstream, not the target, may have limited a cell; () when neither did.
 
-    Two rules (issue 4): the driver used more than 80% of its CPUs (one per
-    driver process), or, in the open model, it sent less than 95% of the
-    intended rate while it could still have opened connections (so the shortfall
-    is the generator's, not the target's holding every allowed connection). The
-    intended rate here is :func:`scheduled_rate`.
+    Three rules (issue 4): the driver used more than 80% of its CPUs (one per driver
+    process: ``cpu``); in the open model, it sent less than 95% of the requests/s scheduled
+    (:func:`scheduled_rate`) while it could still have opened connections, so the
+    shortfall is the generator's, not the target's holding every allowed connection
+    (``behind``); the upstream used more than 80% of its one core (:func:`upstream_bound`).
+    ``upstream_cpu_percent`` is in percent of one core (None: not monitored).
     """
-    cpu_percent = load.generator_cpu_percent
-    limit = GENERATOR_BOUND_CPU_PERCENT * max(load.processes, 1)
     reasons = []
+    cpu_percent = load.generator_cpu_percent
+    processes = max(load.processes, 1)
+    limit = GENERATOR_BOUND_CPU_PERCENT * processes
     if cpu_percent > limit:
-        reasons.append(f"the generator used {cpu_percent:.0f}% CPU (limit {limit:.0f}%)")
+        reasons.append(
+            BoundReason(
+                by="generator", rule="cpu", measured=round(cpu_percent, 2), limit=limit, processes=processes
+            )
+        )
     intended = scheduled_rate(load)
     spare = max_connections is None or load.connections_peak < max_connections
     if intended and spare and load.achieved_rate < GENERATOR_BEHIND_RATIO * intended:
         reasons.append(
-            f"it sent {load.achieved_rate:.1f} req/s, {100 * (1 - load.achieved_rate / intended):.0f}% "
-            f"behind the {intended:.1f} req/s scheduled, with connections to spare"
+            BoundReason(
+                by="generator",
+                rule="behind",
+                measured=round(load.achieved_rate, 3),
+                limit=round(GENERATOR_BEHIND_RATIO * intended, 3),
+                scheduled=round(intended, 3),
+            )
         )
-    return "; ".join(reasons) or None
+    if upstream_bound(upstream_cpu_percent):
+        assert upstream_cpu_percent is not None
+        reasons.append(
+            BoundReason(
+                by="upstream", rule="cpu", measured=upstream_cpu_percent, limit=UPSTREAM_BOUND_CPU_PERCENT
+            )
+        )
+    return tuple(reasons)
 
 
 def upstream_bound(upstream_cpu_percent: float | None) -> bool:

@@ -17,7 +17,7 @@ from harness.load.summary import latency_summary
 from harness.model import Cell, DriverName, Errors, Measurement, Phase, Slo
 from harness.monitor import CgroupWindowStats, WindowStats
 from harness.run.cells import identity, phase_identity
-from harness.run.flags import generator_bound_reason, scheduled_rate, upstream_bound
+from harness.run.flags import bound_reasons, scheduled_rate
 from harness.timeseries import Row, Slope, memory_slope
 from harness.types import MIB
 
@@ -65,8 +65,8 @@ class Observed:
 def slope_of(rows: Sequence[Row], begin_s: float = 0.0, end_s: float = float("inf")) -> Slope | None:
     """The memory trend of the rows in [begin_s, end_s] (PSS where every row has it, else RSS)."""
     picked = [r for r in rows if begin_s <= r.t_s <= end_s]
-    pss = all(r.server_pss_mb is not None for r in picked)
-    values = [float((r.server_pss_mb if pss else r.server_rss_mb) or 0.0) for r in picked]
+    pss = all(r.server_pss_mib is not None for r in picked)
+    values = [float((r.server_pss_mib if pss else r.server_rss_mib) or 0.0) for r in picked]
     return memory_slope([r.t_s for r in picked], values)
 
 
@@ -76,7 +76,7 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
     load, server, group, slope = observed.load, observed.server, observed.group, observed.slope
     upstream_cpu = None if observed.upstream is None else round(observed.upstream.cpu_percent, 2)
     latency = latency_summary(load.histogram)
-    reason = generator_bound_reason(load, context.max_connections)
+    reasons = bound_reasons(load, context.max_connections, upstream_cpu)
     breach = None
     if slo is not None:
         breach = slo.breach(
@@ -93,20 +93,20 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         duration_s=round(load.duration_s, 4),
         requests=load.requests,
         errors=Errors(**load.errors, by_status={str(k): v for k, v in sorted(load.error_statuses.items())}),
-        rps=round(load.throughput, 3),
+        requests_per_second=round(load.requests_per_second, 3),
         latency_ms=latency,
         connections_opened=load.connections_opened,
         server_cpu_percent=None if server is None else round(server.cpu_percent, 2),
-        server_rss_mb_peak=None if server is None else round(server.rss_peak_bytes / MIB, 2),
-        server_pss_mb_peak=None
+        server_rss_mib_peak=None if server is None else round(server.rss_peak_bytes / MIB, 2),
+        server_pss_mib_peak=None
         if server is None or server.pss_peak_bytes is None
         else round(server.pss_peak_bytes / MIB, 2),
         server_processes=None if server is None else server.processes,
         generator_cpu_percent=round(load.generator_cpu_percent, 2),
         upstream_cpu_percent=upstream_cpu,
-        generator_bound=reason is not None,
-        generator_bound_reason=reason,
-        upstream_bound=upstream_bound(upstream_cpu),
+        generator_bound=any(r.by == "generator" for r in reasons),
+        upstream_bound=any(r.by == "upstream" for r in reasons),
+        bound_reasons=reasons,
         histogram=observed.histogram_path,
         driver=context.driver,
         intended_rate=load.intended_rate,
@@ -124,7 +124,7 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         server_cgroup_cpu_percent=None
         if group is None or group.cpu_percent is None
         else round(group.cpu_percent, 2),
-        server_cgroup_memory_mb_peak=None
+        server_cgroup_memory_mib_peak=None
         if group is None or group.memory_peak_bytes is None
         else round(group.memory_peak_bytes / MIB, 2),
         server_oom_kills=None if group is None else group.oom_kills,
@@ -132,6 +132,6 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         if group is None or group.throttled_s is None
         else round(group.throttled_s, 3),
         timeseries=observed.timeseries_path,
-        server_memory_slope_mb_per_min=None if slope is None else slope.mb_per_min,
+        server_memory_slope_mib_per_min=None if slope is None else slope.mib_per_min,
         server_memory_slope_ci=None if slope is None else (slope.low, slope.high),
     )

@@ -39,7 +39,7 @@ class Stacks:
                 config=config,
                 workers=_workers(spec, name),
                 cpus=spec.scenario.cpus.get(name, config.cpus),
-                memory_mb=spec.scenario.memory_mb.get(name, config.memory_mb),
+                memory_mib=spec.scenario.memory_mib.get(name, config.memory_mib),
             )
             for name, config in spec.targets.items()
         }
@@ -84,7 +84,7 @@ class Stacks:
             log_path=self.logs / f"{name}.log",
             env=env,
             ready_timeout_s=self.spec.ready_timeout_s,
-            limits=Limits(cpus=run.cpus, memory_mb=run.memory_mb),
+            limits=Limits(cpus=run.cpus, memory_mib=run.memory_mib),
         )
         if run.limits_applied is None:
             self.target_runs[name] = run.model_copy(update={"limits_applied": self.limits_applied(running)})
@@ -141,6 +141,6 @@ class Stacks:
             return None
         what = "the target's main process died" if not alive else f"target process(es) {list(vanished)} died"
         if self.launcher.oom_killed(running):
-            limit = self.target_runs[running.name].memory_mb if running.name in self.target_runs else None
+            limit = self.target_runs[running.name].memory_mib if running.name in self.target_runs else None
             what = f"the target was OOM-killed (over its memory limit of {limit} MiB): {what}"
         return f"{what} during the cell; last lines of {running.log_path}:\n{tail(running.log_path, 10)}"

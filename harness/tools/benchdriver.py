@@ -42,7 +42,7 @@ from harness.load import ClosedLoad, DriverError, drive_in_subprocess
 from harness.net import LOOPBACK, free_port
 from harness.stats import Spread
 
-RPS_GOAL = 0.9
+REQUESTS_PER_SECOND_GOAL = 0.9
 """Our requests/s must be at least this fraction of wrk's."""
 CPU_GOAL = 1.2
 """Our CPU time per request must be at most this multiple of wrk's."""
@@ -97,8 +97,8 @@ class Comparison:
     """Both generators' figures over the rounds, and the ratios of their medians (ours / wrk)."""
 
     rounds: int
-    wrk_rps: Spread
-    ours_rps: Spread
+    wrk_requests_per_second: Spread
+    ours_requests_per_second: Spread
     wrk_cpu_us: Spread
     ours_cpu_us: Spread
     wrk_target_cpu_percent: Spread
@@ -106,16 +106,16 @@ class Comparison:
     errors: int
 
     @property
-    def rps_ratio(self) -> float:
-        return self.ours_rps.median / self.wrk_rps.median
+    def requests_per_second_ratio(self) -> float:
+        return self.ours_requests_per_second.median / self.wrk_requests_per_second.median
 
     @property
     def cpu_ratio(self) -> float:
         return self.ours_cpu_us.median / self.wrk_cpu_us.median
 
     @property
-    def rps_goal_met(self) -> bool:
-        return self.rps_ratio >= RPS_GOAL
+    def requests_per_second_goal_met(self) -> bool:
+        return self.requests_per_second_ratio >= REQUESTS_PER_SECOND_GOAL
 
     @property
     def cpu_goal_met(self) -> bool:
@@ -130,8 +130,8 @@ def compare(results: Sequence[RoundResult]) -> Comparison:
         raise ValueError("need rounds of both wrk and native")
     return Comparison(
         rounds=min(len(wrk), len(ours)),
-        wrk_rps=Spread.of([r.requests_per_second for r in wrk]),
-        ours_rps=Spread.of([r.requests_per_second for r in ours]),
+        wrk_requests_per_second=Spread.of([r.requests_per_second for r in wrk]),
+        ours_requests_per_second=Spread.of([r.requests_per_second for r in ours]),
         wrk_cpu_us=Spread.of([r.generator_cpu_us_per_request for r in wrk]),
         ours_cpu_us=Spread.of([r.generator_cpu_us_per_request for r in ours]),
         wrk_target_cpu_percent=Spread.of([r.target_cpu_percent for r in wrk]),
@@ -148,14 +148,19 @@ def format_comparison(comparison: Comparison, *, connections: int, duration_s: f
     for name in ("requests/s", "min-max", "CPU µs/req", "min-max", "target CPU %"):
         table.add_column(name, justify="right")
     rows = (
-        ("wrk", comparison.wrk_rps, comparison.wrk_cpu_us, comparison.wrk_target_cpu_percent),
-        ("native", comparison.ours_rps, comparison.ours_cpu_us, comparison.ours_target_cpu_percent),
+        ("wrk", comparison.wrk_requests_per_second, comparison.wrk_cpu_us, comparison.wrk_target_cpu_percent),
+        (
+            "native",
+            comparison.ours_requests_per_second,
+            comparison.ours_cpu_us,
+            comparison.ours_target_cpu_percent,
+        ),
     )
-    for name, rps, cpu, target in rows:
+    for name, requests_per_second, cpu, target in rows:
         table.add_row(
             name,
-            f"{rps.median:,.0f}",
-            f"{rps.min:,.0f}-{rps.max:,.0f}",
+            f"{requests_per_second.median:,.0f}",
+            f"{requests_per_second.min:,.0f}-{requests_per_second.max:,.0f}",
             f"{cpu.median:.2f}",
             f"{cpu.min:.2f}-{cpu.max:.2f}",
             f"{target.median:.0f}",
@@ -177,8 +182,9 @@ def format_goals(comparison: Comparison) -> list[str]:
         return "[green]met[/]" if met else "[red]not met[/]"
 
     lines = [
-        f"requests/s, native / wrk: {comparison.rps_ratio:.3f} (goal >= {RPS_GOAL}): "
-        + verdict(comparison.rps_goal_met),
+        f"requests/s, native / wrk: {comparison.requests_per_second_ratio:.3f} "
+        f"(goal >= {REQUESTS_PER_SECOND_GOAL}): "
+        + verdict(comparison.requests_per_second_goal_met),
         f"CPU per request, native / wrk: {comparison.cpu_ratio:.3f} (goal <= {CPU_GOAL}): "
         + verdict(comparison.cpu_goal_met),
     ]

@@ -52,7 +52,7 @@ def measure(
         workers=config.default_workers,
         log_path=log_path,
         cpus=placement.target_cpus,
-        limits=Limits(cpus=config.cpus, memory_mb=config.memory_mb),
+        limits=Limits(cpus=config.cpus, memory_mib=config.memory_mib),
     )
     try:
         return _hold_and_read(launcher, running, kind, connections, round_number, placement)
