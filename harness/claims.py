@@ -30,13 +30,13 @@ from pydantic_core import PydanticCustomError
 from harness import analysis, stats
 from harness.model import (
     ConfigError,
+    Frozen,
     Interface,
     Scenario,
-    _explain,
-    _Frozen,
-    _is_folder_name,
-    _is_path,
-    _read_toml,
+    explain,
+    is_folder_name,
+    is_path,
+    read_toml,
 )
 
 QUICK_FACTOR = 0.25  # `gwbench claims --quick`: warm-up and measured durations x 0.25
@@ -45,7 +45,7 @@ CEILING_TOLERANCE = analysis.SYNC_CEILING_TOLERANCE  # above 110% of a Little's-
 RUN_PREFIX = "claim-"  # a claim's runs are stored as results/<timestamp>-claim-<name>
 
 
-class Source(_Frozen):
+class Source(Frozen):
     """Where a claim was published. ``where`` says where in it the numbers are."""
 
     title: str
@@ -54,7 +54,7 @@ class Source(_Frozen):
     where: str | None = None
 
 
-class ClaimedSide(_Frozen):
+class ClaimedSide(Frozen):
     """One stack's published figure. ``blocking``: each request holds one of the
     ``workers`` x ``threads`` request slots for its whole service time (sync
     workers, thread pools); False for event loops and green threads.
@@ -80,7 +80,7 @@ class ClaimedSide(_Frozen):
         return self.workers * self.threads if self.blocking and self.workers else None
 
 
-class Claimed(_Frozen):
+class Claimed(Frozen):
     """What was published: the compared pair, other figures given for context, and the conditions.
 
     ``missing`` lists the conditions the source does not give and without which
@@ -104,7 +104,7 @@ class Claimed(_Frozen):
         return self.candidate.requests_per_second / self.baseline.requests_per_second
 
 
-class Scaled(_Frozen):
+class Scaled(Frozen):
     """The claim's conditions on this machine: two of our targets, their workers, one closed-model cell.
 
     ``scale_factor`` divides the published absolute numbers (workers,
@@ -117,7 +117,7 @@ class Scaled(_Frozen):
     baseline_target: str
     candidate_workers: int = Field(ge=1)
     baseline_workers: int = Field(ge=1)
-    endpoint: Annotated[str, AfterValidator(_is_path)]
+    endpoint: Annotated[str, AfterValidator(is_path)]
     concurrency: int = Field(ge=1, le=10_000)
     scale_factor: float = Field(gt=0, allow_inf_nan=False)
     how: str
@@ -138,10 +138,10 @@ class Scaled(_Frozen):
         return self
 
 
-class Claim(_Frozen):
+class Claim(Frozen):
     """``scenarios/claims/<name>.toml``; ``name`` defaults to the file's stem."""
 
-    name: Annotated[str, AfterValidator(_is_folder_name)]
+    name: Annotated[str, AfterValidator(is_folder_name)]
     title: str
     summary: str
     source: Source
@@ -175,12 +175,12 @@ class Claim(_Frozen):
 
 def load_claim(path: Path) -> Claim:
     """Read one claim file. Raises ConfigError naming the file, key, expected and got."""
-    data = _read_toml(path)
+    data = read_toml(path)
     data.setdefault("name", path.stem)
     try:
         return Claim.model_validate(data)
     except ValidationError as exc:
-        raise _explain(path, exc, Claim) from exc
+        raise explain(path, exc, Claim) from exc
 
 
 def load_claims(directory: Path) -> dict[str, Claim]:

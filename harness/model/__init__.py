@@ -27,21 +27,21 @@ from harness.model.config import (
     QUICK_MIN_WINDOW_S,
     Cell,
     DriverName,
+    Frozen,
     Interface,
     LoadModel,
     Saturation,
     SettingValue,
     Slo,
     TargetConfig,
-    _Frozen,
 )
 from harness.model.files import (
     ConfigError,
-    _explain,
-    _read_toml,
     discover_targets,
+    explain,
     load_scenario,
     load_target,
+    read_toml,
     suggest,
 )
 from harness.model.records import (
@@ -62,7 +62,7 @@ from harness.model.records import (
     upgrade_manifest,
     upgrade_measurement,
 )
-from harness.model.scenario import RequestSpec, Scenario, _is_folder_name, _is_path
+from harness.model.scenario import RequestSpec, Scenario, is_folder_name, is_path
 from harness.model.stages import Phase, Stage, StageKind, phases
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
     "DriverName",
     "Environment",
     "Errors",
+    "Frozen",
     "Interface",
     "LatencyMs",
     "LoadModel",
@@ -103,15 +104,14 @@ __all__ = [
     "StageKind",
     "TargetConfig",
     "TargetRun",
-    "_Frozen",
-    "_explain",
-    "_is_folder_name",
-    "_is_path",
-    "_read_toml",
     "discover_targets",
+    "explain",
+    "is_folder_name",
+    "is_path",
     "load_scenario",
     "load_target",
     "phases",
+    "read_toml",
     "suggest",
     "upgrade_manifest",
     "upgrade_measurement",

@@ -56,11 +56,13 @@ QUICK_MIN_WARMUP_S = 0.1
 """``--quick`` keeps at least this much warm-up (s), unless the scenario has none."""
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """Base of every record: immutable, and unknown keys are errors (a typo in a file is named)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class TargetConfig(_Frozen):
+class TargetConfig(Frozen):
     """One stack, as described by ``targets/<name>/target.toml``.
 
     ``command`` is a shell-free argument string with the placeholders
@@ -114,7 +116,7 @@ class TargetConfig(_Frozen):
         return filled.split()
 
 
-class Slo(_Frozen):
+class Slo(Frozen):
     """A service-level objective a cell must meet: the saturation search's stopping rule.
 
     A cell breaks it when its p99 latency (corrected, in the open model) exceeds
@@ -149,7 +151,7 @@ class Slo(_Frozen):
         return None
 
 
-class Saturation(_Frozen):
+class Saturation(Frozen):
     """How the saturation search steps the arrival rate (requests/s).
 
     Rates start at ``start_rate`` and are multiplied by ``growth`` until the SLO
@@ -171,7 +173,7 @@ class Saturation(_Frozen):
         return steps + self.bisect_steps
 
 
-class Cell(_Frozen):
+class Cell(Frozen):
     """One measurement to take: a target, an endpoint and a load level, one repeat.
 
     Closed model: ``concurrency`` connections. Open model: ``rate`` requests/s.

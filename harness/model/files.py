@@ -31,7 +31,7 @@ class ConfigError(Exception):
 _MAX_CONFIG_BYTES = 1 << 20
 
 
-def _read_toml(path: Path) -> dict[str, object]:
+def read_toml(path: Path) -> dict[str, object]:
     """Parse a TOML file. Raises ConfigError naming the file on any problem."""
     try:
         # A size cap, so that a device or a huge file given by mistake fails quickly.
@@ -157,7 +157,7 @@ def _after_item_errors(error: ErrorDetails) -> bool:
     )
 
 
-def _explain(path: Path, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+def explain(path: Path, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
     """One line per problem, ``<file>: <key>: <expected>, got <value>``, e.g.
     ``scenarios/x.toml: concurrency[1]: must be >= 1, got -5``."""
     return ConfigError(
@@ -183,12 +183,12 @@ def load_target(directory: Path) -> TargetConfig:
     Raises ConfigError naming the file and key on any problem.
     """
     path = directory / "target.toml"
-    data = _read_toml(path)
+    data = read_toml(path)
     data.setdefault("name", directory.name)
     try:
         return TargetConfig.model_validate(data)
     except ValidationError as exc:
-        raise _explain(path, exc, TargetConfig) from exc
+        raise explain(path, exc, TargetConfig) from exc
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -196,13 +196,13 @@ def load_scenario(path: Path) -> Scenario:
 
     Raises ConfigError naming the file and key on any problem.
     """
-    data = _read_toml(path)
+    data = read_toml(path)
     data.setdefault("name", path.stem)
     _read_bodies(path, data)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _explain(path, exc, Scenario) from exc
+        raise explain(path, exc, Scenario) from exc
 
 
 def _read_bodies(path: Path, data: dict[str, object]) -> None:

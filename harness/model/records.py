@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.model.config import DriverName, LoadModel, TargetConfig, _Frozen, _Setting
+from harness.model.config import DriverName, Frozen, LoadModel, TargetConfig, _Setting
 from harness.model.scenario import Scenario
 
 SCHEMA_VERSION = 3
@@ -62,7 +62,7 @@ TIMESERIES_COLUMNS_RENAMED_IN_3 = {
 """Columns of a stored time series (CSV) renamed in schema 3: old name -> new name."""
 
 
-class LatencyMs(_Frozen):
+class LatencyMs(Frozen):
     """Latency summary in milliseconds, of successful responses only."""
 
     min: float
@@ -75,7 +75,7 @@ class LatencyMs(_Frozen):
     max: float
 
 
-class Errors(_Frozen):
+class Errors(Frozen):
     """Failed requests by kind. ``status`` counts responses with status >= 400,
     ``by_status`` the same responses by status code (``{"502": 17}``)."""
 
@@ -90,7 +90,7 @@ class Errors(_Frozen):
         return self.status + self.connect + self.read + self.timeout
 
 
-class BoundReason(_Frozen):
+class BoundReason(Frozen):
     """Why a cell's figures may be the harness's rather than the stack's: one rule that tripped.
 
     Built once, where the cell is measured (:mod:`harness.run.flags`); put into words
@@ -116,7 +116,7 @@ class BoundReason(_Frozen):
     detail: str | None = None
 
 
-class Measurement(_Frozen):
+class Measurement(Frozen):
     """One measured cell: a line of ``measurements.jsonl``.
 
     ``requests`` counts every request finished inside the measured window
@@ -219,14 +219,14 @@ class Measurement(_Frozen):
     stage_levels: tuple[float, float] | None = None
 
 
-class Placement(_Frozen):
+class Placement(Frozen):
     """Which CPUs the target, and the load generator with the upstream, ran on."""
 
     target_cpus: tuple[int, ...]
     generator_cpus: tuple[int, ...]
 
 
-class Environment(_Frozen):
+class Environment(Frozen):
     """The machine and software a run was measured on."""
 
     cpu_model: str
@@ -242,7 +242,7 @@ class Environment(_Frozen):
     docker_engine: str | None = None
 
 
-class TargetRun(_Frozen):
+class TargetRun(Frozen):
     """A target's configuration as it ran: its file plus resolved workers and limits.
 
     ``cpus`` and ``memory_mib`` are the limits asked for; ``limits_applied`` says
@@ -261,7 +261,7 @@ class TargetRun(_Frozen):
     verification_failures: tuple[str, ...] = ()
 
 
-class RunFailure(_Frozen):
+class RunFailure(Frozen):
     """Something that went wrong but did not stop the run."""
 
     target: str
@@ -269,7 +269,7 @@ class RunFailure(_Frozen):
     reason: str
 
 
-class DatabaseRun(_Frozen):
+class DatabaseRun(Frozen):
     """The database server a run started for its ``/db/`` endpoints, as it ran."""
 
     server: str
@@ -277,7 +277,7 @@ class DatabaseRun(_Frozen):
     settings: dict[str, _Setting] = Field(default_factory=dict)
 
 
-class RunManifest(_Frozen):
+class RunManifest(Frozen):
     """``results/<run_id>/manifest.json``. Timestamps are UTC ISO 8601."""
 
     schema_version: int = SCHEMA_VERSION

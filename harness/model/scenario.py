@@ -26,22 +26,24 @@ from harness.model.config import (
     QUICK_MIN_WARMUP_S,
     QUICK_MIN_WINDOW_S,
     DriverName,
+    Frozen,
     LoadModel,
     Saturation,
     Slo,
-    _Frozen,
 )
 from harness.model.stages import Phase, Stage, phases
 
 
-def _is_path(value: str) -> str:
+def is_path(value: str) -> str:
+    """``value`` if it is an endpoint path (``/`` then printable ASCII, no spaces); raises ValueError."""
     # The endpoint goes verbatim into the request line: "GET <endpoint> HTTP/1.1".
     if not re.fullmatch(r"/[!-~]*", value):
         raise ValueError("must be a path starting with '/', printable ASCII without spaces")
     return value
 
 
-def _is_folder_name(value: str) -> str:
+def is_folder_name(value: str) -> str:
+    """``value`` if it can name a results folder (letters, digits, ``.``, ``_``, ``-``); raises ValueError."""
     # The scenario's name is part of the results folder's name.
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
         raise ValueError(
@@ -50,11 +52,11 @@ def _is_folder_name(value: str) -> str:
     return value
 
 
-_Endpoint = Annotated[str, AfterValidator(_is_path)]
+_Endpoint = Annotated[str, AfterValidator(is_path)]
 _Positive = Annotated[int, Field(ge=1)]
 
 
-class RequestSpec(_Frozen):
+class RequestSpec(Frozen):
     """One kind of request in a scenario, when a plain GET path is not enough.
 
     ``body`` is sent as is with ``content_type`` (``body_file``, a path relative
@@ -107,7 +109,7 @@ def _time_scaled(path: str, scale: float) -> str:
     )
 
 
-class Scenario(_Frozen):
+class Scenario(Frozen):
     """A load description, as in ``scenarios/<name>.toml``.
 
     Durations are in seconds, rates in requests/s. ``targets`` empty means
@@ -136,7 +138,7 @@ class Scenario(_Frozen):
     when omitted).
     """
 
-    name: Annotated[str, AfterValidator(_is_folder_name)]
+    name: Annotated[str, AfterValidator(is_folder_name)]
     description: str
     targets: tuple[str, ...] = ()
     endpoints: tuple[_EndpointEntry, ...] = Field(min_length=1)
