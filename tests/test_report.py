@@ -187,7 +187,7 @@ def test_closed_run_page_has_verdict_with_interval_medians_flags_and_spectrum(tm
     medians = section(html, "medians")
     assert medians.count("<tr>") == 1 + 2 * 3  # header + 2 levels x 3 stacks
     assert f"[1,200{DASH}1,220]" in medians  # fastapi-uvicorn at c64
-    assert "generator bound: the generator used 95% CPU (limit 80%)" in medians
+    assert "generator bound" in medians
     assert "above sync ceiling 40 req/s" in medians
 
     charts = section(html, "charts")
