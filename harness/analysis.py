@@ -9,7 +9,7 @@ microseconds of server CPU time per successful response.
 A cell's *load level* (``level``) is its concurrency in the closed model and
 its arrival rate in the open and saturation models. Failed cells
 (``status == "failed"``) stay in :func:`measurements_frame` so they can be
-listed, but never enter a statistic. Medians, bootstrap intervals and
+listed, but never enter a statistic. Medians, intervals and
 coefficients of variation across repeats come from :mod:`harness.stats`; the
 sustainable throughput of saturation searches is in :mod:`harness.saturation`,
 and the verdict built on all of them in :mod:`harness.verdict`;
@@ -331,8 +331,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (ok
     repeats), ``failed`` (failed repeats, excluded from everything else);
     ``requests_per_second_median``/``_min``/``_max``, ``requests_per_second_values`` (a tuple by repeat),
-    ``requests_per_second_ci_low``/``_ci_high`` (95% bootstrap interval of the median, NaN with
-    one repeat), ``requests_per_second_cv`` (coefficient of variation); the same for
+    ``requests_per_second_ci_low``/``_ci_high`` (the order-statistic interval of the median,
+    :func:`harness.stats.median_interval`: the min-max below 6 repeats; NaN with one repeat),
+    ``requests_per_second_cv`` (coefficient of variation); the same for
     ``latency_ms_p99``; ``latency_ms_p50_median``/``_min``/``_max``;
     ``latency_ms_{mean,p90,p999}_median``,
     ``latency_ms_uncorrected_{p50,p99,p999}_median`` (open model, from the

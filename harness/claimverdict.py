@@ -122,7 +122,7 @@ def _side(
         failed=len(failed),
         requests_per_second_values=values,
         requests_per_second_median=stats.median(list(values)),
-        requests_per_second_interval=None if math.isnan(low) else Interval(low, high),
+        requests_per_second_interval=stats.stored_median_interval(low, high, n),
         p50_ms=_number(row, "latency_ms_p50_median"),
         p99_ms=_number(row, "latency_ms_p99_median"),
         error_rate=_count(row, "errors_total") / requests if requests else 0.0,

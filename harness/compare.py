@@ -2,7 +2,7 @@
 
 Cells are matched on (target, endpoint, model, load level). For each, the
 change in requests/s and in p99 latency is run B's median over run A's across
-repeats, with the 95% bootstrap interval of that ratio (:func:`harness.stats.compare`).
+repeats, with the 95% t-interval of that ratio (:func:`harness.stats.compare`).
 A change is a *regression* only when it is significant (the interval excludes
 1) and worse than the threshold: requests/s down, or p99 up, by more than it.
 A cell measured in A whose every repeat failed in B is a regression too: the

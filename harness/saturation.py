@@ -4,7 +4,7 @@ A saturation search (``model = "saturation"``) runs open-model cells at rising
 arrival rates until one breaks the scenario's SLO, then bisects; each cell
 says whether it held (``slo_held``) and, if not, why (``slo_breach``). The
 stack's sustainable throughput in one repeat is the highest rate whose cell
-held (issue 4); across repeats it gets a median and a 95% bootstrap interval
+held (issue 4); across repeats it gets a median and an interval of the median
 (:mod:`harness.stats`). Pure functions over :func:`harness.analysis.measurements_frame`
 frames; rates are requests/s offered, latencies ms.
 """
@@ -108,8 +108,9 @@ def saturation_summary(frame: pd.DataFrame, *, per_repeat: pd.DataFrame | None =
     less than the lowest rate tried). Columns: ``target``, ``endpoint``,
     ``interface``, ``n`` (repeats with an ok cell), ``failed`` (failed cells),
     ``sustainable_requests_per_second_median``/``_min``/``_max``, ``sustainable_requests_per_second_values``
-    (by repeat), ``sustainable_requests_per_second_ci_low``/``_ci_high`` (95% bootstrap
-    interval of the median, NaN with one repeat), ``sustainable_requests_per_second_cv``,
+    (by repeat), ``sustainable_requests_per_second_ci_low``/``_ci_high`` (the
+    order-statistic interval of the median, :func:`harness.stats.median_interval`; NaN with one repeat),
+    ``sustainable_requests_per_second_cv``,
     ``latency_ms_p99_median`` (at each repeat's sustainable rate),
     ``none_held`` (repeats where no rate held), ``never_broke`` (repeats whose
     search ended before the SLO broke), ``breaches`` (the distinct reasons, a

@@ -3,7 +3,7 @@
 Pure functions over the summaries of :mod:`harness.analysis`. Per endpoint,
 stacks are ranked by median requests/s at the endpoint's highest load level
 (closed and open models) or by median sustainable throughput (saturation
-model). Ratios between stacks come with a 95% bootstrap interval and are called
+model). Ratios between stacks come with a 95% t-interval and are called
 significant only when it excludes 1 (:func:`harness.stats.compare`).
 
 A verdict never rests on a figure the target did not set: a stack whose cell
@@ -66,8 +66,9 @@ class Standing:
     """One stack's throughput in a verdict, in requests/s over its ``n`` repeats.
 
     ``requests_per_second_values`` are the repeats' figures (requests/s served, or sustainable
-    throughput), ``requests_per_second_interval`` the 95% bootstrap interval of their median
-    (None with one repeat), ``requests_per_second_cv`` their coefficient of variation.
+    throughput), ``requests_per_second_interval`` the order-statistic interval of their median
+    (:func:`harness.stats.median_interval`; None with one repeat),
+    ``requests_per_second_cv`` their coefficient of variation.
     """
 
     target: str
@@ -113,7 +114,7 @@ def _standing(row: pd.Series, column: str, interface: str | None) -> Standing:
         target=str(row["target"]),
         interface=interface,
         requests_per_second_median=float(row[f"{column}_median"]),
-        requests_per_second_interval=None if math.isnan(low) else Interval(low, high),
+        requests_per_second_interval=stats.stored_median_interval(low, high, int(row["n"])),
         requests_per_second_cv=float(row[f"{column}_cv"]),
         requests_per_second_min=float(row[f"{column}_min"]),
         requests_per_second_max=float(row[f"{column}_max"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -256,7 +257,9 @@ def test_measure_reads_a_claims_run_with_its_ratio_interval_and_littles_law_boun
     assert result.candidate.ceiling_requests_per_second == pytest.approx(640.0)  # 64 connections / 100 ms
     assert result.ratio_bound == pytest.approx(64.0)
     assert result.comparison is not None and result.comparison.interval is not None
-    assert result.comparison.ratio == pytest.approx(611 / 10)
+    # The ratio of geometric means of 610, 611, 612 over 9, 10, 11 (stats.compare), not 611 / 10.
+    expected = statistics.geometric_mean([610, 611, 612]) / statistics.geometric_mean([9, 10, 11])
+    assert result.comparison.ratio == pytest.approx(expected)
     assert result.comparison.significant
     assert run_claim_name(manifest.run_id) == "granian-sleep-100ms"
     assert run_claim_name("20261124T000000Z-default") is None

@@ -169,20 +169,24 @@ def test_closed_run_page_has_verdict_with_interval_medians_flags_and_spectrum(tm
 
     verdict = section(html, "verdict")
     assert "fastapi-uvicorn (ASGI) served the most: 1,210 requests/s" in verdict
-    # ASGI/WSGI = 1210 / 61 with the interval of the ratio and its significance.
+    # ASGI/WSGI = 1210 / 61 with the interval of the ratio, what it is, and its significance.
     ratio = re.search(
-        rf"ASGI/WSGI \(fastapi-uvicorn / flask-gunicorn\) = (\d+){TIMES} \[(\d+){DASH}(\d+)\], (\w+)", verdict
+        rf"ASGI/WSGI \(fastapi-uvicorn / flask-gunicorn\) = (\d+){TIMES} \[(\d+){DASH}(\d+)\] "
+        r"\(95% t-interval of the ratio of geometric means, 3 repeats each\), (\w+)",
+        verdict,
     )
     assert ratio, verdict
     low, median, high = int(ratio.group(2)), int(ratio.group(1)), int(ratio.group(3))
     assert low <= median <= high
-    assert (low, high) == (round(1200 / 62), round(1220 / 60))
+    # Student's t-interval on the logs of 1200, 1210, 1220 over 60, 61, 62 (scipy.stats.ttest_ind,
+    # worked outside the harness): 19.26-20.43, written with two significant figures.
+    assert (low, high) == (19, 20)
     assert ratio.group(4) == "significant"
     # The generator-bound stack is faster but left out, and the page says why.
     assert "quart-hypercorn: left out of the ranking: the load generator was the bottleneck" in verdict
     assert "(left out of the ranking)" in verdict
     assert "served more than its sync ceiling of 40 requests/s" in verdict
-    assert "95% CI" in verdict and "CV" in verdict
+    assert "min\N{EN DASH}max of 3 repeats, 75% coverage of the median" in verdict and "CV" in verdict
 
     medians = section(html, "medians")
     assert medians.count("<tr>") == 1 + 2 * 3  # header + 2 levels x 3 stacks
@@ -319,8 +323,11 @@ def test_saturation_run_page_shows_sustainable_throughput_with_interval_and_slo(
     html = render_run(run_dir)
     verdict = section(html, "verdict")
     assert "fastapi-uvicorn (ASGI) sustained the most: 310 requests/s" in verdict
+    # Sustained 300, 310, 320 against 50, 50, 50: the ratio of geometric means is 6.198 and
+    # Student's t-interval on the logs (scipy.stats.ttest_ind, worked outside the harness) 5.885-6.527.
     assert re.search(
-        rf"ASGI/WSGI \(fastapi-uvicorn / flask-gunicorn\) = 6\.2{TIMES} \[6\.0{DASH}6\.4\], significant",
+        rf"ASGI/WSGI \(fastapi-uvicorn / flask-gunicorn\) = 6\.2{TIMES} \[5\.9{DASH}6\.5\] "
+        r"\(95% t-interval of the ratio of geometric means, 3 repeats each\), significant",
         verdict,
     )
     assert "p99 ≤ 100 ms, errors ≤ 0.1%, achieved ≥ 95% of the offered rate" in verdict
@@ -450,7 +457,7 @@ def test_a_real_open_model_run_renders_every_new_section(tmp_path: Path) -> None
     # Measured, so no figure is asserted: only that each ratio carries an interval and a call.
     for line in re.findall(r"<li>((?:ASGI/WSGI|best/runner-up) .*?)</li>", verdict):
         assert re.search(
-            rf"= [\d.]+{TIMES} \[[\d.]+{DASH}[\d.\N{{INFINITY}}]+\], (not )?significant$", line
+            rf"= [\d.]+{TIMES} \[[\d.]+{DASH}[\d.\N{{INFINITY}}]+\] \([^)]+\), (not )?significant$", line
         ), line
     charts = section(html, "charts")
     drawn = figures(charts)

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
+import scipy.stats
 from cells import TARGETS, cell
 
 from harness.analysis import measurements_frame, summarise
@@ -10,6 +13,11 @@ from harness.model import BoundReason, Errors, Measurement
 from harness.report.formats import format_flag
 from harness.saturation import saturation_summary
 from harness.verdict import Flag, Verdict, verdict
+
+
+def geometric_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """The ratio of the geometric means, which stats.compare reports when every value is above 0."""
+    return math.exp(float(np.mean(np.log(a)) - np.mean(np.log(b))))
 
 
 def judge(measurements: Sequence[Measurement]) -> list[Verdict]:
@@ -46,14 +54,22 @@ def test_verdict_compares_best_asgi_with_best_wsgi_at_the_highest_concurrency() 
     assert result.runner_up is not None and result.runner_up.target == "quart-hypercorn"
     ratio = result.asgi_over_wsgi
     assert ratio is not None
-    assert ratio.ratio == pytest.approx(1210.0 / 250.0)
+    # The ratio of geometric means and Student's t-interval on the logs (stats.compare),
+    # computed here with scipy's equal-variance two-sample t-test.
+    asgi, wsgi = np.log([1200.0, 1210.0, 1220.0]), np.log([240.0, 250.0, 260.0])
+    assert ratio.ratio == pytest.approx(math.exp(asgi.mean() - wsgi.mean()))
+    assert ratio.ratio == pytest.approx(1210.0 / 250.0, rel=0.001)
+    expected = scipy.stats.ttest_ind(asgi, wsgi).confidence_interval(0.95)
     assert ratio.interval is not None
-    assert ratio.interval.low == pytest.approx(1200.0 / 260.0)
-    assert ratio.interval.high == pytest.approx(1220.0 / 240.0)
+    assert ratio.interval.low == pytest.approx(math.exp(expected.low))
+    assert ratio.interval.high == pytest.approx(math.exp(expected.high))
     assert ratio.significant
     assert result.lead is not None and result.lead.significant
     assert result.excluded == ()
     assert result.flags == ()
+
+
+CLOSE_RATIO = geometric_ratio([1000.0, 1100.0, 1050.0], [950.0, 1070.0, 1020.0])
 
 
 def test_close_stacks_are_not_significant_and_say_so() -> None:
@@ -72,7 +88,7 @@ def test_close_stacks_are_not_significant_and_say_so() -> None:
     assert result.lead is not None and not result.lead.significant
     # quart-hypercorn is neither best nor best of an interface: its Little's law miss is not the verdict's.
     assert result.flags == (
-        Flag("not_significant", "fastapi-uvicorn", pytest.approx(1050.0 / 1020.0), "quart-hypercorn"),
+        Flag("not_significant", "fastapi-uvicorn", pytest.approx(CLOSE_RATIO), "quart-hypercorn"),
     )
 
 
@@ -154,7 +170,8 @@ def test_open_model_verdict_is_at_the_highest_rate_and_counts_dropped_requests()
     assert result.model == "open"
     assert result.level == 800.0
     assert result.asgi_over_wsgi is not None and result.asgi_over_wsgi.significant
-    assert result.asgi_over_wsgi.ratio == pytest.approx(791.0 / 61.0)
+    expected = geometric_ratio([790.0, 791.0, 792.0], [60.0, 61.0, 62.0])
+    assert result.asgi_over_wsgi.ratio == pytest.approx(expected)
     assert Flag("dropped", "flask-gunicorn", 300.0) in result.flags
 
 
@@ -180,7 +197,8 @@ def test_saturation_verdict_ranks_sustainable_throughput_and_skips_generator_bou
     assert result.best.requests_per_second_median == 850.0
     assert result.best_wsgi is not None and result.best_wsgi.requests_per_second_median == 55.0
     assert result.asgi_over_wsgi is not None and result.asgi_over_wsgi.significant
-    assert result.asgi_over_wsgi.ratio == pytest.approx(850.0 / 55.0)
+    expected = geometric_ratio([800.0, 850.0, 900.0], [50.0, 55.0, 60.0])
+    assert result.asgi_over_wsgi.ratio == pytest.approx(expected)
     assert [f.kind for f in result.flags] == ["generator_bound"]
 
 

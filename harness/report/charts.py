@@ -7,7 +7,7 @@ throughput. Each function takes the rows of one endpoint (of
 (a stack keeps its colour; WSGI stacks are dashed lines and hatched bars,
 except in the open model's latency chart, where dashes mark uncorrected
 latency). When a stack has more than one repeat, error bars span the 95%
-bootstrap interval of the median where the summary has one (requests/s, p99),
+order-statistic interval of the median where the summary has one (requests/s, p99),
 else the min-max across repeats. Memory charts are in
 :mod:`harness.report.memorycharts`, a staged run's in :mod:`harness.report.timecharts`.
 """

@@ -46,24 +46,33 @@ def format_ratio(ratio: float) -> str:
     return DASH if math.isnan(ratio) else f"{ratio_figure(ratio)}{TIMES}"
 
 
+def _what(interval: Interval) -> str:
+    """`` (min-max of 3 repeats, 75% coverage of the median)``: what the interval is
+    (:attr:`harness.stats.Interval.method`), or nothing when it does not say."""
+    return f" ({interval.method})" if interval.method else ""
+
+
 def format_interval(interval: Interval | None, digits: int | None = None) -> str:
-    """``[1,200-1,250]`` (with an en dash); an en dash alone when there is no interval (a single repeat)."""
+    """``[1,200-1,250] (min-max of 3 repeats, 75% coverage of the median)`` (with an en dash):
+    the ends, then what the interval is; an en dash alone when there is no interval (a single repeat)."""
     if interval is None:
         return DASH
-    return f"[{format_number(interval.low, digits)}{DASH}{format_number(interval.high, digits)}]"
+    ends = f"{format_number(interval.low, digits)}{DASH}{format_number(interval.high, digits)}"
+    return f"[{ends}]{_what(interval)}"
 
 
 def format_comparison(comparison: Comparison) -> str:
-    """``41x [39-43], significant``; ``1.1x [0.95-1.2], not significant``; or no interval, not significant.
+    """``41x [39-43] (95% t-interval of the ratio of geometric means, 3 repeats each), significant``;
+    ``1.1x [0.95-1.2] (...), not significant``; or no interval, not significant.
 
-    A significant ratio within 2% of 1 says so: ``1.0x [1.0-1.0], significant but
+    A significant ratio within 2% of 1 says so: ``1.0x [1.0-1.0] (...), significant but
     under 2%: no practical difference`` (:attr:`Comparison.practical`).
     """
     head = format_ratio(comparison.ratio)
     interval = comparison.interval
     if interval is None:
         return f"{head}, no interval (fewer than 2 repeats on a side): not significant"
-    bounds = f"[{ratio_figure(interval.low)}{DASH}{ratio_figure(interval.high)}]"
+    bounds = f"[{ratio_figure(interval.low)}{DASH}{ratio_figure(interval.high)}]{_what(interval)}"
     if comparison.significant and not comparison.practical:
         return f"{head} {bounds}, significant but under {PRACTICAL_DIFFERENCE:.0%}: no practical difference"
     return f"{head} {bounds}, {'significant' if comparison.significant else 'not significant'}"
@@ -109,7 +118,7 @@ def format_verdict(verdict: Verdict) -> str:
 
 
 def format_ratios(verdict: Verdict) -> list[str]:
-    """The ratios a verdict rests on, each with its 95% interval and whether it is significant.
+    """The ratios a verdict rests on, each with its interval (and what it is) and whether it is significant.
 
     ``ASGI/WSGI (fastapi-uvicorn / flask-gunicorn) = 41x [39-43], significant``.
     """
@@ -126,13 +135,14 @@ def format_ratios(verdict: Verdict) -> list[str]:
 
 
 def format_spread(verdict: Verdict) -> str | None:
-    """The repeats, 95% intervals and CVs behind a verdict's numbers; None when nothing was ranked."""
+    """The repeats, intervals of the median (each saying what it is) and CVs behind a verdict's
+    numbers; None when nothing was ranked."""
     shown = [s for s in (verdict.best, verdict.best_wsgi, verdict.best_asgi) if s is not None]
     unique = list({s.target: s for s in shown}.values())
     if not unique:
         return None
     parts = [
-        f"{s.target} median of {s.n}, 95% CI {format_interval(s.requests_per_second_interval, 0)}, "
+        f"{s.target} median of {s.n}, interval {format_interval(s.requests_per_second_interval, 0)}, "
         f"CV {format_percent(s.requests_per_second_cv)}"
         if s.n > 1
         else f"{s.target} single run, no interval"
@@ -269,14 +279,16 @@ def _signed_percent(ratio: float) -> str:
 
 
 def format_change(comparison: Comparison | None) -> str:
-    """A ratio B/A as a change with its 95% interval: ``-23% (-30% to -15%)``; ``+4.1%, no interval``."""
+    """A ratio B/A as a change with its interval and what it is: ``-23% (-30% to -15%, 95% t-interval
+    of the ratio of geometric means, 3 repeats each)``; ``+4.1%, no interval``."""
     if comparison is None or math.isnan(comparison.ratio):
         return DASH
     head = _signed_percent(comparison.ratio)
     interval = comparison.interval
     if interval is None:
         return f"{head}, no interval"
-    return f"{head} ({_signed_percent(interval.low)} to {_signed_percent(interval.high)})"
+    what = f", {interval.method}" if interval.method else ""
+    return f"{head} ({_signed_percent(interval.low)} to {_signed_percent(interval.high)}{what})"
 
 
 def format_workload(summary: WorkloadSummary) -> str:

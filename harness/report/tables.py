@@ -17,7 +17,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import pandas as pd
 
-from harness import analysis
+from harness import analysis, stats
 from harness.bounds import merge_bound_reasons
 from harness.model import TargetRun
 from harness.report.formats import (
@@ -55,7 +55,9 @@ def _level(model: object, level: object, kind: object = None) -> str:
 
 def _interval(row: Mapping[Hashable, object], column: str) -> Interval | None:
     low, high = _float(row[f"{column}_ci_low"]), _float(row[f"{column}_ci_high"])
-    return None if math.isnan(low) else Interval(low, high)
+    if math.isnan(low):
+        return None
+    return stats.stored_median_interval(low, high, int(_float(row["n"])))
 
 
 def _bound_flags(reasons: object, *, generator: bool, upstream: bool) -> list[str]:
