@@ -14,6 +14,12 @@ request that finds no connection within ``timeout_s`` of its intended time,
 or is still queued when the window closes, is counted as ``dropped`` and never
 sent; once sent, a request has ``timeout_s`` to be answered.
 
+The driver also records its own *lateness*: for each request, the time from its
+intended send time to the moment the event loop got to it and offered it to a
+connection (loop lag: a loop frozen, busy, or woken late). A request that then
+waits for a free connection waits for the server, which is not the driver's
+lateness. ``run.flags`` calls a cell generator-bound when its p99 is too high.
+
 Latency is recorded twice: from the intended send time (the *corrected*
 latency, which includes the time a request waited for the server to catch up:
 what a user arriving at that moment would have seen) and from the actual send
@@ -69,7 +75,8 @@ class _OpenTally:
     """Every request of the window, keyed by intended send time (ns), to be counted after the run.
 
     ``marks_ns`` are the stage boundaries inside the window; ``scheduled_at_marks``
-    the number scheduled before each boundary the arrivals have passed.
+    the number scheduled before each boundary the arrivals have passed. ``late_us``
+    is each request's generator lateness (µs), keyed by ``late_intended_ns``.
     """
 
     window_start_ns: int
@@ -82,6 +89,8 @@ class _OpenTally:
     failed_kinds: list[str] = field(default_factory=list)
     failed_statuses: array[int] = field(default_factory=lambda: array("q"))
     dropped_intended_ns: array[int] = field(default_factory=lambda: array("q"))
+    late_intended_ns: array[int] = field(default_factory=lambda: array("q"))
+    late_us: array[int] = field(default_factory=lambda: array("q"))
     scheduled: int = 0
     scheduled_at_marks: list[int] = field(default_factory=list)
     next_mark_ns: int = NO_MARK_NS
@@ -211,6 +220,10 @@ class _Driver:
             if intended_ns >= tally.next_mark_ns:
                 tally.pass_marks(intended_ns)
             tally.scheduled += 1
+            # The generator's own lateness: its loop got to the request this long after its
+            # intended time. A wait for a free connection, from here on, is not counted.
+            tally.late_intended_ns.append(intended_ns)
+            tally.late_us.append((now_ns - intended_ns) // 1000)
         if self.idle:
             self.idle.pop().send(intended_ns, now_ns)
             return
@@ -369,6 +382,7 @@ def _result(tally: _OpenTally, first: _Reading, last: _Reading, opened: int, sch
         histogram_uncorrected=histogram.encode(tally.uncorrected_us),
         connections_peak=last.connections_peak,
         answered_in_window=tally.answered_in_window,
+        histogram_lateness=histogram.encode(tally.late_us),
     )
 
 
@@ -393,6 +407,8 @@ def _stages(load: OpenLoad, tally: _OpenTally, readings: Sequence[_Reading]) -> 
         part.failed_statuses.append(status)
     for intended in tally.dropped_intended_ns:
         parts[bisect_right(stage_of, intended)].dropped_intended_ns.append(intended)
+    for intended, late in zip(tally.late_intended_ns, tally.late_us, strict=True):
+        parts[bisect_right(stage_of, intended)].late_us.append(late)
     bounds = stage_bounds(load.profile)
     masses = stage_masses(load.profile)
     stages = []
