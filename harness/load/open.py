@@ -10,9 +10,11 @@ queue and the driver opens another connection, up to ``max_connections``;
 connections the server closes are reopened for their next request, the
 connect time counting in its latency. As in the closed model, a request on an
 open connection goes through no task or future (see ``connection.py``). A
-request that finds no connection within ``timeout_s`` of its intended time,
-or is still queued when the window closes, is counted as ``dropped`` and never
-sent; once sent, a request has ``timeout_s`` to be answered.
+request that finds no connection within ``timeout_s`` of its intended time is
+counted as ``dropped`` and never sent; once sent, a request has ``timeout_s`` to
+be answered. Where the window ends does not change this: a request scheduled
+inside it and still queued when it closes is sent when a connection frees
+(within its timeout) and timed until its answer or its timeout.
 
 The driver also records its own *lateness*: for each request, the time from its
 intended send time to the moment the event loop got to it and offered it to a
@@ -25,8 +27,10 @@ latency, which includes the time a request waited for the server to catch up:
 what a user arriving at that moment would have seen) and from the actual send
 time (*uncorrected*, what a closed-model tool reports). Requests count in the
 window by their intended send time; after the window closes, the requests
-already sent are awaited (up to ``timeout_s``) so a stall at the end is not cut
-off. Coordinated omission and its correction: Gil Tene, "How NOT to Measure
+still queued are sent and those sent are awaited (up to ``timeout_s`` for a
+connection and ``timeout_s`` for the answer) so a stall at the end is not cut
+off; throughput (``answered_in_window``) still counts only answers inside the window.
+Coordinated omission and its correction: Gil Tene, "How NOT to Measure
 Latency" (2015), and wrk2's README (constant throughput, corrected latency).
 
 With a ``profile`` (``profile.py``) the arrival rate varies: after the warm-up
@@ -253,15 +257,17 @@ class _Driver:
         task.add_done_callback(self.tasks.discard)
 
     def stop_dispatching(self) -> None:
-        """No more arrivals: queued requests are dropped; the future ``all_idle`` tells when all answered."""
+        """No more arrivals: queued requests still go out as connections free (within their timeout);
+        the future ``all_idle`` tells when none is queued and every one sent has been answered."""
         self.dispatching = False
-        for intended in self.queue:
-            self.tally.drop(intended)
-        self.queue.clear()
-        if len(self.idle) == len(self.slots) and not self.all_idle.done():
+        if not self.queue and len(self.idle) == len(self.slots) and not self.all_idle.done():
             self.all_idle.set_result(None)
 
     def close(self) -> None:
+        """Give up: requests still queued are dropped, connections abandoned."""
+        for intended in self.queue:
+            self.tally.drop(intended)
+        self.queue.clear()
         for task in self.tasks:
             task.cancel()
         for slot in self.slots:
@@ -347,8 +353,8 @@ async def _run_open(load: OpenLoad, on_window: WindowCallback, begin_ns: int | N
         on_window("end")
         dispatcher.stop()
         driver.stop_dispatching()
-        # Requests already sent may finish within their timeout; queued ones were dropped.
-        await asyncio.wait([driver.all_idle], timeout=load.timeout_s + 1.0)
+        # Queued requests wait up to their timeout for a connection, then up to it for the answer.
+        await asyncio.wait([driver.all_idle], timeout=2 * load.timeout_s + 1.0)
     finally:
         dispatcher.stop()
         driver.close()
@@ -436,7 +442,7 @@ def run_open(
     between stages (stage count - 1 times). ``begin_ns``
     (``time.monotonic_ns()`` time, the same in every process) is when the
     arrivals start, warm-up first; None starts at once. Wall time is ``warmup_s + duration_s`` plus up to
-    ``timeout_s`` for requests in flight at the end. Raises UnsafeTargetError
+    2 x ``timeout_s`` for requests queued or in flight at the end. Raises UnsafeTargetError
     for a non-loopback host unless ``load.allow_remote``.
     """
     ensure_loopback(load.host, allow_remote=load.allow_remote)

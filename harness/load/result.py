@@ -31,8 +31,8 @@ class LoadResult:
     the scheduled arrival rate in requests/s [None]; ``scheduled`` counts the
     requests whose intended send time fell in the window [0]; ``dropped``
     counts those of them that were never sent (no connection free within
-    ``timeout_s`` of their intended time, or still queued when the window
-    closed) [0]; ``histogram`` then holds latencies measured from the intended
+    ``timeout_s`` of their intended time, whether or not the window had closed) [0];
+    ``histogram`` then holds latencies measured from the intended
     send time (corrected for coordinated omission) and ``histogram_uncorrected``
     from the actual send time [None]. ``connections_peak`` is the most
     connections open at once (for merged results, the sum of each process's
