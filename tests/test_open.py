@@ -95,3 +95,21 @@ def test_queueing_in_the_driver_shows_in_corrected_latency_only() -> None:
     assert result.connections_peak == 2
     assert corrected.p99 > 700
     assert uncorrected.p99 < 100
+
+
+def test_requests_queued_when_the_window_ends_are_timed_not_dropped() -> None:
+    # 100 ms per request on 2 connections serves 20/s; 40/s arrive, so about 20 are still
+    # queued when the 1 s window closes. Each is sent when a connection frees (within its
+    # 3 s timeout) and timed to its answer; throughput counts only answers inside the window.
+    with ControlledServer(delay_s=0.1) as server:
+        result = run_open(
+            open_load(
+                server.port, "/ok", 40, arrival="uniform", max_connections=2, timeout_s=3.0
+            )
+        )
+    assert result.scheduled == pytest.approx(40, abs=1)
+    assert result.dropped == 0
+    assert result.ok == result.scheduled
+    latency = latency_summary(result.histogram)
+    assert latency is not None and latency.max > 700  # the last queued waited about a second
+    assert result.answered_in_window is not None and result.answered_in_window <= 22

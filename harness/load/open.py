@@ -10,17 +10,27 @@ queue and the driver opens another connection, up to ``max_connections``;
 connections the server closes are reopened for their next request, the
 connect time counting in its latency. As in the closed model, a request on an
 open connection goes through no task or future (see ``connection.py``). A
-request that finds no connection within ``timeout_s`` of its intended time,
-or is still queued when the window closes, is counted as ``dropped`` and never
-sent; once sent, a request has ``timeout_s`` to be answered.
+request that finds no connection within ``timeout_s`` of its intended time is
+counted as ``dropped`` and never sent; once sent, a request has ``timeout_s`` to
+be answered. Where the window ends does not change this: a request scheduled
+inside it and still queued when it closes is sent when a connection frees
+(within its timeout) and timed until its answer or its timeout.
+
+The driver also records its own *lateness*: for each request, the time from its
+intended send time to the moment the event loop got to it and offered it to a
+connection (loop lag: a loop frozen, busy, or woken late). A request that then
+waits for a free connection waits for the server, which is not the driver's
+lateness. ``run.flags`` calls a cell generator-bound when its p99 is too high.
 
 Latency is recorded twice: from the intended send time (the *corrected*
 latency, which includes the time a request waited for the server to catch up:
 what a user arriving at that moment would have seen) and from the actual send
 time (*uncorrected*, what a closed-model tool reports). Requests count in the
 window by their intended send time; after the window closes, the requests
-already sent are awaited (up to ``timeout_s``) so a stall at the end is not cut
-off. Coordinated omission and its correction: Gil Tene, "How NOT to Measure
+still queued are sent and those sent are awaited (up to ``timeout_s`` for a
+connection and ``timeout_s`` for the answer) so a stall at the end is not cut
+off; throughput (``answered_in_window``) still counts only answers inside the window.
+Coordinated omission and its correction: Gil Tene, "How NOT to Measure
 Latency" (2015), and wrk2's README (constant throughput, corrected latency).
 
 With a ``profile`` (``profile.py``) the arrival rate varies: after the warm-up
@@ -69,7 +79,8 @@ class _OpenTally:
     """Every request of the window, keyed by intended send time (ns), to be counted after the run.
 
     ``marks_ns`` are the stage boundaries inside the window; ``scheduled_at_marks``
-    the number scheduled before each boundary the arrivals have passed.
+    the number scheduled before each boundary the arrivals have passed. ``late_us``
+    is each request's generator lateness (µs), keyed by ``late_intended_ns``.
     """
 
     window_start_ns: int
@@ -82,6 +93,8 @@ class _OpenTally:
     failed_kinds: list[str] = field(default_factory=list)
     failed_statuses: array[int] = field(default_factory=lambda: array("q"))
     dropped_intended_ns: array[int] = field(default_factory=lambda: array("q"))
+    late_intended_ns: array[int] = field(default_factory=lambda: array("q"))
+    late_us: array[int] = field(default_factory=lambda: array("q"))
     scheduled: int = 0
     scheduled_at_marks: list[int] = field(default_factory=list)
     next_mark_ns: int = NO_MARK_NS
@@ -211,6 +224,10 @@ class _Driver:
             if intended_ns >= tally.next_mark_ns:
                 tally.pass_marks(intended_ns)
             tally.scheduled += 1
+            # The generator's own lateness: its loop got to the request this long after its
+            # intended time. A wait for a free connection, from here on, is not counted.
+            tally.late_intended_ns.append(intended_ns)
+            tally.late_us.append((now_ns - intended_ns) // 1000)
         if self.idle:
             self.idle.pop().send(intended_ns, now_ns)
             return
@@ -240,15 +257,17 @@ class _Driver:
         task.add_done_callback(self.tasks.discard)
 
     def stop_dispatching(self) -> None:
-        """No more arrivals: queued requests are dropped; the future ``all_idle`` tells when all answered."""
+        """No more arrivals: queued requests still go out as connections free (within their timeout);
+        the future ``all_idle`` tells when none is queued and every one sent has been answered."""
         self.dispatching = False
-        for intended in self.queue:
-            self.tally.drop(intended)
-        self.queue.clear()
-        if len(self.idle) == len(self.slots) and not self.all_idle.done():
+        if not self.queue and len(self.idle) == len(self.slots) and not self.all_idle.done():
             self.all_idle.set_result(None)
 
     def close(self) -> None:
+        """Give up: requests still queued are dropped, connections abandoned."""
+        for intended in self.queue:
+            self.tally.drop(intended)
+        self.queue.clear()
         for task in self.tasks:
             task.cancel()
         for slot in self.slots:
@@ -334,8 +353,8 @@ async def _run_open(load: OpenLoad, on_window: WindowCallback, begin_ns: int | N
         on_window("end")
         dispatcher.stop()
         driver.stop_dispatching()
-        # Requests already sent may finish within their timeout; queued ones were dropped.
-        await asyncio.wait([driver.all_idle], timeout=load.timeout_s + 1.0)
+        # Queued requests wait up to their timeout for a connection, then up to it for the answer.
+        await asyncio.wait([driver.all_idle], timeout=2 * load.timeout_s + 1.0)
     finally:
         dispatcher.stop()
         driver.close()
@@ -369,6 +388,7 @@ def _result(tally: _OpenTally, first: _Reading, last: _Reading, opened: int, sch
         histogram_uncorrected=histogram.encode(tally.uncorrected_us),
         connections_peak=last.connections_peak,
         answered_in_window=tally.answered_in_window,
+        histogram_lateness=histogram.encode(tally.late_us),
     )
 
 
@@ -393,6 +413,8 @@ def _stages(load: OpenLoad, tally: _OpenTally, readings: Sequence[_Reading]) -> 
         part.failed_statuses.append(status)
     for intended in tally.dropped_intended_ns:
         parts[bisect_right(stage_of, intended)].dropped_intended_ns.append(intended)
+    for intended, late in zip(tally.late_intended_ns, tally.late_us, strict=True):
+        parts[bisect_right(stage_of, intended)].late_us.append(late)
     bounds = stage_bounds(load.profile)
     masses = stage_masses(load.profile)
     stages = []
@@ -420,7 +442,7 @@ def run_open(
     between stages (stage count - 1 times). ``begin_ns``
     (``time.monotonic_ns()`` time, the same in every process) is when the
     arrivals start, warm-up first; None starts at once. Wall time is ``warmup_s + duration_s`` plus up to
-    ``timeout_s`` for requests in flight at the end. Raises UnsafeTargetError
+    2 x ``timeout_s`` for requests queued or in flight at the end. Raises UnsafeTargetError
     for a non-loopback host unless ``load.allow_remote``.
     """
     ensure_loopback(load.host, allow_remote=load.allow_remote)

@@ -9,6 +9,15 @@ from dataclasses import dataclass
 from harness import histogram
 
 
+@dataclass(frozen=True)
+class Lateness:
+    """How late a driver got to its requests, in ms: median, 99th percentile and worst."""
+
+    p50: float
+    p99: float
+    max: float
+
+
 @dataclass
 class LoadResult:
     """What one load run measured inside its window.
@@ -22,8 +31,8 @@ class LoadResult:
     the scheduled arrival rate in requests/s [None]; ``scheduled`` counts the
     requests whose intended send time fell in the window [0]; ``dropped``
     counts those of them that were never sent (no connection free within
-    ``timeout_s`` of their intended time, or still queued when the window
-    closed) [0]; ``histogram`` then holds latencies measured from the intended
+    ``timeout_s`` of their intended time, whether or not the window had closed) [0];
+    ``histogram`` then holds latencies measured from the intended
     send time (corrected for coordinated omission) and ``histogram_uncorrected``
     from the actual send time [None]. ``connections_peak`` is the most
     connections open at once (for merged results, the sum of each process's
@@ -33,6 +42,20 @@ class LoadResult:
     request was scheduled: the throughput; ``ok`` counts the requests scheduled
     in the window that succeeded, some answered after it closed, so an
     overloaded server draining its queue does not inflate throughput [None].
+
+    Generator lateness (native open model only; None elsewhere): ``histogram_lateness`` is
+    the HdrHistogram (µs, as ``histogram``) of how late the driver got to each request
+    scheduled in the window, against its intended send time, for reasons of its own: the
+    time from the intended send time to the moment its event loop offered the request to a
+    connection (a loop that was frozen, busy or woken late). A wait for a free connection
+    (every one busy with the server) comes after that moment and is the server's doing,
+    not lateness. :attr:`generator_lateness_ms` reads its p50, p99 and max in ms; merged
+    results merge the processes' histograms.
+
+    ``generator_cpu_percent_per_process`` holds, for a result merged from several driver
+    processes, each one's CPU time over its own window in percent of one core, in process
+    order (filled by :func:`merge_results`); () for a result of one process, whose figure is
+    :attr:`generator_cpu_percent` (and for drivers that report only a total: wrk, Locust).
 
     With a load profile (``harness.load.profile``), ``stages[i]`` is stage i's
     own result, with the same fields over its own part of the window (stages
@@ -60,6 +83,27 @@ class LoadResult:
     answered_in_window: int | None = None
     connections_mean: float | None = None
     stages: tuple[LoadResult, ...] = ()
+    histogram_lateness: str | None = None
+    generator_cpu_percent_per_process: tuple[float, ...] = ()
+
+    @property
+    def generator_lateness_ms(self) -> Lateness | None:
+        """p50, p99 and max of the generator's lateness in ms (None: not measured, or no request)."""
+        if self.histogram_lateness is None:
+            return None
+        decoded = histogram.decode(self.histogram_lateness)
+        if decoded.get_total_count() == 0:
+            return None
+        return Lateness(
+            p50=decoded.get_value_at_percentile(50) / 1000,
+            p99=decoded.get_value_at_percentile(99) / 1000,
+            max=decoded.get_max_value() / 1000,
+        )
+
+    @property
+    def cpu_percent_by_process(self) -> tuple[float, ...]:
+        """Each driver process's CPU percent of one core, when known per process; else the total alone."""
+        return self.generator_cpu_percent_per_process or (self.generator_cpu_percent,)
 
     @property
     def generator_cpu_percent(self) -> float:
@@ -96,10 +140,12 @@ def merge_results(
     """One result for the load that several processes generated together over one window.
 
     Counts, CPU time, rates, mean connections and peaks are summed and
-    histograms merged; ``duration_s`` is the wall time of the common window
-    (s). Stages are merged pairwise, stage i over ``stage_durations_s[i]`` (s;
-    by default the longest of the processes' stage i). Raises ValueError for
-    no results, a mix of models, or results with different numbers of stages.
+    histograms merged (the lateness histogram too, when every process has one); each
+    process's CPU percent is kept in ``generator_cpu_percent_per_process``;
+    ``duration_s`` is the wall time of the common window (s). Stages are merged
+    pairwise, stage i over ``stage_durations_s[i]`` (s; by default the longest of the
+    processes' stage i). Raises ValueError for no results, a mix of models, or results
+    with different numbers of stages.
     """
     if not results:
         raise ValueError("no results to merge")
@@ -122,6 +168,7 @@ def merge_results(
         statuses.update(result.error_statuses)
     rates = [result.intended_rate for result in results if result.intended_rate is not None]
     uncorrected = [result.histogram_uncorrected for result in results if result.histogram_uncorrected]
+    lateness = [result.histogram_lateness for result in results]
     return LoadResult(
         duration_s=duration_s,
         ok=sum(result.ok for result in results),
@@ -145,5 +192,11 @@ def merge_results(
         stages=tuple(
             merge_results(stages, duration)
             for stages, duration in zip(stage_results, stage_durations_s, strict=True)
+        ),
+        histogram_lateness=None
+        if None in lateness
+        else histogram.merge(text for text in lateness if text is not None),
+        generator_cpu_percent_per_process=tuple(
+            round(percent, 2) for result in results for percent in result.cpu_percent_by_process
         ),
     )

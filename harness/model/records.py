@@ -27,6 +27,10 @@ Results format changelog (``SCHEMA_VERSION``):
   (words) becomes ``bound_reasons``, a tuple of :class:`BoundReason` records. Files of
   versions 1 and 2 still load: :func:`upgrade_measurement` and :func:`upgrade_manifest`
   rename their keys (the store applies them; nothing is rewritten on disk).
+  Open-model cells of the native driver gain ``generator_lateness_ms_p50``, ``_p99`` and
+  ``_max`` (how late the driver got to its requests against their intended send times,
+  ms; None for other cells and older files) and :class:`BoundReason` the rule ``late``;
+  the generator's ``cpu`` rule judges its busiest driver process against 80% of a core.
 """
 
 from __future__ import annotations
@@ -100,7 +104,11 @@ class BoundReason(Frozen):
     ``upstream`` (the service the stacks call). ``rule``:
 
     - ``cpu``: ``measured`` percent of one core used, above ``limit`` percent (the
-      generator: 80% per driver process, summed over its ``processes``; the upstream: 80%);
+      generator: its busiest driver process's percent, above 80%, of ``processes``; a
+      driver that reports only a total, wrk or Locust, and records stored before this
+      rule, compare the total with 80% x ``processes``; the upstream: 80%);
+    - ``late`` (open model): the generator got to its requests ``measured`` ms late at p99,
+      against their intended send times, above ``limit`` ms (max(5 ms, 5% of the SLO's p99));
     - ``behind`` (open model): the generator sent ``measured`` requests/s, below ``limit``
       requests/s (95% of the ``scheduled`` requests/s) while it could still open connections;
     - ``stored``: a result written before schema 3 whose words (``detail``) were not
@@ -108,7 +116,7 @@ class BoundReason(Frozen):
     """
 
     by: Literal["generator", "upstream"]
-    rule: Literal["cpu", "behind", "stored"]
+    rule: Literal["cpu", "late", "behind", "stored"]
     measured: float
     limit: float
     scheduled: float | None = None
@@ -138,11 +146,14 @@ class Measurement(Frozen):
     intended send time (corrected for coordinated omission) and
     ``latency_ms_uncorrected`` from its actual send time. ``achieved_rate`` is
     requests/s actually sent. ``connections_peak`` is the most connections
-    open at once.
+    open at once. ``generator_lateness_ms_p50``, ``_p99`` and ``_max`` (native open
+    model) say how late the driver's own loop got to its requests against their
+    intended send times, in ms (a wait for a free connection is not counted).
 
-    Flags: ``generator_bound`` when the generator used more than 80% of its CPUs
-    or sent less than 95% of the requests scheduled while connections were still
-    allowed; ``upstream_bound`` when the upstream service used more than 80% of a
+    Flags: ``generator_bound`` when any one driver process used more than 80% of its
+    core, its lateness p99 exceeded max(5 ms, 5% of the SLO's p99), or it sent less than
+    95% of the requests scheduled while connections were still allowed;
+    ``upstream_bound`` when the upstream service used more than 80% of a
     core; ``bound_reasons`` holds one :class:`BoundReason` per rule that tripped. Saturation cells say
     whether they met the scenario's SLO (``slo_held``) and, if not, why
     (``slo_breach``). ``db_queries`` is the database's own count of the
@@ -217,6 +228,9 @@ class Measurement(Frozen):
     stage_kind: str | None = None
     stage_start_s: float | None = None
     stage_levels: tuple[float, float] | None = None
+    generator_lateness_ms_p50: float | None = None
+    generator_lateness_ms_p99: float | None = None
+    generator_lateness_ms_max: float | None = None
 
 
 class Placement(Frozen):

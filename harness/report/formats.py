@@ -179,8 +179,15 @@ def format_bound_reason(reason: BoundReason) -> str:
             f"it sent {reason.measured:.1f} req/s, {behind:.0f}% behind the {scheduled:.1f} req/s "
             "scheduled, with connections to spare"
         )
+    if reason.rule == "late":
+        return f"it sent requests {reason.measured:.0f} ms late at p99 (limit {reason.limit:.0f} ms)"
     if reason.by == "upstream":
         return f"the upstream used {reason.measured:.0f}% CPU (limit {reason.limit:.0f}%)"
+    if reason.processes and reason.processes > 1 and reason.limit == 80.0:
+        return (
+            f"one of its {reason.processes} driver processes used {reason.measured:.0f}% CPU "
+            f"(limit {reason.limit:.0f}% each)"
+        )
     return f"the generator used {reason.measured:.0f}% CPU (limit {reason.limit:.0f}%)"
 
 

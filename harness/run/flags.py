@@ -10,7 +10,9 @@ from __future__ import annotations
 from harness.load import LoadResult
 from harness.model import BoundReason
 
-GENERATOR_BOUND_CPU_PERCENT = 80.0  # per generator process (one CPU each)
+GENERATOR_BOUND_CPU_PERCENT = 80.0  # of one core, for any one generator process (one CPU each)
+GENERATOR_LATE_MS = 5.0  # the generator's lateness p99 may not exceed this (ms) ...
+GENERATOR_LATE_SLO_SHARE = 0.05  # ... nor this share of the SLO's p99, whichever is larger
 GENERATOR_BEHIND_RATIO = 0.95  # open model: sent less than this share of the intended rate
 UPSTREAM_BOUND_CPU_PERCENT = 80.0  # of one core: the upstream is one process
 
@@ -27,27 +29,62 @@ def scheduled_rate(load: LoadResult) -> float | None:
     return load.scheduled / load.duration_s
 
 
+def lateness_limit_ms(slo_p99_ms: float | None) -> float:
+    """The most the generator's lateness p99 may be (ms): max(5 ms, 5% of the SLO's p99).
+
+    Why: the open model's latency is measured from each request's intended send time, so
+    whatever the driver adds by sending late is charged to the server. Lateness within 5%
+    of the latency the cell is judged against cannot move its verdict by more than that
+    share; the 5 ms floor stays clear of the loop's ordinary wake-up jitter (a timer woken
+    a fraction of a millisecond late, a short garbage collection) on a busy machine, while
+    a loop that froze or could not keep up lags by tens or hundreds of ms. Without an SLO
+    the floor alone applies.
+    """
+    if slo_p99_ms is None:
+        return GENERATOR_LATE_MS
+    return max(GENERATOR_LATE_MS, GENERATOR_LATE_SLO_SHARE * slo_p99_ms)
+
+
 def bound_reasons(
-    load: LoadResult, max_connections: int | None, upstream_cpu_percent: float | None
+    load: LoadResult,
+    max_connections: int | None,
+    upstream_cpu_percent: float | None,
+    slo_p99_ms: float | None = None,
 ) -> tuple[BoundReason, ...]:
     """Why the load generator or the upstream, not the target, may have limited a cell; () when neither did.
 
-    Three rules (issue 4): the driver used more than 80% of its CPUs (one per driver
-    process: ``cpu``); in the open model, it sent less than 95% of the requests/s scheduled
-    (:func:`scheduled_rate`) while it could still have opened connections, so the
-    shortfall is the generator's, not the target's holding every allowed connection
-    (``behind``); the upstream used more than 80% of its one core (:func:`upstream_bound`).
-    ``upstream_cpu_percent`` is in percent of one core (None: not monitored).
+    Four rules (issues 4 and 13): any one driver process used more than 80% of its core
+    (``cpu``; the busiest process's percent is measured; results that know only a total,
+    from wrk's threads or Locust's workers, are judged on the total against 80% per
+    process); in the open model, the driver's own lateness p99 (how late its loop got to
+    requests against their intended send times, see ``harness.load.open``) exceeded
+    :func:`lateness_limit_ms` of ``slo_p99_ms`` (``late``; the connection cap does not
+    waive it: lateness never includes a wait for a connection); it sent less than 95% of
+    the requests/s scheduled (:func:`scheduled_rate`) while it could still have opened
+    connections, so the shortfall is the generator's, not the target's holding every
+    allowed connection (``behind``); the upstream used more than 80% of its one core
+    (:func:`upstream_bound`). ``upstream_cpu_percent`` is in percent of one core (None:
+    not monitored); ``slo_p99_ms`` the p99 latency SLO the cell is judged against (None: none).
     """
     reasons = []
-    cpu_percent = load.generator_cpu_percent
     processes = max(load.processes, 1)
-    limit = GENERATOR_BOUND_CPU_PERCENT * processes
-    if cpu_percent > limit:
+    if load.generator_cpu_percent_per_process:
+        busiest = max(load.generator_cpu_percent_per_process)
+        limit = GENERATOR_BOUND_CPU_PERCENT
+    else:
+        busiest = load.generator_cpu_percent
+        limit = GENERATOR_BOUND_CPU_PERCENT * processes
+    if busiest > limit:
         reasons.append(
             BoundReason(
-                by="generator", rule="cpu", measured=round(cpu_percent, 2), limit=limit, processes=processes
+                by="generator", rule="cpu", measured=round(busiest, 2), limit=limit, processes=processes
             )
+        )
+    lateness = load.generator_lateness_ms
+    late_limit = lateness_limit_ms(slo_p99_ms)
+    if lateness is not None and lateness.p99 > late_limit:
+        reasons.append(
+            BoundReason(by="generator", rule="late", measured=round(lateness.p99, 3), limit=late_limit)
         )
     intended = scheduled_rate(load)
     spare = max_connections is None or load.connections_peak < max_connections

@@ -76,7 +76,10 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
     load, server, group, slope = observed.load, observed.server, observed.group, observed.slope
     upstream_cpu = None if observed.upstream is None else round(observed.upstream.cpu_percent, 2)
     latency = latency_summary(load.histogram)
-    reasons = bound_reasons(load, context.max_connections, upstream_cpu)
+    reasons = bound_reasons(
+        load, context.max_connections, upstream_cpu, slo_p99_ms=None if slo is None else slo.p99_ms
+    )
+    lateness = load.generator_lateness_ms
     breach = None
     if slo is not None:
         breach = slo.breach(
@@ -134,4 +137,7 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         timeseries=observed.timeseries_path,
         server_memory_slope_mib_per_min=None if slope is None else slope.mib_per_min,
         server_memory_slope_ci=None if slope is None else (slope.low, slope.high),
+        generator_lateness_ms_p50=None if lateness is None else round(lateness.p50, 3),
+        generator_lateness_ms_p99=None if lateness is None else round(lateness.p99, 3),
+        generator_lateness_ms_max=None if lateness is None else round(lateness.max, 3),
     )
