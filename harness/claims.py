@@ -2,7 +2,9 @@
 
 A claim file (``scenarios/claims/<name>.toml``, a :class:`Claim`) holds what a
 source published (two stacks' requests/s under stated conditions, the ratio
-between them) and how those conditions are rebuilt here: the same worker ratio
+between them, and any other figure it gives, latency, cost, memory, servers or
+concurrent users, as a :class:`Figure`), the conditions the source lacks, and
+how those conditions are rebuilt here: the same worker ratio
 and service time, smaller absolute numbers, the scale factor stated.
 :meth:`Claim.scenario` turns it into a closed-model :class:`~harness.model.Scenario`
 the runner measures; :mod:`harness.claimverdict` reads that run and gives the
@@ -32,6 +34,7 @@ from harness.model import (
     ConfigError,
     Frozen,
     Interface,
+    RequestSpec,
     Scenario,
     explain,
     is_folder_name,
@@ -46,7 +49,9 @@ RUN_PREFIX = "claim-"  # a claim's runs are stored as results/<timestamp>-claim-
 
 
 class Source(Frozen):
-    """Where a claim was published. ``where`` says where in it the numbers are."""
+    """Where a claim was published: its own title and public address (a commit-pinned one
+    for a page that is rewritten, or None when the source has no known address).
+    ``where`` says where in it the numbers are."""
 
     title: str
     url: str | None = None
@@ -59,7 +64,9 @@ class ClaimedSide(Frozen):
     ``workers`` x ``threads`` request slots for its whole service time (sync
     workers, thread pools); False for event loops and green threads.
     ``latency_ms`` is of kind ``latency_kind``; ``requests_total`` over
-    ``duration_s``, when published, is a second reading of the rate."""
+    ``duration_s``, when published, is a second reading of the rate;
+    ``timeouts``, as published, the requests the load tool gave up on over
+    ``duration_s``."""
 
     stack: str
     interface: Interface
@@ -72,6 +79,7 @@ class ClaimedSide(Frozen):
     p99_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     requests_total: int | None = Field(default=None, ge=0)
     duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    timeouts: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     note: str | None = None
 
     @property
@@ -80,27 +88,66 @@ class ClaimedSide(Frozen):
         return self.workers * self.threads if self.blocking and self.workers else None
 
 
+class Figure(Frozen):
+    """A published figure that is not a requests/s pair (latency, cost, memory, servers,
+    concurrent users): ``published`` quotes it exactly as the source gives it,
+    ``needs`` says what comparing it here would take, which the source does not give."""
+
+    quantity: str
+    published: str
+    needs: str
+
+
 class Claimed(Frozen):
     """What was published: the compared pair, other figures given for context, and the conditions.
 
     ``missing`` lists the conditions the source does not give and without which
     its test cannot be rebuilt (worker counts, the workload): a claim with any is
-    not comparable, whatever we measure.
+    not comparable, whatever we measure. ``assumed`` lists the conditions the
+    source does not give that the rebuild assumes, each with why the assumption
+    cannot change the verdict; every claim lists at least one of the two.
+    A source that gives no requests/s pair (``baseline`` and ``candidate``
+    absent) must say so in ``missing``; its figures are in ``figures``.
     """
 
-    baseline: ClaimedSide
-    candidate: ClaimedSide
+    baseline: ClaimedSide | None = None
+    candidate: ClaimedSide | None = None
     others: tuple[ClaimedSide, ...] = ()
+    figures: tuple[Figure, ...] = ()
     workload: str
     service_time_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     concurrency: int | None = Field(default=None, ge=1)
     hardware: str | None = None
     tool: str | None = None
     missing: tuple[str, ...] = ()
+    assumed: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _pair_or_missing(self) -> Claimed:
+        if (self.baseline is None or self.candidate is None) and not self.missing:
+            raise PydanticCustomError(
+                "pair",
+                "{key}: a claim without a baseline and a candidate must list what its source lacks",
+                {"key": "claimed.missing"},
+            )
+        if not self.missing and not self.assumed:
+            raise PydanticCustomError(
+                "lacks",
+                "{key}: list the conditions the source does not give (missing or assumed)",
+                {"key": "claimed.assumed"},
+            )
+        return self
 
     @property
-    def ratio(self) -> float:
-        """Candidate requests/s over baseline requests/s, as published."""
+    def sides(self) -> tuple[ClaimedSide, ...]:
+        """The compared pair as published (baseline first), without an absent side."""
+        return tuple(side for side in (self.baseline, self.candidate) if side is not None)
+
+    @property
+    def ratio(self) -> float | None:
+        """Candidate requests/s over baseline requests/s, as published; None without a pair."""
+        if self.baseline is None or self.candidate is None:
+            return None
         return self.candidate.requests_per_second / self.baseline.requests_per_second
 
 
@@ -110,7 +157,9 @@ class Scaled(Frozen):
     ``scale_factor`` divides the published absolute numbers (workers,
     connections); ``how`` says in words what was scaled and what was assumed.
     Durations in seconds; ``tolerance`` is the relative margin around our 95%
-    interval within which a claimed ratio counts as reproduced.
+    interval within which a claimed ratio counts as reproduced. With
+    ``body_file`` (relative to the claim file, read into ``body`` on loading)
+    the endpoint is POSTed that JSON body.
     """
 
     candidate_target: str
@@ -118,6 +167,8 @@ class Scaled(Frozen):
     candidate_workers: int = Field(ge=1)
     baseline_workers: int = Field(ge=1)
     endpoint: Annotated[str, AfterValidator(is_path)]
+    body_file: str | None = None
+    body: str | None = None
     concurrency: int = Field(ge=1, le=10_000)
     scale_factor: float = Field(gt=0, allow_inf_nan=False)
     how: str
@@ -162,7 +213,9 @@ class Claim(Frozen):
             description=f"claim {self.name}: {self.title}"
             + (f" (quick: durations x{QUICK_FACTOR:g})" if quick else ""),
             targets=(s.candidate_target, s.baseline_target),
-            endpoints=(s.endpoint,),
+            endpoints=(
+                s.endpoint if s.body is None else RequestSpec(path=s.endpoint, method="POST", body=s.body),
+            ),
             model="closed",
             concurrency=(s.concurrency,),
             warmup_s=s.warmup_s * factor,
@@ -177,6 +230,13 @@ def load_claim(path: Path) -> Claim:
     """Read one claim file. Raises ConfigError naming the file, key, expected and got."""
     data = read_toml(path)
     data.setdefault("name", path.stem)
+    scaled = data.get("scaled")
+    if isinstance(scaled, dict) and isinstance(scaled.get("body_file"), str):
+        body_path = path.parent / scaled["body_file"]
+        try:
+            scaled["body"] = body_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: scaled.body_file: cannot read {body_path}: {exc}") from exc
     try:
         return Claim.model_validate(data)
     except ValidationError as exc:
@@ -199,7 +259,8 @@ class SideCheck:
     requests/s x latency, the requests in flight the figure implies (with a p50
     instead of a mean, an estimate); ``max_service_ms``: slots / requests/s,
     the longest a request can have held a slot; ``rate_from_total``:
-    requests_total / duration_s.
+    requests_total / duration_s; ``timeout_share``: timeouts over the requests
+    answered in ``duration_s`` (requests/s x duration_s).
     """
 
     side: ClaimedSide
@@ -207,6 +268,7 @@ class SideCheck:
     in_flight: float | None
     max_service_ms: float | None
     rate_from_total: float | None
+    timeout_share: float | None = None
 
     @property
     def exceeds_ceiling(self) -> bool:
@@ -231,6 +293,9 @@ def check_claimed(side: ClaimedSide, claimed: Claimed) -> SideCheck:
         in_flight=None if side.latency_ms is None else side.requests_per_second * side.latency_ms / 1000.0,
         max_service_ms=None if side.slots is None else side.slots * 1000.0 / side.requests_per_second,
         rate_from_total=None if total is None or side.duration_s is None else total / side.duration_s,
+        timeout_share=None
+        if side.timeouts is None or side.duration_s is None
+        else side.timeouts / (side.requests_per_second * side.duration_s),
     )
 
 

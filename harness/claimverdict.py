@@ -218,7 +218,8 @@ def judge(claim: Claim, measured: Measured | None) -> ClaimVerdict:
 
     First rule that applies: the source lacks a condition (``missing``) -> not
     comparable; a published figure exceeds the Little's-law bound of its own
-    stated configuration -> not comparable; no run, a stack without an ok
+    stated configuration, or comes with more timeouts than 1% of the requests
+    it answered (the rule our own stacks are held to) -> not comparable; no run, a stack without an ok
     repeat, generator- or upstream-bound, above its sync ceiling, more than 1% of
     requests failed, or fewer than 2 repeats (no interval) -> not comparable.
     Then: reproduced when the claimed ratio lies within our 95% interval of the
@@ -233,7 +234,7 @@ def judge(claim: Claim, measured: Measured | None) -> ClaimVerdict:
             f"The source does not give {', '.join(claimed.missing)}, so its test cannot be rebuilt here; "
             "our figure is shown for reference only.",
         )
-    for published in (claimed.baseline, claimed.candidate):
+    for published in claimed.sides:
         check = check_claimed(published, claimed)
         if check.exceeds_ceiling and check.ceiling_requests_per_second is not None:
             return ClaimVerdict(
@@ -242,6 +243,15 @@ def judge(claim: Claim, measured: Measured | None) -> ClaimVerdict:
                 f"is above the {check.ceiling_requests_per_second:,.0f} requests/s that Little's law allows "
                 "its stated configuration, "
                 "so that test did not run as stated.",
+            )
+        if check.timeout_share is not None and check.timeout_share > MAX_ERROR_RATE:
+            return ClaimVerdict(
+                "not comparable",
+                f"The published {published.stack} figure of {published.requests_per_second:,g} requests/s "
+                f"comes with {published.timeouts:,g} timeouts in {published.duration_s:g} s, "
+                f"{100 * check.timeout_share:.1f}% of the requests it answered and more than the "
+                f"{100 * MAX_ERROR_RATE:.0f}% we allow our own stacks, so its requests/s is not the "
+                "throughput of a stack that answered its load.",
             )
     if measured is None:
         return ClaimVerdict("not comparable", f"Not measured yet: run `gwbench claims {claim.name}`.")
@@ -255,6 +265,8 @@ def judge(claim: Claim, measured: Measured | None) -> ClaimVerdict:
             "not comparable", "Fewer than 2 repeats on a side, so the measured ratio has no interval."
         )
     target, interval, tolerance = claimed.ratio, comparison.interval, claim.scaled.tolerance
+    if target is None:  # unreachable: a claim without a pair lists what it lacks in ``missing``
+        return ClaimVerdict("not comparable", "The source gives no requests/s pair to compare.")
     ours = f"{ratio_text(comparison.ratio)} {_interval_text(interval)}"
     within = interval.low / (1 + tolerance) <= target <= interval.high * (1 + tolerance)
     claims_change = abs(math.log(target)) > math.log(1 + tolerance)

@@ -101,7 +101,8 @@ def claims_table(verdicts: Sequence[tuple[Claim, Measured | None, ClaimVerdict]]
             ours = ratio_text(comparison.ratio) + (
                 f" [{ratio_text(interval.low)}-{ratio_text(interval.high)}]" if interval else ""
             )
-        table.add_row(claim.name, ratio_text(claim.claimed.ratio), ours, verdict.kind, escape(verdict.reason))
+        claimed = "-" if claim.claimed.ratio is None else ratio_text(claim.claimed.ratio)
+        table.add_row(claim.name, claimed, ours, verdict.kind, escape(verdict.reason))
     return table
 
 

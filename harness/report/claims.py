@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.claims import QUICK_FACTOR, Claim, ClaimedSide, check_claimed, run_claim_name
-from harness.claimverdict import ClaimVerdict, Measured, MeasuredSide, judge, measure_run
+from harness.claimverdict import MAX_ERROR_RATE, ClaimVerdict, Measured, MeasuredSide, judge, measure_run
 from harness.report.formats import (
     DASH,
     format_bound_reasons,
@@ -56,6 +56,11 @@ def _claimed_row(side: ClaimedSide, claim: Claim, role: str) -> dict[str, object
             f"its request count gives {format_number(check.rate_from_total)} requests/s, not "
             f"{format_number(side.requests_per_second)}"
         )
+    if check.timeout_share is not None and check.timeout_share > MAX_ERROR_RATE:
+        notes.append(
+            f"{format_number(side.timeouts)} timeouts, "
+            f"{format_percent(check.timeout_share)} of the requests answered"
+        )
     concurrency = claim.claimed.concurrency
     if check.in_flight is not None and concurrency and check.in_flight < 0.8 * concurrency:
         notes.append(f"only ~{check.in_flight:,.0f} of {concurrency} connections busy by Little's law")
@@ -75,6 +80,7 @@ def _claimed_row(side: ClaimedSide, claim: Claim, role: str) -> dict[str, object
         "in_flight": _optional(check.in_flight, "", 0),
         "max_service": _optional(check.max_service_ms, " ms"),
         "rate_from_total": _optional(check.rate_from_total, ""),
+        "timeouts": _optional(side.timeouts, ""),
         "note": "; ".join([*notes, *([side.note] if side.note else [])]),
         "flagged": bool(notes),
     }
@@ -154,7 +160,11 @@ def _claim_context(
         measured = measure_run(claim, run)
         links = _run_links(run_dir, reports_root, page_dir)
     verdict = judge(claim, measured)
-    sides = [("baseline", claim.claimed.baseline), ("candidate", claim.claimed.candidate)]
+    sides = [
+        (role, side)
+        for role, side in (("baseline", claim.claimed.baseline), ("candidate", claim.claimed.candidate))
+        if side is not None
+    ]
     sides += [("context", other) for other in claim.claimed.others]
     measured_rows = []
     if measured is not None:
@@ -168,7 +178,7 @@ def _claim_context(
         "anchor": f"claim-{claim.name}",
         "verdict": verdict,
         "verdict_class": verdict.kind.replace(" ", "-"),
-        "claimed_ratio": format_ratio(claim.claimed.ratio),
+        "claimed_ratio": DASH if claim.claimed.ratio is None else format_ratio(claim.claimed.ratio),
         "claimed_rows": [_claimed_row(side, claim, role) for role, side in sides],
         "measured": measured,
         "measured_rows": measured_rows,
