@@ -74,6 +74,7 @@ COLUMNS = [
     "server_pss_mib_peak",
     "server_processes",
     "generator_cpu_percent",
+    "generator_lateness_ms_p99",
     "upstream_cpu_percent",
     "generator_bound",
     "upstream_bound",
@@ -244,6 +245,7 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "server_pss_mib_peak": _nan(m.server_pss_mib_peak),
         "server_processes": _nan(m.server_processes),
         "generator_cpu_percent": m.generator_cpu_percent,
+        "generator_lateness_ms_p99": _nan(m.generator_lateness_ms_p99),
         "upstream_cpu_percent": _nan(m.upstream_cpu_percent),
         "generator_bound": m.generator_bound,
         "upstream_bound": m.upstream_bound,
@@ -291,7 +293,9 @@ def measurements_frame(
     ``errors_timeout``; ``errors_total`` sums the kinds. ``interface``
     (wsgi/asgi/native) and the sync ceiling need ``targets`` (a manifest's);
     without them they are None/NaN. Missing figures (latency of a failed cell,
-    PSS where unreadable, the rate of a closed cell) are NaN. Derived per cell:
+    PSS where unreadable, the rate of a closed cell, the generator's lateness
+    ``generator_lateness_ms_p99`` outside the native open model or in runs stored
+    before it was recorded) are NaN. Derived per cell:
     ``level``, ``server_cpu_us_per_request``, ``littles_law_ratio`` and
     ``littles_law_inconsistent`` (:func:`littles_law_ratio`),
     ``sync_ceiling_requests_per_second`` and ``sync_ceiling_exceeded``
@@ -340,7 +344,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     actual send time), ``achieved_rate_median``; ``server_cpu_percent_median``,
     ``server_cpu_us_per_request_median``/``_min``/``_max``,
     ``server_rss_mib_peak_max``, ``server_pss_mib_peak_max``,
-    ``generator_cpu_percent_max``, ``upstream_cpu_percent_max``; ``requests``,
+    ``generator_cpu_percent_max``, ``generator_lateness_ms_p99_max`` (the driver's worst
+    lateness p99 over the repeats; NaN when no repeat recorded one),
+    ``upstream_cpu_percent_max``; ``requests``,
     ``errors_total`` and ``dropped`` (sums); ``generator_bound``, ``upstream_bound``,
     ``littles_law_inconsistent`` and ``sync_ceiling_exceeded`` (any repeat),
     ``bound_reasons`` (every repeat's, once each: :func:`merge_bound_reasons`), ``littles_law_ratio_median``,
@@ -368,6 +374,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         "server_rss_mib_peak",
         "server_pss_mib_peak",
         "generator_cpu_percent",
+        "generator_lateness_ms_p99",
         "upstream_cpu_percent",
     ):
         spec[f"{column}_max"] = (column, "max")

@@ -276,6 +276,37 @@ def test_open_run_page_plots_throughput_and_both_latencies_against_the_offered_r
     assert "240 req/s" in cells and "achieved rate" in cells
 
 
+def column(table_html: str, header: str) -> list[str]:
+    """The texts of one column of a table, by its header, for the rows that have every cell."""
+    headers = [
+        re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", table_html, re.S)
+    ]
+    index = headers.index(header)
+    rows = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        for row in re.findall(r"<tr>(.*?)</tr>", table_html, re.S)
+    ]
+    return [re.sub(r"<[^>]+>", "", row[index]).strip() for row in rows if len(row) == len(headers)]
+
+
+def test_the_cells_table_shows_the_generators_lateness_p99_in_open_runs_only(tmp_path: Path) -> None:
+    measurements = open_measurements()
+    late = {m.cell_id: 12.5 for m in measurements if m.target == "flask-gunicorn" and m.rate == 240.0}
+    stored = [
+        m.model_copy(update={"generator_lateness_ms_p99": late.get(m.cell_id, 0.25)})
+        if m.repeat == 0
+        else m  # as stored before the driver measured its lateness
+        for m in measurements
+    ]
+    cells = section(render_run(write_run(tmp_path / "open", OPEN, stored)), "cells")
+    assert "generator late p99 ms" in cells
+    values = column(cells, "generator late p99 ms")
+    assert sorted(values) == sorted(["12.5", "0.25", "0.25", "0.25", *[DASH] * 4])
+    assert "max(5 ms, 5% of the SLO's p99)" in cells
+    closed = section(render_run(write_run(tmp_path / "closed", CLOSED, closed_measurements())), "cells")
+    assert "generator late p99" not in closed
+
+
 SATURATION = Scenario(
     name="saturation",
     description="saturation report test",

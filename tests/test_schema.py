@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from harness.model import (
     upgrade_manifest,
     upgrade_measurement,
 )
-from harness.report.formats import format_bound_reasons
+from harness.report import render_run
+from harness.report.formats import DASH, format_bound_reasons
 from harness.results import load_run
 from harness.timeseries import read
 
@@ -105,3 +107,20 @@ def test_a_schema_2_run_still_renders(run: str, tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     after = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert after == before  # read in the new names, never rewritten
+
+
+def test_a_schema_2_saturation_run_shows_no_generator_lateness(tmp_path: Path) -> None:
+    """Stored before the driver measured its lateness: the cells table has the column, each cell a dash."""
+    run_dir = tmp_path / "saturation"
+    shutil.copytree(STORED / "saturation", run_dir)
+    _, measurements = load_run(run_dir)
+    assert all(m.generator_lateness_ms_p99 is None for m in measurements)
+    cells = re.search(r'<section id="cells">(.*?)</section>', render_run(run_dir), re.S)
+    assert cells is not None
+    headers = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", cells.group(1))]
+    index = headers.index("generator late p99 ms")
+    rows = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", cells.group(1), re.S)
+    ]
+    values = [row[index] for row in rows if len(row) == len(headers)]
+    assert values and set(values) == {DASH}

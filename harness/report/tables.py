@@ -119,6 +119,7 @@ def cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "rss": num("server_rss_mib_peak", 0),
         "pss": num("server_pss_mib_peak", 0),
         "generator_cpu": num("generator_cpu_percent", 0),
+        "generator_late_p99": num("generator_lateness_ms_p99"),
         "ratio": num("littles_law_ratio", 2),
         "flags": "; ".join(_cell_flags(row)),
     }
