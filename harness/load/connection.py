@@ -25,13 +25,26 @@ class Connection(asyncio.Protocol):
     """A keep-alive connection with at most one request in flight; subclasses count the outcomes.
 
     ``start_ns`` is the clock when the request in flight started (connect time
-    included for a connection's first request), 0 when there is none.
+    included for a connection's first request), 0 when there is none. The
+    request in flight succeeds when its status is in ``[ok_from, ok_to)``
+    (:meth:`succeeded`; any 2xx unless the request declares its status).
     ``finished`` resolves when the connection closes, from either side.
     Subclasses implement ``on_message_complete`` (called by the parser, the
     answer is complete) and ``failed``.
     """
 
-    __slots__ = ("_loop", "_timeout_ns", "_timer", "closed", "finished", "parser", "start_ns", "transport")
+    __slots__ = (
+        "_loop",
+        "_timeout_ns",
+        "_timer",
+        "closed",
+        "finished",
+        "ok_from",
+        "ok_to",
+        "parser",
+        "start_ns",
+        "transport",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_ns: int) -> None:
         self._loop = loop
@@ -40,6 +53,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.start_ns = 0
+        self.ok_from = 200
+        self.ok_to = 300
         self.closed = False
         self.finished: asyncio.Future[None] = loop.create_future()
 
@@ -54,6 +69,15 @@ class Connection(asyncio.Protocol):
         self.transport.write(request)
         if self._timer is None:
             self._arm(start_ns + self._timeout_ns)
+
+    def send_pick(self, pick: tuple[bytes, int, int], start_ns: int) -> None:
+        """Send a picked request (its bytes and the statuses that are its success) from ``start_ns``."""
+        request, self.ok_from, self.ok_to = pick
+        self.send(request, start_ns)
+
+    def succeeded(self, status: int) -> bool:
+        """Whether ``status`` is a success for the request in flight."""
+        return self.ok_from <= status < self.ok_to
 
     def data_received(self, data: bytes) -> None:
         try:

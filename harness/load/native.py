@@ -10,8 +10,9 @@ server pays it too.
 
 Timeline: warm-up (not counted), then the measured window. A request counts in
 the window when it *finishes* inside it; latency of successful responses
-(status < 400) is kept, errors are counted by kind and never mixed into
-latency. Latencies are buffered during the window and recorded into an
+(any 2xx, or the one status the request declares) is kept; every other status
+(1xx, 3xx, 4xx, 5xx) is a ``status`` error, counted by code; errors are counted
+by kind and never mixed into latency. Latencies are buffered during the window and recorded into an
 HdrHistogram (microseconds, 3 significant digits) after it closes, so the
 histogram's own cost does not load the generator while it measures.
 
@@ -25,6 +26,14 @@ to whole connections. Growing opens connections at once; shrinking retires
 connections as their request in flight completes, so no request is cut off.
 Each stage gets its own result; a request counts in the stage in which it
 finishes, as read when the driver passes the stage's boundary.
+
+``connections_peak`` is measured, not configured: the most connections
+established at once (TCP connected, from ``connection_made`` until closed by
+either side) inside the window or stage. A server that caps or refuses
+connections, or leaves them unanswered past its listen backlog, therefore shows
+a peak below the concurrency asked for. With a profile, a connection retiring
+after the level fell (it finishes its request in flight first) is not counted:
+a stage's peak counts at most the connections the profile asked for at the time.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from harness.load.profile import (
     stage_bounds,
     validate,
 )
-from harness.load.requests import HttpRequest, Picker
+from harness.load.requests import HttpRequest, Pick, Picker
 from harness.load.result import LoadResult
 from harness.types import WindowCallback
 
@@ -208,11 +217,13 @@ class _ClosedRun:
     loop: asyncio.AbstractEventLoop
     window_start_ns: int
     window_end_ns: int
-    next_request: Callable[[], bytes]
+    next_request: Callable[[], Pick]
     latencies_us: array[int] = field(default_factory=lambda: array("q"))
     errors: dict[str, int] = field(default_factory=error_counts)
     error_statuses: dict[int, int] = field(default_factory=dict)
     connections_opened: int = 0
+    connections_open: int = 0
+    peak_since_reading: int = 0
     sent: int = 0
     target: int = 0
     workers: int = 0
@@ -223,14 +234,34 @@ class _ClosedRun:
     def may_send(self, now_ns: int) -> bool:
         return now_ns < self.window_end_ns and self.sent < self.load.max_requests
 
+    def established_now(self) -> int:
+        """Connections established now, at most as many as asked for (retiring ones are not)."""
+        return min(self.connections_open, self.target)
+
 
 class _ClosedConnection(Connection):
-    __slots__ = ("retired", "run")
+    __slots__ = ("established", "retired", "run")
 
     def __init__(self, run: _ClosedRun) -> None:
         super().__init__(run.loop, int(run.load.timeout_s * 1e9))
         self.run = run
         self.retired = False
+        self.established = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        run = self.run
+        self.established = True
+        run.connections_open += 1
+        now = run.established_now()
+        if now > run.peak_since_reading:
+            run.peak_since_reading = now
+
+    def _release(self) -> None:
+        if self.established:  # closed by either side: no longer established
+            self.established = False
+            self.run.connections_open -= 1
+        super()._release()
 
     def on_message_complete(self) -> None:
         now = clock()
@@ -238,7 +269,7 @@ class _ClosedConnection(Connection):
         parser = self.parser
         if run.window_start_ns <= now <= run.window_end_ns:
             status = parser.get_status_code()
-            if status < 400:
+            if self.ok_from <= status < self.ok_to:
                 run.latencies_us.append((now - self.start_ns) // 1000)
             else:
                 run.errors["status"] += 1
@@ -250,7 +281,7 @@ class _ClosedConnection(Connection):
             and run.workers <= run.target
         ):
             run.sent += 1
-            self.send(run.next_request(), now)
+            self.send_pick(run.next_request(), now)
         else:
             if run.workers > run.target:  # the profile shrank: this connection retires
                 run.workers -= 1
@@ -291,7 +322,7 @@ async def _keep_connected(run: _ClosedRun) -> None:
                 continue
             run.connections_opened += 1
             run.sent += 1
-            connection.send(run.next_request(), start)
+            connection.send_pick(run.next_request(), start)
             await connection.finished
             retired, connection = connection.retired, None
             if retired:
@@ -311,17 +342,23 @@ class _Reading:
     errors: dict[str, int]
     error_statuses: dict[int, int]
     connections_opened: int
+    connections_peak: int
+    """The most connections established at once since the reading before (see the module)."""
 
 
 def _read(run: _ClosedRun) -> _Reading:
-    return _Reading(
+    """Read the counts; the peak starts again from the connections established now."""
+    reading = _Reading(
         clock(),
         time.process_time(),
         len(run.latencies_us),
         dict(run.errors),
         dict(run.error_statuses),
         run.connections_opened,
+        run.peak_since_reading,
     )
+    run.peak_since_reading = run.established_now()
+    return reading
 
 
 async def _run_closed(load: ClosedLoad, on_window: WindowCallback, begin_ns: int | None) -> LoadResult:
@@ -334,7 +371,7 @@ async def _run_closed(load: ClosedLoad, on_window: WindowCallback, begin_ns: int
         loop=asyncio.get_running_loop(),
         window_start_ns=window_start,
         window_end_ns=window_start + int(load.duration_s * 1e9),
-        next_request=load.picker().next,
+        next_request=load.picker().pick,
     )
     tasks: set[asyncio.Task[None]] = set()
 
@@ -357,11 +394,14 @@ async def _run_closed(load: ClosedLoad, on_window: WindowCallback, begin_ns: int
         stage = 0
         for offset_s, level, step_stage in steps:
             await sleep_until(window_start + int(offset_s * 1e9))
-            if step_stage != stage:
+            marks = step_stage != stage
+            if marks:
                 stage = step_stage
                 readings.append(_read(run))
                 on_window("mark")
             resize(load.connections_at(level))
+            if marks:  # the new stage's peak starts from the open connections it still asks for
+                run.peak_since_reading = run.established_now()
         await sleep_until(run.window_end_ns)
         readings.append(_read(run))
         on_window("end")
@@ -369,19 +409,22 @@ async def _run_closed(load: ClosedLoad, on_window: WindowCallback, begin_ns: int
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    whole = _result(run.latencies_us, readings[0], readings[-1], run.connections_opened)
+    whole = replace(
+        _result(run.latencies_us, readings[0], readings[-1], run.connections_opened),
+        connections_peak=max(reading.connections_peak for reading in readings[1:]),
+    )
     if not load.profile:
-        return replace(whole, connections_peak=load.concurrency)
+        return whole
     bounds = stage_bounds(load.profile)
     stages = []
     for index in range(len(bounds) - 1):
         first, last = readings[index], readings[index + 1]
-        peak, mean = planned_connections(steps, load.profile_share, bounds[index], bounds[index + 1])
+        _, mean = planned_connections(steps, load.profile_share, bounds[index], bounds[index + 1])
         opened = last.connections_opened - first.connections_opened
         stage_result = _result(run.latencies_us[first.ok : last.ok], first, last, opened)
-        stages.append(replace(stage_result, connections_peak=peak, connections_mean=mean))
-    peak, mean = planned_connections(steps, load.profile_share, bounds[0], bounds[-1])
-    return replace(whole, connections_peak=peak, connections_mean=mean, stages=tuple(stages))
+        stages.append(replace(stage_result, connections_peak=last.connections_peak, connections_mean=mean))
+    _, mean = planned_connections(steps, load.profile_share, bounds[0], bounds[-1])
+    return replace(whole, connections_mean=mean, stages=tuple(stages))
 
 
 def _result(latencies_us: array[int], first: _Reading, last: _Reading, connections_opened: int) -> LoadResult:

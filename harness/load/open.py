@@ -141,10 +141,11 @@ class _OpenConnection(Connection):
         tally = driver.tally
         intended = self.intended_ns
         status = self.parser.get_status_code()
-        if status < 400 and tally.window_start_ns <= now < tally.window_end_ns:
+        ok = self.ok_from <= status < self.ok_to
+        if ok and tally.window_start_ns <= now < tally.window_end_ns:
             tally.answered_in_window += 1
         if tally.window_start_ns <= intended < tally.window_end_ns:
-            if status < 400:
+            if ok:
                 tally.corrected_us.append((now - intended) // 1000)
                 tally.uncorrected_us.append((now - self.start_ns) // 1000)
                 tally.ok_intended_ns.append(intended)
@@ -174,7 +175,7 @@ class _Slot:
         connection = self.connection
         if connection is not None and not connection.closed:
             connection.intended_ns = intended_ns
-            connection.send(self.driver.next_request(), now_ns)
+            connection.send_pick(self.driver.next_request(), now_ns)
         else:
             self.connection = None
             self.driver.spawn(self.connect_and_send(intended_ns, now_ns))
@@ -196,7 +197,7 @@ class _Slot:
         driver.tally.connections_opened += 1
         self.connection = connection
         connection.intended_ns = intended_ns
-        connection.send(driver.next_request(), start_ns)
+        connection.send_pick(driver.next_request(), start_ns)
 
 
 class _Driver:
@@ -208,7 +209,7 @@ class _Driver:
         self.loop = loop
         self.next_request = Picker(
             load.requests or (HttpRequest(load.path),), load.host, load.port, load.seed
-        ).next
+        ).pick
         self.timeout_ns = int(load.timeout_s * 1e9)
         self.queue: deque[int] = deque()
         self.slots: list[_Slot] = []

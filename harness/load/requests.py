@@ -13,13 +13,18 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+Pick = tuple[bytes, int, int]
+"""A request's bytes and the range of statuses ``[from, to)`` that count as its success."""
+
 
 @dataclass(frozen=True)
 class HttpRequest:
     """One kind of request in a load: ``method`` and ``path`` (with query), an optional body.
 
     ``weight`` (>= 1) is its share of a mix. ``body`` is sent with
-    ``Content-Type: content_type`` and its ``Content-Length``.
+    ``Content-Type: content_type`` and its ``Content-Length``. ``status`` is the
+    one HTTP status that counts as success for it (100-599); None: any 2xx.
+    Every other status is a ``status`` error.
     """
 
     path: str
@@ -27,6 +32,7 @@ class HttpRequest:
     body: bytes = b""
     content_type: str = "application/json"
     weight: int = 1
+    status: int | None = None
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -35,6 +41,13 @@ class HttpRequest:
             raise ValueError(f"method must be GET, POST, PUT, DELETE or PATCH, got {self.method!r}")
         if self.weight < 1:
             raise ValueError(f"weight must be >= 1, got {self.weight}")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"status must be an HTTP status from 100 to 599, got {self.status}")
+
+    @property
+    def ok_statuses(self) -> tuple[int, int]:
+        """The statuses that count as success, as a range ``[from, to)``: any 2xx, or ``status``."""
+        return (200, 300) if self.status is None else (self.status, self.status + 1)
 
     def encode(self, host: str, port: int) -> bytes:
         """The request as HTTP/1.1 bytes (keep-alive), with the drivers' usual headers."""
@@ -61,6 +74,9 @@ class Picker:
         if not requests:
             raise ValueError("no requests to send")
         self.encoded = [request.encode(host, port) for request in requests]
+        self.picks = [
+            (encoded, *request.ok_statuses) for encoded, request in zip(self.encoded, requests, strict=True)
+        ]
         self.cumulative = list(itertools.accumulate(request.weight for request in requests))
         self._random = random.Random(seed).random
 
@@ -70,3 +86,13 @@ class Picker:
             return self.encoded[0]
         total = self.cumulative[-1]
         return self.encoded[bisect.bisect_right(self.cumulative, self._random() * total)]
+
+    def pick(self) -> Pick:
+        """The next request: its bytes and the statuses that count as its success, ``[from, to)``.
+
+        Draws as :meth:`next` does; the tuples are built once, so picking allocates nothing.
+        """
+        if len(self.picks) == 1:
+            return self.picks[0]
+        total = self.cumulative[-1]
+        return self.picks[bisect.bisect_right(self.cumulative, self._random() * total)]

@@ -22,7 +22,8 @@ class Lateness:
 class LoadResult:
     """What one load run measured inside its window.
 
-    ``error_statuses`` counts the ``status`` errors by HTTP status code.
+    ``error_statuses`` counts the ``status`` errors (any status but a 2xx or the
+    request's declared one) by HTTP status code.
     ``histogram`` is the base64 HdrHistogram encoding of successful-response
     latencies in microseconds. ``generator_cpu_s`` is the driver processes' CPU
     time (user + system) during the window; ``duration_s`` is the window's wall time.

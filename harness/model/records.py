@@ -31,6 +31,13 @@ Results format changelog (``SCHEMA_VERSION``):
   ``_max`` (how late the driver got to its requests against their intended send times,
   ms; None for other cells and older files) and :class:`BoundReason` the rule ``late``;
   the generator's ``cpu`` rule judges its busiest driver process against 80% of a core.
+  Status classes: a response succeeds when its status is a 2xx, or the one ``status`` its
+  endpoint declares (:class:`~harness.model.scenario.RequestSpec`); every other status,
+  1xx, 3xx, 4xx or 5xx, is an error (before, only status >= 400 was, and a 3xx was a
+  success). :class:`Errors` counts them in ``status`` and ``by_status`` as before and gains
+  ``by_class`` (``{"3xx": 12}``); older files get ``by_class`` from their ``by_status``.
+  The native closed model's ``connections_peak`` is measured (the most connections
+  established at once, per stage too), no longer the concurrency it asked for.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.model.config import DriverName, Frozen, LoadModel, TargetConfig, _Setting
 from harness.model.scenario import Scenario
@@ -66,6 +73,16 @@ TIMESERIES_COLUMNS_RENAMED_IN_3 = {
 """Columns of a stored time series (CSV) renamed in schema 3: old name -> new name."""
 
 
+def classes_of(by_status: dict[str, int]) -> dict[str, int]:
+    """Counts by status code (``{"302": 2, "301": 1, "503": 4}``) summed by class
+    (``{"3xx": 3, "5xx": 4}``), classes in order."""
+    classes: dict[str, int] = {}
+    for code, count in sorted(by_status.items()):
+        key = f"{code[:1]}xx"
+        classes[key] = classes.get(key, 0) + count
+    return dict(sorted(classes.items()))
+
+
 class LatencyMs(Frozen):
     """Latency summary in milliseconds, of successful responses only."""
 
@@ -80,14 +97,26 @@ class LatencyMs(Frozen):
 
 
 class Errors(Frozen):
-    """Failed requests by kind. ``status`` counts responses with status >= 400,
-    ``by_status`` the same responses by status code (``{"502": 17}``)."""
+    """Failed requests by kind. ``status`` counts responses whose status was not a success
+    (any 2xx, or the one status the endpoint declares): 1xx, 3xx, 4xx and 5xx alike;
+    ``by_status`` the same responses by status code (``{"502": 17}``) and ``by_class`` by
+    class (``{"5xx": 17}``). Drivers that do not report codes (wrk) leave both empty; wrk
+    counts only status >= 400. A record without ``by_class`` (stored before it existed)
+    takes it from its ``by_status``."""
 
     status: int = 0
     connect: int = 0
     read: int = 0
     timeout: int = 0
     by_status: dict[str, int] = Field(default_factory=dict)
+    by_class: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _class_from_status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "by_class" not in data and data.get("by_status"):
+            return {**data, "by_class": classes_of(data["by_status"])}
+        return data
 
     @property
     def total(self) -> int:

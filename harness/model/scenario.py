@@ -52,6 +52,13 @@ def is_folder_name(value: str) -> str:
     return value
 
 
+def is_status(value: int) -> int:
+    """``value`` if it is an HTTP status (100-599); raises ValueError."""
+    if not 100 <= value <= 599:
+        raise ValueError("must be an HTTP status from 100 to 599")
+    return value
+
+
 _Endpoint = Annotated[str, AfterValidator(is_path)]
 _Positive = Annotated[int, Field(ge=1)]
 
@@ -62,7 +69,9 @@ class RequestSpec(Frozen):
     ``body`` is sent as is with ``content_type`` (``body_file``, a path relative
     to the scenario file, is read into ``body`` when the scenario is loaded).
     ``weight`` is its share of a ``mix``. ``name`` labels it in results
-    (default: the path, or ``"POST /path"`` for another method).
+    (default: the path, or ``"POST /path"`` for another method). ``status`` is
+    the one HTTP status that counts as its success (e.g. 302 for a redirect);
+    by default any 2xx does. Every other status is an error.
     """
 
     path: _Endpoint
@@ -72,6 +81,7 @@ class RequestSpec(Frozen):
     content_type: str = "application/json"
     weight: int = Field(default=1, ge=1, le=1000)
     name: str | None = None
+    status: Annotated[int, AfterValidator(is_status)] | None = None
 
     @property
     def label(self) -> str:
@@ -240,6 +250,13 @@ class Scenario(Frozen):
         if not self.mix and len(set(labels)) != len(labels):
             raise PydanticCustomError(
                 "levels", "{key}: two endpoints share a label; give them distinct names", {"key": "endpoints"}
+            )
+        if self.driver != "native" and any(spec.status is not None for spec in self.requests()):
+            raise PydanticCustomError(
+                "levels",
+                "{key}: only the native driver checks an endpoint's declared status; "
+                f"{self.driver!r} cannot",
+                {"key": "driver"},
             )
         plain = all(spec.method == "GET" and spec.body is None for spec in self.requests())
         if self.driver == "wrk" and (self.mix or not plain):

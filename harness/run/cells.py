@@ -104,6 +104,7 @@ def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
             body=(spec.body or "").encode(),
             content_type=spec.content_type,
             weight=spec.weight,
+            status=spec.status,
         )
         for spec in scenario.requests_for(cell.endpoint)
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from harness.load import LoadResult
 from harness.load.summary import latency_summary
 from harness.model import Cell, DriverName, Errors, Measurement, Phase, Slo
+from harness.model.records import classes_of
 from harness.monitor import CgroupWindowStats, WindowStats
 from harness.run.cells import identity, phase_identity
 from harness.run.flags import bound_reasons, scheduled_rate
@@ -89,13 +90,14 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
             achieved_rate=load.achieved_rate,
             intended_rate=scheduled_rate(load) or 0.0,
         )
+    by_status = {str(k): v for k, v in sorted(load.error_statuses.items())}
     return Measurement(
         **(identity(cell) if phase is None else phase_identity(cell, phase)),
         started_at=context.started_at,
         warmup_s=context.warmup_s,
         duration_s=round(load.duration_s, 4),
         requests=load.requests,
-        errors=Errors(**load.errors, by_status={str(k): v for k, v in sorted(load.error_statuses.items())}),
+        errors=Errors(**load.errors, by_status=by_status, by_class=classes_of(by_status)),
         requests_per_second=round(load.requests_per_second, 3),
         latency_ms=latency,
         connections_opened=load.connections_opened,
