@@ -323,7 +323,7 @@ def cpu_chart(
 
 
 ERROR_KINDS = (
-    ("errors_status", "HTTP status >= 400", "#b2182b"),
+    ("errors_status", "HTTP status other than 2xx (or the declared one)", "#b2182b"),
     ("errors_connect", "connect", "#ef8a62"),
     ("errors_read", "read", "#fddbc7"),
     ("errors_timeout", "timeout", "#67a9cf"),
