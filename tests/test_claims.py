@@ -367,7 +367,9 @@ def test_gwbench_claims_quick_runs_a_claim_and_writes_the_claims_page(tmp_path: 
     assert name in done.stdout
     # The verdict is the measurement's: a measured ratio with its interval, and a reason that is not
     # one of the rules decided before measuring (the machine is shared, so any of the three kinds).
-    match = re.search(rf"(\d+(\.\d+)?){TIMES} \[(\d+(\.\d+)?){DASH}(\d+(\.\d+)?)\], (not )?significant", page)
+    match = re.search(
+        rf"(\d+(\.\d+)?){TIMES} \[(\d+(\.\d+)?){DASH}(\d+(\.\d+)?)\]( \([^)]*\))?, (not )?significant", page
+    )
     assert match, page
     for decided_before in ("Not measured yet", "does not give", "Little's law allows", "timeouts in"):
         assert decided_before not in section
