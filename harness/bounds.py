@@ -24,6 +24,13 @@ def merge_bound_reasons(groups: Iterable[object]) -> tuple[BoundReason, ...]:
     return tuple(merged)
 
 
-def by_generator(reasons: Iterable[BoundReason]) -> bool:
-    """Whether any reason says the load generator may have set the figure."""
-    return any(reason.by == "generator" for reason in reasons)
+def bound_kinds(reasons: Iterable[BoundReason]) -> tuple[bool, bool]:
+    """(generator-bound, upstream-bound) for a figure known to be bound, from its reasons.
+
+    A saturation search stores one ``bound`` for both kinds; the kinds come from the deciding
+    cells' reasons, and a bound figure with no upstream reason counts as generator-bound.
+    """
+    merged = tuple(reasons)
+    upstream = any(reason.by == "upstream" for reason in merged)
+    generator = any(reason.by == "generator" for reason in merged) or not upstream
+    return generator, upstream

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness import analysis, stats
 from harness.analysis import WorkloadKind
-from harness.bounds import merge_bound_reasons
+from harness.bounds import bound_kinds, merge_bound_reasons
 from harness.model import BoundReason, LoadModel, TargetRun
 from harness.stats import Comparison, Interval
 
@@ -136,7 +136,7 @@ def _exclusion_flags(row: pd.Series, column: str) -> list[Flag]:
     if "bound" in row:  # saturation summary
         if not bool(row["bound"]):
             return []
-        generator_bound, upstream_bound = bool(generator) or not upstream, bool(upstream)
+        generator_bound, upstream_bound = bound_kinds(reasons)
     else:
         generator_bound, upstream_bound = bool(row["generator_bound"]), bool(row["upstream_bound"])
     flags = []

@@ -18,7 +18,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import pandas as pd
 
 from harness import analysis, stats
-from harness.bounds import merge_bound_reasons
+from harness.bounds import bound_kinds, merge_bound_reasons
 from harness.model import TargetRun
 from harness.report.formats import (
     DASH,
@@ -216,8 +216,7 @@ def _saturation_rows(
         flags = []
         if row["bound"]:
             reasons = merge_bound_reasons([row["bound_reasons"]])
-            upstream = any(r.by == "upstream" for r in reasons)
-            generator = any(r.by == "generator" for r in reasons) or not upstream
+            generator, upstream = bound_kinds(reasons)
             flags += _bound_flags(reasons, generator=generator, upstream=upstream)
         if int(_float(row["none_held"])):
             flags.append(f"no rate held in {int(_float(row['none_held']))} repeat(s)")
