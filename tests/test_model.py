@@ -125,6 +125,11 @@ def test_a_long_value_is_cut_short(tmp_path: Path) -> None:
     assert len(message.split(", got ")[1]) == 60
 
 
+def test_a_key_set_by_quick_is_refused_in_a_file(tmp_path: Path) -> None:
+    path, message = scenario_error(tmp_path, SCENARIO + "smoke_window_max_s = 30\n")
+    assert message == f"{path}: smoke_window_max_s: set by --quick, not by a file"
+
+
 def test_an_unknown_key_lists_the_known_ones_or_suggests_the_closest(tmp_path: Path) -> None:
     path, message = scenario_error(tmp_path, SCENARIO + "frobnicate = 1\n")
     assert message == (

@@ -3,7 +3,8 @@
 Each scenario is one ``gwbench run scenarios/<name>.toml --quick --quick-factor 0.05 --no-verify``
 (the contract is verified by tests/test_contract.py; here it would cost two seconds per
 stack per scenario): every stack is launched, loaded and stopped, every planned cell
-(every phase of a staged one) is stored ok with answered requests, and the report renders.
+(every phase of a staged one) is stored ok with answered requests (a closed-model window too
+short to answer is measured again longer), and the report renders.
 io-wait runs at a tenth of its delays, as its file says CI does, and must show the sync
 stacks at their Little's-law ceiling while the event loops serve far more.
 
@@ -105,8 +106,9 @@ def test_a_shipped_scenario_runs_against_every_stack(path: Path, runs: dict[str,
         for target in expected:
             stages = sorted(m.stage for m in measurements if m.target == target and m.stage is not None)
             assert stages == [p.index for p in phases], (target, stages)
-    answered = [m for m in measurements if m.requests > 0]
-    assert len(answered) >= len(measurements) * 0.9, [m.cell_id for m in measurements if m.requests == 0]
+    # A closed-model smoke window shorter than one response time is measured again longer
+    # (harness.run.smoke), so every cell answers.
+    assert all(m.requests > 0 for m in measurements), [m.cell_id for m in measurements if m.requests == 0]
     for m in measurements:
         assert m.timeseries is not None and (run_dir / m.timeseries).is_file(), m.cell_id
     html = page.read_text()
@@ -153,4 +155,7 @@ def sync_stacks_sit_at_their_ceiling(
     assert sync is not None
     for m in measurements:
         if targets[m.target].config.interface == "asgi" and m.concurrency == 64:
-            assert m.requests_per_second > 4 * sync, (m.target, m.requests_per_second, sync)
+            # Far above, not by how much: three runs share 2 cores, and the Django ASGI stacks
+            # are bound by CPU near 120 requests/s then (3x the ceiling of 37.5 at a tenth of
+            # the delays), the others by the 64 connections.
+            assert m.requests_per_second > 2 * sync, (m.target, m.requests_per_second, sync)

@@ -157,12 +157,29 @@ def _after_item_errors(error: ErrorDetails) -> bool:
     )
 
 
+def set_elsewhere(model: type[BaseModel]) -> dict[str, str]:
+    """The keys of ``model`` that a file cannot set, each with what sets it (``json_schema_extra``
+    ``set_by``, e.g. ``--quick``)."""
+    found = {}
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("set_by"), str):
+            found[name] = str(extra["set_by"])
+    return found
+
+
+def file_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a file may give for ``model``, in the model's order."""
+    elsewhere = set_elsewhere(model)
+    return [name for name in model.model_fields if name not in elsewhere]
+
+
 def explain(path: Path, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
     """One line per problem, ``<file>: <key>: <expected>, got <value>``, e.g.
     ``scenarios/x.toml: concurrency[1]: must be >= 1, got -5``."""
     return ConfigError(
         "\n".join(
-            f"{path}: {_error_key(error)}: {_expected(error, model.model_fields)}"
+            f"{path}: {_error_key(error)}: {_expected(error, file_keys(model))}"
             for error in exc.errors()
             if not _after_item_errors(error)
         )
@@ -198,6 +215,9 @@ def load_scenario(path: Path) -> Scenario:
     """
     data = read_toml(path)
     data.setdefault("name", path.stem)
+    for key, setter in set_elsewhere(Scenario).items():
+        if key in data:
+            raise ConfigError(f"{path}: {key}: set by {setter}, not by a file")
     _read_bodies(path, data)
     try:
         return Scenario.model_validate(data)

@@ -146,6 +146,10 @@ class Scenario(Frozen):
     load that changes over time (constant, ramp, step, spike, soak), closed or
     open model, native driver; ``duration_s`` is then their total (filled in
     when omitted).
+
+    ``smoke_window_max_s`` (s), set by :meth:`quick`, lets a closed-model cell be
+    measured again with a window of up to that length when its window was too
+    short to answer (None: never); a scenario file cannot set it.
     """
 
     name: Annotated[str, AfterValidator(is_folder_name)]
@@ -172,6 +176,9 @@ class Scenario(Frozen):
     memory_mib: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
     seed: int | None = None
     stages: tuple[Stage, ...] = ()
+    smoke_window_max_s: float | None = Field(
+        default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False, json_schema_extra={"set_by": "--quick"}
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -280,6 +287,10 @@ class Scenario(Frozen):
         with the factor)
         (stages all by the window's factor), and a saturation search keeps its
         rates but bisects at most :data:`QUICK_BISECT_STEPS` times.
+
+        ``smoke_window_max_s`` is set to the unscaled window: a closed-model cell
+        whose short window held fewer answers than connections is measured again
+        with a longer one, up to that (:func:`harness.run.smoke.longer_window`).
         """
         warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), QUICK_MIN_WARMUP_S)
         duration = max(round(self.duration_s * factor, 2), QUICK_MIN_WINDOW_S)
@@ -298,6 +309,7 @@ class Scenario(Frozen):
                 "repeats": 1,
                 "stages": stages,
                 "saturation": self.saturation.model_copy(update={"bisect_steps": bisect}),
+                "smoke_window_max_s": self.duration_s if self.model == "closed" and not stages else None,
             }
         )
         cap = f", at most {most:g} s: x {scale:.3g}" if capped else ""
@@ -306,11 +318,17 @@ class Scenario(Frozen):
             if self.model == "saturation" and bisect != self.saturation.bisect_steps
             else ""
         )
+        longer = (
+            ", a cell with fewer answers than connections measured again longer "
+            f"(up to {self.duration_s:g} s)"
+            if self.model == "closed" and not stages
+            else ""
+        )
         note = (
             f"--quick: durations x {factor:g}{cap} (warm-up {self.warmup_s:g} -> {warmup:g} s, "
             f"window {self.duration_s:g} -> {duration:g} s"
-            f"{', every stage alike' if stages else ''}), repeats {self.repeats} -> 1{search}; "
-            "figures for smoke-testing, not conclusions"
+            f"{', every stage alike' if stages else ''}), repeats {self.repeats} -> 1{search}"
+            f"{longer}; figures for smoke-testing, not conclusions"
         )
         return quick, note
 

@@ -25,7 +25,7 @@ from harness.load.arrivals import OpenLoad
 from harness.load.locust import LocustLoad, run_locust
 from harness.load.locust_stats import LocustError
 from harness.load.wrk import WrkError, run_wrk
-from harness.model import Cell, Measurement
+from harness.model import Cell, Measurement, Scenario
 from harness.monitor import CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.results import RunWriter, utc_now
 from harness.run.cells import load_for, phase_cell_id
@@ -124,13 +124,16 @@ class CellMeasurer:
         self.services = services
         self.cpus = cpus
 
-    def measure(self, cell: Cell, running: RunningTarget) -> list[Measurement] | None:
+    def measure(
+        self, cell: Cell, running: RunningTarget, scenario: Scenario | None = None
+    ) -> list[Measurement] | None:
         """Drive and monitor one cell; None when it failed (then it is already stored as failed).
 
         One measurement, or one per phase for a staged cell. The server's
         samples over the window are written to ``timeseries/<cell_id>.csv``.
+        ``scenario``, when given, replaces the run's (a smoke cell's longer window).
         """
-        scenario = self.spec.scenario
+        scenario = self.spec.scenario if scenario is None else scenario
         services = self.services
         load = load_for(scenario, cell, running, seed=self.spec.seed, allow_remote=self.spec.allow_remote)
         phases = scenario.phases() if cell.staged else []

@@ -29,6 +29,7 @@ from harness.run.drive import CellMeasurer
 from harness.run.record import Recorder
 from harness.run.search import search
 from harness.run.services import RunServices
+from harness.run.smoke import longer_window
 from harness.run.spec import (
     Events,
     ExternalTarget,
@@ -209,7 +210,13 @@ class _Run:
         if cell.model == "saturation":
             self.search(cell, running)
             return
-        for measurement in self.measurer.measure(cell, running) or []:
+        measured = self.measurer.measure(cell, running)
+        while measured and (longer := longer_window(self.spec.scenario, cell, measured[0])) is not None:
+            # A smoke window shorter than one response time: measured again (harness.run.smoke).
+            if self.spec.external is None:
+                self.stacks.drain(running, cell)
+            measured = self.measurer.measure(cell, running, longer)
+        for measurement in measured or []:
             self.recorder.store(cell, measurement)
 
     def search(self, cell: Cell, running: RunningTarget) -> None:
