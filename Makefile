@@ -25,8 +25,8 @@ bench: setup $(if $(filter docker,$(LAUNCHER)),docker-ready)
 	$(BIN)/gwbench run $(SCENARIO) $(if $(TARGETS),--targets $(TARGETS)) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 ## bench-quick: the short variant (about 2 minutes), for smoke tests
-bench-quick: setup
-	$(BIN)/gwbench run scenarios/quick.toml $(if $(TARGETS),--targets $(TARGETS))
+bench-quick: setup $(if $(filter docker,$(LAUNCHER)),docker-ready)
+	$(BIN)/gwbench run scenarios/quick.toml $(if $(TARGETS),--targets $(TARGETS)) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 ## bench-driver: our load driver against wrk (apt-get install -y wrk) on one fast target, alternating rounds
 bench-driver: setup
@@ -36,17 +36,26 @@ bench-driver: setup
 bench-idle: setup
 	$(BIN)/python -m harness.tools.benchidle $(BENCH_IDLE_ARGS)
 
-## test: run the test suite against real servers on 127.0.0.1
-test: setup system-deps
+## test: run the test suite against real servers on 127.0.0.1 (sets up what it uses first: packages, and the Docker image and wheels when an engine answers)
+test: setup system-deps docker-if-engine
 	$(BIN)/pytest
 
-## system-deps: the Debian packages the tests use (wrk, nginx-light, chromium, PostgreSQL's server), installed if missing (as root)
+## docker-if-engine: when a Docker engine answers, build what the Docker tests use (docker-ready); with none they skip, saying so
+docker-if-engine:
+	@if docker info >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory docker-ready; \
+	else \
+		echo "no Docker engine answers: the Docker tests will skip (to run them, start one: dockerd &, as root)"; \
+	fi
+
+## system-deps: the Debian packages the tests use (wrk, nginx-light, chromium, PostgreSQL's server, debootstrap), installed if missing (as root)
 system-deps:
 	@missing=""; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing:$$missing"; \
@@ -82,11 +91,13 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 WHEELHOUSE ?= build/wheelhouse
 WHEELHOUSE_STAMPS := $(patsubst targets/%/requirements.txt,$(WHEELHOUSE)/%/.complete,$(TARGET_REQS))
 
-.PHONY: docker-base wheelhouse docker-ready
+.PHONY: docker-base wheelhouse docker-ready docker-if-engine
 
 ## docker-ready: what `make bench LAUNCHER=docker` needs: the base image (built if missing) and the wheelhouse
 docker-ready: wheelhouse
-	@docker image inspect $(DOCKER_BASE) >/dev/null 2>&1 || $(MAKE) docker-base
+	@docker image inspect $(DOCKER_BASE) >/dev/null 2>&1 || { \
+		mkdir -p build; echo "building $(DOCKER_BASE) with debootstrap (a few minutes; log: build/docker-base.log)"; \
+		$(MAKE) --no-print-directory docker-base >build/docker-base.log 2>&1 || { tail -20 build/docker-base.log >&2; exit 2; }; }
 
 ## docker-base: build the local base image (Debian bookworm, python3.11, venv) with debootstrap
 docker-base:

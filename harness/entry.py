@@ -8,11 +8,22 @@ cost every cell a third of a second; this module defers that import to :func:`ma
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+
+EXIT_INTERRUPTED = 130
+"""As ``harness.cli.common.EXIT_INTERRUPTED``: not imported from there, to stay light."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI (:func:`harness.cli.main`) and return its exit code."""
-    from harness.cli import main as cli_main  # deferred: see the module docstring
+    """Run the CLI (:func:`harness.cli.main`) and return its exit code.
 
+    A Ctrl-C while the CLI is still being imported (its first half second, before it
+    handles signals itself) exits 130 with one line, not a traceback.
+    """
+    try:
+        from harness.cli import main as cli_main  # deferred: see the module docstring
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return cli_main(argv)

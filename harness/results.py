@@ -36,6 +36,10 @@ class ResultsError(Exception):
     """A run directory is missing, incomplete or of an unknown schema version."""
 
 
+class StorageError(ResultsError):
+    """A run's results could not be written (a full or read-only file system): the run stopped."""
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.launch import LocalLauncher, RunningTarget
+from harness.launch import EngineUnavailable, LocalLauncher, RunningTarget
+from harness.launch.images import LOCAL_BASE_IMAGE, WHEELHOUSE, connect
 from harness.launch.postgres import Postgres
 from harness.model import TargetConfig, discover_targets
 
@@ -21,6 +22,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 ALL_TARGETS = discover_targets(TARGETS_DIR)
 STACKS = sorted(name for name, t in ALL_TARGETS.items() if t.role == "target")
 SERVER_WORDS = ("gunicorn", "uvicorn", "hypercorn", "daphne", "granian", "upstream", "http.server", "gwbench")
+
+
+def docker_missing() -> str | None:
+    """Why the Docker tests cannot run here (one reason), or None when they can.
+
+    ``make test`` builds the base image and the wheelhouse whenever an engine answers,
+    so only a machine with no engine skips them.
+    """
+    try:
+        engine = connect(timeout_s=10)
+    except EngineUnavailable as exc:
+        return f"{exc} (`make test` builds the rest once one answers)"
+    try:
+        if not engine.images.list(name=LOCAL_BASE_IMAGE):
+            return f"no base image {LOCAL_BASE_IMAGE}: run `make docker-base`"
+    finally:
+        engine.close()
+    missing = [name for name in ALL_TARGETS if not (WHEELHOUSE / name / ".complete").is_file()]
+    if missing:
+        return f"no wheelhouse for {', '.join(missing)}: run `make wheelhouse`"
+    return None
 
 
 def stray_processes(since: float) -> list[str]:

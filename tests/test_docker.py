@@ -1,7 +1,8 @@
 """The Docker launcher: every target built, started with limits, verified, loaded; nothing left.
 
-Needs a Docker engine, the base image (``make docker-base``, or a registry) and the
-wheelhouse (``make wheelhouse``); the tests that need them skip, saying which is missing.
+Needs a Docker engine, the base image (``make docker-base``) and the wheelhouse (``make
+wheelhouse``): ``make test`` builds both when an engine answers; with none, the tests that
+need them skip, saying so (conftest.docker_missing, as tests/test_limits.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 import docker
 import psutil
 import pytest
-from conftest import ALL_TARGETS, STACKS, TARGETS_DIR
+from conftest import ALL_TARGETS, STACKS, TARGETS_DIR, docker_missing
 from docker.errors import NotFound
 
 from harness.launch import DockerLauncher, EngineUnavailable, LaunchError, Limits, RunningTarget
 from harness.launch.docker import LABEL, LABEL_OWNER, LABEL_RUN
-from harness.launch.images import WHEELHOUSE, connect
+from harness.launch.images import connect
 from harness.load import ClosedLoad, run_closed
 from harness.monitor import CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.verify import verify
@@ -44,14 +45,11 @@ def stack(name: str) -> object:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[docker.DockerClient]:
-    missing = [name for name in ALL_TARGETS if not (WHEELHOUSE / name / ".complete").is_file()]
+    reason = docker_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    engine = connect(timeout_s=120)
     try:
-        engine = connect(timeout_s=120)
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        if missing:
-            pytest.skip(f"no wheelhouse for {', '.join(missing)}: run `make wheelhouse`")
         yield engine
     finally:
         engine.close()
@@ -60,12 +58,7 @@ def client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="module")
 def launcher(client: docker.DockerClient) -> Iterator[DockerLauncher]:
     with DockerLauncher(client=client, run_id=RUN_ID, target_cpus=[TARGET_CPU]) as launcher:
-        try:
-            launcher.build(ALL_TARGETS["upstream"], TARGETS_DIR / "upstream")
-        except LaunchError as exc:
-            if "make docker-base" in str(exc):
-                pytest.skip(str(exc))
-            raise
+        launcher.build(ALL_TARGETS["upstream"], TARGETS_DIR / "upstream")
         yield launcher
     assert not client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={RUN_ID}"})
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import REPO, stray_processes
 
@@ -70,6 +75,21 @@ def test_run_measures_every_cell_and_exits_zero(
         assert (run_dir / str(m.histogram)).is_file()
     assert (run_dir / "logs" / "flask-gunicorn.log").is_file()
     assert (run_dir / "logs" / "upstream.log").is_file()
+
+
+def test_progress_in_a_pipe_is_a_line_per_cell_with_elapsed_and_time_left(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """No bar where the output is not a terminal (a CI log): each line says where the run is."""
+    _, _, done = run
+    lines = done.stderr.splitlines()
+    starts = [line for line in lines if line.startswith("starting ")]
+    assert len(starts) == 2 and all(re.search(r"\(repeat 1\) \[elapsed \d+:\d\d", s) for s in starts), starts
+    cells = [line for line in lines if re.match(r"\d+/8 ", line)]
+    assert [int(line.split("/")[0]) for line in cells] == list(range(1, 9)), lines
+    for line in cells:
+        assert re.search(r"req/s .* \[elapsed \d+:\d\d, ~\d+:\d\d left\]$", line), line
+    assert cells[-1].endswith("~0:00 left]")
 
 
 def test_async_stack_beats_the_sync_ceiling_on_io_wait(
@@ -322,3 +342,151 @@ def test_a_users_own_target_folder_is_launched_and_measured(tmp_path: Path) -> N
     assert manifest.upstream is not None  # the harness's own, as no upstream is in the user's folder
     assert m.status == "ok" and m.requests_per_second > 50 and m.errors.total == 0
     assert m.server_cpu_percent is not None and m.server_cpu_percent > 1
+
+
+HANGUP_SCENARIO = """
+description = "hang-up test: a stack, the upstream and PostgreSQL"
+targets = ["flask-gunicorn"]
+endpoints = ["/io/upstream?ms=20", "/db/query?ms=5"]
+concurrency = [4, 8]
+warmup_s = 0.3
+duration_s = 2.0
+seed = 7
+"""
+
+
+def test_a_hang_up_is_an_interrupt_that_keeps_results_and_report_and_leaves_nothing(tmp_path: Path) -> None:
+    """The terminal closes mid-run (SIGHUP, with writes to it failing): torn down as by Ctrl-C, exit 129."""
+    scenario = tmp_path / "hangup.toml"
+    scenario.write_text(HANGUP_SCENARIO)
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    postgres_before = set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*"))
+    since = time.time() - 1
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        gwbench("run", str(scenario), "--results", str(results), "--reports", str(reports)),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    reader = threading.Thread(target=_drain, args=(primary,), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 90
+        jsonl = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(results.glob("*/measurements.jsonl"))
+            if found and found[0].read_text().count("\n") >= 1:
+                jsonl = found[0]
+                break
+            time.sleep(0.1)
+        assert jsonl is not None, "no cell measured within 90 s"
+        os.close(primary)  # the terminal is gone: writes to it now fail
+        os.kill(proc.pid, signal.SIGHUP)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 129
+    manifest = json.loads((jsonl.parent / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    _, measurements = load_run(jsonl.parent)
+    assert 1 <= len(measurements) < 4 and all(m.status == "ok" for m in measurements)
+    assert (reports / jsonl.parent.name / "index.html").is_file()
+    assert not stray_processes(since)
+    assert not _postgres_since(since)
+    assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
+    cgroups = Path("/sys/fs/cgroup")
+    groups = [*cgroups.glob(f"gwbench/*.{proc.pid}.*"), *cgroups.glob(f"*/gwbench/*.{proc.pid}.*")]
+    assert not groups, groups
+
+
+def _drain(fd: int) -> None:
+    """Read the terminal's output until it closes, as a terminal emulator would."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
+
+
+@pytest.mark.parametrize("after_s", [0.15, 0.4])
+def test_a_ctrl_c_while_starting_is_one_line_and_exit_130(after_s: float) -> None:
+    """Ctrl-C during the CLI's imports (its first half second), before it handles signals itself."""
+    proc = subprocess.Popen(
+        gwbench("run", "scenarios/quick.toml", "--dry-run"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip() == "interrupted", stderr
+
+
+TINY_SCENARIO = """
+description = "one short cell"
+targets = ["flask-gunicorn"]
+endpoints = ["/json"]
+concurrency = [1]
+warmup_s = 0.1
+duration_s = 0.3
+"""
+
+
+def test_what_a_killed_run_leaves_the_next_run_removes(tmp_path: Path) -> None:
+    """SIGKILL, the next run removes the stack, the upstream, PostgreSQL, its folder."""
+    (tmp_path / "long.toml").write_text(HANGUP_SCENARIO)
+    (tmp_path / "tiny.toml").write_text(TINY_SCENARIO)
+    results = tmp_path / "results"
+    postgres_before = set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*"))
+    since = time.time() - 1
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO}
+    killed = subprocess.Popen(gwbench("run", str(tmp_path / "long.toml"), "--results", str(results)), **quiet)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and killed.poll() is None:
+            found = list(results.glob("*/measurements.jsonl"))
+            if found and found[0].read_text().count("\n") >= 1:
+                break
+            time.sleep(0.1)
+        assert killed.poll() is None, "the run ended before a cell was measured"
+        killed.kill()
+        killed.wait()
+        left = stray_processes(since)
+        assert any("upstream" in line for line in left) and any("gunicorn" in line for line in left), left
+        assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) - postgres_before
+        done = subprocess.run(
+            gwbench("run", str(tmp_path / "tiny.toml"), "--no-verify", "--no-report", f"--results={results}"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+    deadline = time.monotonic() + 5
+    while stray_processes(since) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not stray_processes(since)
+    assert not _postgres_since(since)
+    assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
+    cgroups = Path("/sys/fs/cgroup")
+    assert not [*cgroups.glob(f"gwbench/*.{killed.pid}.*"), *cgroups.glob(f"*/gwbench/*.{killed.pid}.*")]
+
+
+def _postgres_since(since: float) -> list[str]:
+    return [
+        " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline", "create_time"])
+        if p.info["create_time"] >= since and "postgres" in " ".join(p.info["cmdline"] or [])
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, stray_processes
+from conftest import REPO, docker_missing, stray_processes
 
 from harness import cgroup
 from harness.results import load_run
@@ -92,12 +92,7 @@ def test_a_stack_over_its_memory_limit_is_reported_oom_killed(tmp_path: Path) ->
     assert "OOM-killed (over its memory limit of 64 MiB)" in (measurement.failure_reason or "")
 
 
-def engine_answers() -> bool:
-    try:
-        docker.from_env(timeout=5).ping()
-    except Exception:
-        return False
-    return True
+DOCKER_MISSING = docker_missing()
 
 
 QUICK = """
@@ -114,7 +109,7 @@ flask-gunicorn = 0.5
 """
 
 
-@pytest.mark.skipif(not engine_answers(), reason="no Docker engine answers (CI starts one)")
+@pytest.mark.skipif(DOCKER_MISSING is not None, reason=str(DOCKER_MISSING))
 def test_a_docker_run_measures_every_stack_in_a_container_and_leaves_none(tmp_path: Path) -> None:
     (tmp_path / "quick.toml").write_text(QUICK)
     done = subprocess.run(

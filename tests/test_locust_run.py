@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,6 +67,8 @@ def test_a_master_with_two_workers_measures_the_same_way(tmp_path: Path) -> None
     scenario.write_text(SCENARIO)
     results = tmp_path / "results"
     port = free_port()
+    shared_tmp = tmp_path / "tmp"  # the workers' temporary folder, as /tmp is
+    shared_tmp.mkdir()
     master = subprocess.Popen(
         gwbench(
             "run", str(scenario), "--driver", "locust", "--locust-workers", "2",
@@ -80,6 +83,7 @@ def test_a_master_with_two_workers_measures_the_same_way(tmp_path: Path) -> None
         subprocess.Popen(
             gwbench("locust-worker", "127.0.0.1", "--master-port", str(port)),
             cwd=tmp_path,
+            env={**os.environ, "TMPDIR": str(shared_tmp)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -102,3 +106,4 @@ def test_a_master_with_two_workers_measures_the_same_way(tmp_path: Path) -> None
     assert measurement.requests == requests
     report = json.loads((run_dir / "locust" / measurement.cell_id / "report.json").read_text())
     assert report["role"] == "master" and len(report["workers"]) == 2
+    assert not list(shared_tmp.iterdir()), "the workers left the files they downloaded"

@@ -15,6 +15,7 @@ are bound by waiting (a ceiling of requests per second set by sleeps), not by CP
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -54,7 +55,15 @@ def run_quick(path: Path, root: Path) -> Done:
     argv += ["--results", str(results), "--reports", str(reports)]
     if path.stem in TIME_SCALE:
         argv += ["--time-scale", TIME_SCALE[path.stem]]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    pipe = subprocess.PIPE
+    with subprocess.Popen(argv, cwd=REPO, text=True, stdout=pipe, stderr=pipe) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)  # torn down as by Ctrl-C: nothing left running
+            stdout, stderr = process.communicate(timeout=60)
+            stderr += f"\n(stopped after {TIMEOUT_S} s)"
+    done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
     runs = list(results.iterdir()) if results.is_dir() else []
     run_dir = runs[0] if len(runs) == 1 else None
     return Done(run_dir, None if run_dir is None else reports / run_dir.name / "index.html", done)

@@ -6,46 +6,51 @@ compare over stored runs), ``inspect`` (verify, serve, scenarios, targets),
 and ``common`` holds what they share. Only this package prints: the modules it
 calls return records, text or tables.
 
-Exit codes: 0 success; 1 a target or cell failed (the run still finished);
-2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM).
+Exit codes: 0 success; 1 a target or cell failed (the run still finished), or the results
+could not be written (the run stopped);
+2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129 hung up
+(SIGHUP: the terminal closed), torn down and stored as an interruption.
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from types import FrameType
 
 from rich.markup import escape
 
-from harness.cli.common import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_USAGE, console
+from harness.cli.common import (
+    EXIT_FAILURES,
+    EXIT_HANGUP,
+    EXIT_USAGE,
+    console,
+    interrupt_on_signals,
+    interrupted_exit_code,
+)
 from harness.cli.parser import build_parser
 from harness.launch import LaunchError
 from harness.load import UnsafeTargetError
 from harness.model import ConfigError
-from harness.results import ResultsError
+from harness.results import ResultsError, StorageError
 from harness.run import PreflightError
 
 __all__ = ["build_parser", "main"]
 
 
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gwbench``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    interrupt_on_signals()
     # Also when started from a shell that ignores SIGINT (a background job): Ctrl-C
     # or kill -INT must always tear everything down.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        args = build_parser().parse_args(argv)
         code: int = args.func(args)
         return code
     except (ConfigError, ResultsError, PreflightError, UnsafeTargetError, LaunchError) as exc:
         console.print(f"[red]error[/]: {escape(str(exc))}")
-        return EXIT_USAGE if not isinstance(exc, LaunchError) else EXIT_FAILURES
+        return EXIT_FAILURES if isinstance(exc, LaunchError | StorageError) else EXIT_USAGE
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        return EXIT_INTERRUPTED
+        code = interrupted_exit_code()
+        console.print("[yellow]hung up[/]" if code == EXIT_HANGUP else "[yellow]interrupted[/]")
+        return code

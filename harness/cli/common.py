@@ -1,14 +1,19 @@
-"""What every ``gwbench`` command shares: paths, exit codes, the two consoles, and target lookup.
+"""What every ``gwbench`` command shares: paths, exit codes, signals, the two consoles, and target lookup.
 
-Exit codes: 0 success; 1 a target or cell failed (the run still finished);
-2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM).
+Exit codes: 0 success; 1 a target or cell failed (the run still finished), or the results
+could not be written (the run stopped);
+2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129 hung up (SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TypeAlias
 
 from rich.console import Console
@@ -18,7 +23,44 @@ from harness.launch.services import UPSTREAM, Upstream
 from harness.model import ConfigError, TargetConfig, discover_targets, suggest
 
 REPO = Path(__file__).resolve().parents[2]
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 2, 130, 129
+
+_received: list[int] = []
+"""The signals turned into an interruption, in order (the exit code tells a hang-up apart)."""
+
+
+def _signal_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP tear the run down as Ctrl-C does (partial results, report, nothing left).
+
+    On a hang-up the terminal is gone and a write to it fails (EIO), which would cut the
+    clean-up short: standard output and error that are a terminal go to /dev/null first.
+    """
+    _received.append(signum)
+    if signum == signal.SIGHUP:
+        _detach_from_terminal()
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _detach_from_terminal() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            if os.isatty(fd):
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def interrupt_on_signals() -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _signal_as_interrupt)
+
+
+def interrupted_exit_code() -> int:
+    """The exit code of an interrupted command: EXIT_HANGUP after a SIGHUP, else EXIT_INTERRUPTED."""
+    return EXIT_HANGUP if signal.SIGHUP in _received else EXIT_INTERRUPTED
+
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress, warnings and errors (stderr)."""
@@ -27,6 +69,20 @@ out = Console(highlight=False, soft_wrap=True)
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` returns: each command module adds its subcommands to it."""
+
+
+def writable_folder(folder: Path, flag: str) -> None:
+    """Create ``folder`` (and its parents) and write a probe file in it, before any load.
+
+    Raises ConfigError naming ``flag`` when it cannot be created or written (a file in the
+    way, a read-only or full file system), so a run never fails at its end for it.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gwbench-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
 
 
 def find_upstream(root: Path) -> tuple[TargetConfig, Path]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
+import tempfile
 
 from harness.cli.common import SubParsers, console
 from harness.load import ensure_loopback
@@ -11,11 +13,17 @@ from harness.load.locust import worker_command
 
 
 def cmd_locust_worker(args: argparse.Namespace) -> int:
-    """Run one Locust worker until its master ends the run; the locustfile comes from the master."""
+    """Run one Locust worker until its master ends the run; the locustfile comes from the master.
+
+    Locust writes the files it downloads (the locustfile and gwbench's plugin) to the
+    temporary folder under their own names: the worker gets a private one (its TMPDIR and
+    working folder), removed when it ends, so nothing is left in a shared /tmp.
+    """
     ensure_loopback(args.master_host, allow_remote=args.allow_remote)
     command = worker_command(args.master_host, args.master_port)
     console.print(f"locust worker for {args.master_host}:{args.master_port}: {' '.join(command)}")
-    return subprocess.call(command)
+    with tempfile.TemporaryDirectory(prefix="gwbench-locust-worker-") as private:
+        return subprocess.call(command, cwd=private, env={**os.environ, "TMPDIR": private})
 
 
 def add_locust_worker_parser(sub: SubParsers) -> None:

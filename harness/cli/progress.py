@@ -1,10 +1,15 @@
 """The progress display of a run: a bar over the planned seconds and one line per cell.
 
 :class:`Display` is the callback object the runner reports to (see ``harness.run.execute``);
-the ``*_line`` functions format what it prints, as rich markup.
+the ``*_line`` functions format what it prints, as rich markup. In a terminal a bar shows
+the time left; where the output is not a terminal (a pipe, a CI log) the bar is not drawn,
+so each cell's line ends with the run's elapsed time and an estimate of the time left, and
+each stack's start is a line of its own.
 """
 
 from __future__ import annotations
+
+import time
 
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -45,8 +50,31 @@ def failure_line(failure: RunFailure) -> str:
     return f"[red]failure[/] {escape(where)}: {escape(failure.reason)}"
 
 
+def clock(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour: a duration in seconds as a clock."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def time_left_s(elapsed_s: float, done_s: float, total_s: float) -> float | None:
+    """Wall seconds left, estimated from the run so far; None before any load is done.
+
+    ``done_s`` of the ``total_s`` planned load seconds took ``elapsed_s`` wall seconds,
+    start-up, verification and drains included, so the rest is expected to take the
+    same wall time per planned second: (total - done) x elapsed / done.
+    """
+    if done_s <= 0:
+        return None
+    return max(total_s - done_s, 0.0) * elapsed_s / done_s
+
+
 class Display:
-    """Progress display for a run: a bar over planned seconds and one line per cell."""
+    """Progress display for a run: a bar over planned seconds and one line per cell.
+
+    ``cells`` is the number planned; ``planned_s_per_cell`` each one's planned load
+    (warm-up and window, s); ``phases`` a staged cell's phase count (0: unstaged).
+    """
 
     def __init__(
         self, progress: Progress, task: TaskID, cells: int, planned_s_per_cell: float, phases: int = 0
@@ -57,9 +85,20 @@ class Display:
         self.cell_number = 0
         self.planned = planned_s_per_cell
         self.phases = phases
+        self.started = time.monotonic()
+        self.in_terminal = progress.console.is_terminal
 
     def target_starting(self, target: str, repeat: int) -> None:
         self.progress.update(self.task, description=f"{target} (repeat {repeat + 1}): starting")
+        if not self.in_terminal:
+            self.progress.console.print(f"starting {target} (repeat {repeat + 1}) {self.elapsed()}")
+
+    def elapsed(self) -> str:
+        """``[elapsed 1:02, ~4:10 left]``: the run's wall time, and the estimate of what is left."""
+        elapsed = time.monotonic() - self.started
+        total = next((t.total or 0.0 for t in self.progress.tasks if t.id == self.task), 0.0)
+        left = time_left_s(elapsed, self.cell_number * self.planned, total)
+        return f"[elapsed {clock(elapsed)}" + ("]" if left is None else f", ~{clock(left)} left]")
 
     def verified(self, target: str, report: VerificationReport) -> None:
         self.progress.console.print(verified_line(target, report))
@@ -76,7 +115,10 @@ class Display:
         if m.stage is None or m.stage + 1 >= self.phases:
             self.cell_number += 1
             self.progress.advance(self.task, self.planned)
-        self.progress.console.print(cell_line(cell, m))
+        line = f"{self.cell_number}/{self.cells}" + cell_line(cell, m)
+        if not self.in_terminal:
+            line += "  " + escape(self.elapsed())
+        self.progress.console.print(line)
 
     def failure(self, failure: RunFailure) -> None:
         self.progress.console.print(failure_line(failure))

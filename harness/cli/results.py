@@ -17,13 +17,13 @@ from rich.table import Table
 
 from harness.cli.common import (
     EXIT_FAILURES,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     REPO,
     SubParsers,
     console,
     find_upstream,
+    interrupted_exit_code,
     out,
     render,
     select_targets,
@@ -124,7 +124,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         failures, interrupted = _rerun_claims(args, claims, names)
         if interrupted:
             console.print("[yellow]interrupted[/]: partial results kept")
-            return EXIT_INTERRUPTED
+            return interrupted_exit_code()
     out.print(claims_table(claim_verdicts({n: claims[n] for n in names}, results)))
     out.print(f"claims page: {write_claims_page(claims, results, reports)}")
     return EXIT_FAILURES if failures else EXIT_OK

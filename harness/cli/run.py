@@ -18,15 +18,16 @@ from pydantic import ValidationError
 
 from harness.cli.common import (
     EXIT_FAILURES,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     REPO,
     SubParsers,
     console,
     find_upstream,
+    interrupted_exit_code,
     out,
     render,
     select_targets,
+    writable_folder,
 )
 from harness.cli.progress import execute_with_progress
 from harness.load import ensure_loopback
@@ -220,7 +221,7 @@ def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
         out.print(f"report: {render(outcome.run_dir, Path(args.reports))}")
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: partial results kept")
-        return EXIT_INTERRUPTED
+        return interrupted_exit_code()
     if outcome.failures:
         console.print(
             f"[red]{len(outcome.failures)} failure(s)[/]: "
@@ -242,6 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in plan_lines(scenario, blocks, total_s):
             out.print(line)
         return EXIT_OK
+    writable_folder(Path(args.results), "--results")
+    if not args.no_report:
+        writable_folder(Path(args.reports), "--reports")
     cells = sum(len(b.cells) for b in blocks)
     console.print(
         f"scenario [bold]{scenario.name}[/]: {len(targets)} stacks, {cells} cells, "

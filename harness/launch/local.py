@@ -26,6 +26,7 @@ from types import TracebackType
 import psutil
 
 from harness.cgroup import Cgroup, CgroupUsage
+from harness.launch import leftovers
 from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
 from harness.launch.cgroup import CgroupUnavailable, Limits, ManagedCgroup, create
 from harness.model import TargetConfig
@@ -63,6 +64,7 @@ class _Started:
         self.process = process
         self.cgroup = cgroup
         self.final: CgroupUsage | None = None
+        self.record = leftovers.record(target.name, process.pid)  # for a later run, if we are killed
 
 
 def _enter(procs_files: list[str], cpus: frozenset[int]) -> None:
@@ -103,6 +105,8 @@ class LocalLauncher:
         self._stopped: dict[int, _Started] = {}
         self.cgroup_unavailable: str | None = None
         """Why targets given limits could only be pinned (first failure, one line), or None."""
+        self.reaped = leftovers.reap()
+        """What killed harnesses had left running, removed now (:mod:`harness.launch.leftovers`)."""
 
     def build(
         self, config: TargetConfig, directory: Path, *, log_path: Path | None = None
@@ -278,6 +282,7 @@ class LocalLauncher:
             if item.cgroup is not None:
                 item.final = item.cgroup.usage()
                 item.cgroup.remove(timeout_s=self.grace_s)  # kills any process that left the group
+            leftovers.forget(item.record)
             self._stopped[item.process.pid] = item
 
     @staticmethod

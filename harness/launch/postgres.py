@@ -31,6 +31,7 @@ from typing import IO
 
 import psycopg
 
+from harness.launch import leftovers
 from harness.launch.base import LaunchError, tail
 from harness.net import LOOPBACK, free_port
 
@@ -97,6 +98,7 @@ class Postgres:
         self.process: subprocess.Popen[bytes] | None = None
         self.version: str | None = None
         self._folder: Path | None = None
+        self._record: Path | None = None
 
     @property
     def url(self) -> str:
@@ -146,7 +148,9 @@ class Postgres:
         """
         binaries = find_binaries()
         user = _run_as()
+        leftovers.reap()
         self._folder = Path(tempfile.mkdtemp(prefix="gwbench-postgres-"))
+        self._record = leftovers.record("postgres", folder=self._folder)
         data = self._folder / "data"
         if user is not None:
             os.chown(self._folder, user.pw_uid, user.pw_gid)
@@ -184,6 +188,7 @@ class Postgres:
                 log.write(f"$ {' '.join(server)}\n".encode())
                 log.flush()
                 self.process = self._popen(server, log=log, env=env)
+                leftovers.rerecord(self._record, "postgres", self.process.pid, self._folder)
             self._wait_ready()
             with psycopg.connect(self._admin_url("postgres"), autocommit=True) as conn:
                 conn.execute(f"CREATE DATABASE {DATABASE}")
@@ -265,3 +270,5 @@ class Postgres:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+        leftovers.forget(self._record)
+        self._record = None

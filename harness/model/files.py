@@ -250,6 +250,12 @@ def _read_bodies(path: Path, data: dict[str, object]) -> None:
 def discover_targets(root: Path) -> dict[str, TargetConfig]:
     """Every ``root/<name>/target.toml``, by name, sorted; the upstream included.
 
-    Raises ConfigError on the first invalid file.
+    Raises ConfigError on the first invalid file, and when ``root`` is not a folder or
+    holds no target.
     """
-    return {path.parent.name: load_target(path.parent) for path in sorted(root.glob("*/target.toml"))}
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder of targets")
+    found = {path.parent.name: load_target(path.parent) for path in sorted(root.glob("*/target.toml"))}
+    if not found:
+        raise ConfigError(f"{root}: no targets in it (each is a folder <name>/ with a target.toml)")
+    return found

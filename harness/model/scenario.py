@@ -289,8 +289,8 @@ class Scenario(Frozen):
         rates but bisects at most :data:`QUICK_BISECT_STEPS` times.
 
         ``smoke_window_max_s`` is set to the unscaled window: a closed-model cell
-        whose short window held fewer answers than connections is measured again
-        with a longer one, up to that (:func:`harness.run.smoke.longer_window`).
+        whose short window held no answer is measured again with a longer one, up
+        to that (:func:`harness.run.smoke.longer_window`).
         """
         warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), QUICK_MIN_WARMUP_S)
         duration = max(round(self.duration_s * factor, 2), QUICK_MIN_WINDOW_S)
@@ -319,7 +319,7 @@ class Scenario(Frozen):
             else ""
         )
         longer = (
-            ", a cell with fewer answers than connections measured again longer "
+            ", a window with no answer measured again twice as long "
             f"(up to {self.duration_s:g} s)"
             if self.model == "closed" and not stages
             else ""

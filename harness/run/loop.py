@@ -17,14 +17,16 @@ failures), :class:`~harness.run.services.RunServices` (upstream, database),
 
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
 
 from harness import cgroup, environment
 from harness.launch import DockerLauncher, LaunchError, LocalLauncher, RunningTarget
 from harness.launch.base import Launcher
 from harness.model import Cell, RunManifest
 from harness.plan import Block, plan, split_cpus
-from harness.results import RunWriter, utc_now
+from harness.results import RunWriter, StorageError, utc_now
 from harness.run.drive import CellMeasurer
 from harness.run.record import Recorder
 from harness.run.search import search
@@ -126,6 +128,7 @@ class _Run:
         self.writer.write_manifest(self.manifest("running", finished=False))
         status = "failed"
         services = self.services
+        storage: OSError | None = None
         try:
             with self.launcher:
                 if self.spec.external is not None:
@@ -143,13 +146,32 @@ class _Run:
                     status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
+        except OSError as exc:  # the results cannot be written: stop, everything torn down (the with)
+            if not self.is_storage(exc):
+                raise
+            storage = exc
         finally:
             if services is not None:
                 services.stop()
             manifest = self.manifest(status, finished=True)
-            self.writer.write_manifest(manifest)
+            try:
+                self.writer.write_manifest(manifest)
+            except OSError as exc:
+                storage = storage or exc
             os.sched_setaffinity(0, own_cpus)
+        if storage is not None:
+            where = f" ({storage.filename})" if storage.filename else ""
+            raise StorageError(
+                f"cannot write the results: {storage.strerror or storage}{where}; the run stopped and "
+                f"everything it started was stopped; what was stored before is in {self.writer.directory}"
+            ) from None
         return RunOutcome(self.writer.directory, manifest, self.recorder.failures, status == "interrupted")
+
+    def is_storage(self, exc: OSError) -> bool:
+        """Whether ``exc`` is a failure to store the run: a full or read-only file system, or its folder."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return True
+        return bool(exc.filename) and Path(str(exc.filename)).is_relative_to(self.writer.directory)
 
     def run_block(self, block: Block, services: RunServices) -> None:
         """One launch of a stack and its cells in order; a stack that crashed is started again."""
@@ -250,7 +272,8 @@ def execute(spec: RunSpec, events: Events) -> RunOutcome:
     """Run ``spec`` and store it under ``spec.results_root``; see the module docstring.
 
     Raises PreflightError before launching anything when the run cannot be stored
-    or driven (see :func:`~harness.run.spec.preflight`).
+    or driven (see :func:`~harness.run.spec.preflight`), and StorageError when its
+    results cannot be written during the run (everything it started is stopped first).
     """
     preflight(spec)
     return _Run(spec, events).execute()
