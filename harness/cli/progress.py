@@ -91,7 +91,7 @@ class Display:
     def target_starting(self, target: str, repeat: int) -> None:
         self.progress.update(self.task, description=f"{target} (repeat {repeat + 1}): starting")
         if not self.in_terminal:
-            self.progress.console.print(f"starting {target} (repeat {repeat + 1}) {self.elapsed()}")
+            self.progress.console.print(f"starting {target} (repeat {repeat + 1}) " + escape(self.elapsed()))
 
     def elapsed(self) -> str:
         """``[elapsed 1:02, ~4:10 left]``: the run's wall time, and the estimate of what is left."""
