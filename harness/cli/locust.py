@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from harness.cli.common import SubParsers, console
+from harness.cli.common import MAX_PORT, SubParsers, console, in_range
 from harness.load import ensure_loopback
 from harness.load.locust import worker_command
 
 
 def cmd_locust_worker(args: argparse.Namespace) -> int:
     """Run one Locust worker until its master ends the run; the locustfile comes from the master."""
+    in_range("--master-port", args.master_port, 1, MAX_PORT)
     ensure_loopback(args.master_host, allow_remote=args.allow_remote)
     command = worker_command(args.master_host, args.master_port)
     console.print(f"locust worker for {args.master_host}:{args.master_port}: {' '.join(command)}")
