@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from harness import analysis, stats
 from harness.model import (
+    MAX_WORKERS,
     ConfigError,
     Frozen,
     Interface,
@@ -164,8 +165,8 @@ class Scaled(Frozen):
 
     candidate_target: str
     baseline_target: str
-    candidate_workers: int = Field(ge=1)
-    baseline_workers: int = Field(ge=1)
+    candidate_workers: int = Field(ge=1, le=MAX_WORKERS)
+    baseline_workers: int = Field(ge=1, le=MAX_WORKERS)
     endpoint: Annotated[str, AfterValidator(is_path)]
     body_file: str | None = None
     body: str | None = None

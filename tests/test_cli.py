@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -130,3 +131,67 @@ def test_quick_factor_scales_the_soak_and_its_window_cap(flags: list[str], expec
     )
     assert expected in done.stdout + done.stderr
     assert done.returncode == (0 if "--quick:" in expected else 2), done.stderr
+
+
+KNOWN = ", ".join(STACKS)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["run", "--locust-port", "70000"], "--locust-port: must be >= 1 and <= 65535, got 70000"),
+        (["run", "--locust-workers", "0"], "--locust-workers: must be >= 1 and <= 1024, got 0"),
+        (["run", "--locust-workers", "-3"], "--locust-workers: must be >= 1 and <= 1024, got -3"),
+        (["run", "--url", ""], "--url '': expected http://HOST:PORT/PATH (plain HTTP/1.1)"),
+        (["run", "--targets", ""], f"--targets: names no target, got ''; known: {KNOWN}"),
+        (["run", "--targets", " , "], f"--targets: names no target, got ' , '; known: {KNOWN}"),
+        (["verify", "--targets", ""], f"--targets: names no target, got ''; known: {KNOWN}"),
+        (["run", "--pid", "5"], "--pid: only with --url (the process of your own app)"),
+        (["run", "--url", "http://127.0.0.1:9/", "--pid", "0"], "--pid: must be >= 1 and <= 4194304, got 0"),
+        (
+            ["run", "--url", "http://127.0.0.1:9/", "--targets", "flask-gunicorn"],
+            "--targets: not with --url (the app at the URL is the one target)",
+        ),
+        (
+            ["run", "--seed", str(2**63)],
+            f"--seed: must be >= {-(2**63)} and <= {2**63 - 1}, got {2**63}",
+        ),
+        (
+            ["claims", "--report-only", "--seed", str(-(2**63) - 1)],
+            f"--seed: must be >= {-(2**63)} and <= {2**63 - 1}, got {-(2**63) - 1}",
+        ),
+        (
+            ["locust-worker", "127.0.0.1", "--master-port", "0"],
+            "--master-port: must be >= 1 and <= 65535, got 0",
+        ),
+        (["serve", "fastapi-uvicorn", "--workers", "-5"], "--workers: must be >= 1 and <= 1024, got -5"),
+        (["serve", ""], f"target: names no target, got ''; known: {KNOWN}"),
+        (
+            ["serve", "fastapi-uvicorn,flask-gunicorn"],
+            "target: one target to serve, got 'fastapi-uvicorn,flask-gunicorn'",
+        ),
+    ],
+)
+def test_a_flag_out_of_range_is_one_line_and_exit_2(flags: list[str], message: str) -> None:
+    # --dry-run: were the flag let through, nothing would be launched.
+    argv = [*flags, "--dry-run"] if flags[0] == "run" else flags
+    done = subprocess.run(gwbench(*argv), cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.stderr.splitlines() == [f"error: {message}"]
+    assert done.returncode == 2
+
+
+def test_more_cores_than_the_machine_has_is_refused(tmp_path: Path) -> None:
+    scenario = tmp_path / "big.toml"
+    scenario.write_text(
+        'description = "d"\nendpoints = ["/json"]\nconcurrency = [1]\nwarmup_s = 0\nduration_s = 1\n'
+        'targets = ["fastapi-uvicorn"]\ncpus = { fastapi-uvicorn = 1000 }\n'
+    )
+    done = subprocess.run(
+        gwbench("run", "--dry-run", str(scenario)), cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    available = len(os.sched_getaffinity(0))
+    assert done.stderr.splitlines() == [
+        f"error: {scenario}: cpus.fastapi-uvicorn: must be <= {available} "
+        "(the CPUs this machine lets the harness use), got 1000"
+    ]
+    assert done.returncode == 2

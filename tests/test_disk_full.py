@@ -25,7 +25,7 @@ duration_s = 0.5
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 MiB tmpfs (a run asks for 50 MiB free before it starts), mounted for the test (needs root, as CI has)."""
+    """A 64 MiB tmpfs (a run asks for 50 MiB free), mounted for the test (needs root, as CI has)."""
     mount = tmp_path / "small"
     mount.mkdir()
     command = ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)]

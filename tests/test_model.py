@@ -246,6 +246,13 @@ def test_a_valid_target_is_named_after_its_folder(tmp_path: Path) -> None:
         ),
         ("backlog", "backlog = [1, 2]", "settings.backlog: must be a string, number or boolean, got [1, 2]"),
         ("framework", 'framwork = "f"', "framework: required, missing"),
+        ("default_workers", "default_workers = 5000", "default_workers: must be <= 1024, got 5000"),
+        ("default_workers", "default_workers = true", "default_workers: must be an integer, got True"),
+        (
+            "workers_rule",
+            'workers_rule = "r"\nverify_contract = 1',
+            "verify_contract: must be true or false, got 1",
+        ),
     ],
 )
 def test_a_bad_target_file(tmp_path: Path, key: str, line: str, expected: str) -> None:
@@ -329,3 +336,93 @@ def test_a_bad_endpoint_entry_says_what_an_endpoint_is(tmp_path: Path) -> None:
         tmp_path, replaced(SCENARIO, "endpoints", 'endpoints = ["/json"]\ndriver = "wrk"\nmix = "m"')
     )
     assert message == f"{path}: driver: 'wrk' sends one GET per cell: no mix, no POST"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("workers = { a = 100000 }", "workers.a: must be <= 1024, got 100000"),
+        ("workers = { a = true }", "workers.a: must be an integer, got True"),
+        ("concurrency = [true]", "concurrency[0]: must be an integer, got True"),
+        ("concurrency = [8.0]", "concurrency[0]: must be an integer, got 8.0"),
+        ('model = "open"\nrates = [100, true]', "rates[1]: must be a number, got True"),
+        ("repeats = true", "repeats: must be an integer, got True"),
+        ("duration_s = true", "duration_s: must be a number, got True"),
+        ("seed = true", "seed: must be an integer, got True"),
+        ("seed = 9223372036854775808", "seed: must be <= 9223372036854775807, got 9223372036854775808"),
+        ("timeout_s = 1e9", "timeout_s: must be <= 86400, got 1000000000.0"),
+        ("warmup_s = 1e9", "warmup_s: must be <= 86400, got 1000000000.0"),
+        ("slo = { p99_ms = true }", "slo.p99_ms: must be a number, got True"),
+        ("saturation = { bisect_steps = false }", "saturation.bisect_steps: must be an integer, got False"),
+        ('mix = ""', "mix: must have at least 1 character(s), got ''"),
+        (
+            'endpoints = [{ path = "/v", content_type = "a\\r\\nX-Evil: 1" }]',
+            "endpoints[0].content_type: must be printable ASCII without line breaks or spaces at either end, "
+            "got 'a\\r\\nX-Evil: 1'",
+        ),
+        (
+            '[[stages]]\nkind = "constant"\nduration_s = 2\nconcurrency = true',
+            "stages[0].concurrency: must be an integer, got True",
+        ),
+    ],
+)
+def test_a_value_beyond_its_bound_or_of_the_wrong_kind_is_refused(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    key = line.split(" =")[0]
+    text = replaced(SCENARIO, key, line) if f"{key} =" in SCENARIO else SCENARIO + line + "\n"
+    path, message = scenario_error(tmp_path, text)
+    assert message == f"{path}: {expected}"
+
+
+def test_more_levels_than_the_bound(tmp_path: Path) -> None:
+    line = f"concurrency = {list(range(1, 102))}"
+    path, message = scenario_error(tmp_path, replaced(SCENARIO, "concurrency", line))
+    assert message.startswith(f"{path}: concurrency: must have at most 100 item(s), got [1, 2, 3")
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("concurrency = [8, 8, 8]", "concurrency[1]: the same cell as concurrency[0] ('c8' in its id)"),
+        ("concurrency = [1, 8, 1]", "concurrency[2]: the same cell as concurrency[0] ('c1' in its id)"),
+        ('model = "open"\nrates = [100, 100.0]', "rates[1]: the same cell as rates[0] ('rate100' in its id)"),
+        (
+            'model = "open"\nrates = [5, 100, 100.0000001]',
+            "rates[2]: the same cell as rates[1] ('rate100' in its id)",
+        ),
+    ],
+)
+def test_a_level_given_twice_is_refused(tmp_path: Path, line: str, expected: str) -> None:
+    text = replaced(SCENARIO, "concurrency", line)
+    path, message = scenario_error(tmp_path, text)
+    assert message == f"{path}: {expected}: list each level once"
+
+
+def test_two_endpoints_with_one_cell_id_are_refused(tmp_path: Path) -> None:
+    text = replaced(SCENARIO, "endpoints", 'endpoints = ["/a-b", "/a_b"]')
+    path, message = scenario_error(tmp_path, text)
+    assert message == (
+        f"{path}: endpoints[1]: the same cell as endpoints[0] ('a-b' in its id): give each a distinct name"
+    )
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "symlink"])
+def test_a_body_file_outside_the_scenarios_folder_is_refused(tmp_path: Path, where: str) -> None:
+    folder = tmp_path / "scenarios"
+    (folder / "bodies").mkdir(parents=True)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"secret": 1}')
+    (folder / "bodies" / "ok.json").write_text("{}")
+    (folder / "bodies" / "link.json").symlink_to(secret)
+    given = {"parent": "../secret.json", "absolute": str(secret), "symlink": "bodies/link.json"}[where]
+    entry = f'{{ path = "/v", method = "POST", body_file = "{given}" }}'
+    path, message = scenario_error(folder, replaced(SCENARIO, "endpoints", f"endpoints = [{entry}]"))
+    assert message == (
+        f"{path}: endpoints[0].body_file: must be a file in the scenario's folder ({folder}) or below it, "
+        f"got {given!r}"
+    )
+    inside = entry.replace(given, "bodies/ok.json")
+    (folder / "fine.toml").write_text(replaced(SCENARIO, "endpoints", f"endpoints = [{inside}]"))
+    assert load_scenario(folder / "fine.toml").requests()[0].body == "{}"

@@ -61,6 +61,13 @@ def interrupted_exit_code() -> int:
     """The exit code of an interrupted command: EXIT_HANGUP after a SIGHUP, else EXIT_INTERRUPTED."""
     return EXIT_HANGUP if signal.SIGHUP in _received else EXIT_INTERRUPTED
 
+MAX_PORT = 65_535
+MAX_PID = 4_194_304
+"""The largest process id Linux gives (``/proc/sys/kernel/pid_max`` at most, 2**22)."""
+MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1
+"""A seed is a 64-bit integer, as in a TOML file."""
+MAX_LOCUST_WORKERS = 1024
+"""``--locust-workers`` at most: one Locust worker per generator core of a large fleet."""
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress, warnings and errors (stderr)."""
@@ -110,15 +117,31 @@ def start_upstream(
     return Upstream(launcher, config, folder, log_path=logs / f"{UPSTREAM}.log", cpus=cpus).start()
 
 
-def select_targets(
-    root: Path, wanted: str | None, scenario_targets: Sequence[str] = ()
-) -> dict[str, TargetConfig]:
-    """Targets to use: by --targets, else the scenario's, else all of ``root``'s stacks.
+def in_range(flag: str, value: float | None, low: float, high: float) -> None:
+    """Raise ConfigError unless ``value`` (None: the flag not given) is from ``low`` to ``high``:
+    ``--locust-port: must be >= 1 and <= 65535, got 70000``."""
+    if value is not None and not low <= value <= high:  # NaN is in no range
+        raise ConfigError(f"{flag}: must be >= {_number(low)} and <= {_number(high)}, got {_number(value)}")
 
-    Raises ConfigError naming any unknown target, with a suggestion.
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def select_targets(
+    root: Path, wanted: str | None, scenario_targets: Sequence[str] = (), *, flag: str = "--targets"
+) -> dict[str, TargetConfig]:
+    """Targets to use: ``wanted`` (comma-separated names, of ``flag``), else the scenario's,
+    else all of ``root``'s stacks.
+
+    Raises ConfigError naming any unknown target, with a suggestion, and when
+    ``wanted`` is given but names none (``--targets ''`` is not "all").
     """
     stacks = {name: t for name, t in discover_targets(root).items() if t.role == "target"}
-    names = [n.strip() for n in wanted.split(",") if n.strip()] if wanted else list(scenario_targets)
+    given = [n.strip() for n in wanted.split(",") if n.strip()] if wanted is not None else []
+    names = given or list(scenario_targets)
+    if wanted is not None and not names:
+        raise ConfigError(f"{flag}: names no target, got {wanted!r}; known: {', '.join(stacks)}")
     if not names:
         return stacks
     unknown = [n for n in names if n not in stacks]

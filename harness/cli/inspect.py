@@ -21,6 +21,7 @@ from harness.cli.common import (
     REPO,
     SubParsers,
     console,
+    in_range,
     out,
     select_targets,
     start_upstream,
@@ -28,7 +29,7 @@ from harness.cli.common import (
 from harness.launch import LaunchError, LocalLauncher
 from harness.launch.postgres import Postgres
 from harness.launch.services import stack_env
-from harness.model import ConfigError, TargetConfig, discover_targets, load_scenario
+from harness.model import MAX_WORKERS, ConfigError, TargetConfig, discover_targets, load_scenario
 from harness.plan import split_cpus
 from harness.verify import VerificationReport, verify
 
@@ -86,7 +87,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``gwbench serve``: one target, its upstream and PostgreSQL, on split CPUs, until Ctrl-C."""
-    ((name, config),) = select_targets(Path(args.targets_dir), args.target).items()
+    in_range("--workers", args.workers, 1, MAX_WORKERS)
+    chosen = select_targets(Path(args.targets_dir), args.target, flag="target")
+    if len(chosen) != 1:
+        raise ConfigError(f"target: one target to serve, got {args.target!r}")
+    ((name, config),) = chosen.items()
     root = Path(args.targets_dir)
     logs = Path(args.logs)
     placement = split_cpus(sorted(os.sched_getaffinity(0)))
@@ -176,7 +181,11 @@ def add_serve_parser(sub: SubParsers) -> None:
     """The ``serve`` subcommand and its options."""
     serve = sub.add_parser("serve", help="start one target (and its upstream) until Ctrl-C")
     serve.add_argument("target")
-    serve.add_argument("--workers", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help=f"worker processes, 1 to {MAX_WORKERS} (default: the target's default_workers)",
+    )
     serve.add_argument("--logs", default="/tmp/gwbench-serve-logs")
     serve.set_defaults(func=cmd_serve)
 

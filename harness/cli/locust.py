@@ -7,7 +7,7 @@ import os
 import subprocess
 import tempfile
 
-from harness.cli.common import SubParsers, console
+from harness.cli.common import MAX_PORT, SubParsers, console, in_range
 from harness.load import ensure_loopback
 from harness.load.locust import worker_command
 
@@ -19,6 +19,7 @@ def cmd_locust_worker(args: argparse.Namespace) -> int:
     temporary folder under their own names: the worker gets a private one (its TMPDIR and
     working folder), removed when it ends, so nothing is left in a shared /tmp.
     """
+    in_range("--master-port", args.master_port, 1, MAX_PORT)
     ensure_loopback(args.master_host, allow_remote=args.allow_remote)
     command = worker_command(args.master_host, args.master_port)
     console.print(f"locust worker for {args.master_host}:{args.master_port}: {' '.join(command)}")

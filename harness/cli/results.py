@@ -19,10 +19,13 @@ from harness.cli.common import (
     EXIT_FAILURES,
     EXIT_OK,
     EXIT_USAGE,
+    MAX_SEED,
+    MIN_SEED,
     REPO,
     SubParsers,
     console,
     find_upstream,
+    in_range,
     interrupted_exit_code,
     out,
     render,
@@ -68,7 +71,7 @@ def _rerun_claims(
         scenario = claims[name].scenario(quick=args.quick)
         spec = RunSpec(
             scenario=scenario,
-            targets=select_targets(root, ",".join(scenario.targets)),
+            targets=select_targets(root, None, scenario.targets),
             upstream=upstream,
             targets_root=root,
             upstream_dir=upstream_dir,
@@ -112,6 +115,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from harness.claims import load_claims
     from harness.report.claims import claim_verdicts, write_claims_page
 
+    in_range("--seed", args.seed, MIN_SEED, MAX_SEED)
     claims = load_claims(Path(args.claims_dir))
     names = args.names or list(claims)
     unknown = [n for n in names if n not in claims]

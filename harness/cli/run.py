@@ -8,6 +8,7 @@ targets (the stacks, or ``--url``), the run's spec, then either the plan
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,10 +20,16 @@ from pydantic import ValidationError
 from harness.cli.common import (
     EXIT_FAILURES,
     EXIT_OK,
+    MAX_LOCUST_WORKERS,
+    MAX_PID,
+    MAX_PORT,
+    MAX_SEED,
+    MIN_SEED,
     REPO,
     SubParsers,
     console,
     find_upstream,
+    in_range,
     interrupted_exit_code,
     out,
     render,
@@ -94,6 +101,19 @@ def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str
         raise ConfigError(f"{origin}: {exc.errors()[0]['msg']}") from exc
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Raise ConfigError for a numeric flag out of range, ``--pid`` without ``--url``, or
+    ``--targets`` with it."""
+    in_range("--locust-port", args.locust_port, 1, MAX_PORT)
+    in_range("--locust-workers", args.locust_workers, 1, MAX_LOCUST_WORKERS)
+    in_range("--pid", args.pid, 1, MAX_PID)
+    in_range("--seed", args.seed, MIN_SEED, MAX_SEED)
+    if args.pid is not None and args.url is None:
+        raise ConfigError("--pid: only with --url (the process of your own app)")
+    if args.targets is not None and args.url is not None:
+        raise ConfigError("--targets: not with --url (the app at the URL is the one target)")
+
+
 def _scenario_for(args: argparse.Namespace) -> Scenario:
     """The scenario file with ``--quick`` (its note printed), ``--time-scale`` and ``--driver`` applied.
 
@@ -127,7 +147,7 @@ def _locustfile(args: argparse.Namespace, scenario: Scenario) -> Path | None:
     """``--locustfile`` if given; raises ConfigError for Locust options without the Locust driver
     or a locustfile that is not a file."""
     locust_options = (args.locustfile, args.locust_workers)
-    if any(locust_options) and scenario.driver != "locust":
+    if any(option is not None for option in locust_options) and scenario.driver != "locust":
         raise ConfigError("--locustfile and --locust-workers need --driver locust")
     if not args.locustfile:
         return None
@@ -145,7 +165,7 @@ def _targets_for(
     With ``--url`` the scenario is aimed at that URL's endpoint. Raises ConfigError for
     an unknown target, or a per-target setting of the scenario naming a target not in this run.
     """
-    if args.url:
+    if args.url is not None:  # --url '' is a bad URL, not "no URL"
         external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
         scenario = with_endpoint(scenario, endpoint, config.name, origin=f"--url {args.url!r}")
         return scenario, {config.name: config}, external
@@ -157,7 +177,21 @@ def _targets_for(
                 f"{args.scenario}: {key}: "
                 + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
             )
+    _cpus_fit(args, scenario, targets)
     return scenario, targets, None
+
+
+def _cpus_fit(args: argparse.Namespace, scenario: Scenario, targets: dict[str, TargetConfig]) -> None:
+    """Raise ConfigError for a stack given more cores of CPU time than this machine lets the
+    harness use: a cgroup's quota cannot give more CPU time than the CPUs it may run on."""
+    available = len(os.sched_getaffinity(0))
+    for name, config in targets.items():
+        cpus = scenario.cpus.get(name, config.cpus)
+        if cpus > available:
+            where = f"{args.scenario}: cpus.{name}" if name in scenario.cpus else f"{name}: target.toml: cpus"
+            raise ConfigError(
+                f"{where}: must be <= {available} (the CPUs this machine lets the harness use), got {cpus:g}"
+            )
 
 
 def _spec(
@@ -233,6 +267,7 @@ def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``gwbench run``: the plan with ``--dry-run``, else the run and its report."""
+    check_flags(args)
     scenario = _scenario_for(args)
     locustfile = _locustfile(args, scenario)
     scenario, targets, external = _targets_for(args, scenario)
@@ -259,7 +294,7 @@ def add_run_parser(sub: SubParsers) -> None:
     run = sub.add_parser("run", help="run a scenario and render its report")
     run.add_argument("scenario", nargs="?", default=str(REPO / "scenarios" / "default.toml"))
     run.add_argument("--targets", help="comma-separated target names (default: the scenario's, else all)")
-    run.add_argument("--seed", type=int, help="seed of the randomised order")
+    run.add_argument("--seed", type=int, help="seed of the randomised order (a 64-bit integer)")
     run.add_argument("--results", default=str(REPO / "results"))
     run.add_argument("--reports", default=str(REPO / "reports"))
     run.add_argument("--no-report", action="store_true")
@@ -281,7 +316,8 @@ def add_run_parser(sub: SubParsers) -> None:
         "--locust-workers",
         type=int,
         metavar="N",
-        help="with --driver locust: be a Locust master and wait for N workers (gwbench locust-worker)",
+        help="with --driver locust: be a Locust master and wait for N workers (gwbench locust-worker), "
+        f"1 to {MAX_LOCUST_WORKERS}",
     )
     run.add_argument("--locust-bind-host", default="127.0.0.1", help="the Locust master's address")
     run.add_argument("--locust-port", type=int, default=5557, help="the Locust master's port")

@@ -17,9 +17,13 @@ Every public name is re-exported here, so ``from harness.model import Scenario``
 
 from harness.model.config import (
     MAX_CONCURRENCY,
+    MAX_CPUS,
     MAX_DURATION_S,
+    MAX_LEVELS,
+    MAX_MEMORY_MIB,
     MAX_RATE,
     MAX_REPEATS,
+    MAX_WORKERS,
     QUICK_BISECT_STEPS,
     QUICK_FACTOR,
     QUICK_MAX_WINDOW_S,
@@ -68,9 +72,13 @@ from harness.model.stages import Phase, Stage, StageKind, phases
 __all__ = [
     "MANIFEST_KEYS_RENAMED_IN_3",
     "MAX_CONCURRENCY",
+    "MAX_CPUS",
     "MAX_DURATION_S",
+    "MAX_LEVELS",
+    "MAX_MEMORY_MIB",
     "MAX_RATE",
     "MAX_REPEATS",
+    "MAX_WORKERS",
     "MEASUREMENT_KEYS_RENAMED_IN_3",
     "QUICK_BISECT_STEPS",
     "QUICK_FACTOR",

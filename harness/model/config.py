@@ -17,6 +17,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
@@ -44,6 +47,17 @@ MAX_CONCURRENCY = 100_000
 MAX_DURATION_S = 86_400.0
 MAX_REPEATS = 100
 MAX_RATE = 1_000_000.0
+MAX_LEVELS = 100
+"""At most this many levels (``concurrency``, ``rates``), stages or endpoints in one scenario."""
+MAX_WORKERS = 1024
+"""At most this many worker processes for one stack (a scenario's ``workers``, a target's
+``default_workers``, ``gwbench serve --workers``): far more than any core count the harness
+gives a stack, few enough that a typo (100000) is refused instead of forking the machine to death."""
+MAX_CPUS = 1024.0
+"""At most this many cores of CPU time for one stack. A cgroup's quota cannot give more CPU time
+than the CPUs it may run on, so ``gwbench run`` also refuses more than the machine's CPUs."""
+MAX_MEMORY_MIB = 1_048_576
+"""At most this much memory for one stack, in MiB (1 TiB)."""
 QUICK_FACTOR = 0.2
 QUICK_MAX_WINDOW_S = 10.0
 """``--quick`` at the default factor keeps at most this much measured window per cell (s): a
@@ -54,6 +68,12 @@ QUICK_MIN_WINDOW_S = 0.5
 """``--quick`` keeps at least this much measured window per cell (s)."""
 QUICK_MIN_WARMUP_S = 0.1
 """``--quick`` keeps at least this much warm-up (s), unless the scenario has none."""
+
+
+def cell_slug(text: str) -> str:
+    """``text`` as a part of a cell id: each run of other than letters and digits is one ``-``,
+    none at the ends (``/io/sleep?ms=50`` -> ``io-sleep-ms-50``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
 class Frozen(BaseModel):
@@ -84,7 +104,7 @@ class TargetConfig(Frozen):
     interface: Interface
     worker_model: str
     command: str
-    default_workers: int = Field(ge=1)
+    default_workers: StrictInt = Field(ge=1, le=MAX_WORKERS)
     workers_rule: str
     app_dir: str = "."
     requirements: str = "requirements.txt"
@@ -92,9 +112,9 @@ class TargetConfig(Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     settings: dict[str, _Setting] = Field(default_factory=dict)
     ready_path: str = "/health"
-    verify_contract: bool = True
-    cpus: float = Field(default=1.0, gt=0, le=1024, allow_inf_nan=False)
-    memory_mib: int = Field(default=1024, ge=32, le=1_048_576)
+    verify_contract: StrictBool = True
+    cpus: StrictFloat = Field(default=1.0, gt=0, le=MAX_CPUS, allow_inf_nan=False)
+    memory_mib: StrictInt = Field(default=1024, ge=32, le=MAX_MEMORY_MIB)
 
     @field_validator("command")
     @classmethod
@@ -125,9 +145,9 @@ class Slo(Frozen):
     of the intended rate.
     """
 
-    p99_ms: float = Field(default=100.0, gt=0, allow_inf_nan=False)
-    error_rate: float = Field(default=0.001, ge=0, le=1, allow_inf_nan=False)
-    min_achieved_ratio: float = Field(default=0.95, gt=0, le=1, allow_inf_nan=False)
+    p99_ms: StrictFloat = Field(default=100.0, gt=0, le=MAX_DURATION_S * 1000, allow_inf_nan=False)
+    error_rate: StrictFloat = Field(default=0.001, ge=0, le=1, allow_inf_nan=False)
+    min_achieved_ratio: StrictFloat = Field(default=0.95, gt=0, le=1, allow_inf_nan=False)
 
     def breach(
         self, *, p99_ms: float | None, failed: int, scheduled: int, achieved_rate: float, intended_rate: float
@@ -159,10 +179,10 @@ class Saturation(Frozen):
     the last rate that held and the first that broke narrow the result.
     """
 
-    start_rate: float = Field(default=50.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
-    growth: float = Field(default=2.0, gt=1, le=10, allow_inf_nan=False)
-    max_rate: float = Field(default=20_000.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
-    bisect_steps: int = Field(default=3, ge=0, le=10)
+    start_rate: StrictFloat = Field(default=50.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    growth: StrictFloat = Field(default=2.0, gt=1, le=10, allow_inf_nan=False)
+    max_rate: StrictFloat = Field(default=20_000.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
+    bisect_steps: StrictInt = Field(default=3, ge=0, le=10)
 
     def max_steps(self) -> int:
         """The most cells one search can take (growth steps plus bisections)."""
@@ -204,6 +224,4 @@ class Cell(Frozen):
     @property
     def cell_id(self) -> str:
         """A file-name-safe unique id, e.g. ``flask-gunicorn__io-sleep-ms-50__c32__r0``."""
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.endpoint).strip("-")
-        level = re.sub(r"[^A-Za-z0-9]+", "-", self.level)
-        return f"{self.target}__{slug}__{level}__r{self.repeat}"
+        return f"{self.target}__{cell_slug(self.endpoint)}__{cell_slug(self.level)}__r{self.repeat}"

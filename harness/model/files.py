@@ -100,6 +100,8 @@ _EXPECTED = {
     "less_than_equal": "must be <= {le}",
     "too_short": "must have at least {min_length} item(s)",
     "too_long": "must have at most {max_length} item(s)",
+    "string_too_short": "must have at least {min_length} character(s)",
+    "string_too_long": "must have at most {max_length} character(s)",
 }
 
 
@@ -226,7 +228,13 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def _read_bodies(path: Path, data: dict[str, object]) -> None:
-    """Read each endpoint's ``body_file`` (relative to the scenario file) into its ``body``."""
+    """Read each endpoint's ``body_file`` (relative to the scenario file) into its ``body``.
+
+    A ``body_file`` must be in the scenario file's folder or below it, symbolic links
+    resolved: a scenario cannot send a file from elsewhere (``../../etc/passwd``,
+    an absolute path). Raises ConfigError.
+    """
+    folder = path.parent.resolve()
     endpoints = data.get("endpoints")
     if not isinstance(endpoints, list):
         return
@@ -236,6 +244,17 @@ def _read_bodies(path: Path, data: dict[str, object]) -> None:
         if entry.get("body") is not None:
             raise ConfigError(f"{path}: endpoints[{index}]: give body or body_file, not both")
         body_path = path.parent / entry["body_file"]
+        try:
+            inside = body_path.resolve().is_relative_to(folder)
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise ConfigError(
+                f"{path}: endpoints[{index}].body_file: cannot read {body_path}: {exc}"
+            ) from exc
+        if not inside:
+            raise ConfigError(
+                f"{path}: endpoints[{index}].body_file: must be a file in the scenario's folder "
+                f"({folder}) or below it, got {entry['body_file']!r}"
+            )
         try:
             size = body_path.stat().st_size
             if size > _MAX_CONFIG_BYTES:

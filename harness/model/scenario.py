@@ -12,24 +12,30 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, Discriminator, Field, StrictFloat, StrictInt, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
 from harness.model.config import (
     MAX_CONCURRENCY,
+    MAX_CPUS,
     MAX_DURATION_S,
+    MAX_LEVELS,
+    MAX_MEMORY_MIB,
     MAX_RATE,
     MAX_REPEATS,
+    MAX_WORKERS,
     QUICK_BISECT_STEPS,
     QUICK_FACTOR,
     QUICK_MAX_WINDOW_S,
     QUICK_MIN_WARMUP_S,
     QUICK_MIN_WINDOW_S,
+    Cell,
     DriverName,
     Frozen,
     LoadModel,
     Saturation,
     Slo,
+    cell_slug,
 )
 from harness.model.stages import Phase, Stage, phases
 
@@ -52,6 +58,14 @@ def is_folder_name(value: str) -> str:
     return value
 
 
+def is_header_value(value: str) -> str:
+    """``value`` if it can be sent as a header's value (printable ASCII, no line break); raises ValueError."""
+    # It goes verbatim into the request: a line break would start a header of the file's choosing.
+    if not re.fullmatch(r"[!-~]([ -~]*[!-~])?", value):
+        raise ValueError("must be printable ASCII without line breaks or spaces at either end")
+    return value
+
+
 def is_status(value: int) -> int:
     """``value`` if it is an HTTP status (100-599); raises ValueError."""
     if not 100 <= value <= 599:
@@ -60,7 +74,7 @@ def is_status(value: int) -> int:
 
 
 _Endpoint = Annotated[str, AfterValidator(is_path)]
-_Positive = Annotated[int, Field(ge=1)]
+
 
 
 class RequestSpec(Frozen):
@@ -78,10 +92,10 @@ class RequestSpec(Frozen):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     body: str | None = None
     body_file: str | None = None
-    content_type: str = "application/json"
-    weight: int = Field(default=1, ge=1, le=1000)
-    name: str | None = None
-    status: Annotated[int, AfterValidator(is_status)] | None = None
+    content_type: Annotated[str, AfterValidator(is_header_value)] = "application/json"
+    weight: StrictInt = Field(default=1, ge=1, le=1000)
+    name: str | None = Field(default=None, min_length=1)
+    status: Annotated[StrictInt, AfterValidator(is_status)] | None = None
 
     @property
     def label(self) -> str:
@@ -125,7 +139,13 @@ class Scenario(Frozen):
     Durations are in seconds, rates in requests/s. ``targets`` empty means
     every target that has a ``target.toml`` (the upstream service excluded).
     ``workers``, ``cpus`` (cores of CPU time) and ``memory_mib`` (MiB) override a
-    target's ``default_workers``, ``cpus`` and ``memory_mib`` by name.
+    target's ``default_workers``, ``cpus`` and ``memory_mib`` by name, up to
+    :data:`MAX_WORKERS`, :data:`MAX_CPUS` and :data:`MAX_MEMORY_MIB`.
+
+    Numbers are strict: ``true`` is not a level, nor ``2.0`` a count. Each level
+    (``concurrency``, ``rates``) and endpoint names one cell: one listed twice
+    (``[8, 8]``, or rates 100 and 100.0) is refused. At most :data:`MAX_LEVELS`
+    levels, endpoints or stages.
 
     ``endpoints`` are GET paths or :class:`RequestSpec` tables (method, body,
     weight); each is measured on its own, unless ``mix`` names them all as one
@@ -152,31 +172,37 @@ class Scenario(Frozen):
     short to answer (None: never); a scenario file cannot set it.
     """
 
-    name: Annotated[str, AfterValidator(is_folder_name)]
+    name: Annotated[str, Field(max_length=100), AfterValidator(is_folder_name)]
     description: str
     targets: tuple[str, ...] = ()
-    endpoints: tuple[_EndpointEntry, ...] = Field(min_length=1)
-    mix: str | None = None
-    time_scale: float = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
+    endpoints: tuple[_EndpointEntry, ...] = Field(min_length=1, max_length=MAX_LEVELS)
+    mix: str | None = Field(default=None, min_length=1)
+    time_scale: StrictFloat = Field(default=1.0, gt=0, le=100, allow_inf_nan=False)
     model: LoadModel = "closed"
-    concurrency: tuple[Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)], ...] = ()
-    rates: tuple[Annotated[float, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)], ...] = ()
+    concurrency: tuple[Annotated[StrictInt, Field(ge=1, le=MAX_CONCURRENCY)], ...] = Field(
+        default=(), max_length=MAX_LEVELS
+    )
+    rates: tuple[Annotated[StrictFloat, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)], ...] = Field(
+        default=(), max_length=MAX_LEVELS
+    )
     arrival: Literal["uniform", "poisson"] = "poisson"
-    max_connections: int = Field(default=1000, ge=1, le=MAX_CONCURRENCY)
+    max_connections: StrictInt = Field(default=1000, ge=1, le=MAX_CONCURRENCY)
     saturation: Saturation = Field(default_factory=Saturation)
     slo: Slo = Field(default_factory=Slo)
     driver: DriverName = "native"
-    generator_processes: int = Field(default=1, ge=1, le=64)
-    warmup_s: float = Field(ge=0, allow_inf_nan=False)
-    duration_s: float = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
-    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
-    timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
-    workers: dict[str, _Positive] = Field(default_factory=dict)
-    cpus: dict[str, Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]] = Field(default_factory=dict)
-    memory_mib: dict[str, Annotated[int, Field(ge=32, le=1_048_576)]] = Field(default_factory=dict)
-    seed: int | None = None
-    stages: tuple[Stage, ...] = ()
-    smoke_window_max_s: float | None = Field(
+    generator_processes: StrictInt = Field(default=1, ge=1, le=64)
+    warmup_s: StrictFloat = Field(ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    duration_s: StrictFloat = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    repeats: StrictInt = Field(default=1, ge=1, le=MAX_REPEATS)
+    timeout_s: StrictFloat = Field(default=10.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    workers: dict[str, Annotated[StrictInt, Field(ge=1, le=MAX_WORKERS)]] = Field(default_factory=dict)
+    cpus: dict[str, Annotated[StrictFloat, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    memory_mib: dict[str, Annotated[StrictInt, Field(ge=32, le=MAX_MEMORY_MIB)]] = Field(default_factory=dict)
+    seed: StrictInt | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    stages: tuple[Stage, ...] = Field(default=(), max_length=MAX_LEVELS)
+    smoke_window_max_s: StrictFloat | None = Field(
         default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False, json_schema_extra={"set_by": "--quick"}
     )
 
@@ -258,6 +284,7 @@ class Scenario(Frozen):
             raise PydanticCustomError(
                 "levels", "{key}: two endpoints share a label; give them distinct names", {"key": "endpoints"}
             )
+        self._one_cell_each()
         if self.driver != "native" and any(spec.status is not None for spec in self.requests()):
             raise PydanticCustomError(
                 "levels",
@@ -277,6 +304,29 @@ class Scenario(Frozen):
                 {"key": "driver", "driver": self.driver, "model": self.model},
             )
         return self
+
+    def _one_cell_each(self) -> None:
+        """Raise unless every level and endpoint names a cell of its own: two that share a cell id
+        (:attr:`Cell.cell_id`) would share its result files, the second overwriting the first."""
+        closed = [Cell(target="", endpoint="", concurrency=c, repeat=0).level for c in self.concurrency]
+        opened = [Cell(target="", endpoint="", model="open", rate=r, repeat=0).level for r in self.rates]
+        endpoints = [] if self.mix else list(self.endpoint_labels())
+        once, distinct = "list each level once", "give each a distinct name"
+        for key, names, remedy in (
+            ("concurrency", closed, once),
+            ("rates", opened, once),
+            ("endpoints", endpoints, distinct),
+        ):
+            ids = [cell_slug(name) for name in names]
+            for index, cell_id in enumerate(ids):
+                first = ids.index(cell_id)
+                if first != index:
+                    where = {"key": f"{key}[{index}]", "first": f"{key}[{first}]"}
+                    raise PydanticCustomError(
+                        "levels",
+                        "{key}: the same cell as {first} ('{cell_id}' in its id): {remedy}",
+                        {**where, "cell_id": cell_id, "remedy": remedy},
+                    )
 
     def quick(self, factor: float = QUICK_FACTOR) -> tuple[Scenario, str]:
         """A smoke-run version: durations x ``factor`` (with floors), one repeat; and a sentence saying so.

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 from pydantic_core import PydanticCustomError
 
 StageKind = Literal["constant", "ramp", "step", "spike", "soak"]
@@ -40,12 +40,13 @@ class Stage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: StageKind
-    duration_s: float = Field(gt=0, le=86_400.0, allow_inf_nan=False)
-    rate: float | None = Field(default=None, gt=0, le=1_000_000.0, allow_inf_nan=False)
-    concurrency: int | None = Field(default=None, ge=1, le=100_000)
-    start: float | None = Field(default=None, ge=0, le=1_000_000.0, allow_inf_nan=False)
-    steps: int = Field(default=4, ge=1, le=100)
-    spike_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # Strict: a bool (true) is not a number here, though pydantic would read it as 1.
+    duration_s: StrictFloat = Field(gt=0, le=86_400.0, allow_inf_nan=False)
+    rate: StrictFloat | None = Field(default=None, gt=0, le=1_000_000.0, allow_inf_nan=False)
+    concurrency: StrictInt | None = Field(default=None, ge=1, le=100_000)
+    start: StrictFloat | None = Field(default=None, ge=0, le=1_000_000.0, allow_inf_nan=False)
+    steps: StrictInt = Field(default=4, ge=1, le=100)
+    spike_s: StrictFloat | None = Field(default=None, gt=0, le=86_400.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_level(self) -> Stage:
