@@ -1,7 +1,8 @@
 """What every ``gwbench`` command shares: paths, exit codes, the two consoles, and target lookup.
 
-Exit codes: 0 success; 1 a target or cell failed (the run still finished);
-2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM).
+Exit codes: 0 success; 1 a target or cell failed, or every request of the run
+failed (the run still finished, its report rendered); 2 bad configuration or
+usage; 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations

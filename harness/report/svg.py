@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
@@ -89,8 +91,63 @@ def svg_text(figure: Figure, prefix: str) -> str:
     return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', text)
 
 
+NO_SUCCESS = "no successful requests"
+"""What a chart of latency or throughput says where a stack, or every stack, has nothing to draw."""
+
+
+def has_data(axes: Axes, *, positive: bool = False) -> bool:
+    """Whether anything drawn in ``axes`` has a finite y value in data units (``positive``: one above 0).
+
+    It reads the axes' data limits, which NaN values, empty lines and lines
+    across the axes (``axvline``) leave alone.
+    """
+    limits = axes.dataLim
+    if positive:
+        return bool(np.isfinite(limits.minposy))
+    return bool(np.isfinite(limits.y0) and np.isfinite(limits.y1))
+
+
+def no_success(stack: pd.DataFrame) -> bool:
+    """Whether none of a stack's measured summary rows (:func:`harness.analysis.summarise`) had a
+    successful request.
+
+    Latency is recorded for successful requests only, so a stack whose every
+    row lacks a median p50 had none: charts name it in the legend as such
+    (:func:`no_success_entry`) instead of drawing a line at zero.
+    """
+    return bool(stack["latency_ms_p50_median"].isna().all())
+
+
+def no_success_entry(axes: Axes, name: str, style: StackStyle, interfaces: Mapping[str, str | None]) -> None:
+    """A legend entry, with nothing drawn: ``flask-gunicorn (WSGI): no successful requests``."""
+    axes.plot(
+        [],
+        [],
+        color=style.colour,
+        linestyle="none",
+        marker="x",
+        label=f"{label(name, interfaces)}: {NO_SUCCESS}",
+    )
+
+
+def note_instead(axes: Axes, note: str) -> None:
+    """Write ``note`` in the middle of an axes with nothing to draw, and no y scale (it would be made up)."""
+    axes.text(
+        0.5, 0.5, note, transform=axes.transAxes, ha="center", va="center", color="#555555", fontsize=11
+    )
+    axes.set_yticks([])
+
+
 def log_latency_axis(axes: Axes) -> None:
-    """A log y axis of latencies with 1-2-5 ticks written as plain numbers."""
+    """A log y axis of latencies with 1-2-5 ticks written as plain numbers.
+
+    Latency is recorded for successful requests only, so an axes without a
+    latency above 0 gets the note :data:`NO_SUCCESS` and a linear scale
+    (a log scale of no positive value cannot be drawn).
+    """
+    if not has_data(axes, positive=True):
+        note_instead(axes, NO_SUCCESS)
+        return
     axes.set_yscale("log")
     # 1-2-5 ticks as plain numbers read better than 10^x over a narrow range.
     axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
