@@ -140,6 +140,9 @@ def test_a_run_whose_every_request_failed_renders_for_every_model(tmp_path: Path
         if scenario.model != "saturation":
             assert f"{name}: {NO_SUCCESS}" in charts
     assert NO_SUCCESS in charts
+    if scenario.model != "saturation":
+        assert "no stack had a successful request." in section(html, "verdict")
+        assert "served the most" not in html
 
 
 def test_a_stack_without_a_successful_request_is_named_not_drawn_beside_one_that_had(tmp_path: Path) -> None:
