@@ -6,8 +6,10 @@ the CLI renders them. Each is opened at laptop size and at phone size; the test
 checks there is no console error, no request leaves the page's own files (every
 src and href is inline or relative, and every relative link leads to a file),
 every chart is an SVG with a non-zero size in the layout and something drawn in
-it, the page does not scroll sideways on a phone, and the first screen shows
-what the page is for. Screenshots are saved in the test's temporary folder.
+it, the page does not scroll sideways on a phone (a table wider than the
+screen scrolls in its own box, its first column staying in view, even scrolled
+to its last column), and the first screen shows what the page is for.
+Screenshots at 1366 and 390 px wide are saved in the test's temporary folder.
 
 Chromium is required: without it the tests fail, they do not skip.
 """
@@ -65,7 +67,28 @@ INSPECT = r"""
 })()
 """
 
-LAPTOP = (1280, 900)
+# Each table scrolled to its right end, as a person on a phone would to read its last columns.
+TABLES = r"""
+(() => [...document.querySelectorAll("table")].map(table => {
+  const box = table.parentElement;
+  box.scrollLeft = box.scrollWidth;
+  const inner = box.getBoundingClientRect();
+  const firsts = [...table.rows].map(row => row.cells[0]).filter(Boolean).map(c => c.getBoundingClientRect());
+  const caption = table.caption ? table.caption.getBoundingClientRect().width : 0;
+  return {
+    table: (table.className || table.rows[0].innerText).slice(0, 60),
+    scrolls: getComputedStyle(box).overflowX === "auto",
+    wider: box.scrollWidth > box.clientWidth + 1,
+    right: inner.right,
+    // Where the first column is once scrolled: at the box's left edge when it stays in view.
+    firstLeft: Math.max(...firsts.map(r => Math.abs(r.left - inner.left))),
+    firstWidth: Math.max(...firsts.map(r => r.width)) / inner.width,
+    caption,
+  };
+}))()
+"""
+
+LAPTOP = (1366, 900)
 PHONE = (390, 844)
 
 
@@ -214,4 +237,13 @@ def test_each_page_as_a_person_sees_it(
     assert on_phone["overflow"] <= 1, f"{name} scrolls sideways by {on_phone['overflow']} px on a phone"
     for svg in on_phone["svgs"]:
         assert 50 < svg["width"] <= PHONE[0], svg
+    tables = browser.evaluate(phone, TABLES)
+    browser.screenshot(phone, tmp_path / f"{name}-phone-tables-scrolled.png")
+    for table in tables:
+        assert table["scrolls"] and table["right"] <= PHONE[0], table
+        assert table["caption"] <= PHONE[0], f"a caption as wide as its table: {table}"
+        if table["wider"]:
+            assert table["firstLeft"] <= 1, f"the first column scrolls out of view: {table}"
+            assert table["firstWidth"] <= 0.5, f"the first column takes most of the screen: {table}"
+    assert browser.evaluate(phone, "document.documentElement.scrollWidth - innerWidth") <= 0
     assert (tmp_path / f"{name}-laptop.png").stat().st_size > 10_000

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cells import TARGETS, cell, histogram_of, target
-from conftest import REPO
+from conftest import ALL_TARGETS, REPO, STACKS
 
 from harness.analysis import workload_kind
 from harness.model import (
@@ -32,6 +32,7 @@ from harness.model import (
 )
 from harness.report import render_run, write_reports
 from harness.report.formats import DASH, TIMES
+from harness.report.svg import stack_styles
 from harness.results import RunWriter, load_run
 
 ENVIRONMENT = Environment(
@@ -556,3 +557,35 @@ def test_a_memory_trend_is_flagged_only_when_its_whole_interval_is_above_zero(tm
     cells = section(render_run(write_run(tmp_path / "results", CLOSED, changed)), "cells")
     assert cells.count("memory growing") == 1
     assert "memory growing +3.00 MiB/min" in cells
+
+
+def test_each_stack_has_its_own_colour_in_every_run_wsgi_dashed_asgi_solid() -> None:
+    interfaces = {name: ALL_TARGETS[name].interface for name in STACKS}
+    assert len(interfaces) == 12
+    styles = stack_styles(interfaces)
+    assert len({style.colour for style in styles.values()}) == 12
+    for name, style in styles.items():
+        assert style.linestyle == ("--" if interfaces[name] == "wsgi" else "-"), name
+        assert (style.hatch is not None) == (interfaces[name] == "wsgi"), name
+    # A stack keeps its colour whichever stacks share the run.
+    pair = stack_styles({"quart-hypercorn": "asgi", "starlette-uvicorn": "asgi"})
+    assert {n: s.colour for n, s in pair.items()} == {n: styles[n].colour for n in pair}
+    # Another name (the user's app) gets a colour of its own, the same in every run.
+    with_external = stack_styles({**interfaces, "external": "native", "my-app": "asgi"})
+    assert len({style.colour for style in with_external.values()}) == 14
+    assert (
+        stack_styles({"external": "native"})["external"] == stack_styles({"external": "native"})["external"]
+    )
+    assert stack_styles({"external": "native"})["external"].colour not in {s.colour for s in styles.values()}
+
+
+def test_a_stack_is_drawn_in_every_chart_in_its_colour_of_a_full_run_dashed_when_wsgi(tmp_path: Path) -> None:
+    html = render_run(write_run(tmp_path / "results", CLOSED, closed_measurements()))
+    full_run = stack_styles({name: ALL_TARGETS[name].interface for name in STACKS})
+    line_charts = re.findall(r'<figure class="(?:throughput|cpu|latency|spectrum)".*?</figure>', html, re.S)
+    assert len(line_charts) == 4
+    for chart in line_charts:
+        for name, dashed in (("flask-gunicorn", True), ("fastapi-uvicorn", False)):
+            strokes = re.findall(rf'style="[^"]*stroke: {full_run[name].colour}[^"]*"', chart)
+            assert strokes, (name, chart[:80])
+            assert any("stroke-dasharray" in s for s in strokes) == dashed, name

@@ -6,9 +6,9 @@ compare over stored runs), ``inspect`` (verify, serve, scenarios, targets),
 and ``common`` holds what they share. Only this package prints: the modules it
 calls return records, text or tables.
 
-Exit codes: 0 success; 1 a target or cell failed (the run still finished), or the results
-could not be written (the run stopped);
-2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129 hung up
+Exit codes: 0 success; 1 a target or cell failed, or every request of the run failed (the
+run still finished, its report rendered), or the results could not be written (the run
+stopped); 2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129 hung up
 (SIGHUP: the terminal closed), torn down and stored as an interruption.
 """
 

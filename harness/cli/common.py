@@ -1,8 +1,9 @@
 """What every ``gwbench`` command shares: paths, exit codes, signals, the two consoles, and target lookup.
 
-Exit codes: 0 success; 1 a target or cell failed (the run still finished), or the results
-could not be written (the run stopped);
-2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129 hung up (SIGHUP).
+Exit codes: 0 success; 1 a target or cell failed, or every request of the run failed (the
+run still finished, its report rendered), or the results could not be written (the run
+stopped); 2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129 hung up
+(SIGHUP).
 """
 
 from __future__ import annotations

@@ -49,11 +49,18 @@ def _run_dir(run: str, results: Path) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """``gwbench report``: re-render a stored run's report, warning of each unreadable file."""
+    """``gwbench report``: re-render a stored run's report, warning of each unreadable file and of a
+    run in which every request failed (the report renders: exit 0)."""
+    from harness.cli.run import every_request_failed
+
     run_dir = _run_dir(args.run, Path(args.results))
-    for problem in read_measurements(run_dir)[1]:
+    measurements, problems = read_measurements(run_dir)
+    for problem in problems:
         console.print(f"[yellow]warning[/]: {escape(str(run_dir / problem))}")
     out.print(f"report: {render(run_dir, Path(args.reports))}")
+    all_failed = every_request_failed(measurements)
+    if all_failed:
+        console.print(f"[yellow]warning[/]: {all_failed}")
     return EXIT_OK
 
 

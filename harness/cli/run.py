@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -42,12 +43,14 @@ from harness.model import (
     QUICK_FACTOR,
     QUICK_MAX_WINDOW_S,
     ConfigError,
+    Measurement,
     Scenario,
     TargetConfig,
     load_scenario,
     suggest,
 )
 from harness.plan import Block, planned_seconds
+from harness.results import read_measurements
 from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for
 
 
@@ -248,21 +251,50 @@ def plan_lines(scenario: Scenario, blocks: Sequence[Block], total_s: float) -> l
     return lines
 
 
+def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
+    """``every request failed: 211 requests (HTTP 404: 211)``, when no measured cell had a successful
+    request; None when one had, or when no cell was measured (its failure says why).
+
+    A request succeeded when it was answered without an error: ``requests`` counts
+    errors too, and latency is recorded for successes only.
+    """
+    ok = [m for m in measurements if m.status == "ok"]
+    if not ok or any(m.requests > m.errors.total or m.latency_ms is not None for m in ok):
+        return None
+    by_status: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for m in ok:
+        by_status.update(m.errors.by_status)
+        kinds.update({"status": m.errors.status, "connect": m.errors.connect, "read": m.errors.read})
+        kinds.update({"timeout": m.errors.timeout, "dropped": m.dropped})
+    statuses = [f"HTTP {code}: {count:,}" for code, count in sorted(by_status.items())]
+    other = [
+        f"{kind}: {count:,}" for kind, count in kinds.items() if count and not (kind == "status" and statuses)
+    ]
+    requests = sum(m.requests + m.dropped for m in ok)
+    return f"every request failed: {requests:,} requests ({', '.join(statuses + other) or 'none sent'})"
+
+
 def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
-    """Print where the results (and the report, unless ``--no-report``) went; the exit code."""
+    """Print where the results (and the report, unless ``--no-report``) went; the exit code.
+
+    A run in which every request failed exits with EXIT_FAILURES, as a failed cell does.
+    """
     console.print(f"results: {outcome.run_dir}")
     if not args.no_report:
         out.print(f"report: {render(outcome.run_dir, Path(args.reports))}")
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: partial results kept")
         return interrupted_exit_code()
+    all_failed = every_request_failed(read_measurements(outcome.run_dir)[0])
+    if all_failed:
+        console.print(f"[red]{all_failed}[/]")
     if outcome.failures:
         console.print(
             f"[red]{len(outcome.failures)} failure(s)[/]: "
             + "; ".join(f"{f.cell_id or f.target}" for f in outcome.failures[:5])
         )
-        return EXIT_FAILURES
-    return EXIT_OK
+    return EXIT_FAILURES if all_failed or outcome.failures else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

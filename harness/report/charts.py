@@ -25,7 +25,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from harness.report.svg import RC, StackStyle, label, log_latency_axis, svg_text
+from harness.report.svg import (
+    NO_SUCCESS,
+    RC,
+    StackStyle,
+    label,
+    log_latency_axis,
+    no_success,
+    no_success_entry,
+    note_instead,
+    svg_text,
+)
 
 
 def _level_axis(axes: Axes, levels: Iterable[float], x: str) -> None:
@@ -64,15 +74,25 @@ def _lines(
     styles: Mapping[str, StackStyle],
     interfaces: Mapping[str, str | None],
     x: str = "concurrency",
-) -> None:
-    """Plot ``<column>_median`` vs ``x`` (concurrency or rate) per stack, with :func:`_error_bars`."""
+) -> bool:
+    """Plot ``<column>_median`` vs ``x`` (concurrency or rate) per stack, with :func:`_error_bars`.
+
+    A stack without a successful request gets a legend entry saying so, not a
+    line. Returns whether any finite value was drawn.
+    """
+    drawn = False
     for name, stack in rows[rows["n"] > 0].groupby("target", sort=True):
         stack = stack.sort_values(x)
         style = styles[str(name)]
+        if no_success(stack):
+            no_success_entry(axes, str(name), style, interfaces)
+            continue
+        values = stack[f"{column}_median"]
+        drawn = drawn or bool(values.notna().any())
         yerr = _error_bars(stack, column)
         axes.errorbar(
             stack[x].to_numpy(),
-            stack[f"{column}_median"].to_numpy(),
+            values.to_numpy(),
             yerr=yerr,
             color=style.colour,
             linestyle=style.linestyle,
@@ -83,6 +103,7 @@ def _lines(
             label=label(str(name), interfaces),
         )
     _level_axis(axes, rows[x].astype(float), x)
+    return drawn
 
 
 def _line_chart(
@@ -97,16 +118,25 @@ def _line_chart(
     title: str,
     offered: bool = False,
 ) -> str:
-    """``column`` vs ``x``, one line per stack, y axis from 0; ``offered`` adds the line y = x."""
+    """``column`` vs ``x``, one line per stack, y axis from 0; ``offered`` adds the line y = x.
+
+    With no value to draw, the plot says so: :data:`NO_SUCCESS` when no stack
+    had a successful request, else ``not measured`` (server CPU of an app
+    given without its process).
+    """
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(6.4, 3.8), layout="constrained")
         axes = figure.subplots()
         if offered:
             rates = sorted(set(rows[x].astype(float)))
             axes.plot(rates, rates, color="#888888", linestyle=":", linewidth=1, label="offered rate")
-        _lines(axes, rows, column, styles, interfaces, x)
+        if _lines(axes, rows, column, styles, interfaces, x):
+            axes.set_ylim(bottom=0)
+        else:
+            measured = rows[rows["n"] > 0]
+            every_failed = all(no_success(stack) for _, stack in measured.groupby("target"))
+            note_instead(axes, NO_SUCCESS if every_failed else "not measured")
         axes.set_ylabel(ylabel)
-        axes.set_ylim(bottom=0)
         axes.set_title(title)
         # Below the plot, never over a line.
         figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncols=3)
@@ -171,6 +201,9 @@ def open_latency_chart(
             for name, stack in rows[rows["n"] > 0].groupby("target", sort=True):
                 stack = stack.sort_values("rate")
                 style = styles[str(name)]
+                if no_success(stack):
+                    no_success_entry(axes, str(name), style, interfaces)
+                    continue
                 rates = stack["rate"].to_numpy()
                 axes.plot(
                     rates,
@@ -222,15 +255,17 @@ def spectrum_chart(
     ``spectra`` maps a stack to :func:`harness.analysis.percentile_spectrum`'s
     frame. The x axis is in "nines" (``-log10(1 - p)``), so 90%, 99%, 99.9%,
     99.99% and 99.999% are evenly spaced; the y axis is log latency in ms.
+    An empty spectrum (no successful request) is named in the legend as such.
     """
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(6.4, 3.8), layout="constrained")
         axes = figure.subplots()
         for name in sorted(spectra):
             spectrum = spectra[name]
-            if spectrum.empty:
-                continue
             style = styles[name]
+            if spectrum.empty:
+                no_success_entry(axes, name, style, interfaces)
+                continue
             axes.plot(
                 spectrum["nines"].to_numpy(),
                 spectrum["latency_ms"].to_numpy(),

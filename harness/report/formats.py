@@ -98,6 +98,8 @@ def format_verdict(verdict: Verdict) -> str:
     excluded = f" ({len(verdict.excluded)} stack(s) left out, see below)" if verdict.excluded else ""
     if best is None:
         return f"{where}, no stack produced a measurement that can be ranked{excluded}."
+    if verdict.model != "saturation" and not best.requests_per_second_median > 0:
+        return f"{where}, no stack had a successful request{excluded}."
     kind = f" ({best.interface.upper()})" if best.interface else ""
     served = "sustained" if verdict.model == "saturation" else "served"
     head = f"{where}, {best.target}{kind} {served} the most: {_requests_per_second(best)}{excluded}"

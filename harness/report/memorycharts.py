@@ -25,7 +25,8 @@ def memory_chart(
     """Peak memory per stack (max over every concurrency level), bars in MiB.
 
     PSS (shared pages split between processes) where it was read; RSS, which
-    counts shared pages once per process, for a stack without PSS.
+    counts shared pages once per process, for a stack without PSS. A stack
+    with neither (an app given without its process) is marked "not measured".
     """
     measured = rows[rows["n"] > 0]
     names: list[str] = []
@@ -46,6 +47,11 @@ def memory_chart(
         positions = list(range(len(names)))
         for position, name, value, kind in zip(positions, names, values, kinds, strict=True):
             style = styles[name]
+            if math.isnan(value):
+                axes.annotate(
+                    "not measured", (0, position), xytext=(4, 0), textcoords="offset points", va="center"
+                )
+                continue
             axes.barh(
                 position,
                 value,
@@ -63,6 +69,11 @@ def memory_chart(
             )
         axes.set_yticks(positions, [label(name, interfaces) for name in names])
         axes.invert_yaxis()
+        if all(math.isnan(value) for value in values):
+            # No bar to size the axes by: one row per stack, and no memory scale.
+            axes.set_xlim(0, 1)
+            axes.set_ylim(len(names) - 0.5, -0.5)
+            axes.set_xticks([])
         measure = "PSS" if "RSS" not in kinds else "RSS" if "PSS" not in kinds else "PSS, or RSS where marked"
         axes.set_xlabel(f"peak memory of the server's processes ({measure}, MiB)")
         axes.set_title("Peak memory")

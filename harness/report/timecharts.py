@@ -14,7 +14,18 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.report.svg import RC, StackStyle, label, log_latency_axis, svg_text
+from harness.report.svg import (
+    NO_SUCCESS,
+    RC,
+    StackStyle,
+    has_data,
+    label,
+    log_latency_axis,
+    no_success,
+    no_success_entry,
+    note_instead,
+    svg_text,
+)
 
 
 def stages_chart(
@@ -32,7 +43,8 @@ def stages_chart(
     ``stage_level_end`` columns (:func:`harness.runanalysis.with_phases`); each phase
     is drawn as a flat step over its time span at its median. The offered
     level (``unit``: requests/s, on the throughput axis; or connections, on a
-    right-hand axis of its own) is drawn dotted in grey.
+    right-hand axis of its own) is drawn dotted in grey. A stack without a
+    successful request is named in the legend as such, not drawn.
     """
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(6.4, 5.6), layout="constrained")
@@ -40,6 +52,9 @@ def stages_chart(
         measured = rows[rows["n"] > 0].sort_values("stage_start_s")
         for name, stack in measured.groupby("target", sort=True):
             style = styles[str(name)]
+            if no_success(stack):
+                no_success_entry(top, str(name), style, interfaces)
+                continue
             for axes, column in ((top, "requests_per_second_median"), (bottom, "latency_ms_p99_median")):
                 xs: list[float] = []
                 ys: list[float] = []
@@ -55,6 +70,8 @@ def stages_chart(
                     linewidth=1.5,
                     label=label(str(name), interfaces),
                 )
+        if not has_data(top):
+            note_instead(top, NO_SUCCESS)
         # Offered requests/s share the throughput axis; offered connections get one of their own.
         same_axis = unit == "requests/s"
         offered = top if same_axis else top.twinx()

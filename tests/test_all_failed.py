@@ -1,0 +1,179 @@
+"""A run in which every request failed: its report renders, saying so, and ``gwbench run`` exits 1.
+
+One real run through the CLI (flask-gunicorn answering 404 to every request),
+re-rendered by ``gwbench report``; and stored runs of every load model whose
+every request failed, or whose one stack of two had no successful request.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cells import cell, histogram_of
+from conftest import REPO
+from test_report import CLOSED, OPEN, SATURATION, closed_measurements, figures, latencies, section, write_run
+
+from harness.model import Errors, Measurement, Scenario
+from harness.report import render_run
+from harness.report.svg import NO_SUCCESS, StackStyle
+from harness.report.timecharts import stages_chart
+from harness.results import load_run
+
+SCENARIO = """
+description = "every request answered 404"
+targets = ["flask-gunicorn"]
+endpoints = ["/does-not-exist"]
+concurrency = [4]
+warmup_s = 0.3
+duration_s = 1.5
+seed = 7
+"""
+
+
+def gwbench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    root = tmp_path_factory.mktemp("all-failed")
+    scenario = root / "all-404.toml"
+    scenario.write_text(SCENARIO)
+    results, reports = root / "results", root / "reports"
+    done = gwbench(
+        "run",
+        str(scenario),
+        "--quick",
+        "--quick-factor",
+        "0.05",
+        "--no-verify",
+        "--results",
+        str(results),
+        "--reports",
+        str(reports),
+    )
+    return results, reports, done
+
+
+def test_a_run_whose_every_request_failed_renders_its_report_and_exits_1(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    results, reports, done = run
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if "every request failed" in line]
+    assert len(said) == 1, done.stderr
+    assert re.fullmatch(r"every request failed: [\d,]+ requests \(HTTP 404: [\d,]+\)", said[0]), said
+    (run_dir,) = results.iterdir()
+    _, measurements = load_run(run_dir)
+    assert measurements and all(m.status == "ok" and m.latency_ms is None for m in measurements)
+    page = reports / run_dir.name / "index.html"
+    assert f"report: {page}" in done.stdout
+    charts = section(page.read_text(), "charts")
+    assert figures(charts) == ["throughput", "cpu", "latency", "spectrum", "memory", "errors"]
+    assert f"flask-gunicorn (WSGI): {NO_SUCCESS}" in charts
+
+
+def test_gwbench_report_renders_the_stored_run_and_warns(
+    run: tuple[Path, Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    results, _, _ = run
+    (run_dir,) = results.iterdir()
+    done = gwbench("report", str(run_dir), "--reports", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"warning: every request failed: [\d,]+ requests \(HTTP 404", done.stderr), done.stderr
+    page = tmp_path / run_dir.name / "index.html"
+    assert f"report: {page}" in done.stdout
+    assert NO_SUCCESS in page.read_text()
+
+
+def every_request_failed(m: Measurement) -> Measurement:
+    """The cell as if every request had been answered 404: no latency, no throughput, an empty histogram."""
+    return m.model_copy(
+        update={
+            "errors": Errors(status=m.requests, by_status={"404": m.requests}, by_class={"4xx": m.requests}),
+            "requests_per_second": 0.0,
+            "latency_ms": None,
+            "latency_ms_uncorrected": None,
+            "histogram": histogram_of([]),
+        }
+    )
+
+
+def made_up(scenario: Scenario) -> list[Measurement]:
+    """Two stacks, two levels, with a histogram each, in ``scenario``'s model."""
+    endpoint = scenario.endpoints[0]
+    out = []
+    for name in ("fastapi-uvicorn", "flask-gunicorn"):
+        if scenario.model == "closed":
+            levels = [{"concurrency": c} for c in scenario.concurrency]
+        else:
+            levels = [{"rate": 50.0, "slo_held": True}, {"rate": 100.0, "slo_held": False}]
+        for level in levels:
+            out.append(
+                cell(
+                    name,
+                    endpoint=endpoint,
+                    model=scenario.model,
+                    uncorrected_p99_ms=70.0,
+                    histogram=histogram_of(latencies(60.0)),
+                    **level,  # type: ignore[arg-type]
+                )
+            )
+    return out
+
+
+@pytest.mark.parametrize("scenario", [CLOSED, OPEN, SATURATION], ids=lambda s: s.name)
+def test_a_run_whose_every_request_failed_renders_for_every_model(tmp_path: Path, scenario: Scenario) -> None:
+    measurements = [every_request_failed(m) for m in made_up(scenario)]
+    html = render_run(write_run(tmp_path / "results", scenario, measurements))
+    charts = section(html, "charts")
+    assert figures(charts), charts
+    for name in ("fastapi-uvicorn (ASGI)", "flask-gunicorn (WSGI)"):
+        if scenario.model != "saturation":
+            assert f"{name}: {NO_SUCCESS}" in charts
+    assert NO_SUCCESS in charts
+    if scenario.model != "saturation":
+        assert "no stack had a successful request." in section(html, "verdict")
+        assert "served the most" not in html
+
+
+def test_a_stack_without_a_successful_request_is_named_not_drawn_beside_one_that_had(tmp_path: Path) -> None:
+    measurements = [
+        every_request_failed(m) if m.target == "flask-gunicorn" else m for m in closed_measurements()
+    ]
+    html = render_run(write_run(tmp_path / "results", CLOSED, measurements))
+    charts = section(html, "charts")
+    assert figures(charts)[:3] == ["throughput", "cpu", "latency"]
+    assert f"flask-gunicorn (WSGI): {NO_SUCCESS}" in charts
+    assert "fastapi-uvicorn (ASGI)" in charts and f"fastapi-uvicorn (ASGI): {NO_SUCCESS}" not in charts
+    # Only a plot with nothing in it says so in its middle: here every plot has fastapi-uvicorn's line.
+    assert charts.count(NO_SUCCESS) == charts.count(f"flask-gunicorn (WSGI): {NO_SUCCESS}")
+
+
+def test_a_staged_chart_without_a_successful_request_says_so() -> None:
+    rows = pd.DataFrame(
+        {
+            "target": ["flask-gunicorn"] * 2,
+            "n": [1, 1],
+            "stage": [0, 1],
+            "stage_start_s": [0.0, 5.0],
+            "stage_duration_s": [5.0, 5.0],
+            "stage_level_start": [4.0, 8.0],
+            "stage_level_end": [4.0, 8.0],
+            "requests_per_second_median": [0.0, 0.0],
+            "latency_ms_p50_median": [float("nan")] * 2,
+            "latency_ms_p99_median": [float("nan")] * 2,
+        }
+    )
+    styles = {"flask-gunicorn": StackStyle("#1f77b4", "--", "s", "///")}
+    svg = stages_chart(rows, styles, {"flask-gunicorn": "wsgi"}, "g", unit="connections")
+    assert f"flask-gunicorn (WSGI): {NO_SUCCESS}" in svg
+    assert svg.count(NO_SUCCESS) == 3  # the legend, and both plots
