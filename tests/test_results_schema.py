@@ -4,6 +4,7 @@ described field by field, and what a real run stores validates against them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from conftest import REPO
 from pydantic import BaseModel
 
-from harness.model import SCHEMA_VERSION, records
+from harness.model import SCHEMA_VERSION, Measurement, RunManifest, records
 from harness.tools import schema
 
 SCHEMAS = REPO / "docs" / "schema"
@@ -124,3 +125,20 @@ def test_every_field_of_a_result_record_has_a_description(name: str) -> None:
     # Records embedded from the configuration (the scenario, a target's config) describe themselves.
     for model, definition in definitions.items():
         assert definition.get("description"), f"{model} has no description"
+
+
+def first_column_fields(page: str, heading: str) -> set[str]:
+    """The field names in the first column of the table under ``heading`` (``latency_ms.p99`` ->
+    ``latency_ms``; ``.p50`` continues the previous name and is skipped)."""
+    section = page.split(heading, 1)[1].split("\n#", 1)[0]
+    cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {token.split(".")[0] for cell in cells for token in re.findall(r"`([a-z][a-z0-9_.]*)`", cell)}
+
+
+def test_the_results_page_names_every_stored_field_and_only_those() -> None:
+    page = (REPO / "docs" / "results-format.md").read_text()
+    mentioned = set(re.findall(r"`([a-z][a-z0-9_]*)", page))
+    for model in (RunManifest, Measurement):
+        assert set(model.model_fields) <= mentioned, set(model.model_fields) - mentioned
+    assert first_column_fields(page, "### manifest.json") <= set(RunManifest.model_fields)
+    assert first_column_fields(page, "### measurements.jsonl") <= set(Measurement.model_fields)
