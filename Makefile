@@ -10,7 +10,7 @@ TARGETS ?=
 RUN ?=
 LAUNCHER ?=
 
-.PHONY: setup bench bench-quick bench-driver bench-idle test system-deps check lint report verify clean
+.PHONY: setup bench bench-quick bench-driver bench-idle test system-deps check lint report verify schema clean
 
 $(STAMP): pyproject.toml constraints.txt $(TARGET_REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,6 +80,10 @@ report: setup
 ## verify: check every stack against targets/CONTRACT.md
 verify: setup
 	$(BIN)/gwbench verify $(if $(TARGETS),--targets $(TARGETS))
+
+## schema: write the results format's JSON Schemas (docs/schema/) from the models; `python -m harness.tools.schema --check` tells if they are stale
+schema: setup
+	$(BIN)/python -m harness.tools.schema
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -86,14 +86,14 @@ def classes_of(by_status: dict[str, int]) -> dict[str, int]:
 class LatencyMs(Frozen):
     """Latency summary in milliseconds, of successful responses only."""
 
-    min: float
-    mean: float
-    stdev: float
-    p50: float
-    p90: float
-    p99: float
-    p999: float
-    max: float
+    min: float = Field(description="Fastest response, ms.")
+    mean: float = Field(description="Mean latency, ms.")
+    stdev: float = Field(description="Standard deviation of the latencies, ms.")
+    p50: float = Field(description="Median (50th percentile) latency, ms.")
+    p90: float = Field(description="90th percentile latency, ms.")
+    p99: float = Field(description="99th percentile latency, ms.")
+    p999: float = Field(description="99.9th percentile latency, ms.")
+    max: float = Field(description="Slowest response, ms.")
 
 
 class Errors(Frozen):
@@ -104,12 +104,30 @@ class Errors(Frozen):
     counts only status >= 400. A record without ``by_class`` (stored before it existed)
     takes it from its ``by_status``."""
 
-    status: int = 0
-    connect: int = 0
-    read: int = 0
-    timeout: int = 0
-    by_status: dict[str, int] = Field(default_factory=dict)
-    by_class: dict[str, int] = Field(default_factory=dict)
+    status: int = Field(
+        default=0,
+        description="Responses whose status was not a success (any 2xx, or the one status the endpoint "
+        "declares): 1xx, 3xx, 4xx and 5xx alike (wrk: status >= 400 only).",
+    )
+    connect: int = Field(default=0, description="Requests that failed because no connection could be opened.")
+    read: int = Field(
+        default=0,
+        description="Requests whose connection closed, or sent a response that could not be parsed, while"
+        " they were in flight (wrk: its read and write errors).",
+    )
+    timeout: int = Field(
+        default=0, description="Requests with no complete response within the scenario's timeout_s."
+    )
+    by_status: dict[str, int] = Field(
+        default_factory=dict,
+        description='The responses counted in status, by status code, e.g. {"502": 17}; empty for drivers'
+        " that do not report codes (wrk).",
+    )
+    by_class: dict[str, int] = Field(
+        default_factory=dict,
+        description='The responses counted in status, by class, e.g. {"5xx": 17}; empty for drivers that '
+        "do not report codes (wrk).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -144,145 +162,325 @@ class BoundReason(Frozen):
       recognised; ``measured`` and ``limit`` are then 0.
     """
 
-    by: Literal["generator", "upstream"]
-    rule: Literal["cpu", "late", "behind", "stored"]
-    measured: float
-    limit: float
-    scheduled: float | None = None
-    processes: int | None = None
-    detail: str | None = None
+    by: Literal["generator", "upstream"] = Field(
+        description="What may have set the limit: generator (the load generator) or upstream (the service"
+        " the stacks call)."
+    )
+    rule: Literal["cpu", "late", "behind", "stored"] = Field(
+        description="The rule that tripped: cpu (percent of a core), late (open model: the generator's "
+        "p99 lateness, ms), behind (open model: requests/s sent below 95% of those "
+        "scheduled), stored (a record written before schema 3 whose words were not "
+        "recognised)."
+    )
+    measured: float = Field(
+        description="The measured value, in the rule's unit: percent of one core (cpu), ms (late), "
+        "requests/s sent (behind); 0 for stored."
+    )
+    limit: float = Field(
+        description="The value the rule allows, in the same unit as measured: cpu, 80 (the busiest "
+        "generator process, or the upstream), or 80 x processes where only the generator's total is "
+        "known (wrk, Locust, older records); late, max(5 ms, 5% of the SLO's p99); behind, 95% of "
+        "scheduled; 0 for stored."
+    )
+    scheduled: float | None = Field(
+        default=None,
+        description="behind: the requests/s the generator was scheduled to send; None for other rules.",
+    )
+    processes: int | None = Field(
+        default=None,
+        description="cpu rule on the generator: how many driver processes the load was spread over; None "
+        "otherwise.",
+    )
+    detail: str | None = Field(
+        default=None,
+        description="stored: the unrecognised words of a record written before schema 3; None otherwise.",
+    )
 
 
 class Measurement(Frozen):
-    """One measured cell: a line of ``measurements.jsonl``.
+    """One measured cell: a line of ``measurements.jsonl``. Each field's meaning and unit is its
+    ``description`` (exported in ``docs/schema/measurement.schema.json``); the rules across fields:
 
-    ``requests`` counts every request finished inside the measured window
-    (successes and errors), ``requests_per_second`` is successful responses per second over
-    ``duration_s`` (throughput; in the open model, responses that arrived in the
-    window, while ``requests`` and latency cover the requests *scheduled* in
-    it). CPU percentages are of one core (200 = two cores busy).
-    Memory is the sum over the target's process tree, in MiB (2**20 bytes).
-    ``status`` is ``failed`` when the cell could not be measured; then
-    ``failure_reason`` says why and the figures are zero or None. Server
-    figures are None when there was no process to monitor (an external app
-    given without ``--pid``).
+    Units are in the names or fixed: CPU percentages are of one core (200 = two cores busy),
+    memory is the sum over the target's process tree in MiB (2**20 bytes), latencies are in
+    ms, rates in requests/s, times in s. ``requests`` counts every request finished inside
+    the measured window (successes and errors) and ``requests_per_second`` successful
+    responses per second over ``duration_s``; in the open model, throughput counts responses
+    that *arrived* in the window, while ``requests`` and latency cover the requests
+    *scheduled* in it. ``status`` is ``failed`` when the cell could not be measured; then
+    ``failure_reason`` says why and the figures are zero or None. Server figures are None
+    when there was no process to monitor (an external app given without ``--pid``);
+    ``server_cgroup_*``, ``server_oom_kills`` and ``server_throttled_s`` are None where the
+    target had no control group of its own (local launcher without cgroups).
 
-    Load: ``driver`` generated it (``native`` or ``wrk``). Open and saturation
-    cells have ``rate`` = ``intended_rate`` (requests/s scheduled), ``dropped``
-    (scheduled but never sent), ``scheduled`` (requests whose intended send time
-    fell in the window: with Poisson arrivals it varies around ``rate`` x
-    ``duration_s`` by about its square root), ``latency_ms`` measured from each request's
-    intended send time (corrected for coordinated omission) and
-    ``latency_ms_uncorrected`` from its actual send time. ``achieved_rate`` is
-    requests/s actually sent. ``connections_peak`` is the most connections
-    open at once. ``generator_lateness_ms_p50``, ``_p99`` and ``_max`` (native open
-    model) say how late the driver's own loop got to its requests against their
-    intended send times, in ms (a wait for a free connection is not counted).
-
-    Flags: ``generator_bound`` when any one driver process used more than 80% of its
-    core, its lateness p99 exceeded max(5 ms, 5% of the SLO's p99), or it sent less than
-    95% of the requests scheduled while connections were still allowed;
-    ``upstream_bound`` when the upstream service used more than 80% of a
-    core; ``bound_reasons`` holds one :class:`BoundReason` per rule that tripped. Saturation cells say
-    whether they met the scenario's SLO (``slo_held``) and, if not, why
-    (``slo_breach``). ``db_queries`` is the database's own count of the
-    endpoint's queries run inside the window (``pg_stat_statements``), for
-    cells of a run that started a database.
-
-    Limits: where the target ran in a control group of its own (local launcher
-    with cgroups, or a container), ``server_cgroup_cpu_percent`` and
-    ``server_cgroup_memory_mib_peak`` are the group's own CPU time and memory
-    peak in the window (memory includes page cache, so it exceeds RSS),
-    ``server_oom_kills`` counts processes killed for exceeding the memory
-    limit, and ``server_throttled_s`` the seconds it waited on its CPU quota.
-
-    Over time: ``timeseries`` is the path (relative to the run directory) of the
-    cell's server samples (:mod:`harness.timeseries`); ``server_memory_slope_mib_per_min``
-    is the memory trend over the window in MiB per minute (PSS, else RSS; Theil-Sen)
-    with its 95% interval ``server_memory_slope_ci``, None for windows too short.
-
-    Stages: a staged scenario stores one measurement per stage, each with its
-    index ``stage``, ``stage_kind`` (constant, ramp, step, spike, soak), its start
-    ``stage_start_s`` in seconds after the window opened and ``stage_levels``, the
-    level at its start and end (requests/s, or connections in the closed model);
-    ``rate`` / ``concurrency`` then hold the stage's mean level.
+    ``generator_bound`` and ``upstream_bound`` flag figures the harness may have set rather
+    than the stack; ``bound_reasons`` holds one :class:`BoundReason` per rule that tripped
+    (built in :mod:`harness.run.flags`). A staged scenario stores one measurement per stage
+    (``stage``, ``stage_kind``, ``stage_start_s``, ``stage_levels``); ``rate`` /
+    ``concurrency`` then hold the stage's mean level.
     """
 
-    cell_id: str
-    target: str
-    endpoint: str
-    model: LoadModel
-    concurrency: int | None
-    repeat: int
-    started_at: str
-    warmup_s: float
-    duration_s: float
-    requests: int
-    errors: Errors
-    requests_per_second: float
-    latency_ms: LatencyMs | None
-    connections_opened: int
-    server_cpu_percent: float | None
-    server_rss_mib_peak: float | None
-    server_pss_mib_peak: float | None
-    server_processes: int | None
-    generator_cpu_percent: float
-    upstream_cpu_percent: float | None
-    generator_bound: bool
-    histogram: str | None
-    status: Literal["ok", "failed"] = "ok"
-    failure_reason: str | None = None
-    driver: DriverName = "native"
-    rate: float | None = None
-    intended_rate: float | None = None
-    achieved_rate: float | None = None
-    scheduled: int | None = None
-    dropped: int = 0
-    connections_peak: int | None = None
-    latency_ms_uncorrected: LatencyMs | None = None
-    histogram_uncorrected: str | None = None
-    upstream_bound: bool = False
-    bound_reasons: tuple[BoundReason, ...] = ()
-    slo_held: bool | None = None
-    slo_breach: str | None = None
-    db_queries: int | None = None
-    server_cgroup_cpu_percent: float | None = None
-    server_cgroup_memory_mib_peak: float | None = None
-    server_oom_kills: int | None = None
-    server_throttled_s: float | None = None
-    timeseries: str | None = None
-    server_memory_slope_mib_per_min: float | None = None
-    server_memory_slope_ci: tuple[float, float] | None = None
-    stage: int | None = None
-    stage_kind: str | None = None
-    stage_start_s: float | None = None
-    stage_levels: tuple[float, float] | None = None
-    generator_lateness_ms_p50: float | None = None
-    generator_lateness_ms_p99: float | None = None
-    generator_lateness_ms_max: float | None = None
+    cell_id: str = Field(
+        description="The cell's id, unique in the run and file-name safe: <target>__<endpoint "
+        "slug>__<level>__r<repeat>, e.g. flask-gunicorn__json__c1__r0 (a stage adds -p<stage>"
+        " to the level)."
+    )
+    target: str = Field(description="The stack measured (a folder name under targets/, or the user's app).")
+    endpoint: str = Field(
+        description="The endpoint path requested, e.g. /json or /io/upstream?ms=50 (or the name of a "
+        "request mix)."
+    )
+    model: LoadModel = Field(
+        description="Load model: closed (a fixed number of connections, each sending its next request "
+        "when the last is answered), open (requests sent at an arrival rate) or saturation "
+        "(an open-model step of a capacity search)."
+    )
+    concurrency: int | None = Field(
+        description="Closed model: connections (a stage: its mean level, rounded). None in open-model and"
+        " saturation cells."
+    )
+    repeat: int = Field(description="Which repeat of the cell this is, from 0.")
+    started_at: str = Field(
+        description="When the cell's load started, UTC ISO 8601 (e.g. 2026-11-24T02:00:00Z)."
+    )
+    warmup_s: float = Field(description="Warm-up before the measured window, s; nothing in it is counted.")
+    duration_s: float = Field(description="Length of the measured window, s (0 for a failed cell).")
+    requests: int = Field(
+        description="Requests that finished in the window, successes and errors (open model: those whose "
+        "intended send time fell in the window)."
+    )
+    errors: Errors = Field(description="Failed requests by kind.")
+    requests_per_second: float = Field(
+        description="Throughput: successful responses per second over duration_s (open model: responses "
+        "that arrived in the window)."
+    )
+    latency_ms: LatencyMs | None = Field(
+        description="Latency of successful responses, ms (open model: from each request's intended send "
+        "time, corrected for coordinated omission). None when nothing succeeded."
+    )
+    connections_opened: int = Field(
+        description="TCP connections the generator opened in the window (stacks that close the connection"
+        " after each response open one per request)."
+    )
+    server_cpu_percent: float | None = Field(
+        description="CPU time of the target's process tree over the window, percent of one core (200 = "
+        "two cores busy). None when no process was monitored."
+    )
+    server_rss_mib_peak: float | None = Field(
+        description="Highest resident set size (RSS) of the target's process tree, summed over its "
+        "processes, in the window, MiB (2**20 bytes); counts shared pages once per process."
+    )
+    server_pss_mib_peak: float | None = Field(
+        description="Highest proportional set size (PSS) of the target's process tree in the window, MiB:"
+        " shared pages split between the processes sharing them. None where the system does "
+        "not report PSS."
+    )
+    server_processes: int | None = Field(
+        description="Processes in the target's tree (e.g. a master and its workers). None when no process"
+        " was monitored."
+    )
+    generator_cpu_percent: float = Field(
+        description="CPU time of the load generator over the window, percent of one core, summed over its"
+        " driver processes."
+    )
+    upstream_cpu_percent: float | None = Field(
+        description="CPU time of the upstream service (what the stacks' I/O endpoints call) over the "
+        "window, percent of one core. None when it was not monitored."
+    )
+    generator_bound: bool = Field(
+        description="True when the load generator may have set the figures rather than the stack: one of "
+        "its driver processes above 80% of a core, its lateness p99 above max(5 ms, 5% of the"
+        " SLO's p99), or it sent less than 95% of the requests scheduled while it could still"
+        " open connections. The rules that tripped are in bound_reasons."
+    )
+    histogram: str | None = Field(
+        description="Path of the cell's latency HdrHistogram, relative to the run folder "
+        "(histograms/<cell_id>.hdr, base64 HISTFAAA... encoding, values in microseconds). "
+        "None for a failed cell."
+    )
+    status: Literal["ok", "failed"] = Field(
+        default="ok",
+        description="ok when the cell was measured; failed when it could not be (then failure_reason says"
+        " why and the figures are zero or None).",
+    )
+    failure_reason: str | None = Field(
+        default=None, description="Why a failed cell could not be measured, in words; None when status is ok."
+    )
+    driver: DriverName = Field(
+        default="native", description="The load driver: native (the harness's own), wrk or locust."
+    )
+    rate: float | None = Field(
+        default=None,
+        description="Open and saturation models: the arrival rate asked for, requests/s (a stage: its "
+        "mean level). None in the closed model.",
+    )
+    intended_rate: float | None = Field(
+        default=None,
+        description="Open and saturation models: requests/s scheduled over the window (equals rate, a "
+        "stage: its mean). None in the closed model.",
+    )
+    achieved_rate: float | None = Field(
+        default=None,
+        description="Requests/s actually sent: open model, scheduled minus dropped over the window; "
+        "closed model, requests finished over the window.",
+    )
+    scheduled: int | None = Field(
+        default=None,
+        description="Open and saturation models: requests whose intended send time fell in the window "
+        "(Poisson arrivals vary around rate x duration_s by about its square root). None in "
+        "the closed model.",
+    )
+    dropped: int = Field(
+        default=0,
+        description="Open model: requests scheduled but never sent (no connection free within the cap); 0"
+        " in the closed model.",
+    )
+    connections_peak: int | None = Field(
+        default=None,
+        description="The most connections open at once in the window (a staged closed-model cell: the "
+        "most its profile asked for).",
+    )
+    latency_ms_uncorrected: LatencyMs | None = Field(
+        default=None,
+        description="Open and saturation models: latency measured from each request's actual send time "
+        "(not corrected for coordinated omission), ms. None in the closed model.",
+    )
+    histogram_uncorrected: str | None = Field(
+        default=None,
+        description="Open and saturation models: path of the uncorrected latency histogram, relative to "
+        "the run folder. None otherwise.",
+    )
+    upstream_bound: bool = Field(
+        default=False,
+        description="True when the upstream service used more than 80% of a core: the stack may have "
+        "waited on it, not on itself.",
+    )
+    bound_reasons: tuple[BoundReason, ...] = Field(
+        default=(),
+        description="One record per rule that tripped generator_bound or upstream_bound; empty when "
+        "neither did.",
+    )
+    slo_held: bool | None = Field(
+        default=None,
+        description="Saturation cells: whether the cell met the scenario's SLO (p99 latency, error rate, "
+        "achieved rate). None for other cells.",
+    )
+    slo_breach: str | None = Field(
+        default=None,
+        description="Saturation cells that missed the SLO: which limit was passed, in words. None otherwise.",
+    )
+    db_queries: int | None = Field(
+        default=None,
+        description="The database's own count of the endpoint's queries in the window "
+        "(pg_stat_statements), for runs that started a database; None otherwise.",
+    )
+    server_cgroup_cpu_percent: float | None = Field(
+        default=None,
+        description="CPU time of the target's control group over the window, percent of one core. None "
+        "where the target had no control group of its own.",
+    )
+    server_cgroup_memory_mib_peak: float | None = Field(
+        default=None,
+        description="Highest memory charged to the target's control group in the window, MiB (includes "
+        "page cache, so it exceeds RSS). None where the target had no control group of its "
+        "own.",
+    )
+    server_oom_kills: int | None = Field(
+        default=None,
+        description="Processes of the target killed for exceeding its memory limit in the window. None "
+        "where the target had no control group of its own.",
+    )
+    server_throttled_s: float | None = Field(
+        default=None,
+        description="Seconds the target's control group waited on its CPU quota in the window. None where"
+        " the target had no control group of its own.",
+    )
+    timeseries: str | None = Field(
+        default=None,
+        description="Path of the cell's server samples over the window (CSV: t_s, server_cpu_percent, "
+        "server_rss_mib, server_pss_mib, cgroup_memory_mib), relative to the run folder. None"
+        " when none were taken.",
+    )
+    server_memory_slope_mib_per_min: float | None = Field(
+        default=None,
+        description="Trend of the server's memory over the window, MiB per minute (PSS, else RSS; Theil-"
+        "Sen). None for windows under 60 s or with too few samples.",
+    )
+    server_memory_slope_ci: tuple[float, float] | None = Field(
+        default=None,
+        description="95% confidence interval [low, high] of server_memory_slope_mib_per_min, MiB per "
+        "minute. None when there is no slope.",
+    )
+    stage: int | None = Field(
+        default=None, description="Staged scenarios: the stage's index, from 0. None otherwise."
+    )
+    stage_kind: str | None = Field(
+        default=None,
+        description="Staged scenarios: the stage's kind: constant, ramp, step, spike or soak. None "
+        "otherwise.",
+    )
+    stage_start_s: float | None = Field(
+        default=None,
+        description="Staged scenarios: when the stage started, s after the measured window opened. None "
+        "otherwise.",
+    )
+    stage_levels: tuple[float, float] | None = Field(
+        default=None,
+        description="Staged scenarios: the level at the stage's start and end [start, end], requests/s "
+        "(open model) or connections (closed model). None otherwise.",
+    )
+    generator_lateness_ms_p50: float | None = Field(
+        default=None,
+        description="Native driver, open model: median of how late the driver's own loop got to its "
+        "requests against their intended send times, ms (a wait for a free connection is not "
+        "counted). None otherwise.",
+    )
+    generator_lateness_ms_p99: float | None = Field(
+        default=None,
+        description="Native driver, open model: 99th percentile of the driver's lateness, ms. None "
+        "otherwise.",
+    )
+    generator_lateness_ms_max: float | None = Field(
+        default=None,
+        description="Native driver, open model: the driver's greatest lateness, ms. None otherwise.",
+    )
 
 
 class Placement(Frozen):
     """Which CPUs the target, and the load generator with the upstream, ran on."""
 
-    target_cpus: tuple[int, ...]
-    generator_cpus: tuple[int, ...]
+    target_cpus: tuple[int, ...] = Field(description="CPU numbers the target ran on.")
+    generator_cpus: tuple[int, ...] = Field(
+        description="CPU numbers the load generator, the upstream and the harness ran on."
+    )
 
 
 class Environment(Frozen):
     """The machine and software a run was measured on."""
 
-    cpu_model: str
-    cores: int
-    kernel: str
-    python: str
-    hostname: str
-    git_commit: str | None
-    launcher: str
-    packages: dict[str, str]
-    cgroup_version: int | None = None
-    limits_note: str | None = None
-    docker_engine: str | None = None
+    cpu_model: str = Field(description="The CPU's model name.")
+    cores: int = Field(description="Logical CPUs of the machine.")
+    kernel: str = Field(description="The kernel's release.")
+    python: str = Field(description="The harness's Python version.")
+    hostname: str = Field(description="The machine's host name.")
+    git_commit: str | None = Field(description="The harness's git commit; None outside a git checkout.")
+    launcher: str = Field(
+        description="How the targets were started: local (processes on this machine) or docker."
+    )
+    packages: dict[str, str] = Field(
+        description="Versions of the harness's and the targets' packages: name -> version (or \"not "
+        'installed").'
+    )
+    cgroup_version: int | None = Field(
+        default=None, description="The control group version (1 or 2) the limits used; None when unknown."
+    )
+    limits_note: str | None = Field(
+        default=None,
+        description="Why the targets had no control group of their own, when they had none; None otherwise.",
+    )
+    docker_engine: str | None = Field(
+        default=None, description="The Docker engine's version, for docker runs; None otherwise."
+    )
 
 
 class TargetRun(Frozen):
@@ -293,49 +491,100 @@ class TargetRun(Frozen):
     Docker runs record the ``image`` and how long it took to build (s).
     """
 
-    config: TargetConfig
-    workers: int
-    cpus: float | None = None
-    memory_mib: int | None = None
-    limits_applied: str | None = None
-    image: str | None = None
-    image_build_s: float | None = None
-    verified: bool | None = None
-    verification_failures: tuple[str, ...] = ()
+    config: TargetConfig = Field(
+        description="The target's target.toml as read (the user's app: its generated configuration)."
+    )
+    workers: int = Field(
+        description="Workers the target ran with: the {workers} its start command was given."
+    )
+    cpus: float | None = Field(
+        default=None, description="CPU limit asked for, cores of CPU time; None: no limit."
+    )
+    memory_mib: int | None = Field(default=None, description="Memory limit asked for, MiB; None: no limit.")
+    limits_applied: str | None = Field(
+        default=None,
+        description="How the limits were enforced, in words (a control group's quota, cpuset and memory "
+        "limit, or CPU pinning only, and why).",
+    )
+    image: str | None = Field(
+        default=None, description="docker runs: the image the target ran in; None otherwise."
+    )
+    image_build_s: float | None = Field(
+        default=None, description="docker runs: how long building the image took, s; None otherwise."
+    )
+    verified: bool | None = Field(
+        default=None,
+        description="Whether the target passed targets/CONTRACT.md before any load; None when it was not "
+        "checked (--no-verify, or a user's app).",
+    )
+    verification_failures: tuple[str, ...] = Field(
+        default=(), description="The contract checks that failed, one line each (name: detail)."
+    )
 
 
 class RunFailure(Frozen):
     """Something that went wrong but did not stop the run."""
 
-    target: str
-    cell_id: str | None
-    reason: str
+    target: str = Field(description="The stack concerned.")
+    cell_id: str | None = Field(
+        description="The cell concerned; None when the failure concerned the whole stack (e.g. it did not"
+        " start)."
+    )
+    reason: str = Field(description="What went wrong, in words.")
 
 
 class DatabaseRun(Frozen):
     """The database server a run started for its ``/db/`` endpoints, as it ran."""
 
-    server: str
-    version: str | None
-    settings: dict[str, _Setting] = Field(default_factory=dict)
+    server: str = Field(description="The database server, e.g. postgresql.")
+    version: str | None = Field(description="Its version; None when unknown.")
+    settings: dict[str, _Setting] = Field(
+        default_factory=dict, description="Its settings that matter for the comparison: name -> value."
+    )
 
 
 class RunManifest(Frozen):
     """``results/<run_id>/manifest.json``. Timestamps are UTC ISO 8601."""
 
-    schema_version: int = SCHEMA_VERSION
-    run_id: str
-    status: Literal["running", "complete", "interrupted", "failed"]
-    started_at: str
-    finished_at: str | None
-    scenario: Scenario
-    targets: dict[str, TargetRun]
-    upstream: TargetRun | None = None
-    database: DatabaseRun | None = None
-    placement: Placement
-    environment: Environment
-    cell_order: tuple[str, ...]
-    failures: tuple[RunFailure, ...] = ()
+    schema_version: int = Field(
+        default=SCHEMA_VERSION,
+        description="Version of the results format this run was written in (see the changelog in "
+        "harness/model/records.py). The harness reads older versions too, upgrading their keys as it "
+        "reads; this schema describes this version's files only.",
+        json_schema_extra={"const": SCHEMA_VERSION},
+    )
+    run_id: str = Field(
+        description="The run's id and folder name: <UTC start, YYYYMMDDTHHMMSSZ>-<scenario name>, e.g. "
+        "20261124T020000Z-default."
+    )
+    status: Literal["running", "complete", "interrupted", "failed"] = Field(
+        description="running (being written, or the harness was killed), complete, interrupted (Ctrl-C or"
+        " a signal: what was measured is kept) or failed."
+    )
+    started_at: str = Field(description="When the run started, UTC ISO 8601.")
+    finished_at: str | None = Field(description="When the run ended, UTC ISO 8601; None while it runs.")
+    scenario: Scenario = Field(
+        description="The scenario as run (scenarios/<name>.toml, after --quick and command-line overrides)."
+    )
+    targets: dict[str, TargetRun] = Field(
+        description="Every stack measured, by name: its configuration, workers and limits as it ran."
+    )
+    upstream: TargetRun | None = Field(
+        default=None,
+        description="The upstream service the stacks' I/O endpoints call, as it ran; None when none was "
+        "started.",
+    )
+    database: DatabaseRun | None = Field(
+        default=None, description="The database server started for /db/ endpoints; None when none was."
+    )
+    placement: Placement = Field(description="Which CPUs the target and the load generator ran on.")
+    environment: Environment = Field(description="The machine and software the run was measured on.")
+    cell_order: tuple[str, ...] = Field(description="Every planned cell's id, in the (randomised) order run.")
+    failures: tuple[RunFailure, ...] = Field(
+        default=(),
+        description="What went wrong without stopping the run (a stack that did not start, a cell that "
+        "failed).",
+    )
 
 
 _LEGACY_CPU = re.compile(r"the generator used (?P<measured>[\d.]+)% CPU \(limit (?P<limit>[\d.]+)%\)")
