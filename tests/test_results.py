@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,21 @@ def test_round_trip_and_measurements_appended_as_measured(tmp_path: Path) -> Non
     assert set(line["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max", "mean"}
     assert not [p for p in writer.directory.rglob("*") if p.name.endswith(".tmp")]
     assert list_runs(tmp_path) == [writer.directory]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_stored_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Results and report files are shared as any new file is (they were all 0600 before)."""
+    before = os.umask(umask)
+    try:
+        writer = RunWriter(tmp_path, "run1")
+        writer.write_manifest(manifest("run1"))
+        writer.add_measurement(measurement("a"))
+        histogram = writer.directory / writer.write_histogram("a", "HISTFAAAA")
+    finally:
+        os.umask(before)
+    for path in (writer.directory / "manifest.json", writer.directory / "measurements.jsonl", histogram):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, (path.name, oct(path.stat().st_mode))
 
 
 def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
