@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import resource
 import shutil
 import signal
@@ -354,6 +355,69 @@ def test_your_own_app_is_measured_by_url_and_monitored_by_pid(tmp_path: Path) ->
     assert m.requests_per_second > 50 and m.errors.total == 0
     assert m.server_cpu_percent is not None and m.server_cpu_percent > 1
     assert m.server_rss_mib_peak is not None and m.server_rss_mib_peak > 5
+
+
+HOSTS = Path("/etc/hosts")
+REBOUND = "gwbench-rebind.test"
+
+
+@pytest.mark.skipif(
+    not os.access(HOSTS, os.W_OK), reason="/etc/hosts is not writable (the test renames a host)"
+)
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_name_that_resolves_elsewhere_mid_run_keeps_the_load_on_the_checked_address(tmp_path: Path) -> None:
+    """DNS rebinding: the name is checked (127.0.0.1), then points elsewhere; the load stays put.
+
+    The name is moved to 127.0.0.2, where nothing listens (the app is bound to
+    127.0.0.1 only), so a driver that resolved the name again would get refused
+    connections; the checked address keeps every cell answered.
+    """
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "hello.txt").write_text("hello")
+    port = free_port()
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            str(port),
+            "--directory",
+            str(tmp_path / "www"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    original = HOSTS.read_text()
+    results = tmp_path / "results"
+    try:
+        HOSTS.write_text(original + f"\n127.0.0.1 {REBOUND}\n")
+        wait_for(lambda: _answers(port), timeout_s=10)
+        scenario = scenario_file(tmp_path, "ignored", "/ignored", concurrency="[1, 2, 4]")
+        url = f"http://{REBOUND}:{port}/hello.txt"
+        argv = gwbench("run", str(scenario), "--url", url, "--results", str(results), "--no-report")
+        with subprocess.Popen(
+            argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as run:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and run.poll() is None:
+                found = list(results.glob("*/measurements.jsonl"))
+                if found and found[0].read_text().count("\n") >= 1:
+                    break
+                time.sleep(0.05)
+            HOSTS.write_text(original + f"\n127.0.0.2 {REBOUND}\n")
+            _, stderr = run.communicate(timeout=120)
+    finally:
+        HOSTS.write_text(original)
+        app.terminate()
+        app.wait()
+    assert run.returncode == 0, stderr[-2000:]
+    (run_dir,) = results.iterdir()
+    _, measurements = load_run(run_dir)
+    assert len(measurements) == 3
+    for m in measurements:
+        assert m.errors.total == 0 and m.requests > 0, (m.cell_id, m.errors)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from harness.cli.common import (
     writable_folder,
 )
 from harness.cli.progress import execute_with_progress
-from harness.load import ensure_loopback
+from harness.load import checked_address
 from harness.model import (
     QUICK_FACTOR,
     QUICK_MAX_WINDOW_S,
@@ -69,7 +69,8 @@ def _external_target(
         raise ConfigError(f"--url {url!r}: {exc}") from exc
     if parts.scheme != "http" or not parts.hostname:
         raise ConfigError(f"--url {url!r}: expected http://HOST:PORT/PATH (plain HTTP/1.1)")
-    ensure_loopback(parts.hostname, allow_remote=allow_remote)
+    # The load goes to the address checked now, not to the name (a name can resolve elsewhere later).
+    address = checked_address(parts.hostname, allow_remote=allow_remote)
     try:
         exists = pid is None or psutil.pid_exists(pid)
     except (OverflowError, ValueError):
@@ -89,7 +90,7 @@ def _external_target(
         workers_rule="not applicable",
         settings={"monitored_pid": pid if pid is not None else "none (server CPU and memory not measured)"},
     )
-    return ExternalTarget(host=parts.hostname, port=port, pid=pid), endpoint, config
+    return ExternalTarget(host=address, port=port, pid=pid), endpoint, config
 
 
 def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str) -> Scenario:

@@ -1,7 +1,7 @@
 """Load generation: drivers that record every latency into an HdrHistogram."""
 
 from harness.load.arrivals import OpenLoad
-from harness.load.native import ClosedLoad, UnsafeTargetError, ensure_loopback, run_closed
+from harness.load.native import ClosedLoad, UnsafeTargetError, checked_address, ensure_loopback, run_closed
 from harness.load.open import run_open
 from harness.load.process import DriverError, drive_in_subprocess
 from harness.load.result import LoadResult, merge_results
@@ -12,6 +12,7 @@ __all__ = [
     "LoadResult",
     "OpenLoad",
     "UnsafeTargetError",
+    "checked_address",
     "drive_in_subprocess",
     "ensure_loopback",
     "merge_results",

@@ -77,8 +77,20 @@ def ensure_loopback(host: str, *, allow_remote: bool = False) -> None:
     so ``localhost`` passes and a name pointing elsewhere does not. Raises
     UnsafeTargetError unless ``allow_remote`` is true.
     """
-    if allow_remote:
-        return
+    if not allow_remote:
+        checked_address(host)
+
+
+def checked_address(host: str, *, allow_remote: bool = False) -> str:
+    """The address to send load to for ``host``: resolved once, and checked as :func:`ensure_loopback` does.
+
+    Connecting to this address rather than to the name means that a name which
+    resolves elsewhere later (DNS rebinding: 127.0.0.1 when checked, another
+    machine for the connections) cannot take the load away from what was checked.
+    An address is returned as given (without IPv6 brackets); of a name's addresses,
+    the first one. Raises UnsafeTargetError for a name that does not resolve, and,
+    unless ``allow_remote``, for any address that is not loopback.
+    """
     literal = host.strip("[]")
     try:
         addresses = [ipaddress.ip_address(literal)]
@@ -91,12 +103,13 @@ def ensure_loopback(host: str, *, allow_remote: bool = False) -> None:
             ) from exc
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     remote = sorted({str(a) for a in addresses if not a.is_loopback})
-    if remote or not addresses:
+    if not addresses or (remote and not allow_remote):
         raise UnsafeTargetError(
             f"refusing to send load to {host!r}"
             + (f" ({', '.join(remote)})" if remote and remote != [literal] else "")
             + ": only loopback addresses (127.0.0.0/8, ::1) are allowed; pass --allow-remote to override"
         )
+    return str(addresses[0])
 
 
 @dataclass(frozen=True)
