@@ -309,7 +309,8 @@ def measurements_frame(
 def _with_intervals(
     stats_frame: pd.DataFrame, ok: pd.DataFrame, keys: list[str], column: str
 ) -> pd.DataFrame:
-    """Join ``<column>_values`` (tuple, by repeat), ``_ci_low``/``_ci_high`` and ``_cv`` per key."""
+    """Join ``<column>_values`` (tuple, by repeat), ``_ci_low``/``_ci_high``, ``_cv`` and ``_split``
+    (:func:`harness.stats.split_repeats`: a Split, or None) per key."""
     records = []
     for key, group in ok.sort_values("repeat").groupby(keys, sort=True, dropna=False):
         values = [float(v) for v in group[column]]
@@ -321,9 +322,10 @@ def _with_intervals(
                 f"{column}_ci_low": math.nan if interval is None else interval.low,
                 f"{column}_ci_high": math.nan if interval is None else interval.high,
                 f"{column}_cv": stats.coefficient_of_variation(values),
+                f"{column}_split": stats.split_repeats(values),
             }
         )
-    suffixes = ("_values", "_ci_low", "_ci_high", "_cv")
+    suffixes = ("_values", "_ci_low", "_ci_high", "_cv", "_split")
     extra = pd.DataFrame(records, columns=[*keys, *(f"{column}{s}" for s in suffixes)])
     return stats_frame.join(extra.set_index(keys), how="left")
 
@@ -337,7 +339,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     ``requests_per_second_median``/``_min``/``_max``, ``requests_per_second_values`` (a tuple by repeat),
     ``requests_per_second_ci_low``/``_ci_high`` (the order-statistic interval of the median,
     :func:`harness.stats.median_interval`: the min-max below 6 repeats; NaN with one repeat),
-    ``requests_per_second_cv`` (coefficient of variation); the same for
+    ``requests_per_second_cv`` (coefficient of variation), ``requests_per_second_split`` (the
+    two groups the repeats fall into, :func:`harness.stats.split_repeats`, or None); the same for
     ``latency_ms_p99``; ``latency_ms_p50_median``/``_min``/``_max``;
     ``latency_ms_{mean,p90,p999}_median``,
     ``latency_ms_uncorrected_{p50,p99,p999}_median`` (open model, from the

@@ -229,6 +229,61 @@ def coefficient_of_variation(values: Sequence[float]) -> float:
     return float(np.std(array, ddof=1)) / abs(mean)
 
 
+SPLIT_MIN_RATIO = 1.5
+"""Two groups of repeats are told apart only when the nearest values across the gap are this far
+apart (the higher 50% above the lower)."""
+SPLIT_MIN_CONTRAST = 4.0
+"""... and when that gap (in log terms) is this many times the widest spread inside a group."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Repeats that fall into two groups with a gap between them: the median stands for one."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    @property
+    def gap_ratio(self) -> float:
+        """The lowest of the high group over the highest of the low group (> 1)."""
+        return self.high[0] / self.low[-1]
+
+
+def split_repeats(values: Sequence[float]) -> Split | None:
+    """The two groups the repeats fall into, or None when they form one (or are too few).
+
+    A rule for a measurement that behaves in two ways from one repeat to the next
+    (e.g. 147 and 74 requests/s when one of two workers takes every keep-alive
+    connection in some repeats), where a median, an interval and a coefficient of
+    variation all describe one spread. The sorted values (3 or more, all > 0) are cut
+    at their widest gap in log terms: a split when that gap is at least
+    :data:`SPLIT_MIN_RATIO` (a ratio) and at least :data:`SPLIT_MIN_CONTRAST` times the
+    widest log range inside either group. The same "largest gap against the spread
+    within the groups" idea as the gap statistic of Tibshirani, Walther and Hastie
+    (2001) and of Jenks natural breaks, reduced to two groups and small samples.
+    With 3 repeats it cannot tell two behaviours from a very noisy one; the
+    seeded simulation in the tests measures its rates: in 2,000 trials of 3
+    repeats, no split at 3% or 10% lognormal noise (7% at 20%), and 99.9% of
+    the mixtures of 74 and 147 requests/s found.
+
+    >>> split_repeats([147.0, 74.0, 149.0])
+    Split(low=(74.0,), high=(147.0, 149.0))
+    >>> split_repeats([100.0, 103.0, 97.0]) is None
+    True
+    """
+    array = np.sort(_clean(values))
+    if array.size < 3 or array[0] <= 0:
+        return None
+    logs = np.log(array)
+    gaps = np.diff(logs)
+    cut = int(np.argmax(gaps))
+    gap = float(gaps[cut])
+    within = max(float(logs[cut] - logs[0]), float(logs[-1] - logs[cut + 1]))
+    if gap < math.log(SPLIT_MIN_RATIO) or gap < SPLIT_MIN_CONTRAST * within:
+        return None
+    return Split(tuple(float(v) for v in array[: cut + 1]), tuple(float(v) for v in array[cut + 1 :]))
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     if math.isnan(numerator) or math.isnan(denominator):
         return math.nan

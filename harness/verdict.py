@@ -35,6 +35,7 @@ FlagKind = Literal[
     "upstream_bound",
     "littles_law",
     "sync_ceiling",
+    "split_repeats",
     "none_held",
     "never_broke",
     "failed",
@@ -49,9 +50,11 @@ class Flag:
     dropped -> requests never sent; littles_law -> the median ratio;
     sync_ceiling -> the ceiling in requests/s; none_held / never_broke ->
     repeats; failed -> failed cells; not_significant -> the ratio, with
-    ``other`` the stack compared with. generator_bound and upstream_bound mean
-    the stack was left out of the ranking, ``value`` being its median (a
-    floor) and ``reasons`` why (:class:`~harness.model.BoundReason` records).
+    ``other`` the stack compared with; split_repeats -> the gap between the two
+    groups of repeats as a ratio, with ``split`` the groups (requests/s).
+    generator_bound and upstream_bound mean the stack was left out of the
+    ranking, ``value`` being its median (a floor) and ``reasons`` why
+    (:class:`~harness.model.BoundReason` records).
     """
 
     kind: FlagKind
@@ -59,6 +62,7 @@ class Flag:
     value: float | None = None
     other: str | None = None
     reasons: tuple[BoundReason, ...] = ()
+    split: stats.Split | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,9 @@ def _cell_flags(row: pd.Series) -> list[Flag]:
         flags.append(Flag("littles_law", target, float(row["littles_law_ratio_median"])))
     if bool(row["sync_ceiling_exceeded"]):
         flags.append(Flag("sync_ceiling", target, float(row["sync_ceiling_requests_per_second"])))
+    split = row.get("requests_per_second_split")
+    if isinstance(split, stats.Split):
+        flags.append(Flag("split_repeats", target, split.gap_ratio, split=split))
     return flags
 
 
@@ -260,7 +267,7 @@ def verdict(
 
     Flags cover the stacks the verdict rests on (best, best WSGI, best ASGI):
     a single repeat, errors, dropped requests, Little's law, the sync ceiling
-    exceeded, repeats of a saturation search where no rate held or nothing
+    exceeded, repeats that fall into two groups, repeats of a saturation search where no rate held or nothing
     broke; a ratio whose interval includes 1 (best vs runner-up, best ASGI vs
     best WSGI); every stack left out as generator- or upstream-bound; and every
     failed cell at that level, whichever stack it belongs to.

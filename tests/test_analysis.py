@@ -9,6 +9,8 @@ from cells import TARGETS, cell, histogram_of, target
 from harness import analysis
 from harness.analysis import measurements_frame, summarise
 from harness.model import BoundReason, Errors
+from harness.report.formats import format_flag
+from harness.verdict import verdict
 
 
 def only(summary: pd.DataFrame, name: str, endpoint: str = "/io", level: float = 32) -> pd.Series:
@@ -183,6 +185,23 @@ def test_summary_gives_each_cell_a_bootstrap_interval_and_a_coefficient_of_varia
         pd.Series(requests_per_second).std() / pd.Series(requests_per_second).mean()
     )
     assert row["latency_ms_p99_ci_low"] <= row["latency_ms_p99_median"] <= row["latency_ms_p99_ci_high"]
+
+
+def test_repeats_that_fall_into_two_groups_are_marked_and_flagged_in_the_verdict() -> None:
+    values = [147.0, 74.0, 149.0]
+    frame = measurements_frame(
+        [cell(repeat=r, requests_per_second=v) for r, v in enumerate(values)]
+        + [cell("flask-gunicorn", repeat=r, requests_per_second=v) for r, v in enumerate([50.0, 51.0, 49.0])],
+        TARGETS,
+    )
+    summary = summarise(frame)
+    split = only(summary, "fastapi-uvicorn")["requests_per_second_split"]
+    assert split is not None and split.low == (74.0,) and split.high == (147.0, 149.0)
+    assert only(summary, "flask-gunicorn")["requests_per_second_split"] is None
+    (only_verdict,) = verdict(summary, TARGETS)
+    (flag,) = [f for f in only_verdict.flags if f.kind == "split_repeats"]
+    assert flag.target == "fastapi-uvicorn" and flag.split == split
+    assert "two groups, 74 and 147/149 requests/s" in format_flag(flag)
 
 
 def test_a_single_repeat_has_no_interval_and_no_cv() -> None:

@@ -156,3 +156,44 @@ def test_the_ratio_interval_means_what_it_says_at_the_default_repeats() -> None:
     assert 0.93 <= covered / trials <= 0.97
     assert 0.03 <= false_positives / trials <= 0.07
     assert detected / trials >= 0.80
+
+
+TRIALS = 2000
+
+
+@pytest.mark.parametrize("noise", [0.03, 0.10])
+def test_repeats_of_one_behaviour_are_not_split_at_the_default_repeats(noise: float) -> None:
+    """Seeded: 3 repeats with lognormal noise (3%, and a noisy 10%) almost never look like two groups."""
+    rng = np.random.default_rng(20261202)
+    split = sum(
+        stats.split_repeats(list(100.0 * np.exp(rng.normal(0.0, noise, 3)))) is not None
+        for _ in range(TRIALS)
+    )
+    assert split / TRIALS <= 0.01, split
+
+
+@pytest.mark.parametrize("repeats", [3, 5])
+def test_repeats_of_two_behaviours_are_split(repeats: int) -> None:
+    """Seeded: each repeat at 74 or 147 requests/s (3% noise each), both present: the two groups are found."""
+    rng = np.random.default_rng(7)
+    found = mixed = 0
+    for _ in range(TRIALS):
+        modes = rng.integers(0, 2, repeats)
+        if modes.min() == modes.max():
+            continue
+        values = np.where(modes == 1, 147.0, 74.0) * np.exp(rng.normal(0.0, 0.03, repeats))
+        mixed += 1
+        split = stats.split_repeats(list(values))
+        if split is not None:
+            found += 1
+            assert len(split.low) == int((modes == 0).sum()) and max(split.low) < min(split.high)
+    assert found / mixed >= 0.99, (found, mixed)
+
+
+def test_a_split_names_its_two_groups_and_needs_three_positive_values() -> None:
+    split = stats.split_repeats([147.0, 74.0, 149.0])
+    assert split is not None and split.low == (74.0,) and split.high == (147.0, 149.0)
+    assert split.gap_ratio == pytest.approx(147.0 / 74.0)
+    assert stats.split_repeats([147.0, 74.0]) is None
+    assert stats.split_repeats([0.0, 100.0, 101.0]) is None
+    assert stats.split_repeats([100.0, 130.0, 131.0]) is None  # 30% apart: within what noise does

@@ -235,6 +235,15 @@ def format_flag(flag: Flag) -> str:
             f"{t}: served more than its sync ceiling of {value:,.0f} requests/s (workers x threads / service "
             "time) allows: the stack's configuration or the measurement is not what it seems."
         )
+    if flag.kind == "split_repeats" and flag.split is not None:
+        low = "/".join(format_number(v, 0) for v in flag.split.low)
+        high = "/".join(format_number(v, 0) for v in flag.split.high)
+        return (
+            f"{t}: its repeats fall into two groups, {low} and {high} requests/s ({value:.1f}x apart): "
+            "the median stands for one of two behaviours, not for a spread. A stack that sometimes "
+            "runs one way and sometimes another (for example one worker taking every keep-alive "
+            "connection) does this; more repeats tell which is usual."
+        )
     if flag.kind == "none_held":
         return (
             f"{t}: in {value:,.0f} repeat(s) not even the lowest rate met the SLO (counted as 0 requests/s)."

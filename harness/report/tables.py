@@ -143,6 +143,10 @@ def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
         flags.append(
             f"above sync ceiling {format_number(_float(row['sync_ceiling_requests_per_second']), 0)} req/s"
         )
+    split = row.get("requests_per_second_split")
+    if isinstance(split, stats.Split):
+        groups = (" / ".join(format_number(v, 0) for v in group) for group in (split.low, split.high))
+        flags.append("repeats split in two: " + " vs ".join(groups) + " req/s")
     return flags
 
 
