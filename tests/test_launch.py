@@ -143,3 +143,42 @@ def test_a_port_already_taken_is_a_launch_error_quoting_the_log(
     message = str(err.value)
     assert message.startswith("fastapi-uvicorn: exited with code")
     assert "address already in use" in message.lower()
+
+
+DAEMONIZING = """
+import http.server, os, sys, time
+if os.fork() == 0:  # a daemon: double fork, its own session, no tie to the target's tree
+    os.setsid()
+    if os.fork() == 0:
+        with open(sys.argv[3], "w") as out:
+            out.write(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+os.wait()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers()
+        self.wfile.write(b'ok')
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"""
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_daemon_that_left_the_targets_tree_and_session_is_stopped_with_it(tmp_path: Path) -> None:
+    """No cgroup (no limits given, as where cgroups cannot be written): the escaped daemon still goes."""
+    (tmp_path / "daemonizing.py").write_text(DAEMONIZING)
+    pid_file = tmp_path / "daemon.pid"
+    config = fake_target(tmp_path, "{python} daemonizing.py {host} {port} " + str(pid_file))
+    with LocalLauncher(grace_s=1.0) as launcher:
+        running = launcher.start(config, tmp_path, workers=1, log_path=tmp_path / "d.log")
+        deadline = time.monotonic() + 10
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the daemon never wrote its pid"
+            time.sleep(0.05)
+        daemon = psutil.Process(int(pid_file.read_text()))
+        tree = {p.pid for p in psutil.Process(running.pid).children(recursive=True)}
+        assert daemon.pid not in tree and os.getsid(daemon.pid) != os.getsid(running.pid)
+        assert launcher.cgroup(running) is None
+        launcher.stop(running)
+    _, alive = psutil.wait_procs([daemon], timeout=5)
+    assert not alive, "the daemon outlived its target"

@@ -14,6 +14,7 @@ leaving the ``with`` block, also on an exception) leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -56,13 +57,38 @@ def wait_until_idle(
     return None
 
 
+MARK_ENV = "GWBENCH_TARGET_MARK"
+"""Set in each target's environment to a token of its own: its descendants inherit it, even those
+that leave its process group and session (a daemon that double-forks and calls setsid), so
+:func:`marked` finds them where no cgroup holds them."""
+
+_marks = itertools.count()
+
+
+def marked(token: str) -> list[psutil.Process]:
+    """Every process whose environment has :data:`MARK_ENV` set to ``token`` (those it can read)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(MARK_ENV) == token:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 class _Started:
     def __init__(
-        self, target: RunningTarget, process: subprocess.Popen[bytes], cgroup: ManagedCgroup | None = None
+        self,
+        target: RunningTarget,
+        process: subprocess.Popen[bytes],
+        cgroup: ManagedCgroup | None = None,
+        mark: str = "",
     ) -> None:
         self.target = target
         self.process = process
         self.cgroup = cgroup
+        self.mark = mark
         self.final: CgroupUsage | None = None
         self.record = leftovers.record(target.name, process.pid)  # for a later run, if we are killed
 
@@ -161,6 +187,8 @@ class LocalLauncher:
         child_env.update(config.env)
         child_env.update(env or {})
         child_env["PYTHONUNBUFFERED"] = "1"
+        mark = f"{os.getpid()}.{next(_marks)}"
+        child_env[MARK_ENV] = mark
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pinned = self.target_cpus if cpus is None else frozenset(cpus)
         group = None if limits is None else self._make_cgroup(config.name, limits, pinned)
@@ -197,7 +225,7 @@ class LocalLauncher:
             log_path=log_path,
             workers=workers,
         )
-        self._started[process.pid] = _Started(running, process, group)
+        self._started[process.pid] = _Started(running, process, group, mark)
         deadline = time.monotonic() + ready_timeout_s
         while True:
             code = process.poll()
@@ -254,9 +282,16 @@ class LocalLauncher:
             with contextlib.suppress(psutil.NoSuchProcess):
                 root = psutil.Process(item.process.pid)
                 trees.extend([root, *root.children(recursive=True)])
+        # Descendants that left the tree and the group (double fork, setsid), where no cgroup holds them.
+        known = {p.pid for p in trees}
+        escaped = [p for item in started for p in marked(item.mark) if p.pid not in known]
+        trees.extend(escaped)
         try:
             for item in started:
                 self._signal_group(item.process.pid, signal.SIGTERM)
+            for process in escaped:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.terminate()
             deadline = time.monotonic() + self.grace_s
             for item in started:
                 with contextlib.suppress(subprocess.TimeoutExpired):
