@@ -90,6 +90,8 @@ COLUMNS = [
     "server_memory_slope_mib_per_min",
     "server_memory_slope_low",
     "timeseries",
+    "longest_silence_s",
+    "stalled",
 ]
 
 
@@ -130,6 +132,30 @@ def littles_law_ratio(requests_per_second: float, latency_ms_mean: float, concur
     if concurrency <= 0 or math.isnan(requests_per_second) or math.isnan(latency_ms_mean):
         return math.nan
     return requests_per_second * latency_ms_mean / 1000.0 / concurrency
+
+
+STALL_MIN_S = 1.0
+"""A silence shorter than this (s) is never a stall: a queue or a garbage collection."""
+STALL_FACTOR = 10.0
+"""... and it must be this many times the cell's median response time."""
+
+
+def stalled(longest_silence_s: float | None, latency_ms_p50: float | None) -> bool:
+    """Whether a window's longest silence (no response at all) shows a server that stopped answering.
+
+    A stall is a silence of at least :data:`STALL_MIN_S` s and at least
+    :data:`STALL_FACTOR` times the median response time: a stack that answers its
+    connections in bursts (every request in R s together) falls silent for about R, its
+    median; one frozen for 3 s (SIGSTOP, swapping, a stop-the-world pause) in a window
+    whose requests take milliseconds is silent for 3 s, far beyond its median. False when
+    either figure is unknown.
+
+    >>> stalled(3.0, 12.0), stalled(3.0, 900.0), stalled(0.5, 10.0)
+    (True, False, False)
+    """
+    if longest_silence_s is None or latency_ms_p50 is None or math.isnan(latency_ms_p50):
+        return False
+    return longest_silence_s >= max(STALL_MIN_S, STALL_FACTOR * latency_ms_p50 / 1000.0)
 
 
 def littles_law_off(ratio: float) -> bool:
@@ -257,6 +283,8 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "server_memory_slope_mib_per_min": _nan(m.server_memory_slope_mib_per_min),
         "server_memory_slope_low": _nan(m.server_memory_slope_ci and m.server_memory_slope_ci[0]),
         "timeseries": m.timeseries,
+        "longest_silence_s": _nan(m.longest_silence_s),
+        "stalled": ok and stalled(m.longest_silence_s, None if latency is None else latency.p50),
     }
     for kind in ERROR_KINDS:
         row[f"errors_{kind}"] = getattr(m.errors, kind)
@@ -299,7 +327,8 @@ def measurements_frame(
     ``level``, ``server_cpu_us_per_request``, ``littles_law_ratio`` and
     ``littles_law_inconsistent`` (:func:`littles_law_ratio`),
     ``sync_ceiling_requests_per_second`` and ``sync_ceiling_exceeded``
-    (:func:`sync_ceiling_requests_per_second`, exceeded by more than 10%).
+    (:func:`sync_ceiling_requests_per_second`, exceeded by more than 10%),
+    ``stalled`` (:func:`stalled`, from ``longest_silence_s``).
     """
     runs = targets or {}
     rows = [_row(m, runs.get(m.target)) for m in measurements]
@@ -328,6 +357,16 @@ def _with_intervals(
     suffixes = ("_values", "_ci_low", "_ci_high", "_cv", "_split")
     extra = pd.DataFrame(records, columns=[*keys, *(f"{column}{s}" for s in suffixes)])
     return stats_frame.join(extra.set_index(keys), how="left")
+
+
+FLAG_COLUMNS = (
+    "generator_bound",
+    "upstream_bound",
+    "littles_law_inconsistent",
+    "sync_ceiling_exceeded",
+    "stalled",
+)
+"""Per-cell flags a summary row holds when any of its repeats does."""
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -379,11 +418,12 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         "generator_cpu_percent",
         "generator_lateness_ms_p99",
         "upstream_cpu_percent",
+        "longest_silence_s",
     ):
         spec[f"{column}_max"] = (column, "max")
     for column in ("requests", "errors_total", "dropped"):
         spec[column] = (column, "sum")
-    for column in ("generator_bound", "upstream_bound", "littles_law_inconsistent", "sync_ceiling_exceeded"):
+    for column in FLAG_COLUMNS:
         spec[column] = (column, "any")
     spec["bound_reasons"] = ("bound_reasons", merge_bound_reasons)  # type: ignore[assignment]
     spec["littles_law_ratio_median"] = ("littles_law_ratio", "median")
@@ -394,7 +434,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     summary["failed"] = summary["failed"].astype(int)
     for column in ("n", "requests", "errors_total", "dropped"):
         summary[column] = summary[column].fillna(0).astype(int)
-    for column in ("generator_bound", "upstream_bound", "littles_law_inconsistent", "sync_ceiling_exceeded"):
+    for column in FLAG_COLUMNS:
         summary[column] = summary[column].astype("boolean").fillna(False).astype(bool)
     return summary.reset_index()
 

@@ -36,6 +36,7 @@ FlagKind = Literal[
     "littles_law",
     "sync_ceiling",
     "split_repeats",
+    "stalled",
     "none_held",
     "never_broke",
     "failed",
@@ -51,7 +52,8 @@ class Flag:
     sync_ceiling -> the ceiling in requests/s; none_held / never_broke ->
     repeats; failed -> failed cells; not_significant -> the ratio, with
     ``other`` the stack compared with; split_repeats -> the gap between the two
-    groups of repeats as a ratio, with ``split`` the groups (requests/s).
+    groups of repeats as a ratio, with ``split`` the groups (requests/s); stalled ->
+    the longest silence (s) of its repeats.
     generator_bound and upstream_bound mean the stack was left out of the
     ranking, ``value`` being its median (a floor) and ``reasons`` why
     (:class:`~harness.model.BoundReason` records).
@@ -171,6 +173,8 @@ def _cell_flags(row: pd.Series) -> list[Flag]:
         flags.append(Flag("littles_law", target, float(row["littles_law_ratio_median"])))
     if bool(row["sync_ceiling_exceeded"]):
         flags.append(Flag("sync_ceiling", target, float(row["sync_ceiling_requests_per_second"])))
+    if bool(row.get("stalled", False)):
+        flags.append(Flag("stalled", target, float(row["longest_silence_s_max"])))
     split = row.get("requests_per_second_split")
     if isinstance(split, stats.Split):
         flags.append(Flag("split_repeats", target, split.gap_ratio, split=split))
@@ -267,10 +271,11 @@ def verdict(
 
     Flags cover the stacks the verdict rests on (best, best WSGI, best ASGI):
     a single repeat, errors, dropped requests, Little's law, the sync ceiling
-    exceeded, repeats that fall into two groups, repeats of a saturation search where no rate held or nothing
-    broke; a ratio whose interval includes 1 (best vs runner-up, best ASGI vs
-    best WSGI); every stack left out as generator- or upstream-bound; and every
-    failed cell at that level, whichever stack it belongs to.
+    exceeded, a stall, repeats that fall into two groups, repeats of a
+    saturation search where no rate held or nothing broke; a ratio whose
+    interval includes 1 (best vs runner-up, best ASGI vs best WSGI); every
+    stack left out as generator- or upstream-bound; and every failed cell at
+    that level, whichever stack it belongs to.
     """
     verdicts = []
     interfaces = _interfaces(summary, targets)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import psutil
 import pytest
 from conftest import ALL_TARGETS, REPO, TARGETS_DIR
 
+from harness.analysis import measurements_frame
 from harness.model import Scenario
 from harness.net import free_port
 from harness.results import load_run
@@ -215,6 +217,69 @@ def test_a_second_ctrl_c_forces_the_teardown(
     assert run.returncode == 130, stderr
     manifest, _ = load_run(run_dir)
     assert manifest.status == "interrupted"
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+@pytest.mark.parametrize("spacing_s", [0.15, 0.5, 1.0])
+def test_ctrl_c_pressed_again_and_again_still_ends_in_a_clean_teardown_and_a_report(
+    tmp_path: Path, start_run: Callable[..., subprocess.Popen[str]], spacing_s: float
+) -> None:
+    """Ctrl-C, then again at every stage of the teardown (stacks, upstream, PostgreSQL, report)."""
+    postgres_before = set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*"))
+    scenario = tmp_path / "db.toml"
+    scenario.write_text(
+        'description = "ctrl-c"\ntargets = ["flask-gunicorn"]\nendpoints = ["/db/query?ms=5"]\n'
+        "concurrency = [4, 8]\nwarmup_s = 0.3\nduration_s = 2.0\nseed = 1\n"
+    )
+    run = start_run("run", str(scenario))
+    wait_for(lambda: driver_started(run))
+    for _ in range(8):
+        if run.poll() is not None:
+            break
+        run.send_signal(signal.SIGINT)
+        time.sleep(spacing_s)
+    stderr, run_dir = finish(run, tmp_path)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    manifest, _ = load_run(run_dir)
+    assert manifest.status == "interrupted"
+    assert (tmp_path / "reports" / run_dir.name / "index.html").is_file(), stderr[-3000:]
+    cgroups = Path("/sys/fs/cgroup")
+    assert not [*cgroups.glob(f"gwbench/*.{run.pid}.*"), *cgroups.glob(f"*/gwbench/*.{run.pid}.*")]
+    assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_server_frozen_mid_window_is_flagged_as_stalled(
+    tmp_path: Path, start_run: Callable[..., subprocess.Popen[str]]
+) -> None:
+    """SIGSTOP for 2 s of a 4 s window: the cell's longest silence says so, and it is flagged."""
+    scenario = tmp_path / "stall.toml"
+    scenario.write_text(
+        'description = "stall"\ntargets = ["flask-gunicorn"]\nendpoints = ["/json"]\n'
+        "concurrency = [4, 8]\nwarmup_s = 0.3\nduration_s = 4.0\nseed = 1\n"
+    )
+    run = start_run("run", str(scenario))
+    wait_for(lambda: driver_started(run))
+    (master,) = [p for p in processes_of(run, "gunicorn") if p.children()]
+    group = os.getpgid(master.pid)
+    time.sleep(1.0)  # into the first cell's window
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        time.sleep(2.0)
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    stderr, run_dir = finish(run, tmp_path)
+    assert run.returncode == 0, stderr[-3000:]
+    _, measurements = load_run(run_dir)
+    by_level = {m.concurrency: m for m in measurements}
+    frozen, normal = by_level[4], by_level[8]
+    assert frozen.status == normal.status == "ok"
+    assert frozen.longest_silence_s is not None and frozen.longest_silence_s >= 1.8, frozen.longest_silence_s
+    assert normal.longest_silence_s is not None and normal.longest_silence_s < 0.5, normal.longest_silence_s
+    frame = measurements_frame(measurements)
+    assert frame.set_index("concurrency")["stalled"].to_dict() == {4: True, 8: False}
+    assert "stalled 2." in (tmp_path / "reports" / run_dir.name / "index.html").read_text()
 
 
 def test_not_enough_file_descriptors_fails_before_launching(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ stopped); 2 bad configuration or usage; 130 interrupted (Ctrl-C or SIGTERM); 129
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 
 from rich.markup import escape
@@ -40,9 +39,6 @@ __all__ = ["build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gwbench``; returns the exit code."""
     interrupt_on_signals()
-    # Also when started from a shell that ignores SIGINT (a background job): Ctrl-C
-    # or kill -INT must always tear everything down.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)

@@ -20,6 +20,7 @@ from typing import TypeAlias
 from rich.console import Console
 
 from harness.launch import LocalLauncher, RunningTarget
+from harness.launch.base import HURRY
 from harness.launch.services import UPSTREAM, Upstream
 from harness.model import ConfigError, TargetConfig, discover_targets, suggest
 
@@ -31,14 +32,22 @@ _received: list[int] = []
 
 
 def _signal_as_interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM and SIGHUP tear the run down as Ctrl-C does (partial results, report, nothing left).
+    """Ctrl-C, SIGTERM and SIGHUP tear the run down (partial results, report, nothing left).
 
-    On a hang-up the terminal is gone and a write to it fails (EIO), which would cut the
-    clean-up short: standard output and error that are a terminal go to /dev/null first.
+    The first raises KeyboardInterrupt. A later one (while that teardown runs) raises
+    nothing, which could cut the teardown short (a cgroup left, no report): it sets
+    :data:`~harness.launch.base.HURRY`, so what is left is killed at once and the
+    teardown finishes. On a hang-up the terminal is gone and a write to it fails (EIO),
+    which would also cut the clean-up short: standard output and error that are a
+    terminal go to /dev/null first.
     """
+    first = not _received
     _received.append(signum)
     if signum == signal.SIGHUP:
         _detach_from_terminal()
+    if not first:
+        HURRY.set()
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -53,8 +62,10 @@ def _detach_from_terminal() -> None:
 
 
 def interrupt_on_signals() -> None:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, as Ctrl-C does."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    """Ctrl-C, SIGTERM and SIGHUP: the first raises KeyboardInterrupt in the main thread, later ones
+    hurry the teardown (see :func:`_signal_as_interrupt`). Also when started from a shell that
+    ignores SIGINT (a background job): Ctrl-C or kill -INT must always tear everything down."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _signal_as_interrupt)
 
 

@@ -5,7 +5,9 @@ and the loopback address are :mod:`harness.net`'s."""
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +22,27 @@ if TYPE_CHECKING:
 class LaunchError(Exception):
     """A target could not be started or never became ready; the message quotes its log."""
 
+
+
+HURRY = threading.Event()
+"""Set when the user asked again to stop while a teardown runs (a second Ctrl-C, SIGTERM or SIGHUP):
+launchers and services skip what is left of their grace periods and kill at once, and the
+teardown goes on to its end (groups removed, results and report written) instead of being
+cut short by a second KeyboardInterrupt."""
+
+
+def wait_unless_hurried(done: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> bool:
+    """Poll ``done`` every ``step_s`` s for up to ``timeout_s`` s, or until :data:`HURRY` is set.
+
+    Returns whether ``done()`` came true.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if done():
+            return True
+        if HURRY.is_set() or time.monotonic() >= deadline:
+            return False
+        time.sleep(step_s)
 
 @dataclass(frozen=True)
 class RunningTarget:

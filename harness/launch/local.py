@@ -28,7 +28,14 @@ import psutil
 
 from harness.cgroup import Cgroup, CgroupUsage
 from harness.launch import leftovers
-from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
+from harness.launch.base import (
+    BuiltImage,
+    LaunchError,
+    RunningTarget,
+    health_ok,
+    tail,
+    wait_unless_hurried,
+)
 from harness.launch.cgroup import CgroupUnavailable, Limits, ManagedCgroup, create
 from harness.model import TargetConfig
 from harness.net import LOOPBACK, free_port
@@ -266,8 +273,8 @@ class LocalLauncher:
     def close(self) -> None:
         """Stop every target this launcher started and has not stopped yet, all at once.
 
-        A KeyboardInterrupt during the grace period (a second Ctrl-C) kills
-        everything at once and is then re-raised.
+        With :data:`~harness.launch.base.HURRY` set (a second Ctrl-C) or a
+        KeyboardInterrupt during the grace period, everything is killed at once.
         """
         self._terminate(list(self._started.values()))
 
@@ -292,11 +299,16 @@ class LocalLauncher:
             for process in escaped:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     process.terminate()
-            deadline = time.monotonic() + self.grace_s
-            for item in started:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    item.process.wait(timeout=max(deadline - time.monotonic(), 0.0))
-            psutil.wait_procs(trees, timeout=max(deadline - time.monotonic(), 0.5))
+            pending = list(trees)
+
+            def all_gone() -> bool:
+                nonlocal pending
+                for item in started:
+                    item.process.poll()  # reap our own children, so they count as gone
+                _, pending = psutil.wait_procs(pending, timeout=0)
+                return not pending
+
+            wait_unless_hurried(all_gone, self.grace_s)  # a second Ctrl-C: kill at once
         finally:
             # Also reached on a second Ctrl-C: whatever is left is killed now.
             self._kill(started, trees)

@@ -32,7 +32,7 @@ from typing import IO
 import psycopg
 
 from harness.launch import leftovers
-from harness.launch.base import LaunchError, tail
+from harness.launch.base import LaunchError, tail, wait_unless_hurried
 from harness.net import LOOPBACK, free_port
 
 DATABASE = "gwbench"
@@ -260,8 +260,7 @@ class Postgres:
             try:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=grace_s)
+                wait_unless_hurried(lambda: process.poll() is not None, grace_s)
             finally:
                 if process.poll() is None:
                     with contextlib.suppress(ProcessLookupError):

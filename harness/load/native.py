@@ -240,6 +240,20 @@ class _ClosedRun:
     sent: int = 0
     target: int = 0
     workers: int = 0
+    last_answer_ns: int = 0
+    longest_silence_ns: int = 0
+
+    def answered(self, now_ns: int) -> None:
+        """A response arrived inside the window: the silence before it may be the longest yet."""
+        silence = now_ns - max(self.last_answer_ns, self.window_start_ns)
+        if silence > self.longest_silence_ns:
+            self.longest_silence_ns = silence
+        self.last_answer_ns = now_ns
+
+    def longest_silence_s(self) -> float:
+        """The longest time inside the window with no response (s), its ends included."""
+        tail = self.window_end_ns - max(self.last_answer_ns, self.window_start_ns)
+        return max(self.longest_silence_ns, tail) / 1e9
 
     def counts(self, now_ns: int) -> bool:
         return self.window_start_ns <= now_ns <= self.window_end_ns
@@ -281,6 +295,7 @@ class _ClosedConnection(Connection):
         run = self.run
         parser = self.parser
         if run.window_start_ns <= now <= run.window_end_ns:
+            run.answered(now)
             status = parser.get_status_code()
             if self.ok_from <= status < self.ok_to:
                 run.latencies_us.append((now - self.start_ns) // 1000)
@@ -425,6 +440,7 @@ async def _run_closed(load: ClosedLoad, on_window: WindowCallback, begin_ns: int
     whole = replace(
         _result(run.latencies_us, readings[0], readings[-1], run.connections_opened),
         connections_peak=max(reading.connections_peak for reading in readings[1:]),
+        longest_silence_s=round(run.longest_silence_s(), 4),
     )
     if not load.profile:
         return whole

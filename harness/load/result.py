@@ -53,6 +53,11 @@ class LoadResult:
     not lateness. :attr:`generator_lateness_ms` reads its p50, p99 and max in ms; merged
     results merge the processes' histograms.
 
+    ``longest_silence_s`` (native closed model only; None elsewhere and for stages) is the
+    longest time inside the window in which no response (success or error status) arrived,
+    the window's two ends included, in s: a server that stopped answering (paused,
+    frozen, swapping) shows as a silence far longer than its response times.
+
     ``generator_cpu_percent_per_process`` holds, for a result merged from several driver
     processes, each one's CPU time over its own window in percent of one core, in process
     order (filled by :func:`merge_results`); () for a result of one process, whose figure is
@@ -86,6 +91,7 @@ class LoadResult:
     stages: tuple[LoadResult, ...] = ()
     histogram_lateness: str | None = None
     generator_cpu_percent_per_process: tuple[float, ...] = ()
+    longest_silence_s: float | None = None
 
     @property
     def generator_lateness_ms(self) -> Lateness | None:
@@ -141,7 +147,8 @@ def merge_results(
     """One result for the load that several processes generated together over one window.
 
     Counts, CPU time, rates, mean connections and peaks are summed and
-    histograms merged (the lateness histogram too, when every process has one); each
+    histograms merged (the lateness histogram too, when every process has one), the
+    longest silence is the least of the processes' (a bound on the silence all saw); each
     process's CPU percent is kept in ``generator_cpu_percent_per_process``;
     ``duration_s`` is the wall time of the common window (s). Stages are merged
     pairwise, stage i over ``stage_durations_s[i]`` (s; by default the longest of the
@@ -170,6 +177,7 @@ def merge_results(
     rates = [result.intended_rate for result in results if result.intended_rate is not None]
     uncorrected = [result.histogram_uncorrected for result in results if result.histogram_uncorrected]
     lateness = [result.histogram_lateness for result in results]
+    silences = [result.longest_silence_s for result in results]
     return LoadResult(
         duration_s=duration_s,
         ok=sum(result.ok for result in results),
@@ -200,4 +208,6 @@ def merge_results(
         generator_cpu_percent_per_process=tuple(
             round(percent, 2) for result in results for percent in result.cpu_percent_by_process
         ),
+        # The server was silent for all of them at once at most as long as for the least silent.
+        longest_silence_s=None if None in silences else min(s for s in silences if s is not None),
     )

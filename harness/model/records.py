@@ -444,6 +444,12 @@ class Measurement(Frozen):
         default=None,
         description="Native driver, open model: the driver's greatest lateness, ms. None otherwise.",
     )
+    longest_silence_s: float | None = Field(
+        default=None,
+        description="Native driver, closed model: the longest time inside the window with no response "
+        "from the server (the window's ends included), s; far longer than the response times, it is a "
+        "stall (harness.analysis.stalled). None otherwise, and in runs stored before it was recorded.",
+    )
 
 
 class Placement(Frozen):

@@ -235,6 +235,11 @@ def format_flag(flag: Flag) -> str:
             f"{t}: served more than its sync ceiling of {value:,.0f} requests/s (workers x threads / service "
             "time) allows: the stack's configuration or the measurement is not what it seems."
         )
+    if flag.kind == "stalled":
+        return (
+            f"{t}: stopped answering for {value:.1f} s inside a window, far longer than its median "
+            "response time (a paused, frozen or swapping server): its requests/s counts that stall."
+        )
     if flag.kind == "split_repeats" and flag.split is not None:
         low = "/".join(format_number(v, 0) for v in flag.split.low)
         high = "/".join(format_number(v, 0) for v in flag.split.high)

@@ -79,6 +79,8 @@ def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
         flags.append(f"dropped {int(_float(row['dropped'])):,}")
     if row["littles_law_inconsistent"]:
         flags.append(f"Little's law {_float(row['littles_law_ratio']):.2f}")
+    if row.get("stalled", False):
+        flags.append(f"stalled {_float(row['longest_silence_s']):.1f} s")
     if row["sync_ceiling_exceeded"]:
         flags.append(
             f"above sync ceiling {format_number(_float(row['sync_ceiling_requests_per_second']), 0)} req/s"
@@ -143,6 +145,8 @@ def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
         flags.append(
             f"above sync ceiling {format_number(_float(row['sync_ceiling_requests_per_second']), 0)} req/s"
         )
+    if row.get("stalled", False):
+        flags.append(f"stalled {_float(row['longest_silence_s_max']):.1f} s")
     split = row.get("requests_per_second_split")
     if isinstance(split, stats.Split):
         groups = (" / ".join(format_number(v, 0) for v in group) for group in (split.low, split.high))

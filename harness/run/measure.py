@@ -142,4 +142,5 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         generator_lateness_ms_p50=None if lateness is None else round(lateness.p50, 3),
         generator_lateness_ms_p99=None if lateness is None else round(lateness.p99, 3),
         generator_lateness_ms_max=None if lateness is None else round(lateness.max, 3),
+        longest_silence_s=load.longest_silence_s,
     )
