@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, STACKS
 
+from harness.plan import split_cpus
+
 
 def gwbench(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
@@ -189,9 +191,10 @@ def test_more_cores_than_the_machine_has_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
         gwbench("run", "--dry-run", str(scenario)), cwd=REPO, capture_output=True, text=True, timeout=30
     )
-    available = len(os.sched_getaffinity(0))
+    placement = split_cpus(sorted(os.sched_getaffinity(0)))
+    pinned = ", ".join(map(str, placement.target_cpus))
     assert done.stderr.splitlines() == [
-        f"error: {scenario}: cpus.fastapi-uvicorn: must be <= {available} "
-        "(the CPUs this machine lets the harness use), got 1000"
+        f"error: {scenario}: cpus.fastapi-uvicorn: must be <= {len(placement.target_cpus)} "
+        f"(the CPUs the stacks run on here: {pinned}; the load generator has the rest), got 1000"
     ]
     assert done.returncode == 2

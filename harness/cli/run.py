@@ -49,7 +49,7 @@ from harness.model import (
     load_scenario,
     suggest,
 )
-from harness.plan import Block, planned_seconds
+from harness.plan import Block, planned_seconds, split_cpus
 from harness.results import read_measurements
 from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for
 
@@ -186,15 +186,21 @@ def _targets_for(
 
 
 def _cpus_fit(args: argparse.Namespace, scenario: Scenario, targets: dict[str, TargetConfig]) -> None:
-    """Raise ConfigError for a stack given more cores of CPU time than this machine lets the
-    harness use: a cgroup's quota cannot give more CPU time than the CPUs it may run on."""
-    available = len(os.sched_getaffinity(0))
+    """Raise ConfigError for a stack given more cores of CPU time than the stacks' CPUs hold.
+
+    A cgroup's quota cannot give more CPU time than the CPUs the stack is pinned to: the
+    target's share of the CPUs this machine lets the harness use (:func:`harness.plan.split_cpus`:
+    the load generator and the upstream have the rest)."""
+    placement = split_cpus(sorted(os.sched_getaffinity(0)))
+    available = len(placement.target_cpus)
     for name, config in targets.items():
         cpus = scenario.cpus.get(name, config.cpus)
         if cpus > available:
             where = f"{args.scenario}: cpus.{name}" if name in scenario.cpus else f"{name}: target.toml: cpus"
+            pinned = ", ".join(map(str, placement.target_cpus))
             raise ConfigError(
-                f"{where}: must be <= {available} (the CPUs this machine lets the harness use), got {cpus:g}"
+                f"{where}: must be <= {available} (the CPUs the stacks run on here: "
+                f"{pinned}; the load generator has the rest), got {cpus:g}"
             )
 
 
