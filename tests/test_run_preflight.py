@@ -45,7 +45,8 @@ def test_a_results_or_reports_folder_that_cannot_be_written_is_refused_before_an
     argv = [f"{name}={folder}" for name, folder in folders.items()]
     done = gwbench("run", "scenarios/quick.toml", "--targets", "flask-gunicorn", *argv)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == f"error: {flag} {blocker / 'x'}: cannot write there (Not a directory)"
+    what = "results folder" if flag == "--results" else "reports folder"
+    assert done.stderr.strip() == f"error: {what} {blocker / 'x'} is not writable: Not a directory"
     # No run was started: it would have a folder of results.
     results = tmp_path / "results"
     assert not results.is_dir() or not any(results.iterdir())

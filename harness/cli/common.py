@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -88,20 +87,6 @@ out = Console(highlight=False, soft_wrap=True)
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` returns: each command module adds its subcommands to it."""
-
-
-def writable_folder(folder: Path, flag: str) -> None:
-    """Create ``folder`` (and its parents) and write a probe file in it, before any load.
-
-    Raises ConfigError naming ``flag`` when it cannot be created or written (a file in the
-    way, a read-only or full file system), so a run never fails at its end for it.
-    """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gwbench-probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
 
 
 def find_upstream(root: Path) -> tuple[TargetConfig, Path]:

@@ -35,7 +35,6 @@ from harness.cli.common import (
     out,
     render,
     select_targets,
-    writable_folder,
 )
 from harness.cli.progress import execute_with_progress
 from harness.load import checked_address
@@ -51,7 +50,7 @@ from harness.model import (
 )
 from harness.plan import Block, planned_seconds, split_cpus
 from harness.results import read_measurements
-from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for
+from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for, check_writable, preflight
 
 
 def _external_target(
@@ -317,9 +316,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in plan_lines(scenario, blocks, total_s):
             out.print(line)
         return EXIT_OK
-    writable_folder(Path(args.results), "--results")
+    preflight(spec)  # before the plan is printed: a refusal is the only line (run again by execute)
     if not args.no_report:
-        writable_folder(Path(args.reports), "--reports")
+        check_writable(Path(args.reports), "reports folder")
     cells = sum(len(b.cells) for b in blocks)
     console.print(
         f"scenario [bold]{scenario.name}[/]: {len(targets)} stacks, {cells} cells, "

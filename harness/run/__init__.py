@@ -13,6 +13,7 @@ from harness.run.spec import (
     PreflightError,
     RunOutcome,
     RunSpec,
+    check_writable,
     descriptors_needed,
     preflight,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "RunOutcome",
     "RunSpec",
     "blocks_for",
+    "check_writable",
     "descriptors_needed",
     "execute",
     "preflight",

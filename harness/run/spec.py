@@ -101,6 +101,22 @@ def descriptors_needed(max_concurrency: int) -> int:
     return DESCRIPTORS_PER_CONNECTION * max_concurrency + DESCRIPTOR_MARGIN
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents) and write and sync a probe file in it.
+
+    Raises PreflightError (``<what> <folder> is not writable: <reason>``) when it cannot
+    be created or written: a file in the way, a read-only or full file system.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gwbench-probe-") as probe:
+            probe.write(b"x" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise PreflightError(f"{what} {folder} is not writable: {exc.strerror or exc}") from exc
+
+
 def preflight(spec: RunSpec) -> None:
     """Check, before anything is launched, that the run can be stored and driven.
 
@@ -110,14 +126,7 @@ def preflight(spec: RunSpec) -> None:
     descriptor limit is too low.
     """
     root = spec.results_root
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".gwbench-probe-") as probe:
-            probe.write(b"x" * 4096)
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        raise PreflightError(f"results folder {root} is not writable: {exc.strerror or exc}") from exc
+    check_writable(root, "results folder")
     free = shutil.disk_usage(root).free
     if free < MIN_FREE_BYTES:
         raise PreflightError(
