@@ -8,6 +8,7 @@ cost every cell a third of a second; this module defers that import to :func:`ma
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -26,4 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return cli_main(argv)
+    code = cli_main(argv)
+    # Everything is done and stopped: a Ctrl-C now (one of several pressed) must not kill the
+    # interpreter's shutdown, which puts back the default handlers it would die by.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    return code

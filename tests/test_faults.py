@@ -44,7 +44,13 @@ def driver_started(run: subprocess.Popen[str]) -> bool:
         children = psutil.Process(run.pid).children()
     except psutil.NoSuchProcess:
         return False
-    return any("multiprocessing" in " ".join(c.cmdline()) for c in children if c.is_running())
+    for child in children:
+        try:
+            if "multiprocessing" in " ".join(child.cmdline()):
+                return True
+        except psutil.Error:  # gone, or a zombie not yet reaped
+            continue
+    return False
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
