@@ -191,7 +191,15 @@ def test_real_runs_a_rerun_passes_and_fewer_workers_is_a_regression(
     page = reports / "compare" / f"{real_runs['a'].name}__{real_runs['fewer'].name}.html"
     html = page.read_text()
     assert "1 regression(s)" in html and "requests/s" in html
-    back = gwbench("compare", str(real_runs["fewer"]), str(real_runs["a"]), "--reports", str(reports))
+    back = gwbench(
+        "compare",
+        str(real_runs["fewer"]),
+        str(real_runs["a"]),
+        "--threshold",
+        "40",
+        "--reports",
+        str(reports),
+    )
     assert back.returncode == 0, back.stdout + back.stderr
     assert "improvement" in back.stdout
 
