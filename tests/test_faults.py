@@ -226,7 +226,7 @@ def test_a_second_ctrl_c_forces_the_teardown(
 
 
 @pytest.mark.usefixtures("no_leftover_processes")
-@pytest.mark.parametrize("spacing_s", [0.15, 0.5, 1.0])
+@pytest.mark.parametrize("spacing_s", [0.15, 0.6])
 def test_ctrl_c_pressed_again_and_again_still_ends_in_a_clean_teardown_and_a_report(
     tmp_path: Path, start_run: Callable[..., subprocess.Popen[str]], spacing_s: float
 ) -> None:
