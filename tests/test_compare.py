@@ -209,7 +209,14 @@ def test_bad_input_exits_2_and_a_corrupt_line_is_reported_not_fatal(
 ) -> None:
     unknown = gwbench("compare", "no-such-run", str(real_runs["a"]), "--results", str(tmp_path))
     assert unknown.returncode == 2
-    assert "no manifest.json" in unknown.stderr
+    assert (
+        unknown.stderr.strip()
+        == f"error: no-such-run: no such run (neither a folder nor a run id in {tmp_path})"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    not_a_run = gwbench("compare", str(empty), str(real_runs["a"]))
+    assert not_a_run.returncode == 2 and "no manifest.json" in not_a_run.stderr
     other = tmp_path / "other"
     shutil.copytree(real_runs["a"], other)
     manifest = json.loads((other / "manifest.json").read_text())

@@ -50,3 +50,12 @@ def test_a_results_or_reports_folder_that_cannot_be_written_is_refused_before_an
     # No run was started: it would have a folder of results.
     results = tmp_path / "results"
     assert not results.is_dir() or not any(results.iterdir())
+
+
+def test_a_run_that_is_not_there_is_named_as_given_not_doubled(tmp_path: Path) -> None:
+    done = gwbench("report", "results/doesnotexist", "--results", str(tmp_path))
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"error: results/doesnotexist: no such run (neither a folder nor a run id in {tmp_path})"
+    )

@@ -43,9 +43,16 @@ if TYPE_CHECKING:
 
 
 def _run_dir(run: str, results: Path) -> Path:
-    """A run named on the command line: ``run`` itself if it is a directory, else ``results / run``."""
+    """A run named on the command line: ``run`` itself if it is a directory, else ``results / run``.
+
+    Raises ConfigError naming what was given when neither is a folder.
+    """
     path = Path(run)
-    return path if path.is_dir() else results / run
+    if path.is_dir():
+        return path
+    if (results / run).is_dir():
+        return results / run
+    raise ConfigError(f"{run}: no such run (neither a folder nor a run id in {results})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import psutil
 from pydantic import ValidationError
+from rich.markup import escape
 
 from harness.cli.common import (
     EXIT_FAILURES,
@@ -49,8 +50,10 @@ from harness.model import (
     suggest,
 )
 from harness.plan import Block, planned_seconds, split_cpus
-from harness.results import read_measurements
+from harness.report.formats import format_headline
+from harness.results import ResultsError, load_run, read_measurements
 from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for, check_writable, preflight
+from harness.runanalysis import analyse_run
 
 
 def _external_target(
@@ -281,6 +284,16 @@ def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
     return f"every request failed: {requests:,} requests ({', '.join(statuses + other) or 'none sent'})"
 
 
+def verdict_lines(run_dir: Path) -> list[str]:
+    """The run's verdict, one line per endpoint (as the list of runs shows it); none if unreadable."""
+    try:
+        manifest, measurements = load_run(run_dir)
+    except ResultsError:
+        return []
+    analysed = analyse_run(manifest, measurements)
+    return [f"verdict: {escape(format_headline([v]))}" for v in analysed.verdicts_in_order]
+
+
 def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
     """Print where the results (and the report, unless ``--no-report``) went; the exit code.
 
@@ -289,6 +302,8 @@ def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
     console.print(f"results: {outcome.run_dir}")
     if not args.no_report:
         out.print(f"report: {render(outcome.run_dir, Path(args.reports))}")
+    for line in verdict_lines(outcome.run_dir):
+        out.print(line)
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: partial results kept")
         return interrupted_exit_code()
