@@ -92,7 +92,10 @@ def test_progress_in_a_pipe_is_a_line_per_cell_with_elapsed_and_time_left(
     assert cells[-1].endswith("~0:00 left]")
     # The end says what was found, not only where the report is: a verdict line per endpoint.
     verdicts = [line for line in done.stdout.splitlines() if line.startswith("verdict: ")]
-    assert [v.split(" @ ")[0] for v in verdicts] == ["verdict: /io/sleep?ms=50", "verdict: /io/upstream?ms=50"]
+    assert [v.split(" @ ")[0] for v in verdicts] == [
+        "verdict: /io/sleep?ms=50",
+        "verdict: /io/upstream?ms=50",
+    ]
     assert all(" @ c32: " in v and "ASGI/WSGI" in v for v in verdicts), verdicts
 
 
