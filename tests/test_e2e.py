@@ -497,3 +497,34 @@ def _postgres_since(since: float) -> list[str]:
         for p in psutil.process_iter(["cmdline", "create_time"])
         if p.info["create_time"] >= since and "postgres" in " ".join(p.info["cmdline"] or [])
     ]
+
+
+def test_a_run_started_beside_another_warns_that_both_are_distorted(tmp_path: Path) -> None:
+    (tmp_path / "long.toml").write_text(HANGUP_SCENARIO)
+    (tmp_path / "tiny.toml").write_text(TINY_SCENARIO)
+    results = tmp_path / "results"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO}
+    first = subprocess.Popen(gwbench("run", str(tmp_path / "long.toml"), f"--results={results}"), **quiet)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(results.glob("*/measurements.jsonl")) and time.monotonic() < deadline:
+            assert first.poll() is None, "the first run ended early"
+            time.sleep(0.1)
+        second = subprocess.run(
+            gwbench(
+                "run",
+                str(tmp_path / "tiny.toml"),
+                "--no-verify",
+                "--no-report",
+                f"--results={tmp_path / 'r2'}",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=60)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"warning: another gwbench run is under way on this machine (pid {first.pid})" in second.stderr

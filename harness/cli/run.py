@@ -38,6 +38,7 @@ from harness.cli.common import (
     select_targets,
 )
 from harness.cli.progress import execute_with_progress
+from harness.launch import leftovers
 from harness.load import checked_address
 from harness.model import (
     QUICK_FACTOR,
@@ -332,6 +333,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             out.print(line)
         return EXIT_OK
     preflight(spec)  # before the plan is printed: a refusal is the only line (run again by execute)
+    others = leftovers.other_harnesses()
+    if others:
+        console.print(
+            f"[yellow]warning[/]: another gwbench run is under way on this machine (pid "
+            f"{', '.join(map(str, others))}): the runs share its CPUs, so the figures of both are distorted"
+        )
     if not args.no_report:
         check_writable(Path(args.reports), "reports folder")
     cells = sum(len(b.cells) for b in blocks)

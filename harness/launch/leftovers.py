@@ -22,7 +22,9 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -90,26 +92,32 @@ def forget(path: Path | None) -> None:
             path.unlink()
 
 
-def reap() -> list[str]:
-    """Kill and remove what dead harnesses recorded; the names of what was reaped.
-
-    For each record whose owner is gone: every process of the recorded group that
-    started no earlier than its leader is sent SIGKILL (the leader itself only if it is
-    still the recorded process), the folder is removed, and so is the record. Records
-    of living harnesses, and unreadable ones younger than a minute (being written), stay.
-    """
-    reaped = []
+def _records() -> Iterator[tuple[Path, dict[str, Any], int, bool]]:
+    """Each readable record: its path, its data, its owner's pid and whether that owner is alive."""
     try:
         paths = sorted(STATE_DIR.glob("*.json"))
     except OSError:
-        return []
+        return
     for path in paths:
         try:
             data = json.loads(path.read_text())
             owner, owner_started = int(data["owner_pid"]), float(data["owner_started"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if _is(owner, owner_started):
+        yield path, data, owner, _is(owner, owner_started)
+
+
+def reap() -> list[str]:
+    """Kill and remove what dead harnesses recorded; the names of what was reaped.
+
+    For each record whose owner is gone: every process of the recorded group that
+    started no earlier than its leader is sent SIGKILL (the leader itself only if it is
+    still the recorded process), the folder is removed, and so is the record. Records
+    of living harnesses, and unreadable ones, stay.
+    """
+    reaped = []
+    for path, data, _, alive in _records():
+        if alive:
             continue
         pid, started = data.get("pid"), data.get("started")
         if isinstance(pid, int) and isinstance(started, int | float):
@@ -135,3 +143,8 @@ def _kill_group(leader: int, started: float) -> None:
             process.send_signal(signal.SIGKILL)
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
+
+
+def other_harnesses() -> list[int]:
+    """The process ids of other living harnesses that have something running now (from their records)."""
+    return sorted({owner for _, _, owner, alive in _records() if alive and owner != os.getpid()})
