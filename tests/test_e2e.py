@@ -489,6 +489,17 @@ def test_what_a_killed_run_leaves_the_next_run_removes(tmp_path: Path) -> None:
     assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
     cgroups = Path("/sys/fs/cgroup")
     assert not [*cgroups.glob(f"gwbench/*.{killed.pid}.*"), *cgroups.glob(f"*/gwbench/*.{killed.pid}.*")]
+    # Its manifest still says "running": its report says what that may mean.
+    killed_run = min(results.iterdir())
+    reports = tmp_path / "reports"
+    report = subprocess.run(
+        gwbench("report", str(killed_run), "--reports", str(reports)),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "unfinished (still running, or killed)" in (reports / killed_run.name / "index.html").read_text()
 
 
 def _postgres_since(since: float) -> list[str]:

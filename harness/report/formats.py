@@ -283,6 +283,11 @@ def format_headline(verdicts: Sequence[Verdict]) -> str:
     return "; ".join(parts) if parts else "no measurements"
 
 
+def format_status(status: str) -> str:
+    """A run's status in words: ``running`` is also what a killed run's manifest says, so it says both."""
+    return "unfinished (still running, or killed)" if status == "running" else status
+
+
 def format_time(iso: str | None) -> str:
     """``2024-06-01T12:00:05+00:00 -> "2024-06-01 12:00 UTC"``; unparsable text is returned as is."""
     if not iso:

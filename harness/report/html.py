@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from harness import analysis
 from harness.model import RunManifest, TargetRun
-from harness.report.formats import DASH, format_headline, format_slo, format_time
+from harness.report.formats import DASH, format_headline, format_slo, format_status, format_time
 from harness.report.jinja import pages
 from harness.report.runcharts import endpoint_charts
 from harness.report.svg import stack_styles
@@ -67,6 +67,7 @@ def _run_context(run_dir: Path, run: RunAnalysis, raw_href: str, problems: list[
     slo = format_slo(manifest.scenario.slo)
     return {
         "manifest": manifest,
+        "status_label": format_status(manifest.status),
         "scenario": manifest.scenario,
         "slo": slo,
         "started": format_time(manifest.started_at),
@@ -131,6 +132,7 @@ def _index_row(run_dir: Path, reports_root: Path, run: RunAnalysis | None) -> di
         "date": format_time(manifest.started_at),
         "scenario": manifest.scenario.name,
         "status": manifest.status,
+        "status_label": format_status(manifest.status),
         "stacks": sorted(manifest.targets),
         "headline": format_headline(run.verdicts),
     }
