@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -198,3 +199,42 @@ def test_more_cores_than_the_machine_has_is_refused(tmp_path: Path) -> None:
         f"(the CPUs the stacks run on here: {pinned}; the load generator has the rest), got 1000"
     ]
     assert done.returncode == 2
+
+
+def test_every_option_and_argument_has_help() -> None:
+    """``gwbench <command> --help`` explains every option (some had none)."""
+    from harness.cli.parser import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, sub in action.choices.items():
+                    walk(sub, command)
+            elif not action.help:
+                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "gwbench")
+    assert not missing
+
+
+def test_version_is_printed() -> None:
+    done = subprocess.run(gwbench("--version"), cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and re.fullmatch(r"gwbench \d+\.\d+\.\d+\n", done.stdout), done.stdout
+
+
+def test_a_table_in_a_pipe_is_not_squeezed_to_80_columns(tmp_path: Path) -> None:
+    """``gwbench claims`` in a pipe (a CI log): whole words in its cells, not one character per line."""
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    done = subprocess.run(
+        gwbench("claims", "--report-only", f"--results={tmp_path}", f"--reports={tmp_path / 'r'}"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if "granian-sleep-100ms" in line]
+    assert len(rows) == 1 and "not comparable" in rows[0], done.stdout

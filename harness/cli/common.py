@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -72,6 +73,7 @@ def interrupted_exit_code() -> int:
     """The exit code of an interrupted command: EXIT_HANGUP after a SIGHUP, else EXIT_INTERRUPTED."""
     return EXIT_HANGUP if signal.SIGHUP in _received else EXIT_INTERRUPTED
 
+
 MAX_PORT = 65_535
 MAX_PID = 4_194_304
 """The largest process id Linux gives (``/proc/sys/kernel/pid_max`` at most, 2**22)."""
@@ -80,9 +82,20 @@ MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1
 MAX_LOCUST_WORKERS = 1024
 """``--locust-workers`` at most: one Locust worker per generator core of a large fleet."""
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+PIPE_WIDTH = 160
+"""Columns of output that is not a terminal (a pipe, a CI log) unless COLUMNS says otherwise:
+rich would take 80 and squeeze a wide table into one character per line."""
+
+
+def _console(*, stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+console = _console(stderr=True)
 """Progress, warnings and errors (stderr)."""
-out = Console(highlight=False, soft_wrap=True)
+out = _console(stderr=False)
 """The command's result: plans, tables, paths of written pages (stdout)."""
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -172,7 +172,7 @@ def add_verify_parser(sub: SubParsers) -> None:
     """The ``verify`` subcommand and its options."""
     ver = sub.add_parser("verify", help="check targets against targets/CONTRACT.md")
     ver.add_argument("--targets", help="comma-separated target names (default: all)")
-    ver.add_argument("--logs", default="/tmp/gwbench-verify-logs")
+    ver.add_argument("--logs", default="/tmp/gwbench-verify-logs", help="folder for the stacks' logs")
     ver.add_argument("-v", "--verbose", action="store_true", help="show every check")
     ver.set_defaults(func=cmd_verify)
 
@@ -180,20 +180,20 @@ def add_verify_parser(sub: SubParsers) -> None:
 def add_serve_parser(sub: SubParsers) -> None:
     """The ``serve`` subcommand and its options."""
     serve = sub.add_parser("serve", help="start one target (and its upstream) until Ctrl-C")
-    serve.add_argument("target")
+    serve.add_argument("target", help="the stack to start (gwbench targets lists them)")
     serve.add_argument(
         "--workers",
         type=int,
         help=f"worker processes, 1 to {MAX_WORKERS} (default: the target's default_workers)",
     )
-    serve.add_argument("--logs", default="/tmp/gwbench-serve-logs")
+    serve.add_argument("--logs", default="/tmp/gwbench-serve-logs", help="folder for its log")
     serve.set_defaults(func=cmd_serve)
 
 
 def add_scenarios_parser(sub: SubParsers) -> None:
     """The ``scenarios`` subcommand and its option."""
     scn = sub.add_parser("scenarios", help="list the scenario files with their descriptions")
-    scn.add_argument("--scenarios-dir", default=str(REPO / "scenarios"))
+    scn.add_argument("--scenarios-dir", default=str(REPO / "scenarios"), help="folder of scenario files")
     scn.set_defaults(func=cmd_scenarios)
 
 

@@ -31,7 +31,7 @@ def add_locust_worker_parser(sub: SubParsers) -> None:
     """The ``locust-worker`` subcommand and its options."""
     lw = sub.add_parser("locust-worker", help="run a Locust worker for a gwbench master (distributed load)")
     lw.add_argument("master_host", help="the master's address (of gwbench run --locust-workers N)")
-    lw.add_argument("--master-port", type=int, default=5557)
+    lw.add_argument("--master-port", type=int, default=5557, help="the master's port (its --locust-port)")
     lw.add_argument(
         "--allow-remote", action="store_true", help="allow a master that is not on a loopback address"
     )

@@ -234,8 +234,8 @@ def add_report_parser(sub: SubParsers) -> None:
     """The ``report`` subcommand and its options."""
     report = sub.add_parser("report", help="re-render the report of a stored run")
     report.add_argument("run", help="run directory or run id under --results")
-    report.add_argument("--results", default=str(REPO / "results"))
-    report.add_argument("--reports", default=str(REPO / "reports"))
+    report.add_argument("--results", default=str(REPO / "results"), help="folder of stored runs")
+    report.add_argument("--reports", default=str(REPO / "reports"), help="folder the HTML report goes to")
     report.set_defaults(func=cmd_report)
 
 
@@ -245,10 +245,12 @@ def add_claims_parser(sub: SubParsers) -> None:
     claims.add_argument("names", nargs="*", help="claims to run (default: every file in --claims-dir)")
     claims.add_argument("--quick", action="store_true", help="durations x0.25 (stated on the page)")
     claims.add_argument("--report-only", action="store_true", help="run nothing: render from stored runs")
-    claims.add_argument("--claims-dir", default=str(REPO / "scenarios" / "claims"))
+    claims.add_argument(
+        "--claims-dir", default=str(REPO / "scenarios" / "claims"), help="folder of claim files"
+    )
     claims.add_argument("--seed", type=int, help="seed of the randomised order")
-    claims.add_argument("--results", default=str(REPO / "results"))
-    claims.add_argument("--reports", default=str(REPO / "reports"))
+    claims.add_argument("--results", default=str(REPO / "results"), help="folder of stored runs")
+    claims.add_argument("--reports", default=str(REPO / "reports"), help="folder the claims page goes to")
     claims.set_defaults(func=cmd_claims)
 
 
@@ -263,6 +265,6 @@ def add_compare_parser(sub: SubParsers) -> None:
         default=10.0,
         help="percent: a significant change worse than this is a regression (default 10)",
     )
-    cmp.add_argument("--results", default=str(REPO / "results"))
-    cmp.add_argument("--reports", default=str(REPO / "reports"))
+    cmp.add_argument("--results", default=str(REPO / "results"), help="folder of stored runs")
+    cmp.add_argument("--reports", default=str(REPO / "reports"), help="folder the comparison page goes to")
     cmp.set_defaults(func=cmd_compare)

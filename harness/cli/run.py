@@ -322,6 +322,11 @@ def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """``gwbench run``: the plan with ``--dry-run``, else the run and its report."""
     check_flags(args)
+    if args.scenario == DEFAULT_SCENARIO and not args.dry_run:
+        console.print(
+            "no scenario given: the default suite (scenarios/default.toml, every stack); `gwbench "
+            "scenarios` lists the others, `--dry-run` shows the plan, Ctrl-C stops and keeps what was measured"
+        )
     scenario = _scenario_for(args)
     locustfile = _locustfile(args, scenario)
     scenario, targets, external = _targets_for(args, scenario)
@@ -349,15 +354,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _finish(args, execute_with_progress(spec, total_s, cells))
 
 
+DEFAULT_SCENARIO = str(REPO / "scenarios" / "default.toml")
+
+
 def add_run_parser(sub: SubParsers) -> None:
     """The ``run`` subcommand and its options."""
     run = sub.add_parser("run", help="run a scenario and render its report")
-    run.add_argument("scenario", nargs="?", default=str(REPO / "scenarios" / "default.toml"))
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help="scenario file (default: scenarios/default.toml, every stack, about 13 minutes)",
+    )
     run.add_argument("--targets", help="comma-separated target names (default: the scenario's, else all)")
     run.add_argument("--seed", type=int, help="seed of the randomised order (a 64-bit integer)")
-    run.add_argument("--results", default=str(REPO / "results"))
-    run.add_argument("--reports", default=str(REPO / "reports"))
-    run.add_argument("--no-report", action="store_true")
+    run.add_argument("--results", default=str(REPO / "results"), help="folder the run is stored in")
+    run.add_argument("--reports", default=str(REPO / "reports"), help="folder the HTML report goes to")
+    run.add_argument("--no-report", action="store_true", help="store the results, render no report")
     run.add_argument("--dry-run", action="store_true", help="print the plan, launch nothing")
     run.add_argument("--url", help="measure your own running app at this URL instead of the stacks")
     run.add_argument("--pid", type=int, help="with --url: the app's process, to monitor its CPU and memory")
