@@ -325,7 +325,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.scenario == DEFAULT_SCENARIO and not args.dry_run:
         console.print(
             "no scenario given: the default suite (scenarios/default.toml, every stack); `gwbench "
-            "scenarios` lists the others, `--dry-run` shows the plan, Ctrl-C stops and keeps what was measured"
+            "scenarios` lists the others, `--dry-run` shows the plan, Ctrl-C stops and keeps what was "
+            "measured"
         )
     scenario = _scenario_for(args)
     locustfile = _locustfile(args, scenario)
