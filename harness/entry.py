@@ -27,9 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    code = cli_main(argv)
-    # Everything is done and stopped: a Ctrl-C now (one of several pressed) must not kill the
-    # interpreter's shutdown, which puts back the default handlers it would die by.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
+    try:
+        code = cli_main(argv)
+        # Everything is done and stopped: a Ctrl-C now (one of several pressed) must not kill the
+        # interpreter's shutdown, which puts back the default handlers it would die by.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+    except KeyboardInterrupt:  # between the CLI's handlers and these
+        return EXIT_INTERRUPTED
     return code

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -238,3 +239,19 @@ def test_a_table_in_a_pipe_is_not_squeezed_to_80_columns(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if "granian-sleep-100ms" in line]
     assert len(rows) == 1 and "not comparable" in rows[0], done.stdout
+
+
+def test_a_command_run_in_process_leaves_ctrl_c_as_it_found_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI's own signal handlers go when it returns: Ctrl-C then raises KeyboardInterrupt again,
+    every time (a later test sending SIGINT to this process was otherwise swallowed)."""
+    from harness import cli
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    for _ in range(2):
+        assert cli.main(["scenarios"]) == 0
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(1)
+    capsys.readouterr()

@@ -90,7 +90,7 @@ def test_the_open_model_shows_the_sync_queue_that_the_async_stack_does_not_have(
         assert m.intended_rate == m.rate
         assert m.latency_ms is not None and m.latency_ms_uncorrected is not None
         assert m.histogram and m.histogram_uncorrected
-        assert not m.generator_bound, m.generator_bound_reason
+        assert not m.generator_bound, m.bound_reasons
     # Below the sync ceiling both stacks keep up.
     for target in ("flask-gunicorn", "fastapi-uvicorn"):
         low = by(measurements, target, 30)

@@ -25,6 +25,7 @@ from harness.cli.common import (
     console,
     interrupt_on_signals,
     interrupted_exit_code,
+    restore_signals,
 )
 from harness.cli.parser import build_parser
 from harness.launch import LaunchError
@@ -38,7 +39,7 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gwbench``; returns the exit code."""
-    interrupt_on_signals()
+    previous = interrupt_on_signals()
     try:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)
@@ -50,3 +51,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = interrupted_exit_code()
         console.print("[yellow]hung up[/]" if code == EXIT_HANGUP else "[yellow]interrupted[/]")
         return code
+    finally:
+        restore_signals(previous)

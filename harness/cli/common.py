@@ -12,7 +12,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TypeAlias
@@ -61,12 +61,31 @@ def _detach_from_terminal() -> None:
         os.close(devnull)
 
 
-def interrupt_on_signals() -> None:
+SignalHandler: TypeAlias = "Callable[[int, FrameType | None], object] | int | signal.Handlers | None"
+SignalHandlers: TypeAlias = "dict[int, SignalHandler]"
+"""What :func:`interrupt_on_signals` replaced, for :func:`restore_signals`."""
+
+
+def interrupt_on_signals() -> SignalHandlers:
     """Ctrl-C, SIGTERM and SIGHUP: the first raises KeyboardInterrupt in the main thread, later ones
     hurry the teardown (see :func:`_signal_as_interrupt`). Also when started from a shell that
-    ignores SIGINT (a background job): Ctrl-C or kill -INT must always tear everything down."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _signal_as_interrupt)
+    ignores SIGINT (a background job): Ctrl-C or kill -INT must always tear everything down.
+
+    Starts a new count of signals; returns the handlers it replaced.
+    """
+    _received.clear()
+    HURRY.clear()
+    return {signum: signal.signal(signum, _signal_as_interrupt) for signum in _SIGNALS}
+
+
+def restore_signals(previous: SignalHandlers) -> None:
+    """Put back the handlers :func:`interrupt_on_signals` replaced (a command run in-process, as
+    the tests do, must leave its caller's Ctrl-C as it found it)."""
+    for signum, handler in previous.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def interrupted_exit_code() -> int:
