@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -43,6 +45,24 @@ def docker_missing() -> str | None:
     if missing:
         return f"no wheelhouse for {', '.join(missing)}: run `make wheelhouse`"
     return None
+
+
+def first_cell_stored(results: Path, process: subprocess.Popen[Any], timeout_s: float = 90) -> Path | None:
+    """Wait until a run under ``results`` has stored a cell; its measurements.jsonl, or None when
+    ``process`` (the run) ended first or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(results.glob("*/measurements.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            return found[0]
+        time.sleep(0.05)
+    return None
+
+
+def cgroups_of(harness_pid: int) -> list[Path]:
+    """The cgroups a harness (``harness_pid``) made that are still there (v2 and v1 layouts)."""
+    root = Path("/sys/fs/cgroup")
+    return [*root.glob(f"gwbench/*.{harness_pid}.*"), *root.glob(f"*/gwbench/*.{harness_pid}.*")]
 
 
 def stray_processes(since: float) -> list[str]:

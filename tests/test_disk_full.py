@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, stray_processes
+from conftest import REPO, first_cell_stored, stray_processes
 
 SCENARIO = """
 description = "disk-full test: short cells"
@@ -58,12 +58,7 @@ def test_a_disk_that_fills_mid_run_stops_it_with_one_line_and_leaves_nothing(
     pipe = subprocess.PIPE
     with subprocess.Popen(argv, cwd=REPO, stdout=pipe, stderr=pipe, text=True) as proc:
         try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and proc.poll() is None:
-                found = list(results.glob("*/measurements.jsonl"))
-                if found and found[0].read_text().count("\n") >= 1:
-                    break
-                time.sleep(0.05)
+            first_cell_stored(results, proc)
             assert proc.poll() is None, "the run ended before a cell was stored"
             fill(small_disk)
             with pytest.raises(OSError) as full:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, stray_processes
+from conftest import REPO, cgroups_of, first_cell_stored, stray_processes
 
 from harness.results import load_run
 
@@ -382,14 +382,7 @@ def test_a_hang_up_is_an_interrupt_that_keeps_results_and_report_and_leaves_noth
     reader = threading.Thread(target=_drain, args=(primary,), daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 90
-        jsonl = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            found = list(results.glob("*/measurements.jsonl"))
-            if found and found[0].read_text().count("\n") >= 1:
-                jsonl = found[0]
-                break
-            time.sleep(0.1)
+        jsonl = first_cell_stored(results, proc)
         assert jsonl is not None, "no cell measured within 90 s"
         os.close(primary)  # the terminal is gone: writes to it now fail
         os.kill(proc.pid, signal.SIGHUP)
@@ -407,9 +400,7 @@ def test_a_hang_up_is_an_interrupt_that_keeps_results_and_report_and_leaves_noth
     assert not stray_processes(since)
     assert not _postgres_since(since)
     assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
-    cgroups = Path("/sys/fs/cgroup")
-    groups = [*cgroups.glob(f"gwbench/*.{proc.pid}.*"), *cgroups.glob(f"*/gwbench/*.{proc.pid}.*")]
-    assert not groups, groups
+    assert not cgroups_of(proc.pid)
 
 
 def _drain(fd: int) -> None:
@@ -457,12 +448,7 @@ def test_what_a_killed_run_leaves_the_next_run_removes(tmp_path: Path) -> None:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO}
     killed = subprocess.Popen(gwbench("run", str(tmp_path / "long.toml"), "--results", str(results)), **quiet)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and killed.poll() is None:
-            found = list(results.glob("*/measurements.jsonl"))
-            if found and found[0].read_text().count("\n") >= 1:
-                break
-            time.sleep(0.1)
+        first_cell_stored(results, killed)
         assert killed.poll() is None, "the run ended before a cell was measured"
         killed.kill()
         killed.wait()
@@ -487,8 +473,7 @@ def test_what_a_killed_run_leaves_the_next_run_removes(tmp_path: Path) -> None:
     assert not stray_processes(since)
     assert not _postgres_since(since)
     assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
-    cgroups = Path("/sys/fs/cgroup")
-    assert not [*cgroups.glob(f"gwbench/*.{killed.pid}.*"), *cgroups.glob(f"*/gwbench/*.{killed.pid}.*")]
+    assert not cgroups_of(killed.pid)
     # Its manifest still says "running": its report says what that may mean.
     killed_run = min(results.iterdir())
     reports = tmp_path / "reports"
@@ -517,10 +502,8 @@ def test_a_run_started_beside_another_warns_that_both_are_distorted(tmp_path: Pa
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO}
     first = subprocess.Popen(gwbench("run", str(tmp_path / "long.toml"), f"--results={results}"), **quiet)
     try:
-        deadline = time.monotonic() + 90
-        while not list(results.glob("*/measurements.jsonl")) and time.monotonic() < deadline:
-            assert first.poll() is None, "the first run ended early"
-            time.sleep(0.1)
+        first_cell_stored(results, first)
+        assert first.poll() is None, "the first run ended early"
         second = subprocess.run(
             gwbench(
                 "run",

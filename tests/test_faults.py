@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ALL_TARGETS, REPO, TARGETS_DIR
+from conftest import ALL_TARGETS, REPO, TARGETS_DIR, cgroups_of, first_cell_stored
 
 from harness.analysis import measurements_frame
 from harness.model import Scenario
@@ -250,8 +250,7 @@ def test_ctrl_c_pressed_again_and_again_still_ends_in_a_clean_teardown_and_a_rep
     manifest, _ = load_run(run_dir)
     assert manifest.status == "interrupted"
     assert (tmp_path / "reports" / run_dir.name / "index.html").is_file(), stderr[-3000:]
-    cgroups = Path("/sys/fs/cgroup")
-    assert not [*cgroups.glob(f"gwbench/*.{run.pid}.*"), *cgroups.glob(f"*/gwbench/*.{run.pid}.*")]
+    assert not cgroups_of(run.pid)
     assert set(Path(tempfile.gettempdir()).glob("gwbench-postgres-*")) <= postgres_before
 
 
@@ -375,25 +374,21 @@ def test_a_full_disk_fails_before_launching(tmp_path: Path) -> None:
     assert "MiB free; a run needs at least 50 MiB" in done.stderr
 
 
-@pytest.mark.usefixtures("no_leftover_processes")
-def test_your_own_app_is_measured_by_url_and_monitored_by_pid(tmp_path: Path) -> None:
+def file_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A user's own app: the standard library's file server on 127.0.0.1, serving ``/hello.txt``."""
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "hello.txt").write_text("hello")
     port = free_port()
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
     app = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            str(port),
-            "--directory",
-            str(tmp_path / "www"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [*argv, "--directory", str(tmp_path / "www")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    return app, port
+
+
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_your_own_app_is_measured_by_url_and_monitored_by_pid(tmp_path: Path) -> None:
+    app, port = file_server(tmp_path)
     try:
         wait_for(lambda: _answers(port), timeout_s=10)
         scenario = scenario_file(tmp_path, "ignored", "/ignored", concurrency="[2]")
@@ -443,23 +438,7 @@ def test_a_name_that_resolves_elsewhere_mid_run_keeps_the_load_on_the_checked_ad
     127.0.0.1 only), so a driver that resolved the name again would get refused
     connections; the checked address keeps every cell answered.
     """
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "hello.txt").write_text("hello")
-    port = free_port()
-    app = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            str(port),
-            "--directory",
-            str(tmp_path / "www"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    app, port = file_server(tmp_path)
     original = HOSTS.read_text()
     results = tmp_path / "results"
     try:
@@ -471,12 +450,7 @@ def test_a_name_that_resolves_elsewhere_mid_run_keeps_the_load_on_the_checked_ad
         with subprocess.Popen(
             argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         ) as run:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and run.poll() is None:
-                found = list(results.glob("*/measurements.jsonl"))
-                if found and found[0].read_text().count("\n") >= 1:
-                    break
-                time.sleep(0.05)
+            first_cell_stored(results, run, timeout_s=60)
             HOSTS.write_text(original + f"\n127.0.0.2 {REBOUND}\n")
             _, stderr = run.communicate(timeout=120)
     finally:

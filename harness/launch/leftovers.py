@@ -58,19 +58,18 @@ def record(name: str, pid: int | None = None, folder: Path | None = None) -> Pat
     more, e.g. a folder then its server); None when the record cannot be written (nothing
     is reaped for it then, as before this module).
     """
-    me = _started(os.getpid())
-    path = STATE_DIR / f"{os.getpid()}.{name}.{next(_numbers)}.json"
-    return rerecord(path, name, pid, folder) if me is not None else None
+    return rerecord(STATE_DIR / f"{os.getpid()}.{name}.{next(_numbers)}.json", name, pid, folder)
 
 
 def rerecord(path: Path | None, name: str, pid: int | None, folder: Path | None) -> Path | None:
     """Write (or rewrite) the record at ``path``; see :func:`record`."""
-    if path is None:
+    owner_started = _started(os.getpid())
+    if path is None or owner_started is None:
         return None
     data = {
         "name": name,
         "owner_pid": os.getpid(),
-        "owner_started": _started(os.getpid()),
+        "owner_started": owner_started,
         "pid": pid,
         "started": None if pid is None else _started(pid),
         "folder": None if folder is None else str(folder),
