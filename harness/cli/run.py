@@ -45,6 +45,7 @@ from harness.model import (
     QUICK_MAX_WINDOW_S,
     ConfigError,
     Measurement,
+    RunManifest,
     Scenario,
     TargetConfig,
     load_scenario,
@@ -52,7 +53,7 @@ from harness.model import (
 )
 from harness.plan import Block, planned_seconds, split_cpus
 from harness.report.formats import format_headline
-from harness.results import ResultsError, load_run, read_measurements
+from harness.results import read_measurements
 from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for, check_writable, preflight
 from harness.runanalysis import analyse_run
 
@@ -285,12 +286,8 @@ def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
     return f"every request failed: {requests:,} requests ({', '.join(statuses + other) or 'none sent'})"
 
 
-def verdict_lines(run_dir: Path) -> list[str]:
-    """The run's verdict, one line per endpoint (as the list of runs shows it); none if unreadable."""
-    try:
-        manifest, measurements = load_run(run_dir)
-    except ResultsError:
-        return []
+def verdict_lines(manifest: RunManifest, measurements: Sequence[Measurement]) -> list[str]:
+    """The run's verdict, one line per endpoint (as the list of runs shows it)."""
     analysed = analyse_run(manifest, measurements)
     return [f"verdict: {escape(format_headline([v]))}" for v in analysed.verdicts_in_order]
 
@@ -303,12 +300,13 @@ def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
     console.print(f"results: {outcome.run_dir}")
     if not args.no_report:
         out.print(f"report: {render(outcome.run_dir, Path(args.reports))}")
-    for line in verdict_lines(outcome.run_dir):
+    measurements = read_measurements(outcome.run_dir)[0]  # once, for the verdict and the all-failed check
+    for line in verdict_lines(outcome.manifest, measurements):
         out.print(line)
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: partial results kept")
         return interrupted_exit_code()
-    all_failed = every_request_failed(read_measurements(outcome.run_dir)[0])
+    all_failed = every_request_failed(measurements)
     if all_failed:
         console.print(f"[red]{all_failed}[/]")
     if outcome.failures:
