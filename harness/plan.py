@@ -69,12 +69,18 @@ def _levels(scenario: Scenario, target: str, endpoint: str, repeat: int) -> list
 def planned_seconds(scenario: Scenario, blocks: Sequence[Block]) -> float:
     """Load time the plan needs at most, in seconds (warm-up plus measured time per cell).
 
-    A saturation cell counts as its longest search (:meth:`Saturation.max_steps` cells).
+    A saturation cell counts as its longest search (:meth:`Saturation.max_steps` cells, plus
+    the probe of the capacity search; a step's window longer at low rates is not counted).
     """
     cells = sum(len(block.cells) for block in blocks)
-    if scenario.model == "saturation":
-        cells *= scenario.saturation.max_steps()
-    return cells * (scenario.warmup_s + scenario.duration_s)
+    window = scenario.warmup_s + scenario.duration_s
+    if scenario.model != "saturation":
+        return cells * window
+    saturation = scenario.saturation
+    if saturation.method == "grow":
+        return cells * saturation.max_steps() * window
+    # A probe before each search (blocking stacks skip it, tuned ones take one more): counted once.
+    return cells * (scenario.warmup_s + saturation.probe_s + saturation.steps * window)
 
 
 def split_cpus(available: Sequence[int]) -> Placement:

@@ -50,7 +50,7 @@ def test_serve_keeps_one_stack_up_until_ctrl_c(tmp_path: Path) -> None:
 
 def test_dry_run_prints_the_plan_without_launching(tmp_path: Path) -> None:
     done = subprocess.run(
-        gwbench("run", "--dry-run", str(REPO / "scenarios" / "default.toml"), "--seed", "1"),
+        gwbench("run", "--dry-run", str(REPO / "scenarios" / "closed.toml"), "--seed", "1"),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -106,7 +106,7 @@ def test_scenarios_lists_every_shipped_file_with_its_description() -> None:
 
 def test_quick_scales_durations_and_says_by_how_much() -> None:
     done = subprocess.run(
-        gwbench("run", "--quick", "--dry-run", str(REPO / "scenarios" / "default.toml"), "--seed", "1"),
+        gwbench("run", "--quick", "--dry-run", str(REPO / "scenarios" / "closed.toml"), "--seed", "1"),
         cwd=REPO,
         capture_output=True,
         text=True,

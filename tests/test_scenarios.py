@@ -30,13 +30,14 @@ from conftest import REPO, STACKS, stray_processes
 from harness.analysis import blocking_request_slots, sync_ceiling_requests_per_second
 from harness.model import Measurement, TargetRun, load_scenario
 from harness.results import load_run
+from harness.run.tuning import tunable, tuned_name
 
 SHIPPED = sorted((REPO / "scenarios").glob("*.toml"))
 QUICK = "0.05"
 TIME_SCALE = {"io-wait": "0.1"}
 TIMEOUT_S = 420
 AT_ONCE = 3
-LONGEST_FIRST = ("saturation", "fan-out", "open", "spike", "soak", "default")
+LONGEST_FIRST = ("default", "saturation", "fan-out", "open", "spike", "soak", "closed")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Done]]:
 
 def test_the_shipped_scenarios_are_all_here() -> None:
     names = {path.stem for path in SHIPPED}
-    for workload in ("io-wait", "fan-out", "json-validate", "cpu-bound", "mixed", "soak", "spike", "default"):
+    workloads = ("io-wait", "fan-out", "json-validate", "cpu-bound", "mixed", "soak", "spike")
+    workloads += ("default", "closed")
+    for workload in workloads:
         assert workload in names
 
 
@@ -99,6 +102,9 @@ def test_a_shipped_scenario_runs_against_every_stack(path: Path, runs: dict[str,
     manifest, measurements = load_run(run_dir)
     assert manifest.status == "complete"
     expected = set(scenario.targets) or set(STACKS)
+    if scenario.model == "saturation" and scenario.saturation.tune_blocking:
+        expected |= {tuned_name(t) for t in expected if tunable(manifest.targets[t].config)}
+        assert len(expected) > len(set(scenario.targets) or set(STACKS))  # a stack whose workers block
     assert set(manifest.targets) == expected
     assert {m.target for m in measurements} == expected
     failed = [f"{m.cell_id}: {m.failure_reason}" for m in measurements if m.status != "ok"]

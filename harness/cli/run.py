@@ -346,9 +346,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         check_writable(Path(args.reports), "reports folder")
     cells = sum(len(b.cells) for b in blocks)
+    stacks = len({b.target for b in blocks})
+    what = f"{cells} cells"
+    if scenario.model == "saturation":  # progress counts the search's steps, each a measured cell
+        what = f"{cells} searches of up to {scenario.saturation.max_steps()} steps"
+        cells *= scenario.saturation.max_steps()
     console.print(
-        f"scenario [bold]{scenario.name}[/]: {len(targets)} stacks, {cells} cells, "
-        f"~{total_s / 60:.1f} min of load (seed {spec.seed})"
+        f"scenario [bold]{scenario.name}[/]: {stacks} stacks, {what}, "
+        f"~{total_s / 60:.1f} min of load at most (seed {spec.seed})"
     )
     return _finish(args, execute_with_progress(spec, total_s, cells))
 

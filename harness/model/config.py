@@ -141,8 +141,8 @@ class Slo(Frozen):
 
     A cell breaks it when its p99 latency (corrected, in the open model) exceeds
     ``p99_ms``, when failed plus dropped requests exceed ``error_rate`` of the
-    requests scheduled, or when the achieved rate is below ``min_achieved_ratio``
-    of the intended rate.
+    requests scheduled, or when the achieved rate (the lower of the rates sent and
+    answered successfully) is below ``min_achieved_ratio`` of the intended rate.
     """
 
     p99_ms: StrictFloat = Field(default=100.0, gt=0, le=MAX_DURATION_S * 1000, allow_inf_nan=False)
@@ -172,20 +172,37 @@ class Slo(Frozen):
 
 
 class Saturation(Frozen):
-    """How the saturation search steps the arrival rate (requests/s).
+    """How the saturation (capacity) search steps the arrival rate (requests/s).
 
-    Rates start at ``start_rate`` and are multiplied by ``growth`` until the SLO
-    breaks or ``max_rate`` is passed; then ``bisect_steps`` bisections between
-    the last rate that held and the first that broke narrow the result.
+    ``method = "grow"``: rates start at ``start_rate`` and are multiplied by
+    ``growth`` until the SLO breaks or ``max_rate`` is passed; then
+    ``bisect_steps`` bisections between the last rate that held and the first
+    that broke narrow the result.
+
+    ``method = "probe"`` (capacity, :func:`harness.run.search.capacity_search`):
+    what is known before measuring sets an upper bound, a blocking stack's
+    Little's-law ceiling (workers x threads / the endpoint's wait) or else the
+    peak of a closed-model probe of ``probe_s`` seconds at ``probe_concurrency``
+    connections; then at most ``steps`` measured steps bisect (geometrically)
+    below it. ``tune_blocking`` adds, for every stack whose workers block, a
+    second search at the worker count that serves it best within the same
+    limits (:mod:`harness.run.tuning`), stored as ``<stack>@tuned``.
     """
 
+    method: Literal["grow", "probe"] = "grow"
     start_rate: StrictFloat = Field(default=50.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
     growth: StrictFloat = Field(default=2.0, gt=1, le=10, allow_inf_nan=False)
     max_rate: StrictFloat = Field(default=20_000.0, gt=0, le=MAX_RATE, allow_inf_nan=False)
     bisect_steps: StrictInt = Field(default=3, ge=0, le=10)
+    steps: StrictInt = Field(default=5, ge=1, le=10)
+    probe_concurrency: StrictInt = Field(default=256, ge=1, le=MAX_CONCURRENCY)
+    probe_s: StrictFloat = Field(default=2.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    tune_blocking: StrictBool = False
 
     def max_steps(self) -> int:
-        """The most cells one search can take (growth steps plus bisections)."""
+        """The most cells one search can take (growth steps plus bisections, or ``steps``)."""
+        if self.method == "probe":
+            return self.steps
         steps, rate = 1, self.start_rate
         while rate < self.max_rate:
             rate *= self.growth

@@ -450,6 +450,16 @@ class Measurement(Frozen):
         "from the server (the window's ends included), s; far longer than the response times, it is a "
         "stall (harness.analysis.stalled). None otherwise, and in runs stored before it was recorded.",
     )
+    search_upper_rps: float | None = Field(
+        default=None,
+        description="Capacity searches (saturation, method probe): the upper bound the search bisected "
+        "below, requests/s, known before its steps (see search_prior). None otherwise.",
+    )
+    search_prior: str | None = Field(
+        default=None,
+        description="Capacity searches: where search_upper_rps came from, in words (a blocking stack's "
+        "Little's-law ceiling, or a closed-model probe's peak and its connections). None otherwise.",
+    )
 
 
 class Placement(Frozen):
@@ -525,6 +535,11 @@ class TargetRun(Frozen):
     )
     verification_failures: tuple[str, ...] = Field(
         default=(), description="The contract checks that failed, one line each (name: detail)."
+    )
+    tuning: str | None = Field(
+        default=None,
+        description="A blocking stack's tuned variant (<stack>@tuned): how its worker count was derived "
+        "within the limits, in words (harness.run.tuning). None otherwise.",
     )
 
 

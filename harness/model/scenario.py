@@ -76,7 +76,6 @@ def is_status(value: int) -> int:
 _Endpoint = Annotated[str, AfterValidator(is_path)]
 
 
-
 class RequestSpec(Frozen):
     """One kind of request in a scenario, when a plain GET path is not enough.
 
@@ -358,7 +357,13 @@ class Scenario(Frozen):
                 "duration_s": duration,
                 "repeats": 1,
                 "stages": stages,
-                "saturation": self.saturation.model_copy(update={"bisect_steps": bisect}),
+                "saturation": self.saturation.model_copy(
+                    update={
+                        "bisect_steps": bisect,
+                        "steps": min(self.saturation.steps, QUICK_BISECT_STEPS + 1),
+                        "probe_s": max(round(self.saturation.probe_s * factor, 2), QUICK_MIN_WINDOW_S),
+                    }
+                ),
                 "smoke_window_max_s": self.duration_s if self.model == "closed" and not stages else None,
             }
         )
@@ -369,8 +374,7 @@ class Scenario(Frozen):
             else ""
         )
         longer = (
-            ", a window with no answer measured again twice as long "
-            f"(up to {self.duration_s:g} s)"
+            f", a window with no answer measured again twice as long (up to {self.duration_s:g} s)"
             if self.model == "closed" and not stages
             else ""
         )

@@ -17,19 +17,20 @@ failures), :class:`~harness.run.services.RunServices` (upstream, database),
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from pathlib import Path
 
-from harness import cgroup, environment
+from harness import analysis, cgroup, environment
 from harness.launch import DockerLauncher, LaunchError, LocalLauncher, RunningTarget
 from harness.launch.base import Launcher
-from harness.model import Cell, RunManifest
+from harness.model import Cell, Measurement, RunManifest
 from harness.plan import Block, plan, split_cpus
 from harness.results import RunWriter, StorageError, utc_now
 from harness.run.drive import CellMeasurer
 from harness.run.record import Recorder
-from harness.run.search import search
+from harness.run.search import capacity_search, search, step_window_s
 from harness.run.services import RunServices
 from harness.run.smoke import longer_window
 from harness.run.spec import (
@@ -42,12 +43,14 @@ from harness.run.spec import (
     preflight,
 )
 from harness.run.stacks import Stacks
+from harness.run.tuning import Tuning, derive, is_tuned, with_tuned
 
 
 class _Run:
     """One run of ``spec``: its launcher, run folder and collaborators, and the block loop."""
 
     def __init__(self, spec: RunSpec, events: Events) -> None:
+        spec = expanded(spec)
         self.spec = spec
         self.events = events
         self.placement = split_cpus(sorted(os.sched_getaffinity(0)))
@@ -79,6 +82,7 @@ class _Run:
         )
         self.recorder = Recorder(self.writer, events, spec.scenario, self.blocks)
         self.stacks = Stacks(spec, self.launcher, events, self.recorder)
+        self.tunings: dict[str, Tuning] = {}
         cpus = self.placement.generator_cpus
         self.services = (
             None
@@ -198,6 +202,18 @@ class _Run:
                 first = report.failures[0]
                 recorder.fail_block(block, f"failed verification: {first.name}: {first.detail}")
                 return
+            if is_tuned(name) and stacks.target_runs[name].tuning is None:
+                tuning = self.tune(block, running)
+                if tuning is None:
+                    return
+                self.launcher.stop(running)
+                try:
+                    running = stacks.launch(name, services.env())
+                except LaunchError as exc:
+                    recorder.fail_block(block, f"relaunch with {tuning.workers} workers failed: {exc}")
+                    return
+            if is_tuned(name):
+                stacks.settle(running)  # its many workers boot after the first one answers
             for index, cell in enumerate(block.cells):
                 if not self.launcher.is_alive(running):
                     # It crashed in an earlier cell: the next cells get a fresh one.
@@ -241,31 +257,123 @@ class _Run:
         for measurement in measured or []:
             self.recorder.store(cell, measurement)
 
-    def search(self, cell: Cell, running: RunningTarget) -> None:
-        """Saturation search: grow the rate until the SLO breaks, then bisect; store every step.
+    def probe(self, cell: Cell, running: RunningTarget) -> Measurement | None:
+        """A closed-model window at the search's probe concurrency: the stack's peak throughput.
 
-        Each step is an open-model cell at one rate (``model = "saturation"``).
-        The search ends early if a step fails (stored as failed) or the target
-        dies; the highest rate that held is the analysis's sustainable throughput.
+        Not stored as a measurement (its figures go into the search's steps and the
+        tuning); None when it failed (then stored as a failed cell).
         """
+        scenario = self.spec.scenario
+        saturation = scenario.saturation
+        probe_cell = Cell(
+            target=cell.target,
+            endpoint=cell.endpoint,
+            model="closed",
+            concurrency=min(saturation.probe_concurrency, scenario.max_connections),
+            repeat=cell.repeat,
+        )
+        window = scenario.model_copy(update={"duration_s": saturation.probe_s})
+        measured = self.measurer.measure(probe_cell, running, window)
+        return measured[0] if measured else None
+
+    def tune(self, block: Block, running: RunningTarget) -> Tuning | None:
+        """Derive a blocking stack's worker count within its limits from one probe (harness.run.tuning).
+
+        The result is kept in the manifest's target run (``workers``, ``tuning``)
+        and used by every repeat. None (the block failed, with its reason) when the
+        probe failed or lacked the figures.
+        """
+        name = block.target
+        run = self.stacks.target_runs[name]
+        probe = self.probe(block.cells[0], running)
+        tuning = None if probe is None else derive(probe, run)
+        if tuning is None:
+            self.recorder.fail_block(block, "the probe to derive its worker count failed or lacked figures")
+            return None
+        self.stacks.target_runs[name] = run.model_copy(
+            update={"workers": tuning.workers, "tuning": tuning.describe()}
+        )
+        self.tunings[name] = tuning
+        return tuning
+
+    def upper_bound(self, cell: Cell, running: RunningTarget) -> tuple[float, str] | None:
+        """The capacity search's upper bound (requests/s) and where it came from; None if the probe failed.
+
+        A blocking stack on an endpoint with a declared wait: its Little's-law
+        ceiling, workers x threads / wait (no load needed), lowered to the CPU's
+        limit when a tuning measured CPU per request. Else a closed-model probe's
+        peak throughput.
+        """
+        run = self.stacks.target_runs.get(cell.target)
+        ceiling = None if run is None else analysis.sync_ceiling_requests_per_second(run, cell.endpoint)
+        if run is not None and ceiling is not None:
+            source = f"Little's-law ceiling of {run.workers} workers: {ceiling:,.0f} req/s"
+            tuning = self.tunings.get(cell.target)
+            cpus = run.cpus if run.cpus is not None else 1.0
+            if tuning is not None and cpus * 1e6 / tuning.cpu_us_per_request < ceiling:
+                ceiling = cpus * 1e6 / tuning.cpu_us_per_request
+                per_request = f"{tuning.cpu_us_per_request:.0f} us per request"
+                source = f"the CPU limit at {per_request}: {ceiling:,.0f} req/s"
+            return ceiling, source
+        probe = self.probe(cell, running)
+        if probe is None or not probe.requests_per_second:
+            return None
+        if self.spec.external is None:
+            self.stacks.drain(running, cell)
+        peak = probe.requests_per_second
+        return peak, f"closed-model probe at {probe.concurrency} connections: {peak:,.0f} req/s"
+
+    def search(self, cell: Cell, running: RunningTarget) -> None:
+        """Saturation search: store every step (an open-model cell at one rate, ``model = "saturation"``).
+
+        ``method = "grow"``: grow the rate until the SLO breaks, then bisect
+        (:func:`~harness.run.search.search`). ``method = "probe"``: bisect below an
+        upper bound known before (:meth:`upper_bound`,
+        :func:`~harness.run.search.capacity_search`). The search ends early if a
+        step fails (stored as failed) or the target dies; the highest rate that held
+        is the analysis's sustainable throughput (capacity).
+        """
+        scenario = self.spec.scenario
+        saturation = scenario.saturation
         previous: Cell | None = None
+        prior: dict[str, object] = {}
 
         def step(rate: float) -> bool | None:
             nonlocal previous
             step_cell = cell.model_copy(update={"rate": rate})
-            if previous is not None:
+            if previous is not None and self.spec.external is None:  # the user's app: not ours to wait on
                 if not self.launcher.is_alive(running):
                     return None
                 self.stacks.drain(running, previous)
             previous = step_cell
             self.events.cell_starting(step_cell)
-            measured = self.measurer.measure(step_cell, running)
+            window = None
+            if saturation.method == "probe":
+                duration = step_window_s(rate, scenario.duration_s)
+                window = scenario.model_copy(update={"duration_s": duration})
+            measured = self.measurer.measure(step_cell, running, window)
             if not measured:
                 return None
-            self.recorder.store(step_cell, measured[0])
+            self.recorder.store(step_cell, measured[0].model_copy(update=prior))
             return bool(measured[0].slo_held)
 
-        search(self.spec.scenario.saturation, step)
+        if saturation.method == "grow":
+            search(saturation, step)
+            return
+        bound = self.upper_bound(cell, running)
+        if bound is None:
+            return
+        upper, source = bound
+        prior.update(search_upper_rps=round(upper, 1), search_prior=source)
+        capacity_search(upper, saturation.steps, step)
+
+
+def expanded(spec: RunSpec) -> RunSpec:
+    """``spec`` with each blocking stack's tuned variant added, when its scenario asks for them."""
+    saturation = spec.scenario.saturation
+    if spec.external is not None or spec.scenario.model != "saturation" or not saturation.tune_blocking:
+        return spec
+    return dataclasses.replace(spec, targets=with_tuned(spec.targets))
 
 
 def execute(spec: RunSpec, events: Events) -> RunOutcome:
@@ -281,4 +389,4 @@ def execute(spec: RunSpec, events: Events) -> RunOutcome:
 
 def blocks_for(spec: RunSpec) -> list[Block]:
     """The plan ``execute`` would follow, for a dry run or an estimate."""
-    return plan(spec.scenario, list(spec.targets), spec.seed)
+    return plan(spec.scenario, list(expanded(spec).targets), spec.seed)

@@ -87,7 +87,8 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
             p99_ms=None if latency is None else latency.p99,
             failed=sum(load.errors.values()) + load.dropped,
             scheduled=load.scheduled if load.model == "open" else load.requests,
-            achieved_rate=load.achieved_rate,
+            # Sent is not served: a stack that falls behind answers fewer than were sent.
+            achieved_rate=min(load.achieved_rate, load.requests_per_second),
             intended_rate=scheduled_rate(load) or 0.0,
         )
     by_status = {str(k): v for k, v in sorted(load.error_statuses.items())}

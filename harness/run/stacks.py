@@ -7,7 +7,10 @@ the image, the limits as applied and the verification as they happen.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+
+import psutil
 
 from harness import cgroup
 from harness.launch import LaunchError, Limits, RunningTarget, wait_until_idle
@@ -17,12 +20,17 @@ from harness.launch.services import UPSTREAM
 from harness.model import Cell, TargetRun
 from harness.run.record import Recorder
 from harness.run.spec import Events, RunSpec
+from harness.run.tuning import stack_of
 from harness.types import MIB
 from harness.verify import VerificationReport, verify
 
 
 def _workers(spec: RunSpec, name: str) -> int:
     return spec.scenario.workers.get(name, spec.targets[name].default_workers)
+
+
+SETTLE_INTERVAL_S = 0.5
+SETTLED_CPU_SHARE = 0.1
 
 
 class Stacks:
@@ -57,7 +65,7 @@ class Stacks:
             return True
         spec = self.spec
         for name, config in [*spec.targets.items(), (UPSTREAM, spec.upstream)]:
-            directory = spec.upstream_dir if name == UPSTREAM else spec.targets_root / name
+            directory = spec.upstream_dir if name == UPSTREAM else spec.targets_root / stack_of(name)
             self.events.target_starting(f"{name} (image)", 0)
             try:
                 image = launcher.build(config, directory, log_path=self.logs / f"{name}.build.log")
@@ -79,7 +87,7 @@ class Stacks:
         run = self.target_runs[name]
         running = self.launcher.start(
             self.spec.targets[name],
-            self.spec.targets_root / name,
+            self.spec.targets_root / stack_of(name),
             workers=run.workers,
             log_path=self.logs / f"{name}.log",
             env=env,
@@ -124,6 +132,39 @@ class Stacks:
             )
             self.events.verified(name, report)
         return report
+
+    def settle(self, running: RunningTarget, *, timeout_s: float = 30.0) -> float | None:
+        """Wait until a freshly started stack stops using CPU (its workers have booted); seconds waited.
+
+        Ready means one worker answered; a server told to start 25 workers on one
+        CPU is still forking and importing the rest, which a measurement would
+        charge to the stack. Settled: less than :data:`SETTLED_CPU_SHARE` of a core
+        over :data:`SETTLE_INTERVAL_S`, read from the target's control group (or
+        its process tree). None when it did not settle within ``timeout_s``.
+        """
+        group = self.launcher.cgroup(running)
+
+        def cpu_s() -> float | None:
+            if group is not None:
+                return group.cpu_s()
+            try:
+                root = psutil.Process(running.pid)
+                tree = [root, *root.children(recursive=True)]
+                return sum(sum(p.cpu_times()[:2]) for p in tree)
+            except (psutil.Error, OSError):
+                return None
+
+        started = time.monotonic()
+        last = cpu_s()
+        while time.monotonic() - started < timeout_s:
+            time.sleep(SETTLE_INTERVAL_S)
+            now = cpu_s()
+            if now is None or last is None:
+                return None
+            if (now - last) / SETTLE_INTERVAL_S < SETTLED_CPU_SHARE:
+                return time.monotonic() - started
+            last = now
+        return None
 
     def drain(self, running: RunningTarget, previous: Cell) -> None:
         """Let the target finish the previous cell's orphaned requests before the next cell."""

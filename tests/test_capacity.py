@@ -1,0 +1,182 @@
+"""The capacity search (``[saturation] method = "probe"``) against servers whose capacity is known.
+
+Real runs of ``gwbench run`` on 127.0.0.1: a server of k slots with a fixed service
+time (tests/slots_server.py, peak k / service time), and the shipped Flask stacks,
+whose workers block (Little's-law ceiling workers x threads / wait).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.analysis import measurements_frame, sync_ceiling_requests_per_second
+from harness.net import free_port
+from harness.results import load_run
+from harness.run.search import capacity_search
+from harness.saturation import saturation_summary
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def gwbench(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+def run(tmp_path: Path, scenario: str, *args: str) -> Path:
+    """Run a scenario (TOML text) and return the one run folder it stored."""
+    path = tmp_path / "capacity.toml"
+    path.write_text(scenario)
+    results = tmp_path / "results"
+    done = subprocess.run(
+        gwbench("run", str(path), "--results", str(results), "--no-report", *args),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (folder,) = results.iterdir()
+    return folder
+
+
+@pytest.fixture
+def slots_server() -> Iterator[int]:
+    """A server of 10 slots of 20 ms each: capacity 500 requests/s. Yields its port."""
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "slots_server.py"), str(port), "10", "20"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as server:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        try:
+            yield port
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+KNOWN = """
+description = "capacity search against a server of known capacity"
+endpoints = ["/slots"]
+model = "saturation"
+max_connections = 1024
+warmup_s = 0.3
+duration_s = 2.0
+seed = 1
+[saturation]
+method = "probe"
+steps = 5
+probe_concurrency = {probe}
+probe_s = 1.0
+[slo]
+p99_ms = 200
+"""
+
+
+def test_the_capacity_search_finds_a_known_capacity_within_10_percent(
+    tmp_path: Path, slots_server: int
+) -> None:
+    folder = run(tmp_path, KNOWN.format(probe=64), "--url", f"http://127.0.0.1:{slots_server}/slots")
+    manifest, measurements = load_run(folder)
+    assert 1 <= len(measurements) <= 5  # at most 5 measured steps, each stored
+    assert all(m.search_prior and m.search_prior.startswith("closed-model probe") for m in measurements)
+    summary = saturation_summary(measurements_frame(measurements, manifest.targets)).iloc[0]
+    capacity = summary["sustainable_requests_per_second_median"]
+    assert 450 <= capacity <= 550, [(m.rate, m.slo_held, m.slo_breach) for m in measurements]
+    assert summary["never_broke"] == 0  # a rate above it broke the SLO: the figure is the server's
+
+
+def test_a_capacity_capped_by_the_searchs_own_bound_is_flagged(tmp_path: Path, slots_server: int) -> None:
+    # A probe at 2 connections reads 2 / 20 ms = 100 requests/s, a fifth of the capacity: every
+    # step holds, so the figure is the search's bound, not the server's.
+    folder = run(tmp_path, KNOWN.format(probe=2), "--url", f"http://127.0.0.1:{slots_server}/slots")
+    manifest, measurements = load_run(folder)
+    assert all(m.slo_held for m in measurements)
+    summary = saturation_summary(measurements_frame(measurements, manifest.targets)).iloc[0]
+    assert summary["sustainable_requests_per_second_median"] <= 125 * 1.01
+    assert summary["never_broke"] == 1
+
+
+BLOCKING = """
+description = "capacity of blocking stacks, as configured and tuned"
+targets = ["flask-gunicorn-gthread"]
+endpoints = ["/io/sleep?ms=50"]
+model = "saturation"
+warmup_s = 0.3
+duration_s = 2.0
+seed = 3
+[workers]
+flask-gunicorn-gthread = 4
+[saturation]
+method = "probe"
+steps = 4
+probe_concurrency = 256
+probe_s = 1.5
+tune_blocking = true
+[slo]
+p99_ms = 500
+"""
+
+
+@pytest.fixture(scope="module")
+def blocking_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run(tmp_path_factory.mktemp("blocking"), BLOCKING)
+
+
+def test_a_blocking_stacks_capacity_is_its_littles_law_ceiling_within_10_percent(blocking_run: Path) -> None:
+    manifest, measurements = load_run(blocking_run)
+    gthread = manifest.targets["flask-gunicorn-gthread"]
+    ceiling = sync_ceiling_requests_per_second(gthread, "/io/sleep?ms=50")
+    assert ceiling == 4 * 4 / 0.050  # 4 workers x 4 threads, 50 ms each
+    summary = saturation_summary(measurements_frame(measurements, manifest.targets)).set_index("target")
+    capacity = summary.loc["flask-gunicorn-gthread", "sustainable_requests_per_second_median"]
+    steps = [(m.rate, m.slo_held) for m in measurements if m.target == "flask-gunicorn-gthread"]
+    assert 0.9 * ceiling <= capacity <= 1.1 * ceiling, steps
+    # Known before any load: the search bisected below the ceiling, without a probe.
+    prior = {m.search_prior for m in measurements if m.target == "flask-gunicorn-gthread"}
+    assert prior == {"Little's-law ceiling of 4 workers: 320 req/s"}
+
+
+def test_a_sync_stack_tuned_within_1_gib_serves_more_than_its_default_workers_within_the_limit(
+    blocking_run: Path,
+) -> None:
+    # The tuned variant starts from the stack's default of 3 workers (the run's [workers] sets
+    # 4 for the stack as configured), measures them once and derives its own count.
+    manifest, measurements = load_run(blocking_run)
+    name = "flask-gunicorn-gthread"
+    configured, tuned = manifest.targets[name], manifest.targets[f"{name}@tuned"]
+    assert configured.workers == 4 and configured.tuning is None
+    assert tuned.workers > 4, tuned.tuning
+    assert tuned.tuning is not None and "measured at 3 workers" in tuned.tuning
+    assert tuned.memory_mib == configured.memory_mib == 1024 and tuned.cpus == configured.cpus
+    assert tuned.tuning is not None and "the memory limit holds" in tuned.tuning
+    cells = [m for m in measurements if m.target == f"{name}@tuned"]
+    assert cells and all(m.status == "ok" for m in cells)
+    assert all(m.server_oom_kills == 0 for m in cells)
+    assert max(m.server_cgroup_memory_mib_peak or 0 for m in cells) < 1024
+    assert all((m.server_processes or 0) >= tuned.workers for m in cells)  # every worker was up
+    summary = saturation_summary(measurements_frame(measurements, manifest.targets)).set_index("target")
+    served = summary["sustainable_requests_per_second_median"]
+    assert served[f"{name}@tuned"] > 1.5 * served[name], served.to_dict()
+
+
+def test_the_capacity_search_bisects_below_its_bound_in_the_steps_it_is_given() -> None:
+    """The search's rates against a capacity it cannot see: a step holds below 420 requests/s."""
+    tried: list[float] = []
+
+    def step(rate: float) -> bool:
+        tried.append(rate)
+        return rate <= 420
+
+    capacity_search(500.0, 5, step)
+    assert len(tried) == 5 and tried[0] == 425.0
+    held = max(r for r in tried if r <= 420)
+    assert 0.9 * 420 <= held <= 420  # 5 steps: within 10% (harness.run.search.capacity_search)
+    with pytest.raises(ValueError, match="positive rate"):
+        capacity_search(0.0, 5, step)
