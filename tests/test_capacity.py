@@ -67,13 +67,13 @@ endpoints = ["/slots"]
 model = "saturation"
 max_connections = 1024
 warmup_s = 0.3
-duration_s = 2.0
+duration_s = 1.5
 seed = 1
 [saturation]
 method = "probe"
-steps = 5
+steps = {steps}
 probe_concurrency = {probe}
-probe_s = 1.0
+probe_s = 0.5
 [slo]
 p99_ms = 200
 """
@@ -82,7 +82,8 @@ p99_ms = 200
 def test_the_capacity_search_finds_a_known_capacity_within_10_percent(
     tmp_path: Path, slots_server: int
 ) -> None:
-    folder = run(tmp_path, KNOWN.format(probe=64), "--url", f"http://127.0.0.1:{slots_server}/slots")
+    url = f"http://127.0.0.1:{slots_server}/slots"
+    folder = run(tmp_path, KNOWN.format(probe=64, steps=5), "--url", url)
     manifest, measurements = load_run(folder)
     assert 1 <= len(measurements) <= 5  # at most 5 measured steps, each stored
     assert all(m.search_prior and m.search_prior.startswith("closed-model probe") for m in measurements)
@@ -95,7 +96,8 @@ def test_the_capacity_search_finds_a_known_capacity_within_10_percent(
 def test_a_capacity_capped_by_the_searchs_own_bound_is_flagged(tmp_path: Path, slots_server: int) -> None:
     # A probe at 2 connections reads 2 / 20 ms = 100 requests/s, a fifth of the capacity: every
     # step holds, so the figure is the search's bound, not the server's.
-    folder = run(tmp_path, KNOWN.format(probe=2), "--url", f"http://127.0.0.1:{slots_server}/slots")
+    url = f"http://127.0.0.1:{slots_server}/slots"
+    folder = run(tmp_path, KNOWN.format(probe=2, steps=3), "--url", url)
     manifest, measurements = load_run(folder)
     assert all(m.slo_held for m in measurements)
     summary = saturation_summary(measurements_frame(measurements, manifest.targets)).iloc[0]
