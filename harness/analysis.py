@@ -25,10 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from harness import saturation, stats
+from harness import loadset, saturation, stats
 from harness.bounds import merge_bound_reasons
 from harness.histogram import decode
-from harness.model import Measurement, TargetRun
+from harness.model import Measurement, Slo, TargetRun
 
 LATENCY_FIELDS = ("min", "mean", "stdev", "p50", "p90", "p99", "p999", "max")
 ERROR_KINDS = ("status", "connect", "read", "timeout")
@@ -72,6 +72,7 @@ COLUMNS = [
     "server_cpu_us_per_request",
     "server_rss_mib_peak",
     "server_pss_mib_peak",
+    "server_cgroup_memory_mib_peak",
     "server_processes",
     "generator_cpu_percent",
     "generator_lateness_ms_p99",
@@ -92,6 +93,8 @@ COLUMNS = [
     "timeseries",
     "longest_silence_s",
     "stalled",
+    "load_ceiling_requests_per_second",
+    "set_by_load",
 ]
 
 
@@ -235,7 +238,7 @@ def sync_ceiling_requests_per_second(run: TargetRun, endpoint: str) -> float | N
     return slots * 1000.0 / ms
 
 
-def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
+def _row(measurement: Measurement, run: TargetRun | None, slo: Slo) -> dict[str, object]:
     m = measurement
     latency = m.latency_ms
     ok = m.status == "ok"
@@ -269,6 +272,7 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
         "server_cpu_percent": _nan(m.server_cpu_percent),
         "server_rss_mib_peak": _nan(m.server_rss_mib_peak),
         "server_pss_mib_peak": _nan(m.server_pss_mib_peak),
+        "server_cgroup_memory_mib_peak": _nan(m.server_cgroup_memory_mib_peak),
         "server_processes": _nan(m.server_processes),
         "generator_cpu_percent": m.generator_cpu_percent,
         "generator_lateness_ms_p99": _nan(m.generator_lateness_ms_p99),
@@ -309,11 +313,32 @@ def _row(measurement: Measurement, run: TargetRun | None) -> dict[str, object]:
     row["sync_ceiling_exceeded"] = (
         ok and ceiling is not None and m.requests_per_second > SYNC_CEILING_TOLERANCE * ceiling
     )
+    test_ceiling = loadset.closed_ceiling_requests_per_second(
+        m.concurrency if m.model == "closed" else None, service_time_ms(m.endpoint)
+    )
+    row["load_ceiling_requests_per_second"] = _nan(test_ceiling)
+    opened = m.model == "open" and m.intended_rate is not None and m.achieved_rate is not None
+    row["set_by_load"] = ok and (
+        loadset.closed_set_by_load(m.requests_per_second, test_ceiling)
+        or (
+            opened
+            and loadset.open_set_by_load(
+                intended_rate=float(m.intended_rate or 0.0),
+                achieved_rate=float(m.achieved_rate or 0.0),
+                latency_ms_p99=math.nan if latency is None else latency.p99,
+                failed=m.errors.total + m.dropped,
+                scheduled=m.requests + m.dropped,
+                slo=slo,
+            )
+        )
+    )
     return row
 
 
 def measurements_frame(
-    measurements: Sequence[Measurement], targets: Mapping[str, TargetRun] | None = None
+    measurements: Sequence[Measurement],
+    targets: Mapping[str, TargetRun] | None = None,
+    slo: Slo | None = None,
 ) -> pd.DataFrame:
     """One row per measured cell, in the order given, with the columns of ``COLUMNS``.
 
@@ -328,10 +353,13 @@ def measurements_frame(
     ``littles_law_inconsistent`` (:func:`littles_law_ratio`),
     ``sync_ceiling_requests_per_second`` and ``sync_ceiling_exceeded``
     (:func:`sync_ceiling_requests_per_second`, exceeded by more than 10%),
-    ``stalled`` (:func:`stalled`, from ``longest_silence_s``).
+    ``stalled`` (:func:`stalled`, from ``longest_silence_s``),
+    ``load_ceiling_requests_per_second`` (a closed cell's concurrency / declared wait) and
+    ``set_by_load`` (:mod:`harness.loadset`: the test, not the stack, set the figure; an open
+    cell is judged against ``slo``, the scenario's, default :class:`~harness.model.Slo`).
     """
-    runs = targets or {}
-    rows = [_row(m, runs.get(m.target)) for m in measurements]
+    runs, rule = targets or {}, slo or Slo()
+    rows = [_row(m, runs.get(m.target), rule) for m in measurements]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -365,6 +393,7 @@ FLAG_COLUMNS = (
     "littles_law_inconsistent",
     "sync_ceiling_exceeded",
     "stalled",
+    "set_by_load",
 )
 """Per-cell flags a summary row holds when any of its repeats does."""
 
@@ -385,12 +414,12 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     ``latency_ms_uncorrected_{p50,p99,p999}_median`` (open model, from the
     actual send time), ``achieved_rate_median``; ``server_cpu_percent_median``,
     ``server_cpu_us_per_request_median``/``_min``/``_max``,
-    ``server_rss_mib_peak_max``, ``server_pss_mib_peak_max``,
+    ``server_rss_mib_peak_max``, ``server_pss_mib_peak_max``, ``server_cgroup_memory_mib_peak_max``,
     ``generator_cpu_percent_max``, ``generator_lateness_ms_p99_max`` (the driver's worst
     lateness p99 over the repeats; NaN when no repeat recorded one),
     ``upstream_cpu_percent_max``; ``requests``,
     ``errors_total`` and ``dropped`` (sums); ``generator_bound``, ``upstream_bound``,
-    ``littles_law_inconsistent`` and ``sync_ceiling_exceeded`` (any repeat),
+    ``littles_law_inconsistent``, ``sync_ceiling_exceeded`` and ``set_by_load`` (any repeat),
     ``bound_reasons`` (every repeat's, once each: :func:`merge_bound_reasons`), ``littles_law_ratio_median``,
     ``sync_ceiling_requests_per_second``. A key whose every repeat failed has ``n == 0`` and NaN
     statistics. Sorted by the keys.
@@ -415,6 +444,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     for column in (
         "server_rss_mib_peak",
         "server_pss_mib_peak",
+        "server_cgroup_memory_mib_peak",
         "generator_cpu_percent",
         "generator_lateness_ms_p99",
         "upstream_cpu_percent",

@@ -86,7 +86,7 @@ def _interfaces(manifest: RunManifest, frame: pd.DataFrame) -> dict[str, str | N
 
 def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> RunAnalysis:
     """Analyse one run (see :class:`RunAnalysis`); the sync ceilings and interfaces come from ``manifest``."""
-    frame = analysis.measurements_frame(measurements, manifest.targets)
+    frame = analysis.measurements_frame(measurements, manifest.targets, manifest.scenario.slo)
     summary = with_phases(analysis.summarise(frame), manifest.scenario.phases())
     sustainable = saturation.sustainable_throughput(frame)
     searches = saturation.saturation_summary(frame, per_repeat=sustainable)

@@ -7,8 +7,9 @@ model). Ratios between stacks come with a 95% t-interval and are called
 significant only when it excludes 1 (:func:`harness.stats.compare`).
 
 A verdict never rests on a figure the target did not set: a stack whose cell
-at that level was generator-bound or upstream-bound in any repeat is left out
-of the ranking, and a flag says so.
+at that level was generator-bound or upstream-bound, or set by the load (the
+test's own ceiling, or an offered rate it served: :mod:`harness.loadset`), in
+any repeat is left out of the ranking, and a flag says so.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ FlagKind = Literal[
     "none_held",
     "never_broke",
     "failed",
+    "set_by_load",
 ]
 
 
@@ -56,7 +58,10 @@ class Flag:
     the longest silence (s) of its repeats.
     generator_bound and upstream_bound mean the stack was left out of the
     ranking, ``value`` being its median (a floor) and ``reasons`` why
-    (:class:`~harness.model.BoundReason` records).
+    (:class:`~harness.model.BoundReason` records). set_by_load also leaves it out:
+    its throughput was the test's own ceiling (a closed cell within 10% of connections /
+    declared wait) or the open model's offered rate, served (:mod:`harness.loadset`);
+    ``value`` is its median.
     """
 
     kind: FlagKind
@@ -150,6 +155,8 @@ def _exclusion_flags(row: pd.Series, column: str) -> list[Flag]:
         flags.append(Flag("generator_bound", target, median, reasons=generator))
     if upstream_bound:
         flags.append(Flag("upstream_bound", target, median, reasons=upstream))
+    if bool(row.get("set_by_load", False)):
+        flags.append(Flag("set_by_load", target, median))
     return flags
 
 

@@ -136,7 +136,7 @@ def test_an_unknown_key_lists_the_known_ones_or_suggests_the_closest(tmp_path: P
         f"{path}: frobnicate: unknown key (known keys: name, description, targets, endpoints, mix, "
         "time_scale, model, concurrency, rates, arrival, max_connections, saturation, slo, driver, "
         "generator_processes, warmup_s, duration_s, repeats, timeout_s, workers, cpus, memory_mib, seed, "
-        "stages)"
+        "target_requests_per_second, stages)"
     )
     path, message = scenario_error(tmp_path, replaced(SCENARIO, "duration_s", "duraton_s = 2"))
     assert message.splitlines() == [
@@ -426,3 +426,13 @@ def test_a_body_file_outside_the_scenarios_folder_is_refused(tmp_path: Path, whe
     inside = entry.replace(given, "bodies/ok.json")
     (folder / "fine.toml").write_text(replaced(SCENARIO, "endpoints", f"endpoints = [{inside}]"))
     assert load_scenario(folder / "fine.toml").requests()[0].body == "{}"
+
+
+def test_the_target_load_of_the_cost_defaults_to_10000_and_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO)
+    assert load_scenario(path).target_requests_per_second == 10_000.0
+    path.write_text(SCENARIO + "target_requests_per_second = 15000\n")
+    assert load_scenario(path).target_requests_per_second == 15_000.0
+    _, message = scenario_error(tmp_path, SCENARIO + "target_requests_per_second = 0\n")
+    assert message.endswith("target_requests_per_second: must be > 0, got 0")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import scipy.stats
-from cells import TARGETS, cell
+from cells import TARGETS, cell, target
 
 from harness.analysis import measurements_frame, summarise
 from harness.model import BoundReason, Errors, Measurement
@@ -126,13 +126,24 @@ def test_generator_bound_and_upstream_bound_stacks_are_left_out_of_the_ranking()
 
 def test_verdict_flags_single_runs_errors_dropped_ceiling_and_failed_cells() -> None:
     measurements = [
+        # 128 connections on a 50 ms wait: the test itself caps at 2,560 req/s, well above 1,000.
         cell(
-            "fastapi-uvicorn", endpoint="/io/sleep?ms=50", requests_per_second=1000.0, errors=Errors(status=7)
+            "fastapi-uvicorn",
+            endpoint="/io/sleep?ms=50",
+            concurrency=128,
+            requests_per_second=1000.0,
+            errors=Errors(status=7),
         ),
         cell(
-            "flask-gunicorn", endpoint="/io/sleep?ms=50", requests_per_second=300.0
+            "flask-gunicorn", endpoint="/io/sleep?ms=50", concurrency=128, requests_per_second=300.0
         ),  # 2 sync workers: 40 req/s at most
-        cell("django-gunicorn", endpoint="/io/sleep?ms=50", requests_per_second=100.0, failed=True),
+        cell(
+            "django-gunicorn",
+            endpoint="/io/sleep?ms=50",
+            concurrency=128,
+            requests_per_second=100.0,
+            failed=True,
+        ),
     ]
     (result,) = judge(measurements)
     assert result.asgi_over_wsgi is not None
@@ -154,8 +165,15 @@ def test_open_model_verdict_is_at_the_highest_rate_and_counts_dropped_requests()
         measurements += [
             cell("fastapi-uvicorn", model="open", rate=100.0, repeat=repeat, requests_per_second=99.0),
             cell("flask-gunicorn", model="open", rate=100.0, repeat=repeat, requests_per_second=59.0),
+            # At 800/s the async stack is the limit: its p99 breaks the SLO (an offered rate served
+            # within the SLO would be set by the load and carry no verdict).
             cell(
-                "fastapi-uvicorn", model="open", rate=800.0, repeat=repeat, requests_per_second=790.0 + repeat
+                "fastapi-uvicorn",
+                model="open",
+                rate=800.0,
+                repeat=repeat,
+                requests_per_second=790.0 + repeat,
+                p99_ms=250.0,
             ),
             cell(
                 "flask-gunicorn",
@@ -225,3 +243,50 @@ def test_verdict_when_nothing_was_measured() -> None:
 def test_one_verdict_per_endpoint() -> None:
     results = judge([cell(endpoint="/json"), cell(endpoint="/io/upstream?ms=50")])
     assert [v.endpoint for v in results] == ["/io/upstream?ms=50", "/json"]
+
+
+def test_a_closed_cell_at_the_tests_own_ceiling_is_set_by_the_load_and_carries_no_verdict() -> None:
+    # 128 connections on a 50 ms wait: the test caps at 128 / 0.05 s = 2,560 req/s. The async
+    # stack's 2,362 is within 10% of it (the load's figure); the WSGI stack's 1,899 is not.
+    measurements = []
+    for repeat in range(3):
+        measurements += [
+            cell(
+                "starlette-uvicorn",
+                endpoint="/io/upstream?ms=50",
+                concurrency=128,
+                repeat=repeat,
+                requests_per_second=2362.0 + repeat,
+            ),
+            cell(
+                "flask-granian",
+                endpoint="/io/upstream?ms=50",
+                concurrency=128,
+                repeat=repeat,
+                requests_per_second=1899.0 + repeat,
+            ),
+        ]
+    targets = {
+        "starlette-uvicorn": target("starlette-uvicorn", "asgi"),
+        "flask-granian": target("flask-granian", "wsgi", worker_model="threads"),
+    }
+    frame = measurements_frame(measurements, targets)
+    summary = summarise(frame).set_index("target")
+    assert bool(summary.loc["starlette-uvicorn", "set_by_load"])
+    assert not bool(summary.loc["flask-granian", "set_by_load"])
+    assert set(frame["load_ceiling_requests_per_second"]) == {2560.0}
+    (result,) = verdict(summary.reset_index(), targets)
+    assert result.excluded == ("starlette-uvicorn",)
+    assert result.best is not None and result.best.target == "flask-granian"
+    assert result.asgi_over_wsgi is None  # no ASGI figure the stack set: no ASGI/WSGI ratio
+    assert Flag("set_by_load", "starlette-uvicorn", 2363.0) in result.flags
+    text = [format_flag(f) for f in result.flags if f.kind == "set_by_load"]
+    assert text and "set by the load, not the stack" in text[0]
+
+
+def test_an_open_cell_that_served_its_offered_rate_within_the_slo_is_set_by_the_load() -> None:
+    served = cell("fastapi-uvicorn", model="open", rate=800.0, requests_per_second=799.0, p99_ms=60.0)
+    late = cell("flask-gunicorn", model="open", rate=800.0, requests_per_second=60.0, p99_ms=4000.0)
+    frame = measurements_frame([served, late], TARGETS).set_index("target")
+    assert bool(frame.loc["fastapi-uvicorn", "set_by_load"])
+    assert not bool(frame.loc["flask-gunicorn", "set_by_load"])

@@ -23,6 +23,8 @@ from harness.launch import LocalLauncher, RunningTarget
 from harness.launch.base import HURRY
 from harness.launch.services import UPSTREAM, Upstream
 from harness.model import ConfigError, TargetConfig, discover_targets, suggest
+from harness.paths import MigrationPath, load_paths
+from harness.runanalysis import RunAnalysis
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 2, 130, 129
@@ -180,11 +182,29 @@ def select_targets(
     return {n: stacks[n] for n in names}
 
 
-def render(run_dir: Path, reports: Path) -> Path:
+PATHS_FILE = REPO / "scenarios" / "paths" / "migrations.toml"
+"""The migration paths whose table opens a run's report and ends ``gwbench run``."""
+
+
+def migration_paths() -> tuple[MigrationPath, ...]:
+    """The paths of :data:`PATHS_FILE`. Raises ConfigError (one line) for a bad file."""
+    return load_paths(PATHS_FILE)
+
+
+def render(
+    run_dir: Path,
+    reports: Path,
+    *,
+    paths: Sequence[MigrationPath] | None = None,
+    analysed: tuple[RunAnalysis, list[str]] | None = None,
+) -> Path:
     """Write the HTML report of the stored run ``run_dir`` under ``reports``; the path of its index page.
 
+    ``paths`` default to :func:`migration_paths`; ``analysed`` is the run's analysis and the
+    problems met reading it, when the caller has them (then the run is not analysed again).
     The report package is imported here, not at the top: only the commands that render need it.
     """
     from harness.report import write_reports
 
-    return write_reports(run_dir, reports)
+    chosen = migration_paths() if paths is None else paths
+    return write_reports(run_dir, reports, paths=chosen, analysed=analysed)

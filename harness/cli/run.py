@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 import psutil
 from pydantic import ValidationError
 from rich.markup import escape
+from rich.table import Table
 
+from harness import cost
 from harness.cli.common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -33,6 +35,7 @@ from harness.cli.common import (
     find_upstream,
     in_range,
     interrupted_exit_code,
+    migration_paths,
     out,
     render,
     select_targets,
@@ -45,17 +48,18 @@ from harness.model import (
     QUICK_MAX_WINDOW_S,
     ConfigError,
     Measurement,
-    RunManifest,
     Scenario,
     TargetConfig,
     load_scenario,
     suggest,
 )
+from harness.paths import MigrationPath, PathRow, run_paths
 from harness.plan import Block, planned_seconds, split_cpus
 from harness.report.formats import format_headline
+from harness.report.paths import PATH_COLUMNS, format_path_lines, path_cells
 from harness.results import read_measurements
 from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for, check_writable, preflight
-from harness.runanalysis import analyse_run
+from harness.runanalysis import RunAnalysis, analyse_run
 
 
 def _external_target(
@@ -286,23 +290,53 @@ def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
     return f"every request failed: {requests:,} requests ({', '.join(statuses + other) or 'none sent'})"
 
 
-def verdict_lines(manifest: RunManifest, measurements: Sequence[Measurement]) -> list[str]:
+def verdict_lines(run: RunAnalysis) -> list[str]:
     """The run's verdict, one line per endpoint (as the list of runs shows it)."""
-    analysed = analyse_run(manifest, measurements)
-    return [f"verdict: {escape(format_headline([v]))}" for v in analysed.verdicts_in_order]
+    return [f"verdict: {escape(format_headline([v]))}" for v in run.verdicts_in_order]
 
 
-def _finish(args: argparse.Namespace, outcome: RunOutcome) -> int:
-    """Print where the results (and the report, unless ``--no-report``) went; the exit code.
+def path_table(rows: Sequence[PathRow]) -> Table:
+    """The migration-path table for a terminal (:func:`harness.report.paths.path_cells`)."""
+    table = Table(title="migration paths: capacity within the SLO", title_justify="left")
+    for key, heading in PATH_COLUMNS:
+        table.add_column(heading, overflow="fold", justify="right" if key.endswith("ratio") else "left")
+    for row in rows:
+        cells = path_cells(row)
+        table.add_row(*(escape(cells[key]) for key, _ in PATH_COLUMNS))
+    return table
 
-    A run in which every request failed exits with EXIT_FAILURES, as a failed cell does.
+
+def print_paths(run: RunAnalysis, paths: Sequence[MigrationPath]) -> None:
+    """The path table after the verdict lines: a rich table in a terminal, plain lines of at most
+    160 columns otherwise (:func:`harness.report.paths.format_path_lines`); nothing without rows."""
+    rows = run_paths(run, paths)
+    if not rows:
+        return
+    load = run.manifest.scenario.target_requests_per_second
+    if out.is_terminal:
+        out.print(path_table(rows))
+        out.print(escape(f"cost for {load:,.0f} requests/s: {cost.assumption(1.0)}"))
+        return
+    for line in format_path_lines(rows, load, cost.assumption(1.0)):
+        out.print(line, markup=False)
+
+
+def _finish(args: argparse.Namespace, outcome: RunOutcome, paths: Sequence[MigrationPath]) -> int:
+    """Print where the results (and the report, unless ``--no-report``) went, the verdict and the
+    migration-path table; the exit code.
+
+    The run is read and analysed once, for the report, the verdict, the paths and the all-failed
+    check. A run in which every request failed exits with EXIT_FAILURES, as a failed cell does.
     """
     console.print(f"results: {outcome.run_dir}")
+    measurements, problems = read_measurements(outcome.run_dir)
+    run = analyse_run(outcome.manifest, measurements)
     if not args.no_report:
-        out.print(f"report: {render(outcome.run_dir, Path(args.reports))}")
-    measurements = read_measurements(outcome.run_dir)[0]  # once, for the verdict and the all-failed check
-    for line in verdict_lines(outcome.manifest, measurements):
+        page = render(outcome.run_dir, Path(args.reports), paths=paths, analysed=(run, problems))
+        out.print(f"report: {page}")
+    for line in verdict_lines(run):
         out.print(line)
+    print_paths(run, paths)
     if outcome.interrupted:
         console.print("[yellow]interrupted[/]: partial results kept")
         return interrupted_exit_code()
@@ -337,6 +371,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             out.print(line)
         return EXIT_OK
     preflight(spec)  # before the plan is printed: a refusal is the only line (run again by execute)
+    paths = migration_paths()  # a bad paths file is said before the load, not after it
     others = leftovers.other_harnesses()
     if others:
         console.print(
@@ -355,7 +390,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"scenario [bold]{scenario.name}[/]: {stacks} stacks, {what}, "
         f"~{total_s / 60:.1f} min of load at most (seed {spec.seed})"
     )
-    return _finish(args, execute_with_progress(spec, total_s, cells))
+    return _finish(args, execute_with_progress(spec, total_s, cells), paths)
 
 
 DEFAULT_SCENARIO = str(REPO / "scenarios" / "default.toml")

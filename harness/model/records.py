@@ -38,6 +38,8 @@ Results format changelog (``SCHEMA_VERSION``):
   ``by_class`` (``{"3xx": 12}``); older files get ``by_class`` from their ``by_status``.
   The native closed model's ``connections_peak`` is measured (the most connections
   established at once, per stage too), no longer the concurrency it asked for.
+  The scenario gains ``target_requests_per_second`` (the load the cost is worked out for,
+  default 10,000); older manifests take the default.
 """
 
 from __future__ import annotations

@@ -166,6 +166,9 @@ class Scenario(Frozen):
     open model, native driver; ``duration_s`` is then their total (filled in
     when omitted).
 
+    ``target_requests_per_second`` is the load the cost is worked out for (the cores and GiB
+    each stack needs to serve it within the SLO, :mod:`harness.cost`); default 10,000.
+
     ``smoke_window_max_s`` (s), set by :meth:`quick`, lets a closed-model cell be
     measured again with a window of up to that length when its window was too
     short to answer (None: never); a scenario file cannot set it.
@@ -200,6 +203,9 @@ class Scenario(Frozen):
     )
     memory_mib: dict[str, Annotated[StrictInt, Field(ge=32, le=MAX_MEMORY_MIB)]] = Field(default_factory=dict)
     seed: StrictInt | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    target_requests_per_second: StrictFloat = Field(
+        default=10_000.0, gt=0, le=MAX_RATE * 1000, allow_inf_nan=False
+    )
     stages: tuple[Stage, ...] = Field(default=(), max_length=MAX_LEVELS)
     smoke_window_max_s: StrictFloat | None = Field(
         default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False, json_schema_extra={"set_by": "--quick"}

@@ -224,6 +224,12 @@ def format_flag(flag: Flag) -> str:
             f"{t}: left out of the ranking: the upstream service was the bottleneck{detail}, so its "
             f"{format_number(flag.value, 0)} requests/s is a floor, not the server's limit."
         )
+    if flag.kind == "set_by_load":
+        return (
+            f"{t}: left out of the ranking: set by the load, not the stack: its "
+            f"{format_number(flag.value, 0)} requests/s is the test's own ceiling (connections / declared "
+            "wait) or the offered rate, served within the SLO, so it says nothing of the stack's limit."
+        )
     if flag.kind == "littles_law":
         return (
             f"{t}: Little's law check failed: requests/s x mean latency = {value:.2f} x the concurrency "

@@ -13,16 +13,25 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from harness import analysis
+from harness import analysis, cost
 from harness.model import RunManifest, TargetRun
-from harness.report.formats import DASH, format_headline, format_slo, format_status, format_time
+from harness.paths import MigrationPath, run_paths
+from harness.report.formats import (
+    DASH,
+    format_headline,
+    format_number,
+    format_slo,
+    format_status,
+    format_time,
+)
 from harness.report.jinja import pages
+from harness.report.paths import PATH_COLUMNS, PATH_NOTE, path_cells
 from harness.report.runcharts import endpoint_charts
 from harness.report.svg import stack_styles
 from harness.report.tables import cell_row, packages, summary_rows, verdict_context, workload_context
@@ -57,7 +66,22 @@ def _targets(manifest: RunManifest) -> list[tuple[str, TargetRun, list[tuple[str
     return found
 
 
-def _run_context(run_dir: Path, run: RunAnalysis, raw_href: str, problems: list[str]) -> dict[str, object]:
+def _path_context(run: RunAnalysis, paths: Sequence[MigrationPath]) -> dict[str, object]:
+    """The migration-path table (:mod:`harness.report.paths`); no rows when the run measured no
+    capacity of a path's stack."""
+    rows = run_paths(run, paths)
+    return {
+        "path_rows": [path_cells(row) for row in rows],
+        "path_columns": PATH_COLUMNS,
+        "path_note": PATH_NOTE,
+        "path_load": format_number(run.manifest.scenario.target_requests_per_second, 0),
+        "path_assumption": cost.assumption(1.0),
+    }
+
+
+def _run_context(
+    run_dir: Path, run: RunAnalysis, raw_href: str, problems: list[str], paths: Sequence[MigrationPath] = ()
+) -> dict[str, object]:
     manifest, frame, summary, interfaces = run.manifest, run.frame, run.summary, run.interfaces
     order = {endpoint: index for index, endpoint in enumerate(run.endpoints)}
     styles = stack_styles(interfaces)
@@ -93,26 +117,34 @@ def _run_context(run_dir: Path, run: RunAnalysis, raw_href: str, problems: list[
         "raw_href": raw_href.rstrip("/"),
         "littles_low": analysis.LITTLES_LAW_LOW,
         "littles_high": analysis.LITTLES_LAW_HIGH,
+        **_path_context(run, paths),
     }
 
 
-def _render_page(run_dir: Path, run: RunAnalysis, problems: list[str], raw_href: str | None) -> str:
+def _render_page(
+    run_dir: Path,
+    run: RunAnalysis,
+    problems: list[str],
+    raw_href: str | None,
+    paths: Sequence[MigrationPath] = (),
+) -> str:
     href = raw_href if raw_href is not None else f"../../results/{run.manifest.run_id}"
-    context = _run_context(run_dir, run, href, problems)
+    context = _run_context(run_dir, run, href, problems, paths)
     context["problems"] = problems
     return pages.get_template("run.html.j2").render(context)
 
 
-def render_run(run_dir: Path, *, raw_href: str | None = None) -> str:
+def render_run(run_dir: Path, *, raw_href: str | None = None, paths: Sequence[MigrationPath] = ()) -> str:
     """The report page of one stored run, as HTML text.
 
     ``raw_href`` is the run directory as seen from the page, for links to the
     raw files; by default ``../../results/<run_id>`` (``reports/<run_id>/``
-    beside ``results/<run_id>/``). Raises ResultsError for an unreadable run.
+    beside ``results/<run_id>/``). ``paths`` are the migration paths whose table
+    opens the page (when the run measured capacity). Raises ResultsError for an unreadable run.
     """
     manifest = load_manifest(run_dir)
     measurements, problems = read_measurements(run_dir)
-    return _render_page(run_dir, analyse_run(manifest, measurements), problems, raw_href)
+    return _render_page(run_dir, analyse_run(manifest, measurements), problems, raw_href, paths)
 
 
 def _index_row(run_dir: Path, reports_root: Path, run: RunAnalysis | None) -> dict[str, object]:
@@ -162,19 +194,30 @@ def render_index(
     )
 
 
-def write_reports(run_dir: Path, reports_root: Path) -> Path:
+def write_reports(
+    run_dir: Path,
+    reports_root: Path,
+    *,
+    paths: Sequence[MigrationPath] = (),
+    analysed: tuple[RunAnalysis, list[str]] | None = None,
+) -> Path:
     """Write ``reports_root/<run_id>/index.html``, regenerate ``reports_root/index.html``.
 
     Returns the run page's path. Runs listed in the index are those beside
     ``run_dir`` (its parent folder is the results root); this run is analysed
-    once for both pages.
+    once for both pages, or not at all when ``analysed`` gives its analysis and the
+    problems met reading its measurements (:func:`harness.results.read_measurements`).
+    ``paths``: the migration paths of the page's first table.
     """
-    manifest = load_manifest(run_dir)
-    measurements, problems = read_measurements(run_dir)
-    run = analyse_run(manifest, measurements)
+    if analysed is None:
+        measurements, problems = read_measurements(run_dir)
+        run = analyse_run(load_manifest(run_dir), measurements)
+    else:
+        run, problems = analysed
+    manifest = run.manifest
     page = reports_root / manifest.run_id / "index.html"
     raw_href = Path(os.path.relpath(run_dir.resolve(), page.parent.resolve())).as_posix()
-    write_atomic(page, _render_page(run_dir, run, problems, raw_href))
+    write_atomic(page, _render_page(run_dir, run, problems, raw_href, paths))
     index = render_index(run_dir.parent, reports_root, analysed={run_dir.name: run})
     write_atomic(reports_root / "index.html", index)
     return page

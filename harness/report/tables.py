@@ -87,6 +87,8 @@ def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
         )
     if row["slo_held"] is False:
         flags.append(f"SLO broken: {row['slo_breach']}")
+    if row.get("set_by_load", False):
+        flags.append("set by the load, not the stack")
     # A trend is stored only over a minute or more; flagged when its whole 95% interval is above 0.
     if _float(row["server_memory_slope_low"]) > 0:
         flags.append(f"memory growing {_float(row['server_memory_slope_mib_per_min']):+.2f} MiB/min")
@@ -135,6 +137,8 @@ def _summary_flags(row: Mapping[Hashable, object]) -> list[str]:
         flags.append("generator bound")
     if row["upstream_bound"]:
         flags.append("upstream bound")
+    if row.get("set_by_load", False):
+        flags.append("set by the load, not the stack")
     if int(_float(row["errors_total"])):
         flags.append(f"errors {int(_float(row['errors_total'])):,}")
     if int(_float(row["dropped"])):
