@@ -9,7 +9,8 @@ significant only when it excludes 1 (:func:`harness.stats.compare`).
 A verdict never rests on a figure the target did not set: a stack whose cell
 at that level was generator-bound or upstream-bound, or set by the load (the
 test's own ceiling, or an offered rate it served: :mod:`harness.loadset`), in
-any repeat is left out of the ranking, and a flag says so.
+any repeat, or whose capacity search never broke the SLO (its figure is the search's
+bound), is left out of the ranking, and a flag says so.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Flag:
     (:class:`~harness.model.BoundReason` records). set_by_load also leaves it out:
     its throughput was the test's own ceiling (a closed cell within 10% of connections /
     declared wait) or the open model's offered rate, served (:mod:`harness.loadset`);
-    ``value`` is its median.
+    ``value`` is its median. never_broke leaves it out too.
     """
 
     kind: FlagKind
@@ -135,7 +136,8 @@ def _standing(row: pd.Series, column: str, interface: str | None) -> Standing:
 
 
 def _exclusion_flags(row: pd.Series, column: str) -> list[Flag]:
-    """The generator_bound and upstream_bound flags of a summary row, each with its reasons.
+    """The flags that leave a stack out of the ranking: generator_bound and upstream_bound, each with
+    its reasons; set_by_load; never_broke (a search that never broke the SLO measured its own bound).
 
     A saturation summary has one ``bound`` for both kinds: the kinds come from the reasons
     (a bound search with none recorded counts as generator-bound).
@@ -144,13 +146,15 @@ def _exclusion_flags(row: pd.Series, column: str) -> list[Flag]:
     reasons = merge_bound_reasons([row.get("bound_reasons")])
     generator = tuple(r for r in reasons if r.by == "generator")
     upstream = tuple(r for r in reasons if r.by == "upstream")
+    flags = []
     if "bound" in row:  # saturation summary
+        if int(row["never_broke"]):  # the search's own bound set the figure, not the stack
+            flags.append(Flag("never_broke", target, float(row["never_broke"])))
         if not bool(row["bound"]):
-            return []
+            return flags
         generator_bound, upstream_bound = bound_kinds(reasons)
     else:
         generator_bound, upstream_bound = bool(row["generator_bound"]), bool(row["upstream_bound"])
-    flags = []
     if generator_bound:
         flags.append(Flag("generator_bound", target, median, reasons=generator))
     if upstream_bound:
@@ -169,8 +173,6 @@ def _cell_flags(row: pd.Series) -> list[Flag]:
     if "none_held" in row:  # saturation summary
         if int(row["none_held"]):
             flags.append(Flag("none_held", target, float(row["none_held"])))
-        if int(row["never_broke"]):
-            flags.append(Flag("never_broke", target, float(row["never_broke"])))
         return flags
     if int(row["errors_total"]) > 0:
         flags.append(Flag("errors", target, float(row["errors_total"])))

@@ -17,7 +17,8 @@ import pytest
 from harness.analysis import measurements_frame, sync_ceiling_requests_per_second
 from harness.net import free_port
 from harness.results import load_run
-from harness.run.search import capacity_search
+from harness.run.search import capacity_search, round_rate
+from harness.runanalysis import analyse_run
 from harness.saturation import saturation_summary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,6 +104,9 @@ def test_a_capacity_capped_by_the_searchs_own_bound_is_flagged(tmp_path: Path, s
     summary = saturation_summary(measurements_frame(measurements, manifest.targets)).iloc[0]
     assert summary["sustainable_requests_per_second_median"] <= 125 * 1.01
     assert summary["never_broke"] == 1
+    (verdict,) = analyse_run(manifest, measurements).verdicts_in_order
+    assert verdict.best is None and verdict.excluded == ("external",)  # no verdict on the search's bound
+    assert [f.kind for f in verdict.flags] == ["never_broke"]
 
 
 BLOCKING = """
@@ -168,17 +172,18 @@ def test_a_sync_stack_tuned_within_1_gib_serves_more_than_its_default_workers_wi
     assert served[f"{name}@tuned"] > 1.5 * served[name], served.to_dict()
 
 
-def test_the_capacity_search_bisects_below_its_bound_in_the_steps_it_is_given() -> None:
-    """The search's rates against a capacity it cannot see: a step holds below 420 requests/s."""
-    tried: list[float] = []
+def test_the_capacity_search_brackets_a_capacity_it_cannot_see_in_the_steps_it_is_given() -> None:
+    """The search's rates against capacities it cannot see, above and far below its first step."""
+    for capacity, upper in ((420.0, 500.0), (800.0, 2480.0), (27.0, 60.0), (560.0, 464.0)):
+        tried: list[float] = []
 
-    def step(rate: float) -> bool:
-        tried.append(rate)
-        return rate <= 420
+        def step(rate: float, capacity: float = capacity, tried: list[float] = tried) -> bool:
+            tried.append(rate)
+            return rate <= capacity
 
-    capacity_search(500.0, 5, step)
-    assert len(tried) == 5 and tried[0] == 425.0
-    held = max(r for r in tried if r <= 420)
-    assert 0.9 * 420 <= held <= 420  # 5 steps: within 10% (harness.run.search.capacity_search)
+        capacity_search(upper, 5, step)
+        assert len(tried) <= 5 and tried[0] == round_rate(0.6 * upper)
+        held = max(r for r in tried if r <= capacity)
+        assert 0.9 * capacity <= held <= capacity, (capacity, tried)
     with pytest.raises(ValueError, match="positive rate"):
         capacity_search(0.0, 5, step)

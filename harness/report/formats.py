@@ -262,7 +262,7 @@ def format_flag(flag: Flag) -> str:
     if flag.kind == "never_broke":
         return (
             f"{t}: in {value:,.0f} repeat(s) the search reached its highest rate without breaking the SLO, "
-            "so the sustainable throughput is a floor."
+            "so the capacity is a floor set by the search, not the stack: it is left out of the ranking."
         )
     return f"{t}: {value:,.0f} failed cell(s) at this level, excluded from the statistics."
 
