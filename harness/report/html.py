@@ -72,6 +72,8 @@ def _path_context(run: RunAnalysis, paths: Sequence[MigrationPath]) -> dict[str,
     rows = run_paths(run, paths)
     return {
         "path_rows": [path_cells(row) for row in rows],
+        "path_defs": list({row.path.name: row.path for row in rows}.values()),
+        "path_endpoints": list(dict.fromkeys(row.endpoint for row in rows)),
         "path_columns": PATH_COLUMNS,
         "path_note": PATH_NOTE,
         "path_load": format_number(run.manifest.scenario.target_requests_per_second, 0),

@@ -81,6 +81,21 @@ def format_side(used: Side | None, configured: Side | None, memory: str) -> str:
     return text
 
 
+def format_side_short(used: Side | None, configured: Side | None, memory: str) -> tuple[str, str]:
+    """A side for the report's narrow cells: (``442 [430-460] n=3``, ``tuned: 26 workers, 866 MiB
+    PSS; as configured (3 workers): 27``); ``("not measured", "")`` without figures."""
+    if used is None:
+        return "not measured", ""
+    if not used.tuned:
+        return _capacity(used), f"as configured ({_workers(used)})"
+    values = used.pss_mib_values if memory == "PSS" else used.cgroup_mib_values
+    cost = f", {format_number(sorted(values)[len(values) // 2], 0)} MiB {memory}" if values else ""
+    detail = f"tuned: {_workers(used)}{cost}"
+    if configured is not None:
+        detail += f"; as configured ({_workers(configured)}): {format_number(configured.capacity_median, 0)}"
+    return _capacity(used), detail
+
+
 def _pair(source: Cost | None, destination: Cost | None, field: str, digits: int) -> str:
     def one(cost: Cost | None) -> str:
         return DASH if cost is None else format_number(getattr(cost, field), digits)
@@ -109,16 +124,28 @@ def path_cells(row: PathRow) -> dict[str, str]:
         verdict = "not measured: " + ", ".join(missing)
     elif row.no_verdict:
         verdict = "no verdict: " + "; ".join(row.no_verdict)
+    elif row.capacity_ratio is not None and row.capacity_ratio.interval is None:
+        verdict = "no interval (fewer than 2 repeats a side): no verdict"
     elif row.capacity_ratio is not None and row.capacity_ratio.practical:
         verdict = "more capacity" if row.capacity_ratio.ratio > 1 else "less capacity"
     else:
         verdict = "no practical difference shown"
+    source_capacity, source_detail = format_side_short(row.source, row.source_configured, kind)
+    destination_capacity, destination_detail = format_side_short(
+        row.destination, row.destination_configured, kind
+    )
     return {
         "path": row.path.name,
+        "from_stack": row.path.from_stack,
+        "to_stack": row.path.to_stack,
         "stands_for": row.path.stands_for,
         "source_text": row.path.source,
         "endpoint": row.endpoint,
         "source": format_side(row.source, row.source_configured, kind),
+        "source_capacity": source_capacity,
+        "source_detail": source_detail,
+        "destination_capacity": destination_capacity,
+        "destination_detail": destination_detail,
         "destination": format_side(row.destination, row.destination_configured, kind),
         "capacity_ratio": format_ratio_interval(row.capacity_ratio),
         "cpu_ratio": format_ratio_interval(row.cpu_ratio),
