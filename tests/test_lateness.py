@@ -165,6 +165,16 @@ def test_the_lateness_bound_is_5_ms_or_5_percent_of_the_slo() -> None:
     assert [r.rule for r in bound_reasons(result, None, None, slo_p99_ms=400.0)] == []
 
 
+def test_a_capacity_step_is_generator_bound_only_when_lateness_could_have_decided_it() -> None:
+    result = _result([100] * 98 + [12_000] * 2)  # p99 12 ms, max 12 ms: over the 5 ms limit
+    rules = [r.rule for r in bound_reasons(result, None, None, slo_p99_ms=100.0, p99_ms=80.0)]
+    assert rules == []  # held: late requests only made its latency worse
+    rules = [r.rule for r in bound_reasons(result, None, None, slo_p99_ms=100.0, p99_ms=150.0)]
+    assert rules == []  # broke by 50 ms: 12 ms of lateness cannot account for that
+    (reason,) = bound_reasons(result, None, None, slo_p99_ms=100.0, p99_ms=105.0)
+    assert reason.rule == "late" and reason.detail is not None and "could account" in reason.detail
+
+
 def test_the_connection_cap_does_not_waive_lateness() -> None:
     # Every allowed connection open and far behind the schedule: "behind" is waived, "late" is not.
     result = _result([900_000] * 100, connections_peak=10, dropped=80)

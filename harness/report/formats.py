@@ -182,7 +182,8 @@ def format_bound_reason(reason: BoundReason) -> str:
             "scheduled, with connections to spare"
         )
     if reason.rule == "late":
-        return f"it sent requests {reason.measured:.0f} ms late at p99 (limit {reason.limit:.0f} ms)"
+        late = f"it sent requests {reason.measured:.0f} ms late at p99 (limit {reason.limit:.0f} ms)"
+        return f"{late}: {reason.detail}" if reason.detail else late
     if reason.by == "upstream":
         return f"the upstream used {reason.measured:.0f}% CPU (limit {reason.limit:.0f}%)"
     if reason.processes and reason.processes > 1 and reason.limit == 80.0:

@@ -50,6 +50,7 @@ def bound_reasons(
     max_connections: int | None,
     upstream_cpu_percent: float | None,
     slo_p99_ms: float | None = None,
+    p99_ms: float | None = None,
 ) -> tuple[BoundReason, ...]:
     """Why the load generator or the upstream, not the target, may have limited a cell; () when neither did.
 
@@ -65,6 +66,13 @@ def bound_reasons(
     allowed connection (``behind``); the upstream used more than 80% of its one core
     (:func:`upstream_bound`). ``upstream_cpu_percent`` is in percent of one core (None:
     not monitored); ``slo_p99_ms`` the p99 latency SLO the cell is judged against (None: none).
+
+    A step of a capacity search (``slo_p99_ms`` and the cell's latency ``p99_ms`` both given)
+    is judged on its decision: lateness only adds to a request's latency, so a step that held
+    the p99 would have held without it, and a breach stands when even the worst lateness
+    cannot account for it (p99 minus the lateness maximum still above the SLO: every request's
+    latency is at most its server part plus that maximum). ``late`` trips for such a step only
+    when it broke the p99 and the generator's lateness could account for the breach.
     """
     reasons = []
     processes = max(load.processes, 1)
@@ -82,10 +90,23 @@ def bound_reasons(
         )
     lateness = load.generator_lateness_ms
     late_limit = lateness_limit_ms(slo_p99_ms)
+    decided = slo_p99_ms is not None and p99_ms is not None
     if lateness is not None and lateness.p99 > late_limit:
-        reasons.append(
-            BoundReason(by="generator", rule="late", measured=round(lateness.p99, 3), limit=late_limit)
-        )
+        if not decided:
+            reasons.append(
+                BoundReason(by="generator", rule="late", measured=round(lateness.p99, 3), limit=late_limit)
+            )
+        elif p99_ms is not None and slo_p99_ms is not None and p99_ms - lateness.max <= slo_p99_ms < p99_ms:
+            reasons.append(
+                BoundReason(
+                    by="generator",
+                    rule="late",
+                    measured=round(lateness.p99, 3),
+                    limit=late_limit,
+                    detail=f"its latest request ({lateness.max:.1f} ms) could account for the breach "
+                    f"(p99 {p99_ms:.1f} ms, SLO {slo_p99_ms:g} ms)",
+                )
+            )
     intended = scheduled_rate(load)
     spare = max_connections is None or load.connections_peak < max_connections
     if intended and spare and load.achieved_rate < GENERATOR_BEHIND_RATIO * intended:

@@ -78,7 +78,11 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
     upstream_cpu = None if observed.upstream is None else round(observed.upstream.cpu_percent, 2)
     latency = latency_summary(load.histogram)
     reasons = bound_reasons(
-        load, context.max_connections, upstream_cpu, slo_p99_ms=None if slo is None else slo.p99_ms
+        load,
+        context.max_connections,
+        upstream_cpu,
+        slo_p99_ms=None if slo is None else slo.p99_ms,
+        p99_ms=None if latency is None else latency.p99,
     )
     lateness = load.generator_lateness_ms
     breach = None
