@@ -38,6 +38,7 @@ from typing import Any
 import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from harness import stats
 from harness.analysis import measurements_frame
@@ -362,6 +363,16 @@ def chart_svg(rows: Sequence[MapRow]) -> str:
                     capsize=3,
                     label=None if fanout else f"{path} ({variant})",
                 )
+                flagged = [(x, r.ratio) for x, r in zip(xs, part, strict=True) if r.flags]
+                if flagged:  # hollow: flagged, no verdict
+                    axes.scatter(
+                        [x for x, _ in flagged],
+                        [y for _, y in flagged],
+                        s=22,
+                        facecolors="white",
+                        edgecolors=colours[path],
+                        zorder=3,
+                    )
         axes.axhline(1.0, color="black", linewidth=0.8)
         axes.annotate(
             "migrating pays above the line",
@@ -373,11 +384,19 @@ def chart_svg(rows: Sequence[MapRow]) -> str:
         )
         axes.set_xscale("log")
         axes.set_yscale("log")
+        finite = [r.ratio_ci_low if math.isfinite(r.ratio_ci_low) else r.ratio for r in rows if r.ratio > 0]
+        tops = [r.ratio_ci_high if math.isfinite(r.ratio_ci_high) else r.ratio for r in rows]
+        axes.set_ylim(
+            bottom=min([0.5, *(v / 1.3 for v in finite if v > 0)]),
+            top=max([2.0, *(1.5 * v for v in tops if math.isfinite(v))]),
+        )
+        axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ticks = sorted({CPU_X if r.wait_ms == 0 else r.wait_ms for r in rows})
         names = {CPU_X if r.wait_ms == 0 else r.wait_ms: r.label for r in rows}
         axes.set_xticks(ticks, [names[t].replace(" upstream", "") for t in ticks], rotation=20)
         axes.minorticks_off()
-        axes.set_xlabel("what a request waits on (ms, log; squares: fan-out)")
+        axes.set_xlabel("what a request waits on (ms, log; squares: fan-out; hollow: flagged, no verdict)")
         axes.set_ylabel("capacity ratio, to / from (log; 95% interval)")
         axes.set_title("Crossover map: capacity within each point's SLO (p99 <= wait + 100 ms)", fontsize=9)
         axes.legend(loc="upper left", bbox_to_anchor=(0, 0.95))
@@ -483,6 +502,10 @@ def parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="pass --quick to every run (one repeat: no intervals)"
     )
     p.add_argument("--quick-factor", type=float, help="with --quick: its factor")
+    p.add_argument("--dry-run", action="store_true", help="write the scenarios and print the plan, no load")
+    p.add_argument(
+        "--no-verify", action="store_true", help="pass --no-verify to every run (no contract check)"
+    )
     p.add_argument("--rebuild", action="store_true", help="no load: rebuild the map from --out's stored runs")
     return p
 
@@ -498,10 +521,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted = False
         if not args.rebuild:
             interrupted = measure(args, out, points, paths)
+            if args.dry_run:
+                return EXIT_OK
         rows = map_rows(out / "results", points, paths)
     except (ConfigError, MapError) as exc:
         print(f"bench-map: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # between runs or while building: what is stored stays
+        print("bench-map: interrupted; the stored runs stay under the output folder", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print("\n".join(format_table(rows)))
     print(f"map: {write_outputs(rows, out)}")
     if interrupted:
@@ -518,6 +546,8 @@ def measure(
     scenarios = write_scenarios(args.template, points, out / "scenarios")
     targets = [name for pair in paths for name in pair]
     extra = ["--targets", ",".join(targets)]
+    if args.no_verify:
+        extra.append("--no-verify")
     if args.quick:
         extra.append("--quick")
         if args.quick_factor is not None:
@@ -535,6 +565,8 @@ def measure(
         file=sys.stderr,
         flush=True,
     )
+    if args.dry_run:
+        return False
     for point in points:
         results = out / "results" / point.key
         results.mkdir(parents=True, exist_ok=True)

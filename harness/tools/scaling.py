@@ -143,8 +143,8 @@ def scaling_rows(small_run: Path, large_run: Path) -> list[ScalingRow]:
     """Each stack's scaling efficiency from the two stored runs alone (targets measured in both)."""
     small_manifest, small_summary = _summary_of(small_run)
     large_manifest, large_summary = _summary_of(large_run)
-    cpus_small = {n: t.cpus for n, t in small_manifest.targets.items()}
-    cpus_large = {n: t.cpus for n, t in large_manifest.targets.items()}
+    cpus_small = {n: math.nan if t.cpus is None else t.cpus for n, t in small_manifest.targets.items()}
+    cpus_large = {n: math.nan if t.cpus is None else t.cpus for n, t in large_manifest.targets.items()}
     rows = []
     for target in sorted(set(small_manifest.targets) & set(large_manifest.targets)):
         small, small_workers, small_flags = _side(small_manifest, small_summary, target)
@@ -226,6 +226,10 @@ def parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="pass --quick to both runs (one repeat: no intervals)"
     )
     p.add_argument("--quick-factor", type=float, help="with --quick: its factor")
+    p.add_argument("--dry-run", action="store_true", help="write the scenarios and print the plan, no load")
+    p.add_argument(
+        "--no-verify", action="store_true", help="pass --no-verify to every run (no contract check)"
+    )
     p.add_argument("--rebuild", action="store_true", help="no load: rebuild from --out's stored runs")
     return p
 
@@ -255,6 +259,8 @@ def measure(args: argparse.Namespace, out: Path) -> bool:
     if unknown:
         raise ConfigError(f"--targets: {', '.join(unknown)}: not {BLOCKING_STACK} or {ASYNC_STACK}")
     extra: list[str] = []
+    if args.no_verify:
+        extra.append("--no-verify")
     if args.quick:
         extra.append("--quick")
         if args.quick_factor is not None:
@@ -279,6 +285,8 @@ def measure(args: argparse.Namespace, out: Path) -> bool:
         file=sys.stderr,
         flush=True,
     )
+    if args.dry_run:
+        return False
     for size in sizes:
         results = out / "results" / size.key
         results.mkdir(parents=True, exist_ok=True)
@@ -302,10 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--rebuild: needs --out (the folder of a scaling run)")
         out = args.out or REPO / "reports" / time.strftime("scaling-%Y%m%dT%H%M%SZ", time.gmtime())
         interrupted = False if args.rebuild else measure(args, out)
+        if args.dry_run and not args.rebuild:
+            return EXIT_OK
         rows = scaling_rows(*stored(out))
     except (ConfigError, MapError) as exc:
         print(f"bench-scaling: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # between runs or while building: what is stored stays
+        print("bench-scaling: interrupted; the stored runs stay under the output folder", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print("\n".join(format_rows(rows) + notes(rows)))
     path = out / "scaling.json"
     path.write_text(json.dumps({"rows": [asdict(r) for r in rows], "notes": notes(rows)}, indent=1))
