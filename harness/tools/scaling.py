@@ -47,6 +47,8 @@ from harness.tools.crossover import (
     EXIT_USAGE,
     REPO,
     MapError,
+    capacity_flags,
+    capacity_values,
     last_line,
     planned_load_s,
     run_point,
@@ -121,22 +123,9 @@ def _summary_of(run_dir: Path) -> tuple[Any, Any]:
 
 
 def _side(manifest: Any, summary: Any, target: str) -> tuple[tuple[float, ...], int | None, list[str]]:
-    row = summary[summary["target"].eq(target)]
     run = manifest.targets.get(target)
     workers = None if run is None else run.workers
-    if row.empty or not isinstance(row.iloc[0]["sustainable_requests_per_second_values"], tuple):
-        return (), workers, [f"{target}: not measured"]
-    r = row.iloc[0]
-    flags = []
-    if r["failed"]:
-        flags.append(f"{target}: {int(r['failed'])} failed cells")
-    if r["none_held"]:
-        flags.append(f"{target}: nothing held in {int(r['none_held'])} repeat(s)")
-    if r["never_broke"]:
-        flags.append(f"{target}: never broke in {int(r['never_broke'])} repeat(s) (a floor)")
-    if r["bound"]:
-        flags.append(f"{target}: set by the generator or upstream")
-    return tuple(float(v) for v in r["sustainable_requests_per_second_values"]), workers, flags
+    return capacity_values(summary, target), workers, capacity_flags(summary, target)
 
 
 def scaling_rows(small_run: Path, large_run: Path) -> list[ScalingRow]:
