@@ -188,7 +188,7 @@ def run_point(scenario_path: Path, results: Path, extra: Sequence[str], log: Pat
     """``gwbench run`` of one point's scenario into ``results``; its exit code (output to ``log``).
 
     On Ctrl-C the run (which got the terminal's SIGINT too) is waited for so that it stores
-    what it measured; a SIGINT sent to this process alone is passed on after 5 s. Then
+    what it measured; a SIGINT sent to this process alone is passed on after 15 s. Then
     KeyboardInterrupt is raised again.
     """
     command = [sys.executable, "-m", "harness", "run", str(scenario_path), "--results", str(results)]
@@ -198,7 +198,7 @@ def run_point(scenario_path: Path, results: Path, extra: Sequence[str], log: Pat
             return child.wait()
         except KeyboardInterrupt:
             try:
-                child.wait(5)
+                child.wait(15)
             except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGINT)
             child.wait()
@@ -353,8 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # between runs or while building: what is stored stays
         print("bench-map: interrupted; the stored runs stay under the output folder", file=sys.stderr)
         return EXIT_INTERRUPTED
+    page = write_outputs(rows, out)  # written before printing: a closed pipe must not lose them
     print("\n".join(format_table(rows)))
-    print(f"map: {write_outputs(rows, out)}")
+    print(f"map: {page}")
     if interrupted:
         print("interrupted: the map holds the points measured so far", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -69,20 +69,22 @@ class Size:
     workers: dict[str, int]
 
 
-def sizes_for(target_cpus: int) -> tuple[Size, Size]:
-    """(small, large): 1 and 2 CPUs when the target may have 2 CPUs, else 0.5 and 1.
+def sizes_for(target_cpus: int, small_cpus: float | None = None) -> tuple[Size, Size]:
+    """(small, large): ``small_cpus`` and twice that; by default 1 and 2 CPUs when the target
+    may have 2 CPUs, else 0.5 and 1. Raises ConfigError when the large size does not fit.
 
     The blocking stack gets Gunicorn's 2 x cores + 1 workers (rounded), the async stack one
     worker at the small size and two at the large.
     """
-    small = 1.0 if target_cpus >= 2 else 0.5
-    return tuple(  # type: ignore[return-value]
-        Size(
-            key=key,
-            cpus=cpus,
-            workers={BLOCKING_STACK: round(2 * cpus + 1), ASYNC_STACK: async_workers},
+    small = small_cpus if small_cpus is not None else (1.0 if target_cpus >= 2 else 0.5)
+    if not 0 < 2 * small <= target_cpus:
+        raise ConfigError(
+            f"--small-cpus: twice it must be > 0 and <= {target_cpus} (the CPUs the stacks run on here), "
+            f"got {small:g}"
         )
-        for key, cpus, async_workers in (("small", small, 1), ("large", 2 * small, 2))
+    return (
+        Size("small", small, {BLOCKING_STACK: round(2 * small + 1), ASYNC_STACK: 1}),
+        Size("large", 2 * small, {BLOCKING_STACK: round(4 * small + 1), ASYNC_STACK: 2}),
     )
 
 
@@ -215,6 +217,12 @@ def parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="pass --quick to both runs (one repeat: no intervals)"
     )
     p.add_argument("--quick-factor", type=float, help="with --quick: its factor")
+    p.add_argument(
+        "--small-cpus",
+        type=float,
+        help="the small size in CPUs (default 0.5 with one target CPU, else 1); the large is twice it. "
+        "0.25 when the large size's async figure is flagged generator-bound",
+    )
     p.add_argument("--dry-run", action="store_true", help="write the scenarios and print the plan, no load")
     p.add_argument(
         "--no-verify", action="store_true", help="pass --no-verify to every run (no contract check)"
@@ -242,7 +250,7 @@ def measure(args: argparse.Namespace, out: Path) -> bool:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{args.template}: {exc}") from exc
     placement = split_cpus(sorted(os.sched_getaffinity(0)))
-    sizes = sizes_for(len(placement.target_cpus))
+    sizes = sizes_for(len(placement.target_cpus), args.small_cpus)
     targets = args.targets.split(",") if args.targets else [BLOCKING_STACK, ASYNC_STACK]
     unknown = [t for t in targets if t not in (BLOCKING_STACK, ASYNC_STACK)]
     if unknown:
@@ -308,9 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # between runs or while building: what is stored stays
         print("bench-scaling: interrupted; the stored runs stay under the output folder", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print("\n".join(format_rows(rows) + notes(rows)))
-    path = out / "scaling.json"
+    path = out / "scaling.json"  # written before printing: a closed pipe must not lose it
     path.write_text(json.dumps({"rows": [asdict(r) for r in rows], "notes": notes(rows)}, indent=1))
+    print("\n".join(format_rows(rows) + notes(rows)))
     print(f"scaling: {path}")
     if interrupted:
         print("interrupted: the table holds what was measured", file=sys.stderr)
