@@ -99,11 +99,13 @@ def chart_svg(rows: Sequence[MapRow]) -> str:
         axes.axhline(1.0, color="black", linewidth=0.8)
         axes.annotate(
             "migrating pays above the line",
-            (0.01, 1.0),
+            (0.99, 1.0),
             xycoords=("axes fraction", "data"),
             xytext=(0, 4),
             textcoords="offset points",
             fontsize=8,
+            ha="right",
+            va="bottom",
         )
         axes.set_xscale("log")
         axes.set_yscale("log")
