@@ -36,6 +36,16 @@ bench-driver: setup
 bench-idle: setup
 	$(BIN)/python -m harness.tools.benchidle $(BENCH_IDLE_ARGS)
 
+.PHONY: bench-map bench-scaling
+
+## bench-map: the crossover map: each main migration path's capacity ratio against what a request waits on (CPU only; 5, 50, 500 ms upstream; fan-out), 5 to 10 minutes of load; chart, table and page under reports/map-<time>/; BENCH_MAP_ARGS="--dry-run" prints the plan
+bench-map: setup
+	$(BIN)/python -m harness.tools.crossover $(BENCH_MAP_ARGS)
+
+## bench-scaling: capacity at two CPU sizes (0.5 and 1 CPU when the stacks have one CPU, else 1 and 2) of flask-gunicorn-gthread and starlette-uvicorn, and the scaling efficiency, about 4 minutes of load; BENCH_SCALING_ARGS for options
+bench-scaling: setup
+	$(BIN)/python -m harness.tools.scaling $(BENCH_SCALING_ARGS)
+
 ## test: run the test suite against real servers on 127.0.0.1 (sets up what it uses first: packages, and the Docker image and wheels when an engine answers)
 test: setup system-deps docker-if-engine
 	$(BIN)/pytest
