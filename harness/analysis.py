@@ -228,13 +228,19 @@ def sync_ceiling_requests_per_second(run: TargetRun, endpoint: str) -> float | N
     Little's law again (L = lambda W, Little 1961): at most workers x threads
     requests are in flight, each for at least the service time, so
     throughput <= workers x threads / service time (s). E.g. 3 sync workers on
-    ``/io/sleep?ms=50``: 3 / 0.05 s = 60 requests/s. None when the stack does
+    ``/io/sleep?ms=50``: 3 / 0.05 s = 60 requests/s. A sequential fan-out
+    (``/io/fanout?ms=100&n=3`` without ``mode``) waits n x ms: 3 / 0.3 s = 10 requests/s.
+    None when the stack does
     not block (:func:`blocking_request_slots`) or the endpoint has no ``ms``.
     """
     slots = blocking_request_slots(run)
     ms = service_time_ms(endpoint)
     if slots is None or ms is None:
         return None
+    query = parse_qs(urlsplit(endpoint).query)
+    calls = query.get("n", ["1"])[0]
+    if urlsplit(endpoint).path == "/io/fanout" and "mode" not in query and calls.isdigit():
+        ms *= max(int(calls), 1)  # a blocking worker makes the calls one after the other
     return slots * 1000.0 / ms
 
 

@@ -271,6 +271,10 @@ def test_sync_ceiling_is_workers_times_threads_over_service_time() -> None:
     assert analysis.sync_ceiling_requests_per_second(sync, "/io/sleep?ms=50") == pytest.approx(60.0)
     assert analysis.sync_ceiling_requests_per_second(gthread, "/io/upstream?ms=50") == pytest.approx(240.0)
     assert analysis.sync_ceiling_requests_per_second(pool, "/io/sleep?ms=100") == pytest.approx(160.0)
+    # A sequential fan-out of 3 calls of 100 ms holds a sync worker 300 ms; with mode=threads, 100.
+    assert analysis.sync_ceiling_requests_per_second(sync, "/io/fanout?ms=100&n=3") == pytest.approx(10.0)
+    threads = "/io/fanout?ms=100&n=3&mode=threads"
+    assert analysis.sync_ceiling_requests_per_second(sync, threads) == pytest.approx(30.0)
     assert analysis.sync_ceiling_requests_per_second(sync, "/json") is None
 
 
