@@ -20,6 +20,8 @@ import psutil
 import pytest
 from conftest import REPO, cgroups_of, first_cell_stored, stray_processes
 
+from harness.analysis import service_time_ms
+from harness.loadset import closed_ceiling_requests_per_second, closed_set_by_load
 from harness.results import load_run
 
 SCENARIO = """
@@ -81,7 +83,7 @@ def test_progress_in_a_pipe_is_a_line_per_cell_with_elapsed_and_time_left(
     run: tuple[Path, Path, subprocess.CompletedProcess[str]],
 ) -> None:
     """No bar where the output is not a terminal (a CI log): each line says where the run is."""
-    _, _, done = run
+    results, _, done = run
     lines = done.stderr.splitlines()
     starts = [line for line in lines if line.startswith("starting ")]
     assert len(starts) == 2 and all(re.search(r"\(repeat 1\) \[elapsed \d+:\d\d", s) for s in starts), starts
@@ -96,7 +98,23 @@ def test_progress_in_a_pipe_is_a_line_per_cell_with_elapsed_and_time_left(
         "verdict: /io/sleep?ms=50",
         "verdict: /io/upstream?ms=50",
     ]
-    assert all(" @ c32: " in v and "ASGI/WSGI" in v for v in verdicts), verdicts
+    # At 32 connections on a 50 ms wait the test itself caps a stack at 640 requests/s: an async
+    # stack within 10% of that was set by the load and is left out (harness.loadset), so the
+    # line compares WSGI with ASGI only where the async stack's figure was its own.
+    (run_dir,) = results.iterdir()
+    _, measurements = load_run(run_dir)
+    for line, endpoint in zip(verdicts, ("/io/sleep?ms=50", "/io/upstream?ms=50"), strict=True):
+        assert " @ c32: " in line, line
+        (asgi,) = [
+            m
+            for m in measurements
+            if m.target == "fastapi-uvicorn" and m.endpoint == endpoint and m.concurrency == 32
+        ]
+        ceiling = closed_ceiling_requests_per_second(32, service_time_ms(endpoint))
+        if closed_set_by_load(asgi.requests_per_second, ceiling):
+            assert "ASGI/WSGI" not in line and "flask-gunicorn" in line, (line, asgi.requests_per_second)
+        else:
+            assert "ASGI/WSGI" in line, (line, asgi.requests_per_second)
 
 
 def test_async_stack_beats_the_sync_ceiling_on_io_wait(
