@@ -125,6 +125,13 @@ def point_scenario(template: Mapping[str, Any], point: Point) -> dict[str, Any]:
     data["max_connections"] = point.max_connections
     data.setdefault("saturation", {})["probe_concurrency"] = point.probe_concurrency
     data.setdefault("slo", {})["p99_ms"] = float(point.slo_p99_ms)
+    # A window counts the answers that arrive in it: a warm-up shorter than the wait leaves the
+    # window's start without answers, so the served rate reads low (the 500 ms point broke every
+    # step on "achieved" in the first full run). Warm-up and probe last at least twice the wait.
+    wait_s = point.wait_ms / 1000
+    data["warmup_s"] = max(float(data.get("warmup_s", 0.0)), 2 * wait_s)
+    data["duration_s"] = max(float(data["duration_s"]), 4 * wait_s)
+    data["saturation"]["probe_s"] = max(float(data["saturation"].get("probe_s", 1.0)), 4 * wait_s)
     return data
 
 
