@@ -398,18 +398,46 @@ def measure(
     )
     if args.dry_run:
         return False
-    for point in points:
-        results = out / "results" / point.key
-        results.mkdir(parents=True, exist_ok=True)
-        log = out / f"run-{point.key}.log"
-        print(f"bench-map: {point.label} ({point.endpoint}) ...", file=sys.stderr, flush=True)
+    runs = [
+        Run(
+            f"bench-map: {point.label} ({point.endpoint}) ...",
+            scenarios[point.key],
+            out / "results" / point.key,
+            out / f"run-{point.key}.log",
+            f"of point {point.key}",
+        )
+        for point in points
+    ]
+    return run_each(runs, extra)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``gwbench run`` of a tool: the line announcing it, its scenario file, results folder and
+    log, and how a failure names it (``of point upstream-50ms``, ``at 0.5 CPU``)."""
+
+    announce: str
+    scenario: Path
+    results: Path
+    log: Path
+    what: str
+
+
+def run_each(runs: Sequence[Run], extra: list[str]) -> bool:
+    """Run each in order (:func:`run_point`); True when Ctrl-C stopped them (what is stored stays).
+
+    Raises MapError, naming the run and its log's last line, when one exits non-zero.
+    """
+    for run in runs:
+        run.results.mkdir(parents=True, exist_ok=True)
+        print(run.announce, file=sys.stderr, flush=True)
         try:
-            code = run_point(scenarios[point.key], results, extra, log)
+            code = run_point(run.scenario, run.results, extra, run.log)
         except KeyboardInterrupt:
             return True
         if code != 0:
             raise MapError(
-                f"the run of point {point.key} failed (exit {code}): {last_line(log)} (log: {log})"
+                f"the run {run.what} failed (exit {code}): {last_line(run.log)} (log: {run.log})"
             )
     return False
 

@@ -47,11 +47,11 @@ from harness.tools.crossover import (
     EXIT_USAGE,
     REPO,
     MapError,
+    Run,
     capacity_flags,
     capacity_values,
-    last_line,
     planned_load_s,
-    run_point,
+    run_each,
     toml_text,
 )
 
@@ -284,20 +284,17 @@ def measure(args: argparse.Namespace, out: Path) -> bool:
     )
     if args.dry_run:
         return False
-    for size in sizes:
-        results = out / "results" / size.key
-        results.mkdir(parents=True, exist_ok=True)
-        log = out / f"run-{size.key}.log"
-        print(f"bench-scaling: {size.cpus:g} CPU ...", file=sys.stderr, flush=True)
-        try:
-            code = run_point(paths[size.key], results, extra, log)
-        except KeyboardInterrupt:
-            return True
-        if code != 0:
-            raise MapError(
-                f"the run at {size.cpus:g} CPU failed (exit {code}): {last_line(log)} (log: {log})"
-            )
-    return False
+    runs = [
+        Run(
+            f"bench-scaling: {size.cpus:g} CPU ...",
+            paths[size.key],
+            out / "results" / size.key,
+            out / f"run-{size.key}.log",
+            f"at {size.cpus:g} CPU",
+        )
+        for size in sizes
+    ]
+    return run_each(runs, extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
