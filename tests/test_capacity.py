@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,8 @@ def gwbench(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
 
 
-def run(tmp_path: Path, scenario: str, *args: str) -> Path:
-    """Run a scenario (TOML text) and return the one run folder it stored."""
+def run(tmp_path: Path, scenario: str, *args: str, exit_code: int = 0) -> Path:
+    """Run a scenario (TOML text), check its exit code, and return the one run folder it stored."""
     path = tmp_path / "capacity.toml"
     path.write_text(scenario)
     results = tmp_path / "results"
@@ -40,17 +41,17 @@ def run(tmp_path: Path, scenario: str, *args: str) -> Path:
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == exit_code, done.stdout[-3000:] + done.stderr[-3000:]
     (folder,) = results.iterdir()
     return folder
 
 
-@pytest.fixture
-def slots_server() -> Iterator[int]:
-    """A server of 10 slots of 20 ms each: capacity 500 requests/s. Yields its port."""
+@contextmanager
+def serving(slots: int, service_ms: float) -> Iterator[int]:
+    """tests/slots_server.py: ``slots`` slots of ``service_ms`` each while the block runs; yields the port."""
     port = free_port()
     with subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "slots_server.py"), str(port), "10", "20"],
+        [sys.executable, str(REPO / "tests" / "slots_server.py"), str(port), str(slots), str(service_ms)],
         stdout=subprocess.PIPE,
         text=True,
     ) as server:
@@ -60,6 +61,13 @@ def slots_server() -> Iterator[int]:
         finally:
             server.terminate()
             server.wait(10)
+
+
+@pytest.fixture
+def slots_server() -> Iterator[int]:
+    """A server of 10 slots of 20 ms each: capacity 500 requests/s. Yields its port."""
+    with serving(10, 20) as port:
+        yield port
 
 
 KNOWN = """
@@ -107,6 +115,49 @@ def test_a_capacity_capped_by_the_searchs_own_bound_is_flagged(tmp_path: Path, s
     (verdict,) = analyse_run(manifest, measurements).verdicts_in_order
     assert verdict.best is None and verdict.excluded == ("external",)  # no verdict on the search's bound
     assert [f.kind for f in verdict.flags] == ["never_broke"]
+
+
+SLOW = """
+description = "a smoke run's probe against a server slower than the probe's window"
+endpoints = ["/slots"]
+model = "saturation"
+warmup_s = 0.3
+duration_s = 2.0
+seed = 2
+[saturation]
+method = "probe"
+steps = 2
+probe_concurrency = 8
+probe_s = 4.0
+[slo]
+p99_ms = 5000
+"""
+
+
+def test_a_smoke_runs_probe_with_no_answer_is_measured_again_longer(tmp_path: Path) -> None:
+    # --quick --quick-factor 0.05 shortens the 4 s probe to 0.5 s after a 0.1 s warm-up. 4 slots of
+    # 800 ms answer first at 0.8 s: the 0.5 s window holds none, so the probe is measured again
+    # with 1 s (then 2 s, up to the unscaled 4 s) until it holds an answer, and the search goes on.
+    with serving(4, 800) as port:
+        args = ("--url", f"http://127.0.0.1:{port}/slots", "--quick", "--quick-factor", "0.05")
+        folder = run(tmp_path, SLOW, *args)
+    manifest, measurements = load_run(folder)
+    assert manifest.status == "complete" and manifest.failures == ()
+    assert measurements and all(m.status == "ok" and m.model == "saturation" for m in measurements)
+    upper = {m.search_upper_rps for m in measurements}
+    assert len(upper) == 1 and 0 < upper.pop() <= 4 / 0.8 * 1.1  # at most 4 slots / 800 ms
+
+
+def test_a_probe_that_never_gets_an_answer_is_a_failed_cell_with_its_reason(tmp_path: Path) -> None:
+    # One slot of 60 s: no window up to the unscaled 4 s holds an answer.
+    with serving(1, 60_000) as port:
+        args = ("--url", f"http://127.0.0.1:{port}/slots", "--quick", "--quick-factor", "0.05")
+        folder = run(tmp_path, SLOW, *args, exit_code=1)  # a run with a failed cell exits 1
+    manifest, measurements = load_run(folder)
+    (failed,) = measurements
+    assert failed.status == "failed" and failed.requests == 0
+    assert failed.failure_reason == "the closed-model probe at 8 connections got no answer in 4 s"
+    assert [f.reason for f in manifest.failures] == [failed.failure_reason]
 
 
 BLOCKING = """

@@ -169,8 +169,8 @@ class Scenario(Frozen):
     ``target_requests_per_second`` is the load the cost is worked out for (the cores and GiB
     each stack needs to serve it within the SLO, :mod:`harness.cost`); default 10,000.
 
-    ``smoke_window_max_s`` (s), set by :meth:`quick`, lets a closed-model cell be
-    measured again with a window of up to that length when its window was too
+    ``smoke_window_max_s`` (s), set by :meth:`quick`, lets a closed-model cell (or a
+    capacity search's closed-model probe) be measured again with a window of up to that length when its window was too
     short to answer (None: never); a scenario file cannot set it.
     """
 
@@ -333,6 +333,14 @@ class Scenario(Frozen):
                         {**where, "cell_id": cell_id, "remedy": remedy},
                     )
 
+    def _smoke_window_max_s(self, stages: tuple[Stage, ...]) -> float | None:
+        """The cap of a smoke run's longer windows (s): see :meth:`quick`."""
+        if self.model == "closed" and not stages:
+            return self.duration_s
+        if self.model == "saturation" and self.saturation.method == "probe":
+            return self.saturation.probe_s
+        return None
+
     def quick(self, factor: float = QUICK_FACTOR) -> tuple[Scenario, str]:
         """A smoke-run version: durations x ``factor`` (with floors), one repeat; and a sentence saying so.
 
@@ -345,7 +353,8 @@ class Scenario(Frozen):
 
         ``smoke_window_max_s`` is set to the unscaled window: a closed-model cell
         whose short window held no answer is measured again with a longer one, up
-        to that (:func:`harness.run.smoke.longer_window`).
+        to that (:func:`harness.run.smoke.longer_window`). A saturation search's
+        closed-model probe gets the same, up to its unscaled ``probe_s``.
         """
         warmup = 0.0 if self.warmup_s == 0 else max(round(self.warmup_s * factor, 2), QUICK_MIN_WARMUP_S)
         duration = max(round(self.duration_s * factor, 2), QUICK_MIN_WINDOW_S)
@@ -370,7 +379,7 @@ class Scenario(Frozen):
                         "probe_s": max(round(self.saturation.probe_s * factor, 2), QUICK_MIN_WINDOW_S),
                     }
                 ),
-                "smoke_window_max_s": self.duration_s if self.model == "closed" and not stages else None,
+                "smoke_window_max_s": self._smoke_window_max_s(stages),
             }
         )
         cap = f", at most {most:g} s: x {scale:.3g}" if capped else ""

@@ -274,6 +274,12 @@ class _Run:
         )
         window = scenario.model_copy(update={"duration_s": saturation.probe_s})
         measured = self.measurer.measure(probe_cell, running, window)
+        while measured and (longer := longer_window(window, probe_cell, measured[0])) is not None:
+            # A smoke run's probe that held no answer: measured again, longer (harness.run.smoke).
+            if self.spec.external is None:
+                self.stacks.drain(running, probe_cell)
+            window = longer
+            measured = self.measurer.measure(probe_cell, running, window)
         return measured[0] if measured else None
 
     def tune(self, block: Block, running: RunningTarget) -> Tuning | None:
@@ -316,7 +322,12 @@ class _Run:
                 source = f"the CPU limit at {per_request}: {ceiling:,.0f} req/s"
             return ceiling, source
         probe = self.probe(cell, running)
-        if probe is None or not probe.requests_per_second:
+        if probe is None:
+            return None  # already stored as failed
+        if not probe.requests_per_second:
+            window = f"{probe.duration_s:.2g} s"
+            reason = f"the closed-model probe at {probe.concurrency} connections got no answer in {window}"
+            self.recorder.fail_cell(cell, reason)
             return None
         if self.spec.external is None:
             self.stacks.drain(running, cell)
