@@ -80,7 +80,7 @@ def planned_seconds(scenario: Scenario, blocks: Sequence[Block]) -> float:
     if saturation.method == "grow":
         return cells * saturation.max_steps() * window
     # A probe before each search (blocking stacks skip it, tuned ones take one more): counted once.
-    return cells * (scenario.warmup_s + saturation.probe_s + saturation.steps * window)
+    return cells * (scenario.warmup_s + saturation.probe_s + saturation.max_steps() * window)
 
 
 def split_cpus(available: Sequence[int]) -> Placement:

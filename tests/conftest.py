@@ -16,6 +16,7 @@ from harness.launch import EngineUnavailable, LocalLauncher, RunningTarget
 from harness.launch.images import LOCAL_BASE_IMAGE, WHEELHOUSE, connect
 from harness.launch.postgres import Postgres
 from harness.model import TargetConfig, discover_targets
+from harness.results import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS_DIR = REPO / "targets"
@@ -57,6 +58,17 @@ def first_cell_stored(results: Path, process: subprocess.Popen[Any], timeout_s: 
             return found[0]
         time.sleep(0.05)
     return None
+
+
+def held_capacities(run_dir: Path, target: str) -> tuple[float, ...]:
+    """Each repeat's highest rate whose step held the SLO (0 when none held), read from the run alone."""
+    _, measurements = load_run(run_dir)
+    by_repeat: dict[int, float] = {}
+    for m in measurements:
+        if m.target == target and m.status == "ok":
+            held = m.rate if m.slo_held and m.rate is not None else 0.0
+            by_repeat[m.repeat] = max(by_repeat.get(m.repeat, 0.0), held)
+    return tuple(by_repeat[r] for r in sorted(by_repeat))
 
 
 def cgroups_of(harness_pid: int) -> list[Path]:

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import held_capacities
 
 from harness import stats
-from harness.results import list_runs, load_run
+from harness.results import list_runs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,17 +59,6 @@ def crossover(template: Path, out: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
-def capacities(run_dir: Path, target: str) -> tuple[float, ...]:
-    """Each repeat's highest rate whose step held the SLO (0 when none held), read from the run alone."""
-    _, measurements = load_run(run_dir)
-    by_repeat: dict[int, float] = {}
-    for m in measurements:
-        if m.target == target and m.status == "ok":
-            held = m.rate if m.slo_held and m.rate is not None else 0.0
-            by_repeat[m.repeat] = max(by_repeat.get(m.repeat, 0.0), held)
-    return tuple(by_repeat[r] for r in sorted(by_repeat))
-
-
 @pytest.fixture(scope="module")
 def tiny_map(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("map")
@@ -82,7 +72,7 @@ def tiny_map(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_maps_ratio_is_stats_compare_of_the_stored_runs_per_repeat_capacities(tiny_map: Path) -> None:
     (row,) = json.loads((tiny_map / "map.json").read_text())
     (run_dir,) = list_runs(tiny_map / "results" / "upstream-5ms")
-    fastapi, flask = capacities(run_dir, "fastapi-uvicorn"), capacities(run_dir, "flask-gunicorn")
+    fastapi, flask = held_capacities(run_dir, "fastapi-uvicorn"), held_capacities(run_dir, "flask-gunicorn")
     assert len(fastapi) == len(flask) == 2
     expected = stats.compare(fastapi, flask)
     assert (row["path"], row["variant"], row["wait_ms"], row["slo_p99_ms"]) == (

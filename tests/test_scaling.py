@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import held_capacities
 
 from harness import stats
 from harness.plan import split_cpus
@@ -37,17 +38,6 @@ p99_ms = 150.0
 """
 
 
-def capacities(run_dir: Path, target: str) -> tuple[float, ...]:
-    """Each repeat's highest rate whose step held the SLO (0 when none held), read from the run alone."""
-    _, measurements = load_run(run_dir)
-    by_repeat: dict[int, float] = {}
-    for m in measurements:
-        if m.target == target and m.status == "ok":
-            held = m.rate if m.slo_held and m.rate is not None else 0.0
-            by_repeat[m.repeat] = max(by_repeat.get(m.repeat, 0.0), held)
-    return tuple(by_repeat[r] for r in sorted(by_repeat))
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("scaling")
@@ -68,7 +58,7 @@ def test_the_scaling_efficiency_is_half_the_ratio_of_the_stored_capacities(pair:
     (row,) = json.loads((pair / "scaling.json").read_text())["rows"]
     (small_run,) = list_runs(pair / "results" / "small")
     (large_run,) = list_runs(pair / "results" / "large")
-    small, large = capacities(small_run, "starlette-uvicorn"), capacities(large_run, "starlette-uvicorn")
+    small, large = (held_capacities(run, "starlette-uvicorn") for run in (small_run, large_run))
     assert len(small) == len(large) == 2 and min(small) > 0
     ratio = stats.compare(large, small)
     assert ratio.interval is not None

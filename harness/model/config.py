@@ -184,7 +184,9 @@ class Saturation(Frozen):
     Little's-law ceiling (workers x threads / the endpoint's wait) or else the
     peak of a closed-model probe of ``probe_s`` seconds at ``probe_concurrency``
     connections; then at most ``steps`` measured steps bisect (geometrically)
-    below it. ``tune_blocking`` adds, for every stack whose workers block, a
+    below it, and the first step whose breach was marginal is measured once
+    more, the second window deciding (:func:`harness.run.search.confirming`).
+    ``tune_blocking`` adds, for every stack whose workers block, a
     second search at the worker count that serves it best within the same
     limits (:mod:`harness.run.tuning`), stored as ``<stack>@tuned``.
     """
@@ -200,9 +202,10 @@ class Saturation(Frozen):
     tune_blocking: StrictBool = False
 
     def max_steps(self) -> int:
-        """The most cells one search can take (growth steps plus bisections, or ``steps``)."""
+        """The most cells one search can take: growth steps plus bisections; or ``steps`` plus the
+        second window of one marginal breach (:func:`harness.run.search.confirming`)."""
         if self.method == "probe":
-            return self.steps
+            return self.steps + 1
         steps, rate = 1, self.start_rate
         while rate < self.max_rate:
             rate *= self.growth
@@ -217,6 +220,9 @@ class Cell(Frozen):
     A saturation search is planned as one cell with neither; the runner stores
     one measurement per rate it tries. A staged scenario (``staged``) is one
     cell too, stored as one measurement per phase (:func:`harness.model.stages.phases`).
+    ``again`` marks a capacity search's second window at a rate whose first
+    broke the SLO only just (:func:`harness.run.search.confirming`): its level
+    reads ``rate505-again``.
     """
 
     target: str
@@ -226,6 +232,7 @@ class Cell(Frozen):
     rate: float | None = None
     repeat: int
     staged: bool = False
+    again: bool = False
 
     @property
     def level(self) -> str:
@@ -235,7 +242,7 @@ class Cell(Frozen):
         if self.model == "closed":
             return f"c{self.concurrency}"
         if self.rate is not None:
-            return f"rate{self.rate:g}"
+            return f"rate{self.rate:g}" + ("-again" if self.again else "")
         return "sat"
 
     @property

@@ -170,8 +170,9 @@ class Scenario(Frozen):
     each stack needs to serve it within the SLO, :mod:`harness.cost`); default 10,000.
 
     ``smoke_window_max_s`` (s), set by :meth:`quick`, lets a closed-model cell (or a
-    capacity search's closed-model probe) be measured again with a window of up to that length when its window was too
-    short to answer (None: never); a scenario file cannot set it.
+    capacity search's closed-model probe) be measured again with a window of up to
+    that length when its window was too short to answer (None: never); a scenario
+    file cannot set it.
     """
 
     name: Annotated[str, Field(max_length=100), AfterValidator(is_folder_name)]

@@ -30,7 +30,14 @@ from harness.plan import Block, plan, split_cpus
 from harness.results import RunWriter, StorageError, utc_now
 from harness.run.drive import CellMeasurer
 from harness.run.record import Recorder
-from harness.run.search import capacity_search, search, step_window_s
+from harness.run.search import (
+    StepOutcome,
+    capacity_search,
+    confirming,
+    marginal_breach,
+    search,
+    step_window_s,
+)
 from harness.run.services import RunServices
 from harness.run.smoke import longer_window
 from harness.run.spec import (
@@ -206,20 +213,18 @@ class _Run:
                 tuning = self.tune(block, running)
                 if tuning is None:
                     return
-                self.launcher.stop(running)
                 try:
-                    running = stacks.launch(name, services.env())
+                    running = stacks.relaunch(running, services.env())
                 except LaunchError as exc:
                     recorder.fail_block(block, f"relaunch with {tuning.workers} workers failed: {exc}")
                     return
-            if is_tuned(name):
+            elif is_tuned(name):
                 stacks.settle(running)  # its many workers boot after the first one answers
             for index, cell in enumerate(block.cells):
                 if not self.launcher.is_alive(running):
                     # It crashed in an earlier cell: the next cells get a fresh one.
-                    self.launcher.stop(running)
                     try:
-                        running = stacks.launch(name, services.env())
+                        running = stacks.relaunch(running, services.env())
                     except LaunchError as exc:
                         recorder.fail_cell(cell, f"restart after a crash failed: {exc}")
                         continue
@@ -349,9 +354,9 @@ class _Run:
         previous: Cell | None = None
         prior: dict[str, object] = {}
 
-        def step(rate: float) -> bool | None:
+        def measure(rate: float, again: bool) -> StepOutcome | None:
             nonlocal previous
-            step_cell = cell.model_copy(update={"rate": rate})
+            step_cell = cell.model_copy(update={"rate": rate, "again": again})
             if previous is not None and self.spec.external is None:  # the user's app: not ours to wait on
                 if not self.launcher.is_alive(running):
                     return None
@@ -366,17 +371,17 @@ class _Run:
             if not measured:
                 return None
             self.recorder.store(step_cell, measured[0].model_copy(update=prior))
-            return bool(measured[0].slo_held)
+            return StepOutcome(bool(measured[0].slo_held), marginal_breach(measured[0], scenario.slo))
 
         if saturation.method == "grow":
-            search(saturation, step)
+            search(saturation, lambda rate: None if (done := measure(rate, False)) is None else done.held)
             return
         bound = self.upper_bound(cell, running)
         if bound is None:
             return
         upper, source = bound
         prior.update(search_upper_rps=round(upper, 1), search_prior=source)
-        capacity_search(upper, saturation.steps, step)
+        capacity_search(upper, saturation.steps, confirming(measure))
 
 
 def expanded(spec: RunSpec) -> RunSpec:

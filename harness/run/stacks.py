@@ -20,7 +20,7 @@ from harness.launch.services import UPSTREAM
 from harness.model import Cell, TargetRun
 from harness.run.record import Recorder
 from harness.run.spec import Events, RunSpec
-from harness.run.tuning import stack_of
+from harness.run.tuning import is_tuned, stack_of
 from harness.types import MIB
 from harness.verify import VerificationReport, verify
 
@@ -97,6 +97,18 @@ class Stacks:
         if run.limits_applied is None:
             self.target_runs[name] = run.model_copy(update={"limits_applied": self.limits_applied(running)})
         return running
+
+    def relaunch(self, running: RunningTarget, env: Mapping[str, str]) -> RunningTarget:
+        """Stop ``running`` and launch its stack again (:meth:`launch`), settled when it is tuned.
+
+        A tuned stack's many workers boot after the first one answers, so it is
+        given :meth:`settle` as at its first launch. Raises LaunchError as :meth:`launch`.
+        """
+        self.launcher.stop(running)
+        fresh = self.launch(running.name, env)
+        if is_tuned(running.name):
+            self.settle(fresh)
+        return fresh
 
     def limits_applied(self, running: RunningTarget) -> str:
         """How the limits were enforced on a started target, in words for the report."""

@@ -185,9 +185,9 @@ def planned_load_s(
     searches = scenario.repeats * (len(targets) + len(tuned))
     stretched = scenario.repeats * (len(blocks) + len(tuned))
     window = scenario.warmup_s + scenario.duration_s
-    per_search = scenario.warmup_s + sat.probe_s + sat.steps * window
+    per_search = scenario.warmup_s + sat.probe_s + sat.max_steps() * window
     about = searches * per_search + scenario.repeats * len(tuned) * window
-    stretch = stretched * sat.steps * (MAX_WINDOW_FACTOR - 1) * scenario.duration_s
+    stretch = stretched * sat.max_steps() * (MAX_WINDOW_FACTOR - 1) * scenario.duration_s
     return about, about + stretch
 
 
