@@ -133,13 +133,19 @@ def memory_slope(
     ``scipy.stats.theilslopes``: robust to the spikes garbage collection and
     allocator arenas make, which a least-squares fit would follow.
     """
-    pairs = [(t, m) for t, m in zip(t_s, memory_mib, strict=True) if m == m]  # NaN != NaN
+    by_time: dict[float, float] = {}
+    for t, m in zip(t_s, memory_mib, strict=True):
+        if m == m:  # NaN != NaN
+            by_time.setdefault(t, m)  # a repeated time (a final sample) makes the ties' variance < 0
+    pairs = sorted(by_time.items())
     if len(pairs) < MIN_SLOPE_SAMPLES or pairs[-1][0] - pairs[0][0] < max(min_window_s, 1e-9):
         return None
     if len(pairs) > MAX_SLOPE_SAMPLES:
         step = len(pairs) / MAX_SLOPE_SAMPLES
         pairs = [pairs[int(i * step)] for i in range(MAX_SLOPE_SAMPLES)]
     times, values = zip(*pairs, strict=True)
+    if min(values) == max(values):
+        return Slope(mib_per_min=0.0, low=0.0, high=0.0)  # flat: every pairwise slope is 0
     from scipy import stats  # lazily: 0.3 s to import, needed only here
 
     fit = stats.theilslopes(values, times, alpha=0.95)

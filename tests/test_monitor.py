@@ -117,3 +117,14 @@ def test_a_mark_splits_cpu_time_between_windows_without_a_gap() -> None:
     cumulative = [s.cpu_s for s in samples]
     assert cumulative == sorted(cumulative)
     assert abs(cumulative[-1] - (busy.cpu_s + idle.cpu_s + last.cpu_s)) < 0.05
+
+
+def test_a_flat_series_whose_last_sample_repeats_its_time_has_a_zero_trend() -> None:
+    # The monitor's final sample can land at the time of the one before it; with every value
+    # equal, scipy's tie correction for that repeated time made the interval's variance negative.
+    times = [round(i * 0.103, 3) for i in range(30)]
+    times.append(times[-1])
+    flat = memory_slope(times, [26.301] * len(times), min_window_s=2)
+    assert flat is not None and (flat.mib_per_min, flat.low, flat.high) == (0.0, 0.0, 0.0)
+    rising = memory_slope(times, [26.0 + 0.1 * t for t in times], min_window_s=2)
+    assert rising is not None and rising.low <= 6.0 <= rising.high and rising.mib_per_min == 6.0

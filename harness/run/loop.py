@@ -214,7 +214,7 @@ class _Run:
                 if tuning is None:
                     return
                 try:
-                    running = stacks.relaunch(running, services.env())
+                    running = stacks.relaunch(name, running, services.env())
                 except LaunchError as exc:
                     recorder.fail_block(block, f"relaunch with {tuning.workers} workers failed: {exc}")
                     return
@@ -224,7 +224,7 @@ class _Run:
                 if not self.launcher.is_alive(running):
                     # It crashed in an earlier cell: the next cells get a fresh one.
                     try:
-                        running = stacks.relaunch(running, services.env())
+                        running = stacks.relaunch(name, running, services.env())
                     except LaunchError as exc:
                         recorder.fail_cell(cell, f"restart after a crash failed: {exc}")
                         continue

@@ -98,15 +98,18 @@ class Stacks:
             self.target_runs[name] = run.model_copy(update={"limits_applied": self.limits_applied(running)})
         return running
 
-    def relaunch(self, running: RunningTarget, env: Mapping[str, str]) -> RunningTarget:
-        """Stop ``running`` and launch its stack again (:meth:`launch`), settled when it is tuned.
+    def relaunch(self, name: str, running: RunningTarget, env: Mapping[str, str]) -> RunningTarget:
+        """Stop ``running`` and launch the run's stack ``name`` again (:meth:`launch`), settled when tuned.
 
-        A tuned stack's many workers boot after the first one answers, so it is
-        given :meth:`settle` as at its first launch. Raises LaunchError as :meth:`launch`.
+        ``name`` is the run's target name (``flask-gunicorn-gthread@tuned``), whose
+        worker count the run holds; ``running.name`` is the stack's own and would
+        launch it as configured. A tuned stack's many workers boot after the first
+        one answers, so it is given :meth:`settle` as at its first launch. Raises
+        LaunchError as :meth:`launch`.
         """
         self.launcher.stop(running)
-        fresh = self.launch(running.name, env)
-        if is_tuned(running.name):
+        fresh = self.launch(name, env)
+        if is_tuned(name):
             self.settle(fresh)
         return fresh
 
