@@ -48,11 +48,14 @@ def run(tmp_path: Path, scenario: str, *args: str, exit_code: int = 0) -> Path:
 
 
 @contextmanager
-def serving(slots: int, service_ms: float) -> Iterator[int]:
-    """tests/slots_server.py: ``slots`` slots of ``service_ms`` each while the block runs; yields the port."""
+def serving(slots: int, service_ms: float, *, first_free: bool = False) -> Iterator[int]:
+    """tests/slots_server.py: ``slots`` slots of ``service_ms`` each while the block runs; yields the port.
+
+    ``first_free``: the first request (the run's check before load) is answered at once."""
     port = free_port()
+    script = str(REPO / "tests" / "slots_server.py")
     with subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "slots_server.py"), str(port), str(slots), str(service_ms)],
+        [sys.executable, script, str(port), str(slots), str(service_ms), "1" if first_free else "0"],
         stdout=subprocess.PIPE,
         text=True,
     ) as server:
@@ -156,8 +159,9 @@ def test_a_smoke_runs_probe_with_no_answer_is_measured_again_longer(tmp_path: Pa
 
 
 def test_a_probe_that_never_gets_an_answer_is_a_failed_cell_with_its_reason(tmp_path: Path) -> None:
-    # One slot of 60 s: no window up to the unscaled 4 s holds an answer.
-    with serving(1, 60_000) as port:
+    # One slot of 60 s: no window up to the unscaled 4 s holds an answer (the check before load,
+    # the first request, is answered at once).
+    with serving(1, 60_000, first_free=True) as port:
         args = ("--url", f"http://127.0.0.1:{port}/slots", "--quick", "--quick-factor", "0.05")
         folder = run(tmp_path, SLOW, *args, exit_code=1)  # a run with a failed cell exits 1
     manifest, measurements = load_run(folder)

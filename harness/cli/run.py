@@ -58,7 +58,15 @@ from harness.plan import Block, planned_seconds, split_cpus
 from harness.report.formats import format_headline
 from harness.report.paths import PATH_COLUMNS, format_path_lines, path_cells
 from harness.results import read_measurements
-from harness.run import ExternalTarget, RunOutcome, RunSpec, blocks_for, check_writable, preflight
+from harness.run import (
+    ExternalTarget,
+    RunOutcome,
+    RunSpec,
+    blocks_for,
+    check_external,
+    check_writable,
+    preflight,
+)
 from harness.runanalysis import RunAnalysis, analyse_run
 
 
@@ -371,6 +379,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             out.print(line)
         return EXIT_OK
     preflight(spec)  # before the plan is printed: a refusal is the only line (run again by execute)
+    check_external(spec)  # your app answers each endpoint once, before any load
     paths = migration_paths()  # a bad paths file is said before the load, not after it
     others = leftovers.other_harnesses()
     if others:

@@ -2,12 +2,14 @@
 the saturation search (:mod:`.search`).
 
 :func:`execute` runs a :class:`RunSpec` and stores it; :func:`preflight` checks
-beforehand that it can be stored and driven; :func:`blocks_for` is the plan
+beforehand that it can be stored and driven, and :func:`check_external` that the
+user's app answers each endpoint (:mod:`.precheck`); :func:`blocks_for` is the plan
 without running it.
 """
 
 from harness.launch.services import UPSTREAM
 from harness.run.loop import blocks_for, execute
+from harness.run.precheck import check_external
 from harness.run.spec import (
     ExternalTarget,
     PreflightError,
@@ -25,6 +27,7 @@ __all__ = [
     "RunOutcome",
     "RunSpec",
     "blocks_for",
+    "check_external",
     "check_writable",
     "descriptors_needed",
     "execute",

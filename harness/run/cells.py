@@ -16,7 +16,7 @@ from harness.load import ClosedLoad
 from harness.load.arrivals import OpenLoad
 from harness.load.profile import Segment
 from harness.load.requests import HttpRequest
-from harness.model import Cell, Errors, Measurement, Phase, Scenario
+from harness.model import Cell, Errors, Measurement, Phase, RequestSpec, Scenario
 from harness.results import utc_now
 
 
@@ -95,8 +95,8 @@ def profile_for(phases: Sequence[Phase], *, closed: bool) -> tuple[Segment, ...]
     )
 
 
-def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
-    """The driver's requests for a cell's endpoint label (one, or the whole mix)."""
+def http_requests(specs: Sequence[RequestSpec]) -> tuple[HttpRequest, ...]:
+    """The scenario's request tables as the drivers send them (body encoded as UTF-8)."""
     return tuple(
         HttpRequest(
             path=spec.path,
@@ -106,8 +106,13 @@ def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
             weight=spec.weight,
             status=spec.status,
         )
-        for spec in scenario.requests_for(cell.endpoint)
+        for spec in specs
     )
+
+
+def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
+    """The driver's requests for a cell's endpoint label (one, or the whole mix)."""
+    return http_requests(scenario.requests_for(cell.endpoint))
 
 
 def load_for(
