@@ -38,6 +38,9 @@ from harness.stats import Comparison, Interval
 
 TUNED_SUFFIX = "@tuned"
 
+#: The ``framework`` of a target that is the user's own app, started by the user (``--url``).
+YOUR_APP = "your app"
+
 
 def stack_of(name: str) -> str:
     """The stack a stored target stands for: ``flask-gunicorn@tuned`` -> ``flask-gunicorn``."""
@@ -326,12 +329,37 @@ def path_table(
     return rows
 
 
+def your_app_paths(targets: Mapping[str, TargetRun]) -> tuple[MigrationPath, ...]:
+    """A path from each of the user's apps declared WSGI to each declared ASGI, in name order.
+
+    The user's apps are the targets whose ``framework`` is :data:`YOUR_APP`; an app
+    with no declared interface is on no path.
+    """
+    apps = {n: r.config.interface for n, r in sorted(targets.items()) if r.config.framework == YOUR_APP}
+    return tuple(
+        MigrationPath.model_validate(
+            {
+                "name": f"your {source} -> your {destination}",
+                "from": source,
+                "to": destination,
+                "stands_for": f"your WSGI app {source} moved to your ASGI app {destination}",
+                "source": "declared on the command line (--url with --interface)",
+            }
+        )
+        for source, wsgi in apps.items()
+        if wsgi == "wsgi"
+        for destination, asgi in apps.items()
+        if asgi == "asgi"
+    )
+
+
 def run_paths(
     run: RunAnalysis, paths: Sequence[MigrationPath], *, scaling_efficiency: float = 1.0
 ) -> list[PathRow]:
-    """:func:`path_table` of an analysed run, for its scenario's ``target_requests_per_second``."""
+    """:func:`path_table` of an analysed run, for its scenario's ``target_requests_per_second``;
+    the user's apps get their own paths (:func:`your_app_paths`) after ``paths``."""
     return path_table(
-        paths,
+        [*paths, *your_app_paths(run.manifest.targets)],
         run.frame,
         run.sustainable,
         run.manifest.targets,

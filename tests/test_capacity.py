@@ -18,6 +18,7 @@ import pytest
 
 from harness.analysis import measurements_frame, sync_ceiling_requests_per_second
 from harness.net import free_port
+from harness.paths import run_paths
 from harness.results import load_run
 from harness.run.search import StepOutcome, capacity_search, confirming, marginal_breach, round_rate
 from harness.runanalysis import analyse_run
@@ -301,3 +302,28 @@ def test_confirming_a_marginal_breach_keeps_more_searches_near_a_capacity_that_p
         highest[confirm] = max(found)
     assert below[False] > 0.2 and below[True] < 0.1, below
     assert max(highest.values()) <= 1.15 * capacity, highest
+
+
+def test_two_of_your_apps_declared_wsgi_and_asgi_get_ceilings_capacities_and_a_path(tmp_path: Path) -> None:
+    # "sync": 4 slots of 20 ms, declared 4 workers x 1 thread (Little's law: 200 requests/s);
+    # "async": 8 slots of 20 ms (400 requests/s), declared ASGI. One run, the same endpoint.
+    with serving(4, 20) as sync_port, serving(8, 20) as async_port:
+        args = [
+            *("--url", f"sync=http://127.0.0.1:{sync_port}/slots?ms=20"),
+            *("--url", f"async=http://127.0.0.1:{async_port}/slots?ms=20"),
+            *("--interface", "sync=wsgi", "--interface", "async=asgi"),
+            *("--workers", "sync=4", "--threads", "sync=1"),
+        ]
+        folder = run(tmp_path, KNOWN.format(probe=64, steps=4).replace('"/slots"', '"/ignored"'), *args)
+    manifest, measurements = load_run(folder)
+    assert set(manifest.targets) == {"sync", "async"}
+    priors = {m.target: m.search_prior for m in measurements}
+    assert priors["sync"] == "Little's-law ceiling of 4 workers: 200 req/s"
+    assert priors["async"] is not None and priors["async"].startswith("closed-model probe")
+    run_analysis = analyse_run(manifest, measurements)
+    capacity = run_analysis.sustainable.set_index("target")["sustainable_requests_per_second"]
+    steps = [(m.target, m.rate, m.slo_held) for m in measurements]
+    assert 170 <= capacity["sync"] <= 220 and 340 <= capacity["async"] <= 440, steps
+    (row,) = run_paths(run_analysis, [])
+    assert (row.path.from_stack, row.path.to_stack) == ("sync", "async")
+    assert row.capacity_ratio is not None and 1.55 <= row.capacity_ratio.ratio <= 2.6, steps

@@ -150,8 +150,32 @@ KNOWN = ", ".join(STACKS)
         (["run", "--targets", ""], f"--targets: names no target, got ''; known: {KNOWN}"),
         (["run", "--targets", " , "], f"--targets: names no target, got ' , '; known: {KNOWN}"),
         (["verify", "--targets", ""], f"--targets: names no target, got ''; known: {KNOWN}"),
-        (["run", "--pid", "5"], "--pid: only with --url (the process of your own app)"),
-        (["run", "--url", "http://127.0.0.1:9/", "--pid", "0"], "--pid: must be >= 1 and <= 4194304, got 0"),
+        (["run", "--pid", "5"], "--pid: only with --url (what you declare of your own app)"),
+        (["run", "--workers", "4"], "--workers: only with --url (what you declare of your own app)"),
+        (
+            ["run", "--url", "http://127.0.0.1:9/", "--pid", "0"],
+            "--pid 0: must be a whole number from 1 to 4194304",
+        ),
+        (
+            ["run", "--url", "http://127.0.0.1:9/a", "--url", "http://127.0.0.1:9/a"],
+            "--url 'http://127.0.0.1:9/a': with several apps, name each: --url NAME=URL",
+        ),
+        (
+            ["run", "--url", "a=http://127.0.0.1:9/x", "--url", "b=http://127.0.0.1:9/y"],
+            "--url: every app is measured on the same endpoint; got a: /x, b: /y",
+        ),
+        (
+            ["run", "--url", "a=http://127.0.0.1:9/x", "--interface", "c=wsgi"],
+            "--interface 'c=wsgi': 'c' is not the name of a --url (a)",
+        ),
+        (
+            ["run", "--url", "a=http://127.0.0.1:9/x", "--interface", "a=rsgi"],
+            "--interface a=rsgi: expected wsgi or asgi",
+        ),
+        (
+            ["run", "--url", "a=http://127.0.0.1:9/x", "--interface", "a=asgi", "--workers", "a=4"],
+            "--workers/--threads a: only for an app declared --interface a=wsgi",
+        ),
         (
             ["run", "--url", "http://127.0.0.1:9/", "--targets", "flask-gunicorn"],
             "--targets: not with --url (the app at the URL is the one target)",

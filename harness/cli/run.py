@@ -13,9 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psutil
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
@@ -25,7 +23,6 @@ from harness.cli.common import (
     EXIT_FAILURES,
     EXIT_OK,
     MAX_LOCUST_WORKERS,
-    MAX_PID,
     MAX_PORT,
     MAX_SEED,
     MIN_SEED,
@@ -41,8 +38,8 @@ from harness.cli.common import (
     select_targets,
 )
 from harness.cli.progress import execute_with_progress
+from harness.cli.yourapp import your_apps
 from harness.launch import leftovers
-from harness.load import checked_address
 from harness.model import (
     QUICK_FACTOR,
     QUICK_MAX_WINDOW_S,
@@ -70,51 +67,12 @@ from harness.run import (
 from harness.runanalysis import RunAnalysis, analyse_run
 
 
-def _external_target(
-    url: str, pid: int | None, allow_remote: bool
-) -> tuple[ExternalTarget, str, TargetConfig]:
-    """Parse ``--url``: (where to send load, the endpoint, a config describing the user's app).
-
-    Raises ConfigError for a URL that is not plain HTTP with a host, and
-    UnsafeTargetError for a non-loopback host without ``allow_remote``.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 80
-    except ValueError as exc:
-        raise ConfigError(f"--url {url!r}: {exc}") from exc
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"--url {url!r}: expected http://HOST:PORT/PATH (plain HTTP/1.1)")
-    # The load goes to the address checked now, not to the name (a name can resolve elsewhere later).
-    address = checked_address(parts.hostname, allow_remote=allow_remote)
-    try:
-        exists = pid is None or psutil.pid_exists(pid)
-    except (OverflowError, ValueError):
-        exists = False
-    if not exists:
-        raise ConfigError(f"--pid {pid}: no such process")
-    endpoint = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    config = TargetConfig(
-        name="external",
-        description=f"an app started by the user, measured at {url}",
-        framework="unknown",
-        server="unknown",
-        interface="native",
-        worker_model="unknown (not started by the harness)",
-        command="(started by the user) {host}:{port}",
-        default_workers=1,
-        workers_rule="not applicable",
-        settings={"monitored_pid": pid if pid is not None else "none (server CPU and memory not measured)"},
-    )
-    return ExternalTarget(host=address, port=port, pid=pid), endpoint, config
-
-
-def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str) -> Scenario:
-    """The scenario aimed at one endpoint of one target, validated like a scenario file.
+def with_endpoint(scenario: Scenario, endpoint: str, targets: list[str], *, origin: str) -> Scenario:
+    """The scenario aimed at one endpoint of ``targets``, validated like a scenario file.
 
     Raises ConfigError naming ``origin`` when the endpoint is not a valid one.
     """
-    data = {**scenario.model_dump(), "endpoints": [endpoint], "targets": [target]}
+    data = {**scenario.model_dump(), "endpoints": [endpoint], "targets": targets}
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
@@ -122,14 +80,14 @@ def with_endpoint(scenario: Scenario, endpoint: str, target: str, *, origin: str
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    """Raise ConfigError for a numeric flag out of range, ``--pid`` without ``--url``, or
-    ``--targets`` with it."""
+    """Raise ConfigError for a numeric flag out of range, a declaration of your app (``--pid``,
+    ``--interface``, ``--workers``, ``--threads``) without ``--url``, or ``--targets`` with it."""
     in_range("--locust-port", args.locust_port, 1, MAX_PORT)
     in_range("--locust-workers", args.locust_workers, 1, MAX_LOCUST_WORKERS)
-    in_range("--pid", args.pid, 1, MAX_PID)
     in_range("--seed", args.seed, MIN_SEED, MAX_SEED)
-    if args.pid is not None and args.url is None:
-        raise ConfigError("--pid: only with --url (the process of your own app)")
+    for flag in ("pid", "interface", "workers", "threads"):
+        if getattr(args, flag) is not None and args.url is None:
+            raise ConfigError(f"--{flag}: only with --url (what you declare of your own app)")
     if args.targets is not None and args.url is not None:
         raise ConfigError("--targets: not with --url (the app at the URL is the one target)")
 
@@ -179,16 +137,16 @@ def _locustfile(args: argparse.Namespace, scenario: Scenario) -> Path | None:
 
 def _targets_for(
     args: argparse.Namespace, scenario: Scenario
-) -> tuple[Scenario, dict[str, TargetConfig], ExternalTarget | None]:
-    """(the scenario, the targets to load, the user's app of ``--url`` or None).
+) -> tuple[Scenario, dict[str, TargetConfig], dict[str, ExternalTarget]]:
+    """(the scenario, the targets to load, the user's apps of ``--url`` by name, or none).
 
     With ``--url`` the scenario is aimed at that URL's endpoint. Raises ConfigError for
     an unknown target, or a per-target setting of the scenario naming a target not in this run.
     """
     if args.url is not None:  # --url '' is a bad URL, not "no URL"
-        external, endpoint, config = _external_target(args.url, args.pid, args.allow_remote)
-        scenario = with_endpoint(scenario, endpoint, config.name, origin=f"--url {args.url!r}")
-        return scenario, {config.name: config}, external
+        external, endpoint, configs = your_apps(args)
+        scenario = with_endpoint(scenario, endpoint, list(configs), origin=f"--url {args.url[0]!r}")
+        return scenario, configs, external
     targets = select_targets(Path(args.targets_dir), args.targets, scenario.targets)
     for key in ("workers", "cpus", "memory_mib"):
         extra = [name for name in getattr(scenario, key) if name not in targets]
@@ -198,7 +156,7 @@ def _targets_for(
                 + "; ".join(f"{n!r} is not a target of this run{suggest(n, targets)}" for n in extra)
             )
     _cpus_fit(args, scenario, targets)
-    return scenario, targets, None
+    return scenario, targets, {}
 
 
 def _cpus_fit(args: argparse.Namespace, scenario: Scenario, targets: dict[str, TargetConfig]) -> None:
@@ -224,7 +182,7 @@ def _spec(
     args: argparse.Namespace,
     scenario: Scenario,
     targets: dict[str, TargetConfig],
-    external: ExternalTarget | None,
+    external: dict[str, ExternalTarget],
     locustfile: Path | None,
 ) -> RunSpec:
     """The run's spec; its seed is ``--seed``, else the scenario's, else the current time."""
@@ -420,8 +378,34 @@ def add_run_parser(sub: SubParsers) -> None:
     run.add_argument("--reports", default=str(REPO / "reports"), help="folder the HTML report goes to")
     run.add_argument("--no-report", action="store_true", help="store the results, render no report")
     run.add_argument("--dry-run", action="store_true", help="print the plan, launch nothing")
-    run.add_argument("--url", help="measure your own running app at this URL instead of the stacks")
-    run.add_argument("--pid", type=int, help="with --url: the app's process, to monitor its CPU and memory")
+    run.add_argument(
+        "--url",
+        action="append",
+        metavar="[NAME=]URL",
+        help="measure your own running app at this URL instead of the stacks; repeat as NAME=URL for "
+        "several apps on the same endpoint",
+    )
+    run.add_argument(
+        "--pid",
+        action="append",
+        metavar="[NAME=]PID",
+        help="with --url: the app's process, to monitor its CPU and memory",
+    )
+    run.add_argument(
+        "--interface",
+        action="append",
+        metavar="[NAME=]wsgi|asgi",
+        help="with --url: the app's interface (the path table compares each WSGI app with each ASGI app)",
+    )
+    run.add_argument(
+        "--workers",
+        action="append",
+        metavar="[NAME=]N",
+        help="with --url and --interface wsgi: the app's worker processes (with --threads: its ceiling)",
+    )
+    run.add_argument(
+        "--threads", action="append", metavar="[NAME=]N", help="with --workers: threads per worker"
+    )
     run.add_argument(
         "--allow-remote",
         action="store_true",

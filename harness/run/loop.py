@@ -66,7 +66,7 @@ class _Run:
         # The docker launcher connects now: with no engine, nothing is started or written.
         self.launcher: Launcher = (
             DockerLauncher(target_cpus=self.placement.target_cpus, run_id=run_id)
-            if spec.launcher == "docker" and spec.external is None
+            if spec.launcher == "docker" and not spec.external
             else LocalLauncher(target_cpus=self.placement.target_cpus)
         )
         try:
@@ -93,7 +93,7 @@ class _Run:
         cpus = self.placement.generator_cpus
         self.services = (
             None
-            if spec.external is not None
+            if spec.external
             else RunServices(spec, self.launcher, self.recorder, logs=self.writer.logs, cpus=cpus)
         )
         self.measurer = CellMeasurer(
@@ -142,9 +142,9 @@ class _Run:
         storage: OSError | None = None
         try:
             with self.launcher:
-                if self.spec.external is not None:
+                if self.spec.external:
                     for block in self.blocks:
-                        self.run_external_block(block, self.spec.external)
+                        self.run_external_block(block, self.spec.external[block.target])
                     status = "complete"
                 elif (
                     services is not None
@@ -242,7 +242,7 @@ class _Run:
             host=external.host,
             port=external.port,
             pid=external.pid or 0,
-            log_path=self.writer.logs / "external.log",
+            log_path=self.writer.logs / f"{block.target}.log",
             workers=0,
         )
         for cell in block.cells:
@@ -256,7 +256,7 @@ class _Run:
         measured = self.measurer.measure(cell, running)
         while measured and (longer := longer_window(self.spec.scenario, cell, measured[0])) is not None:
             # A smoke window shorter than one response time: measured again (harness.run.smoke).
-            if self.spec.external is None:
+            if not self.spec.external:
                 self.stacks.drain(running, cell)
             measured = self.measurer.measure(cell, running, longer)
         for measurement in measured or []:
@@ -281,7 +281,7 @@ class _Run:
         measured = self.measurer.measure(probe_cell, running, window)
         while measured and (longer := longer_window(window, probe_cell, measured[0])) is not None:
             # A smoke run's probe that held no answer: measured again, longer (harness.run.smoke).
-            if self.spec.external is None:
+            if not self.spec.external:
                 self.stacks.drain(running, probe_cell)
             window = longer
             measured = self.measurer.measure(probe_cell, running, window)
@@ -334,7 +334,7 @@ class _Run:
             reason = f"the closed-model probe at {probe.concurrency} connections got no answer in {window}"
             self.recorder.fail_cell(cell, reason)
             return None
-        if self.spec.external is None:
+        if not self.spec.external:
             self.stacks.drain(running, cell)
         peak = probe.requests_per_second
         return peak, f"closed-model probe at {probe.concurrency} connections: {peak:,.0f} req/s"
@@ -357,7 +357,7 @@ class _Run:
         def measure(rate: float, again: bool) -> StepOutcome | None:
             nonlocal previous
             step_cell = cell.model_copy(update={"rate": rate, "again": again})
-            if previous is not None and self.spec.external is None:  # the user's app: not ours to wait on
+            if previous is not None and not self.spec.external:  # the user's app: not ours to wait on
                 if not self.launcher.is_alive(running):
                     return None
                 self.stacks.drain(running, previous)
@@ -387,7 +387,7 @@ class _Run:
 def expanded(spec: RunSpec) -> RunSpec:
     """``spec`` with each blocking stack's tuned variant added, when its scenario asks for them."""
     saturation = spec.scenario.saturation
-    if spec.external is not None or spec.scenario.model != "saturation" or not saturation.tune_blocking:
+    if spec.external or spec.scenario.model != "saturation" or not saturation.tune_blocking:
         return spec
     return dataclasses.replace(spec, targets=with_tuned(spec.targets))
 

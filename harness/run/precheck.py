@@ -64,13 +64,14 @@ def first_answer_problem(
 
 
 def check_external(spec: RunSpec) -> None:
-    """Raise PreflightError when the user's app (``spec.external``) does not answer each of the
-    scenario's requests once with its success status, within the scenario's ``timeout_s``;
-    nothing when the run has no user's app."""
-    external = spec.external
-    if external is None:
-        return
+    """Raise PreflightError when one of the user's apps (``spec.external``) does not answer each
+    of the scenario's requests once with its success status, within the scenario's
+    ``timeout_s``; nothing when the run has no user's app."""
     requests = http_requests(spec.scenario.requests())
-    problem = first_answer_problem(external.host, external.port, requests, timeout_s=spec.scenario.timeout_s)
-    if problem is not None:
-        raise PreflightError(f"your app did not answer as expected before any load: {problem}")
+    for name, external in spec.external.items():
+        problem = first_answer_problem(
+            external.host, external.port, requests, timeout_s=spec.scenario.timeout_s
+        )
+        if problem is not None:
+            app = "your app" if len(spec.external) == 1 else f"your app {name!r}"
+            raise PreflightError(f"{app} did not answer as expected before any load: {problem}")

@@ -10,6 +10,7 @@ import os
 import resource
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,8 +64,8 @@ class PreflightError(Exception):
 class RunSpec:
     """Everything a run needs. ``targets`` are the stacks to measure, by name.
 
-    With ``external`` set, the single target is an app the user runs: nothing is
-    launched or verified, and no upstream is started. Under the ``locust``
+    With ``external`` given (by target name: every target is then an app the user
+    runs), nothing is launched or verified, and no upstream is started. Under the ``locust``
     driver, ``locustfile`` replaces the generated one, and ``locust_workers`` > 0
     makes this run a Locust master that waits for that many workers on
     ``locust_bind_host:locust_port`` (started with ``gwbench locust-worker``).
@@ -81,7 +82,7 @@ class RunSpec:
     repo: Path
     seed: int
     ready_timeout_s: float = 30.0
-    external: ExternalTarget | None = None
+    external: Mapping[str, ExternalTarget] = field(default_factory=dict)
     allow_remote: bool = False
     launcher: str = "local"
     locustfile: Path | None = None

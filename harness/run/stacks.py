@@ -190,7 +190,7 @@ class Stacks:
 
     def crash(self, running: RunningTarget, vanished: tuple[int, ...]) -> str | None:
         """Why the cell cannot count because the target lost processes (``vanished`` pids), or None."""
-        if self.spec.external is not None:
+        if self.spec.external:
             return None
         alive = self.launcher.is_alive(running)
         if alive and not vanished:
