@@ -30,6 +30,11 @@ def _workers(spec: RunSpec, name: str) -> int:
 
 
 SETTLE_INTERVAL_S = 0.5
+#: Seconds of readiness wait a stack gets per worker, beyond the run's ``ready_timeout_s``.
+#: Workers fork at once and import the app side by side within one CPU quota, so the first
+#: one answers only when most have booted: 25 Django workers on 1 CPU took over 30 s on a
+#: loaded 2-core machine. Three seconds each is about three times one Django import there.
+READY_S_PER_WORKER = 3.0
 SETTLED_CPU_SHARE = 0.1
 
 
@@ -83,7 +88,11 @@ class Stacks:
         return True
 
     def launch(self, name: str, env: Mapping[str, str]) -> RunningTarget:
-        """Start a stack within its limits, with ``env`` (where its services are); raises LaunchError."""
+        """Start a stack within its limits, with ``env`` (where its services are); raises LaunchError.
+
+        It must answer within the run's ``ready_timeout_s``, or :data:`READY_S_PER_WORKER`
+        per worker when that is longer (a tuned stack's many workers boot side by side).
+        """
         run = self.target_runs[name]
         running = self.launcher.start(
             self.spec.targets[name],
@@ -91,7 +100,7 @@ class Stacks:
             workers=run.workers,
             log_path=self.logs / f"{name}.log",
             env=env,
-            ready_timeout_s=self.spec.ready_timeout_s,
+            ready_timeout_s=max(self.spec.ready_timeout_s, READY_S_PER_WORKER * run.workers),
             limits=Limits(cpus=run.cpus, memory_mib=run.memory_mib),
         )
         if run.limits_applied is None:
