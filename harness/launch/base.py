@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
+from harness.net import http_origin
+
 if TYPE_CHECKING:
     from harness.cgroup import Cgroup, CgroupUsage
     from harness.launch.cgroup import Limits
@@ -62,8 +64,7 @@ class RunningTarget:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_origin(self.host, self.port)
 
 
 @dataclass(frozen=True)

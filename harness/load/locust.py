@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 from harness.load.locust_stats import LocustError, StatsEntry, to_load_result
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
-from harness.net import free_port
+from harness.net import free_port, http_origin
 from harness.types import WindowCallback
 
 if TYPE_CHECKING:
@@ -124,8 +124,7 @@ class LocustLoad:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_origin(self.host, self.port)
 
 
 def default_locustfile(endpoints: Sequence[tuple[str, int]], timeout_s: float) -> str:

@@ -76,6 +76,7 @@ from typing import TypedDict
 from harness import histogram
 from harness.load.native import ClosedLoad, ensure_loopback
 from harness.load.result import LoadResult
+from harness.net import http_origin
 from harness.types import WindowCallback
 
 REPORT_SCRIPT = Path(__file__).with_name("wrk_report.lua")
@@ -264,7 +265,6 @@ def default_threads(concurrency: int, cpus: Iterable[int] = ()) -> int:
 
 def wrk_command(load: ClosedLoad, *, duration_s: int, threads: int, wrk: str) -> list[str]:
     """The wrk command line for one run of ``load`` lasting ``duration_s`` whole seconds."""
-    host = f"[{load.host.strip('[]')}]" if ":" in load.host else load.host
     return [
         wrk,
         f"--threads={threads}",
@@ -276,7 +276,7 @@ def wrk_command(load: ClosedLoad, *, duration_s: int, threads: int, wrk: str) ->
         # The native driver's request headers (request_bytes); wrk adds Host.
         "--header=User-Agent: gwbench",
         "--header=Accept: */*",
-        f"http://{host}:{load.port}{load.path}",
+        f"{http_origin(load.host, load.port)}{load.path}",
     ]
 
 

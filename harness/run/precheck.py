@@ -15,14 +15,9 @@ import http.client
 from collections.abc import Sequence
 
 from harness.load.requests import HttpRequest
+from harness.net import http_origin
 from harness.run.cells import http_requests
 from harness.run.spec import PreflightError, RunSpec
-
-
-def url_of(host: str, port: int, path: str) -> str:
-    """``http://host:port/path``, an IPv6 address in brackets."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{path}"
 
 
 def first_answer_problem(
@@ -38,7 +33,7 @@ def first_answer_problem(
     declared.
     """
     for request in requests:
-        url = url_of(host, port, request.path)
+        url = http_origin(host, port) + request.path
         what = url if request.method == "GET" else f"{request.method} {url}"
         headers = {"User-Agent": "gwbench", "Accept": "*/*"}
         if request.body or request.method != "GET":
