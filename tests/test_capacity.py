@@ -70,8 +70,11 @@ def serving(slots: int, service_ms: float, *, first_free: bool = False) -> Itera
 
 @pytest.fixture
 def slots_server() -> Iterator[int]:
-    """A server of 10 slots of 20 ms each: capacity 500 requests/s. Yields its port."""
-    with serving(10, 20) as port:
+    """A server of 10 slots of 40 ms each: capacity 250 requests/s. Yields its port.
+
+    Not faster: on a slow 2-core machine the slots server and the driver share the cores,
+    and at 500 requests/s they fell short of the rate the search asked (455 of 482)."""
+    with serving(10, 40) as port:
         yield port
 
 
@@ -103,7 +106,7 @@ def test_the_capacity_search_finds_a_known_capacity_within_10_percent(
     assert all(m.search_prior and m.search_prior.startswith("closed-model probe") for m in measurements)
     summary = saturation_summary(measurements_frame(measurements, manifest.targets)).iloc[0]
     capacity = summary["sustainable_requests_per_second_median"]
-    assert 450 <= capacity <= 550, [(m.rate, m.slo_held, m.slo_breach) for m in measurements]
+    assert 225 <= capacity <= 275, [(m.rate, m.slo_held, m.slo_breach) for m in measurements]
     assert summary["never_broke"] == 0  # a rate above it broke the SLO: the figure is the server's
     # A second window at a rate follows a marginal breach there, once per search.
     again = [i for i, m in enumerate(measurements) if m.cell_id.endswith("-again__r0")]
@@ -114,14 +117,14 @@ def test_the_capacity_search_finds_a_known_capacity_within_10_percent(
 
 
 def test_a_capacity_capped_by_the_searchs_own_bound_is_flagged(tmp_path: Path, slots_server: int) -> None:
-    # A probe at 2 connections reads 2 / 20 ms = 100 requests/s, a fifth of the capacity: every
-    # step holds, so the figure is the search's bound, not the server's.
+    # A probe at 2 connections reads 2 / 40 ms = 50 requests/s, a fifth of the capacity: every
+    # step holds, so the figure is the search's bound (1.25 x the probe), not the server's.
     url = f"http://127.0.0.1:{slots_server}/slots"
     folder = run(tmp_path, KNOWN.format(probe=2, steps=3), "--url", url)
     manifest, measurements = load_run(folder)
     assert all(m.slo_held for m in measurements)
     summary = saturation_summary(measurements_frame(measurements, manifest.targets)).iloc[0]
-    assert summary["sustainable_requests_per_second_median"] <= 125 * 1.01
+    assert summary["sustainable_requests_per_second_median"] <= 1.25 * 50 * 1.01
     assert summary["never_broke"] == 1
     (verdict,) = analyse_run(manifest, measurements).verdicts_in_order
     assert verdict.best is None and verdict.excluded == ("external",)  # no verdict on the search's bound
@@ -172,24 +175,31 @@ def test_a_probe_that_never_gets_an_answer_is_a_failed_cell_with_its_reason(tmp_
     assert [f.reason for f in manifest.failures] == [failed.failure_reason]
 
 
+# Gunicorn's sync workers: a worker takes a connection only when it is free, so waiting
+# requests queue in the shared listen backlog and the capacity is the ceiling. Gthread's
+# workers each take connections for their own threads, so some queue behind a busy worker
+# while another has a free thread: on CI's slow machine its 4 x 4 threads at 200 ms waits
+# (a ceiling of 80 requests/s) held 57.7 requests/s and broke at 60.4.
+# 100 ms waits, 4 s windows and 5 steps: the ceiling binds, not each request's own CPU, the
+# Poisson count of a short window, or the step after 0.87 of the ceiling.
 BLOCKING = """
 description = "capacity of blocking stacks, as configured and tuned"
-targets = ["flask-gunicorn-gthread"]
-endpoints = ["/io/sleep?ms=50"]
+targets = ["flask-gunicorn"]
+endpoints = ["/io/sleep?ms=100"]
 model = "saturation"
 warmup_s = 0.3
-duration_s = 2.0
+duration_s = 4.0
 seed = 3
 [workers]
-flask-gunicorn-gthread = 4
+flask-gunicorn = 8
 [saturation]
 method = "probe"
-steps = 4
+steps = 5
 probe_concurrency = 256
 probe_s = 1.5
 tune_blocking = true
 [slo]
-p99_ms = 500
+p99_ms = 1500
 """
 
 
@@ -200,28 +210,28 @@ def blocking_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_blocking_stacks_capacity_is_its_littles_law_ceiling_within_10_percent(blocking_run: Path) -> None:
     manifest, measurements = load_run(blocking_run)
-    gthread = manifest.targets["flask-gunicorn-gthread"]
-    ceiling = sync_ceiling_requests_per_second(gthread, "/io/sleep?ms=50")
-    assert ceiling == 4 * 4 / 0.050  # 4 workers x 4 threads, 50 ms each
+    sync = manifest.targets["flask-gunicorn"]
+    ceiling = sync_ceiling_requests_per_second(sync, "/io/sleep?ms=100")
+    assert ceiling == 8 / 0.100  # 8 workers, 100 ms each
     summary = saturation_summary(measurements_frame(measurements, manifest.targets)).set_index("target")
-    capacity = summary.loc["flask-gunicorn-gthread", "sustainable_requests_per_second_median"]
-    steps = [(m.rate, m.slo_held) for m in measurements if m.target == "flask-gunicorn-gthread"]
+    capacity = summary.loc["flask-gunicorn", "sustainable_requests_per_second_median"]
+    steps = [(m.rate, m.slo_held) for m in measurements if m.target == "flask-gunicorn"]
     assert 0.9 * ceiling <= capacity <= 1.1 * ceiling, steps
     # Known before any load: the search bisected below the ceiling, without a probe.
-    prior = {m.search_prior for m in measurements if m.target == "flask-gunicorn-gthread"}
-    assert prior == {"Little's-law ceiling of 4 workers: 320 req/s"}
+    prior = {m.search_prior for m in measurements if m.target == "flask-gunicorn"}
+    assert prior == {"Little's-law ceiling of 8 workers: 80 req/s"}
 
 
 def test_a_sync_stack_tuned_within_1_gib_serves_more_than_its_default_workers_within_the_limit(
     blocking_run: Path,
 ) -> None:
     # The tuned variant starts from the stack's default of 3 workers (the run's [workers] sets
-    # 4 for the stack as configured), measures them once and derives its own count.
+    # 8 for the stack as configured), measures them once and derives its own count.
     manifest, measurements = load_run(blocking_run)
-    name = "flask-gunicorn-gthread"
+    name = "flask-gunicorn"
     configured, tuned = manifest.targets[name], manifest.targets[f"{name}@tuned"]
-    assert configured.workers == 4 and configured.tuning is None
-    assert tuned.workers > 4, tuned.tuning
+    assert configured.workers == 8 and configured.tuning is None
+    assert tuned.workers > 8, tuned.tuning
     assert tuned.tuning is not None and "measured at 3 workers" in tuned.tuning
     assert tuned.memory_mib == configured.memory_mib == 1024 and tuned.cpus == configured.cpus
     assert tuned.tuning is not None and "the memory limit holds" in tuned.tuning

@@ -1,4 +1,8 @@
-"""The Docker launcher: every target built, started with limits, verified, loaded; nothing left.
+"""The Docker launcher: targets built, started with limits, verified, loaded; nothing left.
+
+One stack per server program (:data:`IN_CONTAINERS`: Gunicorn with gevent and with
+Uvicorn's worker, Daphne, Granian, Hypercorn), not all twelve: each costs an image build
+and half a minute on a slow 2-core machine, and the launcher's code is the same for all.
 
 Needs a Docker engine, the base image (``make docker-base``) and the wheelhouse (``make
 wheelhouse``): ``make test`` builds both when an engine answers; with none, the tests that
@@ -32,6 +36,14 @@ RUN_ID = f"test-{os.getpid()}"
 TARGET_CPU = max(os.sched_getaffinity(0))
 OTHER_CPUS = sorted(os.sched_getaffinity(0) - {TARGET_CPU}) or [TARGET_CPU]
 MEMORY_MB = 512
+IN_CONTAINERS = (
+    "flask-gunicorn-gevent",
+    "django-gunicorn-uvicornworker",
+    "django-daphne",
+    "fastapi-granian",
+    "quart-hypercorn",
+)
+"""The stacks run in containers here: every server program the stacks use, both interfaces."""
 
 
 def stack(name: str) -> object:
@@ -90,7 +102,17 @@ def test_no_engine_fails_at_once_with_one_line(monkeypatch: pytest.MonkeyPatch, 
     assert "start one" in str(err.value)
 
 
-@pytest.mark.parametrize("name", [stack(name) for name in STACKS])
+def test_the_stacks_in_containers_cover_every_server_program_and_both_interfaces() -> None:
+    assert set(IN_CONTAINERS) <= set(STACKS)
+    def programs(names: tuple[str, ...] | list[str]) -> set[str]:
+        return {word for name in names for word in ALL_TARGETS[name].server.split(" + ")}
+
+    assert programs(IN_CONTAINERS) == programs(STACKS)
+    assert any("gevent" in ALL_TARGETS[name].worker_model for name in IN_CONTAINERS)
+    assert {ALL_TARGETS[name].interface for name in IN_CONTAINERS} == {"wsgi", "asgi"}
+
+
+@pytest.mark.parametrize("name", [stack(name) for name in IN_CONTAINERS])
 def test_a_target_runs_in_a_container_with_limits(
     name: str, client: docker.DockerClient, launcher: DockerLauncher, upstream: RunningTarget, tmp_path: Path
 ) -> None:
