@@ -33,13 +33,12 @@ from pydantic import Field, ValidationError, model_validator
 from harness import stats
 from harness.cost import Cost, stack_cost
 from harness.model import ConfigError, Frozen, TargetRun, explain, read_toml
+from harness.model.appservers import YOUR_APP
 from harness.runanalysis import RunAnalysis
 from harness.stats import Comparison, Interval
 
 TUNED_SUFFIX = "@tuned"
 
-#: The ``framework`` of a target that is the user's own app, started by the user (``--url``).
-YOUR_APP = "your app"
 
 
 def stack_of(name: str) -> str:
@@ -330,36 +329,76 @@ def path_table(
 
 
 def your_app_paths(targets: Mapping[str, TargetRun]) -> tuple[MigrationPath, ...]:
-    """A path from each of the user's apps declared WSGI to each declared ASGI, in name order.
+    """The paths of the user's apps (the targets whose ``framework`` is :data:`YOUR_APP`), in name order.
 
-    The user's apps are the targets whose ``framework`` is :data:`YOUR_APP`; an app
-    with no declared interface is on no path.
+    Apps you started (``--url``): a path from each declared WSGI app to each declared
+    ASGI app; an app with no declared interface is on no path. Apps the harness
+    launched (``--app``, their ``your_app`` setting names them): from each WSGI app on
+    Gunicorn's sync workers, as most WSGI apps run today, to each ASGI app on each of its
+    servers, and to the same WSGI app on its other servers (the moves that keep WSGI).
     """
-    apps = {n: r.config.interface for n, r in sorted(targets.items()) if r.config.framework == YOUR_APP}
-    return tuple(
-        MigrationPath.model_validate(
+    apps = {n: r.config for n, r in sorted(targets.items()) if r.config.framework == YOUR_APP}
+
+    def path(source: str, destination: str, stands_for: str, how: str, *, name: str) -> MigrationPath:
+        return MigrationPath.model_validate(
             {
-                "name": f"your {source} -> your {destination}",
+                "name": name,
                 "from": source,
                 "to": destination,
-                "stands_for": f"your WSGI app {source} moved to your ASGI app {destination}",
-                "source": "declared on the command line (--url with --interface)",
+                "stands_for": stands_for,
+                "source": how,
             }
         )
-        for source, wsgi in apps.items()
-        if wsgi == "wsgi"
-        for destination, asgi in apps.items()
-        if asgi == "asgi"
-    )
+
+    out = []
+    for source, config in apps.items():
+        if config.interface != "wsgi":
+            continue
+        launched = config.settings.get("your_app")
+        if launched is None:
+            out += [
+                path(
+                    source,
+                    d,
+                    f"your WSGI app {source} moved to your ASGI app {d}",
+                    "declared on the command line (--url with --interface)",
+                    name=f"your {source} -> your {d}",
+                )
+                for d, c in apps.items()
+                if c.interface == "asgi" and c.settings.get("your_app") is None
+            ]
+            continue
+        if config.settings.get("worker_class") != "sync":
+            continue
+        for destination, other in apps.items():
+            if other.interface == "asgi" and other.settings.get("your_app") is not None:
+                what = f"your WSGI app {launched} on Gunicorn sync moved to your ASGI app {destination}"
+            elif other.settings.get("your_app") == launched and destination != source:
+                what = f"your WSGI app {launched} kept, moved from Gunicorn sync to {destination}"
+            else:
+                continue
+            how = "launched by the harness (--app)"
+            out.append(path(source, destination, what, how, name=f"{source} -> {destination}"))
+    return tuple(out)
 
 
 def run_paths(
     run: RunAnalysis, paths: Sequence[MigrationPath], *, scaling_efficiency: float = 1.0
 ) -> list[PathRow]:
     """:func:`path_table` of an analysed run, for its scenario's ``target_requests_per_second``;
-    the user's apps get their own paths (:func:`your_app_paths`) after ``paths``."""
+    the user's apps get their own paths (:func:`your_app_paths`) after ``paths``.
+
+    A path of ``paths`` whose stack is the user's app is left out: an app launched as
+    ``flask`` has a target ``flask-gunicorn``, which is not the shipped Flask stack the
+    path stands for."""
+    targets = run.manifest.targets
+
+    def shipped(name: str) -> bool:
+        return name not in targets or targets[name].config.framework != YOUR_APP
+
+    kept = [p for p in paths if shipped(p.from_stack) and shipped(p.to_stack)]
     return path_table(
-        [*paths, *your_app_paths(run.manifest.targets)],
+        [*kept, *your_app_paths(targets)],
         run.frame,
         run.sustainable,
         run.manifest.targets,

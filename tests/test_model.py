@@ -135,7 +135,8 @@ def test_an_unknown_key_lists_the_known_ones_or_suggests_the_closest(tmp_path: P
     assert message == (
         f"{path}: frobnicate: unknown key (known keys: name, description, targets, endpoints, mix, "
         "time_scale, model, concurrency, rates, arrival, max_connections, saturation, slo, driver, "
-        "generator_processes, warmup_s, duration_s, repeats, timeout_s, workers, cpus, memory_mib, seed, "
+        "generator_processes, warmup_s, duration_s, repeats, timeout_s, database, workers, cpus, memory_mib, "
+        "seed, "
         "target_requests_per_second, stages)"
     )
     path, message = scenario_error(tmp_path, replaced(SCENARIO, "duration_s", "duraton_s = 2"))

@@ -38,7 +38,7 @@ from harness.cli.common import (
     select_targets,
 )
 from harness.cli.progress import execute_with_progress
-from harness.cli.yourapp import your_apps
+from harness.cli.yourapp import launched_apps, your_apps
 from harness.launch import leftovers
 from harness.model import (
     QUICK_FACTOR,
@@ -81,7 +81,8 @@ def with_endpoint(scenario: Scenario, endpoint: str, targets: list[str], *, orig
 
 def check_flags(args: argparse.Namespace) -> None:
     """Raise ConfigError for a numeric flag out of range, a declaration of your app (``--pid``,
-    ``--interface``, ``--workers``, ``--threads``) without ``--url``, or ``--targets`` with it."""
+    ``--interface``, ``--workers``, ``--threads``) without ``--url``, ``--targets`` with it, or
+    ``--app`` with ``--url``, with the Docker launcher, or without a scenario of its own."""
     in_range("--locust-port", args.locust_port, 1, MAX_PORT)
     in_range("--locust-workers", args.locust_workers, 1, MAX_LOCUST_WORKERS)
     in_range("--seed", args.seed, MIN_SEED, MAX_SEED)
@@ -90,6 +91,13 @@ def check_flags(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag}: only with --url (what you declare of your own app)")
     if args.targets is not None and args.url is not None:
         raise ConfigError("--targets: not with --url (the app at the URL is the one target)")
+    if args.app is not None:
+        if args.url is not None:
+            raise ConfigError("--app: not with --url (apps you started and apps launched here: two runs)")
+        if args.launcher != "local":
+            raise ConfigError("--app: with the local launcher only (your app is not built into an image)")
+        if args.scenario == DEFAULT_SCENARIO:
+            raise ConfigError("--app: name a scenario whose endpoints are your app's (as examples/ has)")
 
 
 def _scenario_for(args: argparse.Namespace) -> Scenario:
@@ -147,7 +155,11 @@ def _targets_for(
         external, endpoint, configs = your_apps(args)
         scenario = with_endpoint(scenario, endpoint, list(configs), origin=f"--url {args.url[0]!r}")
         return scenario, configs, external
-    targets = select_targets(Path(args.targets_dir), args.targets, scenario.targets)
+    if args.app is not None:
+        targets = launched_apps(args, scenario, Path(args.targets_dir))
+        scenario = scenario.model_copy(update={"targets": tuple(targets)})
+    else:
+        targets = select_targets(Path(args.targets_dir), args.targets, scenario.targets)
     for key in ("workers", "cpus", "memory_mib"):
         extra = [name for name in getattr(scenario, key) if name not in targets]
         if extra:
@@ -384,6 +396,13 @@ def add_run_parser(sub: SubParsers) -> None:
         metavar="[NAME=]URL",
         help="measure your own running app at this URL instead of the stacks; repeat as NAME=URL for "
         "several apps on the same endpoint",
+    )
+    run.add_argument(
+        "--app",
+        action="append",
+        metavar="NAME=wsgi|asgi:MODULE:CALLABLE",
+        help="launch your own app under each server of its interface, with the stacks' limits; MODULE "
+        "may be a .py file; repeat for your WSGI app and its ASGI port (with a scenario of your endpoints)",
     )
     run.add_argument(
         "--pid",

@@ -1,4 +1,5 @@
-"""Your own apps on the command line: ``--url [NAME=]URL``, repeatable, with what you declare of each.
+"""Your own apps on the command line: ``--url [NAME=]URL`` for apps you started, ``--app`` for apps
+the harness launches under each server (:func:`launched_apps`).
 
 ``gwbench run --url flask=http://127.0.0.1:8000/orders --url fastapi=http://127.0.0.1:8001/orders``
 measures two apps you started, side by side, on the same endpoint. For each one
@@ -14,15 +15,16 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 
 from harness.cli.common import MAX_PID
 from harness.load import checked_address
-from harness.model import MAX_WORKERS, ConfigError, TargetConfig
+from harness.model import MAX_WORKERS, ConfigError, Scenario, TargetConfig
+from harness.model.appservers import YOUR_APP, app_targets, parse_app
 from harness.model.config import SettingValue
-from harness.paths import YOUR_APP
 from harness.run import ExternalTarget
 
 #: The name of the one app of a plain ``--url URL`` (as before names were given).
@@ -149,3 +151,33 @@ def your_apps(
         shown = ", ".join(f"{n}: {e}" for n, e in endpoints.items())
         raise ConfigError(f"--url: every app is measured on the same endpoint; got {shown}")
     return targets, endpoints[names[0]], configs
+
+
+def launched_apps(args: argparse.Namespace, scenario: Scenario, targets_dir: Path) -> dict[str, TargetConfig]:
+    """The targets of ``--app NAME=wsgi|asgi:MODULE:CALLABLE`` (repeatable): each app under each
+    server of its interface (:mod:`harness.model.appservers`), then ``--targets`` picks among them.
+
+    The app counts as started when the scenario's first GET endpoint answers 200. Raises
+    ConfigError for a bad ``--app``, a name given twice, a scenario with no GET endpoint,
+    or a ``--targets`` name that is not one of the apps' targets.
+    """
+    apps = [parse_app(raw, cwd=Path.cwd()) for raw in args.app]
+    names = [app.name for app in apps]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"--app: {twice[0]!r} given twice")
+    gets = [r.path for r in scenario.requests() if r.method == "GET"]
+    if not gets:
+        raise ConfigError(f"--app: {args.scenario} has no GET endpoint to tell when your app is up")
+    serve = targets_dir / "django-daphne" / "serve.py"
+    targets: dict[str, TargetConfig] = {}
+    for app in apps:
+        targets |= app_targets(app, ready_path=gets[0], daphne_serve=serve)
+    if args.targets is None:
+        return targets
+    wanted = [n.strip() for n in args.targets.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in targets]
+    if unknown or not wanted:
+        shown = ", ".join(repr(n) for n in unknown) or repr(args.targets)
+        raise ConfigError(f"--targets {shown}: with --app, one of {', '.join(targets)}")
+    return {n: targets[n] for n in wanted}

@@ -5,6 +5,7 @@ and the loopback address are :mod:`harness.net`'s."""
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -164,14 +165,42 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(selected) if selected else "(log is empty)"
 
 
-def health_ok(host: str, port: int, path: str, timeout_s: float) -> bool:
-    """True when ``GET path`` on ``host:port`` answers 200 within ``timeout_s`` seconds."""
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): \S.*$", re.MULTILINE)
+
+
+def first_error(path: Path) -> str | None:
+    """The first line of a log that reads as a Python exception (``RuntimeError: ...``), or None.
+
+    A server whose app fails at import ends its log with its own shutdown (Gunicorn's
+    ``HaltServer`` traceback), so the app's error is the first exception, not the last.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = _EXCEPTION_LINE.search(text)
+    return None if found is None else found.group(0).strip()[:300]
+
+
+def exited_early(subject: str, code: object, log_path: Path) -> str:
+    """The LaunchError text of a target that exited before it was ready (``subject``:
+    ``"name:"``, or ``"name: container"``): the first exception in its log, when there is one,
+    then the log's last lines."""
+    error = first_error(log_path)
+    cause = "" if error is None else f" ({error})"
+    last = f"last lines of {log_path}:\n{tail(log_path)}"
+    return f"{subject} exited with code {code} before it was ready{cause}; {last}"
+
+
+def health_ok(host: str, port: int, path: str, timeout_s: float, *, any_status: bool = False) -> bool:
+    """True when ``GET path`` on ``host:port`` answers 200 (any status with ``any_status``)
+    within ``timeout_s`` seconds."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
         response.read()
-        return response.status == 200
+        return any_status or response.status == 200
     except (OSError, http.client.HTTPException):
         return False
     finally:

@@ -43,7 +43,7 @@ from docker.models.containers import Container
 from docker.types import Ulimit
 
 from harness.cgroup import Cgroup, CgroupUsage, cgroup_of, format_cpu_list
-from harness.launch.base import BuiltImage, LaunchError, RunningTarget, health_ok, tail
+from harness.launch.base import BuiltImage, LaunchError, RunningTarget, exited_early, health_ok, tail
 from harness.launch.cgroup import Limits
 from harness.launch.images import (
     DEFAULT_BASE_IMAGE,
@@ -333,11 +333,9 @@ class DockerLauncher:
             if container.status not in ("created", "running"):
                 code = container.attrs.get("State", {}).get("ExitCode")
                 self.stop(running)
-                raise LaunchError(
-                    f"{config.name}: container exited with code {code} before it was ready; "
-                    f"last lines of {log_path}:\n{tail(log_path)}"
-                )
-            if health_ok(running.host, port, config.ready_path, timeout_s=1.0):
+                raise LaunchError(exited_early(f"{config.name}: container", code, log_path))
+            answered = config.ready_any_answer
+            if health_ok(running.host, port, config.ready_path, timeout_s=1.0, any_status=answered):
                 self._started[(config.name, port)].ready_s = time.monotonic() - began
                 return running
             if time.monotonic() > deadline:

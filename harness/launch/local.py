@@ -32,6 +32,7 @@ from harness.launch.base import (
     BuiltImage,
     LaunchError,
     RunningTarget,
+    exited_early,
     health_ok,
     tail,
     wait_unless_hurried,
@@ -238,11 +239,9 @@ class LocalLauncher:
             code = process.poll()
             if code is not None:
                 self.stop(running)
-                raise LaunchError(
-                    f"{config.name}: exited with code {code} before it was ready; "
-                    f"last lines of {log_path}:\n{tail(log_path)}"
-                )
-            if health_ok(LOOPBACK, port, config.ready_path, timeout_s=1.0):
+                raise LaunchError(exited_early(f"{config.name}:", code, log_path))
+            answered = config.ready_any_answer
+            if health_ok(LOOPBACK, port, config.ready_path, timeout_s=1.0, any_status=answered):
                 return running
             if time.monotonic() > deadline:
                 self.stop(running)

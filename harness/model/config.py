@@ -92,6 +92,8 @@ class TargetConfig(Frozen):
     matters for a fair comparison, so it lands in the results. A user's own
     app sets ``verify_contract = false``: it is then only required to answer
     ``ready_path`` with 200, and is not checked against ``targets/CONTRACT.md``.
+    ``ready_any_answer``: any HTTP answer on ``ready_path`` means started (the user's
+    app launched with ``--app``, whose first answers are checked after it started).
     ``cpus`` (cores of CPU time) and ``memory_mib`` (MiB) are the default limits
     the launchers give the target; a scenario may override them.
     """
@@ -112,6 +114,7 @@ class TargetConfig(Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     settings: dict[str, _Setting] = Field(default_factory=dict)
     ready_path: str = "/health"
+    ready_any_answer: StrictBool = False
     verify_contract: StrictBool = True
     cpus: StrictFloat = Field(default=1.0, gt=0, le=MAX_CPUS, allow_inf_nan=False)
     memory_mib: StrictInt = Field(default=1024, ge=32, le=MAX_MEMORY_MIB)

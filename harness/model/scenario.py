@@ -12,7 +12,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, StrictFloat, StrictInt, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    Tag,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from harness.model.config import (
@@ -166,6 +175,9 @@ class Scenario(Frozen):
     open model, native driver; ``duration_s`` is then their total (filled in
     when omitted).
 
+    ``database``: start PostgreSQL for the targets (its URL in ``GWBENCH_DATABASE_URL``)
+    even when no endpoint is under ``/db/`` (the contract's queries): your own app's.
+
     ``target_requests_per_second`` is the load the cost is worked out for (the cores and GiB
     each stack needs to serve it within the SLO, :mod:`harness.cost`); default 10,000.
 
@@ -198,6 +210,7 @@ class Scenario(Frozen):
     duration_s: StrictFloat = Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     repeats: StrictInt = Field(default=1, ge=1, le=MAX_REPEATS)
     timeout_s: StrictFloat = Field(default=10.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    database: StrictBool = False
     workers: dict[str, Annotated[StrictInt, Field(ge=1, le=MAX_WORKERS)]] = Field(default_factory=dict)
     cpus: dict[str, Annotated[StrictFloat, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False)]] = Field(
         default_factory=dict

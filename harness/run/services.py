@@ -17,7 +17,8 @@ from harness.run.spec import RunSpec
 
 
 class RunServices:
-    """The upstream, and PostgreSQL when the scenario queries one (contract v2's ``/db/`` endpoints).
+    """The upstream, and PostgreSQL when the scenario queries one (contract v2's ``/db/`` endpoints,
+    or ``database = true`` for your own app's queries).
 
     Both run on ``cpus`` (the generator's) and log into ``logs``. A service that
     cannot start before the first cell fails every planned cell.
@@ -38,7 +39,7 @@ class RunServices:
             ready_timeout_s=spec.ready_timeout_s,
         )
         self.postgres: Postgres | None = None
-        if any(r.path.startswith("/db/") for r in spec.scenario.requests()):
+        if spec.scenario.database or any(r.path.startswith("/db/") for r in spec.scenario.requests()):
             self.postgres = Postgres(log_path=logs / "postgres.log", cpus=cpus)
 
     @property

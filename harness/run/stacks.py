@@ -14,15 +14,18 @@ import psutil
 
 from harness import cgroup
 from harness.launch import LaunchError, Limits, RunningTarget, wait_until_idle
-from harness.launch.base import Launcher, tail
+from harness.launch.base import Launcher, health_ok, tail
 from harness.launch.postgres import Postgres
 from harness.launch.services import UPSTREAM
 from harness.model import Cell, TargetRun
+from harness.model.appservers import YOUR_APP
+from harness.run.cells import http_requests
+from harness.run.precheck import first_answer_problem
 from harness.run.record import Recorder
 from harness.run.spec import Events, RunSpec
 from harness.run.tuning import is_tuned, stack_of
 from harness.types import MIB
-from harness.verify import VerificationReport, verify
+from harness.verify import Check, VerificationReport, verify
 
 
 def _workers(spec: RunSpec, name: str) -> int:
@@ -36,6 +39,11 @@ SETTLE_INTERVAL_S = 0.5
 #: loaded 2-core machine. Three seconds each is about three times one Django import there.
 READY_S_PER_WORKER = 3.0
 SETTLED_CPU_SHARE = 0.1
+IDLE_S = 0.05
+"""A stack is idle after a cell when its ``/health`` answers within this many seconds."""
+IDLE_FACTOR = 2.0
+"""The user's app is idle when its ready path (one of its endpoints) answers within this
+many times its quickest unloaded answer."""
 
 
 class Stacks:
@@ -57,6 +65,7 @@ class Stacks:
             for name, config in spec.targets.items()
         }
         self.unbuilt: dict[str, str] = {}
+        self.idle_s: dict[str, float] = {}  # the user's apps' idle answer time (drain), by config name
         self.verified: dict[str, VerificationReport] = {}
 
     def build_images(self) -> bool:
@@ -138,15 +147,32 @@ class Stacks:
     def verify_once(
         self, name: str, running: RunningTarget, postgres: Postgres | None
     ) -> VerificationReport | None:
-        """Check the contract on the first launch of a stack; None for a user's app without it."""
-        if not self.spec.verify or not self.spec.targets[name].verify_contract:
+        """Check the contract on the first launch of a stack (unless the run skips it); None then.
+
+        None too for a target folder without the contract (``verify_contract = false``).
+        The user's app launched with ``--app`` (framework :data:`YOUR_APP`) is checked for
+        its first answers instead, always: each of the scenario's requests once, as before
+        load on an app the user started (:func:`harness.run.precheck.first_answer_problem`).
+        """
+        config = self.spec.targets[name]
+        yours = config.framework == YOUR_APP
+        if not yours and (not config.verify_contract or not self.spec.verify):
             return None
         report = self.verified.get(name)
-        if report is None:
-            config = self.spec.targets[name]
+        if report is None and yours:
+            requests = http_requests(self.spec.scenario.requests())
+            problem = first_answer_problem(
+                running.host, running.port, requests, timeout_s=self.spec.scenario.timeout_s
+            )
+            check = Check("answers before load", problem is None, problem or "each endpoint answered")
+            report = VerificationReport(running.url, (check,))
+            if problem is None and running.name not in self.idle_s:
+                self.idle_s[running.name] = max(IDLE_S, IDLE_FACTOR * self.unloaded_answer_s(running))
+        elif report is None:
             report = verify(
                 running.url, postgres=postgres, websocket=config.websocket, interface=config.interface
             )
+        if name not in self.verified:
             self.verified[name] = report
             self.target_runs[name] = self.target_runs[name].model_copy(
                 update={
@@ -156,6 +182,17 @@ class Stacks:
             )
             self.events.verified(name, report)
         return report
+
+    def unloaded_answer_s(self, running: RunningTarget, tries: int = 3) -> float:
+        """The quickest of ``tries`` answers (any status) of the target's ready path with no load, in s."""
+        path = self.spec.targets[running.name].ready_path
+        timeout_s = self.spec.scenario.timeout_s
+        quickest = timeout_s
+        for _ in range(tries):
+            asked = time.monotonic()
+            if health_ok(running.host, running.port, path, timeout_s, any_status=True):
+                quickest = min(quickest, time.monotonic() - asked)
+        return quickest
 
     def settle(self, running: RunningTarget, *, timeout_s: float = 30.0) -> float | None:
         """Wait until a freshly started stack stops using CPU (its workers have booted); seconds waited.
@@ -191,8 +228,14 @@ class Stacks:
         return None
 
     def drain(self, running: RunningTarget, previous: Cell) -> None:
-        """Let the target finish the previous cell's orphaned requests before the next cell."""
-        if wait_until_idle(running, self.spec.targets[running.name].ready_path) is None:
+        """Let the target finish the previous cell's orphaned requests before the next cell.
+
+        Idle: its ready path answers within :data:`IDLE_S` (a stack's ``/health``), or for
+        the user's app, whose ready path is one of its endpoints, within
+        :data:`IDLE_FACTOR` x the time it took unloaded (:meth:`unloaded_answer_s`).
+        """
+        quick_s = self.idle_s.get(running.name, IDLE_S)
+        if wait_until_idle(running, self.spec.targets[running.name].ready_path, quick_s=quick_s) is None:
             self.recorder.fail(
                 running.name, previous, "target still busy 30 s after the cell; the next cell may be affected"
             )
