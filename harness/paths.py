@@ -40,7 +40,6 @@ from harness.stats import Comparison, Interval
 TUNED_SUFFIX = "@tuned"
 
 
-
 def stack_of(name: str) -> str:
     """The stack a stored target stands for: ``flask-gunicorn@tuned`` -> ``flask-gunicorn``."""
     return name.split("@", 1)[0]
@@ -328,6 +327,12 @@ def path_table(
     return rows
 
 
+def _your_path(name: str, source: str, destination: str, stands_for: str, how: str) -> MigrationPath:
+    return MigrationPath.model_validate(
+        {"name": name, "from": source, "to": destination, "stands_for": stands_for, "source": how}
+    )
+
+
 def your_app_paths(targets: Mapping[str, TargetRun]) -> tuple[MigrationPath, ...]:
     """The paths of the user's apps (the targets whose ``framework`` is :data:`YOUR_APP`), in name order.
 
@@ -338,47 +343,34 @@ def your_app_paths(targets: Mapping[str, TargetRun]) -> tuple[MigrationPath, ...
     servers, and to the same WSGI app on its other servers (the moves that keep WSGI).
     """
     apps = {n: r.config for n, r in sorted(targets.items()) if r.config.framework == YOUR_APP}
-
-    def path(source: str, destination: str, stands_for: str, how: str, *, name: str) -> MigrationPath:
-        return MigrationPath.model_validate(
-            {
-                "name": name,
-                "from": source,
-                "to": destination,
-                "stands_for": stands_for,
-                "source": how,
-            }
+    declared = {n: c for n, c in apps.items() if "your_app" not in c.settings}
+    launched = {n: c for n, c in apps.items() if "your_app" in c.settings}
+    out = [
+        _your_path(
+            f"your {source} -> your {destination}",
+            source,
+            destination,
+            f"your WSGI app {source} moved to your ASGI app {destination}",
+            "declared on the command line (--url with --interface)",
         )
-
-    out = []
-    for source, config in apps.items():
-        if config.interface != "wsgi":
+        for source, wsgi in declared.items()
+        if wsgi.interface == "wsgi"
+        for destination, asgi in declared.items()
+        if asgi.interface == "asgi"
+    ]
+    for source, config in launched.items():
+        if config.interface != "wsgi" or config.settings.get("worker_class") != "sync":
             continue
-        launched = config.settings.get("your_app")
-        if launched is None:
-            out += [
-                path(
-                    source,
-                    d,
-                    f"your WSGI app {source} moved to your ASGI app {d}",
-                    "declared on the command line (--url with --interface)",
-                    name=f"your {source} -> your {d}",
-                )
-                for d, c in apps.items()
-                if c.interface == "asgi" and c.settings.get("your_app") is None
-            ]
-            continue
-        if config.settings.get("worker_class") != "sync":
-            continue
-        for destination, other in apps.items():
-            if other.interface == "asgi" and other.settings.get("your_app") is not None:
-                what = f"your WSGI app {launched} on Gunicorn sync moved to your ASGI app {destination}"
-            elif other.settings.get("your_app") == launched and destination != source:
-                what = f"your WSGI app {launched} kept, moved from Gunicorn sync to {destination}"
+        app = config.settings["your_app"]
+        for destination, other in launched.items():
+            if other.interface == "asgi":
+                what = f"your WSGI app {app} on Gunicorn sync moved to your ASGI app {destination}"
+            elif other.settings["your_app"] == app and destination != source:
+                what = f"your WSGI app {app} kept, moved from Gunicorn sync to {destination}"
             else:
                 continue
             how = "launched by the harness (--app)"
-            out.append(path(source, destination, what, how, name=f"{source} -> {destination}"))
+            out.append(_your_path(f"{source} -> {destination}", source, destination, what, how))
     return tuple(out)
 
 

@@ -198,8 +198,10 @@ def parse_app(raw: str, *, cwd: Path) -> YourApp:
         if not path.is_file():
             raise ConfigError(f"--app {raw!r}: {module}: file not found")
         directory, module = path.parent, path.stem
-    if not _DOTTED.fullmatch(module) or " " in str(directory):
+    if not _DOTTED.fullmatch(module):
         raise ConfigError(f"--app {raw!r}: {module!r} is not a module name (a.b.c) or a .py file")
+    if " " in str(directory):  # a server's command line is split on spaces
+        raise ConfigError(f"--app {raw!r}: {directory}: a folder with a space in its path cannot be served")
     return YourApp(name, interface, module, callable_, directory)  # type: ignore[arg-type]
 
 
