@@ -49,8 +49,11 @@ def test_windows_are_aligned_and_announced_once() -> None:
             on_window=lambda event: events.append((event, time.monotonic())),
         )
     assert [event for event, _ in events] == ["start", "end"]
-    # The merged window runs from the first start to the last end: aligned windows keep it at 1 s.
-    assert 1.0 <= result.duration_s < 1.1
+    # The merged window runs from the first start to the last end, each read by the clock when a
+    # child wakes at its boundary: aligned windows keep it at 1 s, give or take a late wake-up
+    # (CI once measured 0.99997 s, its start read 33 us late); unaligned ones would differ by the
+    # children's start-up times, hundreds of ms.
+    assert 0.98 <= result.duration_s < 1.1
     assert 0.95 < events[1][1] - events[0][1] < 1.2
     # 6 connections each waiting 5 ms: at most 1200 requests/s.
     assert 700 <= result.ok / result.duration_s <= 1200
