@@ -9,7 +9,9 @@ microseconds of server CPU time per successful response.
 A cell's *load level* (``level``) is its concurrency in the closed model and
 its arrival rate in the open and saturation models. Failed cells
 (``status == "failed"``) stay in :func:`measurements_frame` so they can be
-listed, but never enter a statistic. Medians, intervals and
+listed; those that failed before any load never enter a statistic, while those
+whose every request failed (:func:`ran_load`) enter the charts and the error
+counts with what was measured: no latency, no throughput. Medians, intervals and
 coefficients of variation across repeats come from :mod:`harness.stats`; the
 sustainable throughput of saturation searches is in :mod:`harness.saturation`,
 and the verdict built on all of them in :mod:`harness.verdict`;
@@ -408,8 +410,9 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Statistics per (target, endpoint, model, level) over repeats, closed and open cells only.
 
     Saturation cells are summarised by :func:`harness.saturation.saturation_summary` instead.
-    Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (ok
-    repeats), ``failed`` (failed repeats, excluded from everything else);
+    Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (repeats that ran load,
+    :func:`ran_load`), ``failed`` (failed repeats; those that failed before any load are
+    excluded from everything else);
     ``requests_per_second_median``/``_min``/``_max``, ``requests_per_second_values`` (a tuple by repeat),
     ``requests_per_second_ci_low``/``_ci_high`` (the order-statistic interval of the median,
     :func:`harness.stats.median_interval`: the min-max below 6 repeats; NaN with one repeat),
@@ -438,7 +441,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         rate=("rate", "first"),
         failed=("failed", "sum"),
     )
-    ok = rows[rows["status"].eq("ok")]
+    ok = rows[ran_load(rows)]
     spec: dict[str, tuple[str, str]] = {"n": ("repeat", "count")}
     for column in ("requests_per_second", "latency_ms_p50", "latency_ms_p99", "server_cpu_us_per_request"):
         for how in ("median", "min", "max"):
@@ -476,15 +479,15 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def highest_level_cells(frame: pd.DataFrame, *, sustainable: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The ok cells a run's top load says most about, per endpoint.
+    """The cells that ran load (:func:`ran_load`) a run's top load says most about, per endpoint.
 
-    Closed and open cells: those at the endpoint's highest level with an ok
+    Closed and open cells: those at the endpoint's highest level with such a
     cell (every stack's repeats at that level). Saturation cells: each
     repeat's cell at its sustainable rate
     (:func:`harness.saturation.sustainable_throughput`; pass its result as
     ``sustainable`` when it is at hand, else it is computed from ``frame``).
     """
-    ok = frame[frame["status"].eq("ok")]
+    ok = frame[ran_load(frame)]
     plain = ok[ok["model"] != "saturation"]
     top = plain.groupby("endpoint")["level"].transform("max")
     picked = plain[plain["level"] == top]
@@ -527,6 +530,16 @@ def percentile_spectrum(histograms: Sequence[str], *, step_nines: float = 0.05) 
         percentile = 100.0 * (1.0 - 10.0 ** (-nines))
         rows.append((nines, percentile, merged.get_value_at_percentile(percentile) / 1000.0))
     return pd.DataFrame(rows, columns=columns)
+
+
+def ran_load(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a :func:`measurements_frame` ran load (a boolean Series on its index).
+
+    The ok cells, and the failed ones that sent (or dropped) requests: a cell whose
+    every request failed is stored failed with the figures measured
+    (:func:`harness.run.measure.every_request_failed`), unlike a cell that failed before any load.
+    """
+    return frame["status"].eq("ok") | (frame["requests"] + frame["dropped"]).gt(0)
 
 
 def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:

@@ -68,17 +68,31 @@ def test_a_run_whose_every_request_failed_renders_its_report_and_exits_1(
     results, reports, done = run
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 1, done.stderr[-3000:]
-    said = [line for line in done.stderr.splitlines() if "every request failed" in line]
-    assert len(said) == 1, done.stderr
-    assert re.fullmatch(r"every request failed: [\d,]+ requests \(HTTP 404: [\d,]+\)", said[0]), said
+    reason = r"every request failed: [\d,]+ requests \(HTTP 404: [\d,]+\)"
     (run_dir,) = results.iterdir()
     _, measurements = load_run(run_dir)
-    assert measurements and all(m.status == "ok" and m.latency_ms is None for m in measurements)
+    # Each cell is a failed cell with its reason and what was measured: its requests, no latency.
+    assert measurements
+    for m in measurements:
+        assert m.status == "failed" and re.fullmatch(reason, m.failure_reason or ""), m
+        assert m.requests == m.errors.status > 0 and m.latency_ms is None and m.duration_s > 0
+    # A failure line per cell as it happens, and the run's total once at the end.
+    lines = done.stderr.splitlines()
+    failures = [line for line in lines if line.startswith("failure ")]
+    assert [line.split(": ", 1)[0] for line in failures] == [f"failure {m.cell_id}" for m in measurements]
+    assert all(re.fullmatch(reason, line.split(": ", 1)[1]) for line in failures), failures
+    assert len([line for line in lines if re.fullmatch(reason, line)]) == 1, done.stderr
+    assert f"{len(measurements)} failure(s)" in done.stderr
     page = reports / run_dir.name / "index.html"
     assert f"report: {page}" in done.stdout
-    charts = section(page.read_text(), "charts")
+    html = page.read_text()
+    charts = section(html, "charts")
     assert figures(charts) == ["throughput", "cpu", "latency", "spectrum", "memory", "errors"]
     assert f"flask-gunicorn (WSGI): {NO_SUCCESS}" in charts
+    # The failed cells' table names each with its reason.
+    assert len(re.findall(r"every request failed: [\d,]+ requests \(HTTP 404: [\d,]+\)", html)) >= len(
+        measurements
+    )
 
 
 def test_gwbench_report_renders_the_stored_run_and_warns(

@@ -34,7 +34,7 @@ from harness.cli.common import (
 from harness.cli.progress import execute_quietly
 from harness.model import ConfigError, Measurement, RunManifest, suggest
 from harness.results import read_measurements
-from harness.run import RunSpec
+from harness.run import RunSpec, every_request_failed
 
 if TYPE_CHECKING:
     from harness.claims import Claim
@@ -58,8 +58,6 @@ def _run_dir(run: str, results: Path) -> Path:
 def cmd_report(args: argparse.Namespace) -> int:
     """``gwbench report``: re-render a stored run's report, warning of each unreadable file and of a
     run in which every request failed (the report renders: exit 0)."""
-    from harness.cli.run import every_request_failed
-
     run_dir = _run_dir(args.run, Path(args.results))
     measurements, problems = read_measurements(run_dir)
     for problem in problems:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +43,6 @@ from harness.model import (
     QUICK_FACTOR,
     QUICK_MAX_WINDOW_S,
     ConfigError,
-    Measurement,
     Scenario,
     TargetConfig,
     load_scenario,
@@ -62,6 +60,7 @@ from harness.run import (
     blocks_for,
     check_external,
     check_writable,
+    every_request_failed,
     preflight,
 )
 from harness.runanalysis import RunAnalysis, analyse_run
@@ -242,30 +241,6 @@ def plan_lines(scenario: Scenario, blocks: Sequence[Block], total_s: float) -> l
     cells = sum(len(b.cells) for b in blocks)
     lines.append(f"{cells} cells, {total_s:.0f} s of load at most (plus start-up and verification){searches}")
     return lines
-
-
-def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
-    """``every request failed: 211 requests (HTTP 404: 211)``, when no measured cell had a successful
-    request; None when one had, or when no cell was measured (its failure says why).
-
-    A request succeeded when it was answered without an error: ``requests`` counts
-    errors too, and latency is recorded for successes only.
-    """
-    ok = [m for m in measurements if m.status == "ok"]
-    if not ok or any(m.requests > m.errors.total or m.latency_ms is not None for m in ok):
-        return None
-    by_status: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    for m in ok:
-        by_status.update(m.errors.by_status)
-        kinds.update({"status": m.errors.status, "connect": m.errors.connect, "read": m.errors.read})
-        kinds.update({"timeout": m.errors.timeout, "dropped": m.dropped})
-    statuses = [f"HTTP {code}: {count:,}" for code, count in sorted(by_status.items())]
-    other = [
-        f"{kind}: {count:,}" for kind, count in kinds.items() if count and not (kind == "status" and statuses)
-    ]
-    requests = sum(m.requests + m.dropped for m in ok)
-    return f"every request failed: {requests:,} requests ({', '.join(statuses + other) or 'none sent'})"
 
 
 def verdict_lines(run: RunAnalysis) -> list[str]:

@@ -302,11 +302,14 @@ class Measurement(Frozen):
     )
     status: Literal["ok", "failed"] = Field(
         default="ok",
-        description="ok when the cell was measured; failed when it could not be (then failure_reason says"
-        " why and the figures are zero or None).",
+        description="ok when the cell was measured; failed when it could not be (then its figures are zero"
+        " or None), or when every request it sent failed (a closed- or open-model cell: its figures are"
+        " those measured, its latency None). failure_reason says why.",
     )
     failure_reason: str | None = Field(
-        default=None, description="Why a failed cell could not be measured, in words; None when status is ok."
+        default=None,
+        description="Why a cell failed, in words (e.g. 'every request failed: 211 requests (HTTP 404: 211)');"
+        " None when status is ok.",
     )
     driver: DriverName = Field(
         default="native", description="The load driver: native (the harness's own), wrk or locust."

@@ -377,9 +377,9 @@ def errors_chart(
     """Left: failed plus dropped requests as a share of all requests (%) vs load, per stack.
     Right: the same requests by kind, summed over every level and repeat, per stack.
 
-    ``rows`` are the endpoint's summary rows (sums over ok repeats of
-    ``requests``, ``errors_total`` and ``dropped``); ``cells`` its ok cells
-    (:func:`harness.analysis.measurements_frame` rows), for the kinds.
+    ``rows`` are the endpoint's summary rows (sums over the repeats that ran load of
+    ``requests``, ``errors_total`` and ``dropped``); ``cells`` its cells that ran load
+    (:func:`harness.analysis.ran_load`), for the kinds.
     """
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(12.8, 3.8), layout="constrained")

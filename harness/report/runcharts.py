@@ -66,7 +66,7 @@ def _histograms(run_dir: Path, cells: pd.DataFrame, problems: list[str]) -> dict
 def _memory_series(
     run_dir: Path, cells: pd.DataFrame, problems: list[str], *, whole_run: bool
 ) -> dict[str, MemorySeries]:
-    """Each stack's server samples from its first ok cell among ``cells`` that has a time series,
+    """Each stack's server samples from its first cell among ``cells`` that ran load and has a time series,
     with its memory trend in MiB/min (None when there is none).
 
     The trend is the one the runner stored for that cell
@@ -76,7 +76,7 @@ def _memory_series(
     whole series is fitted here, as no stored figure covers it.
     """
     out: dict[str, MemorySeries] = {}
-    picked = cells[cells["status"].eq("ok") & cells["timeseries"].notna()].sort_values(["repeat", "stage"])
+    picked = cells[analysis.ran_load(cells) & cells["timeseries"].notna()].sort_values(["repeat", "stage"])
     for name, stack in picked.groupby("target", sort=True):
         path = run_dir / str(stack["timeseries"].iloc[0])
         try:
@@ -96,8 +96,9 @@ def _memory_series(
 
 
 def _memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Peak memory per stack over every ok cell given, as :func:`memorycharts.memory_chart` reads it."""
-    ok = frame[frame["status"].eq("ok")]
+    """Peak memory per stack over every cell given that ran load, as :func:`memorycharts.memory_chart`
+    reads it."""
+    ok = frame[analysis.ran_load(frame)]
     return (
         ok.groupby("target", sort=True)
         .agg(
@@ -207,7 +208,7 @@ def endpoint_charts(run_dir: Path, run: RunAnalysis, slo: str, problems: list[st
         if failed_requests:
             x = "concurrency" if (rows["model"] == "closed").all() else "rate"
             ok = frame[
-                (frame["endpoint"] == endpoint) & frame["status"].eq("ok") & (frame["model"] != "saturation")
+                (frame["endpoint"] == endpoint) & analysis.ran_load(frame) & (frame["model"] != "saturation")
             ]
             drawn.append(("errors", charts.errors_chart(measured, ok, styles, interfaces, f"e{index}e", x)))
         out.append(

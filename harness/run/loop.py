@@ -260,7 +260,7 @@ class _Run:
                 self.stacks.drain(running, cell)
             measured = self.measurer.measure(cell, running, longer)
         for measurement in measured or []:
-            self.recorder.store(cell, measurement)
+            self.recorder.store_measured(cell, measurement)
 
     def probe(self, cell: Cell, running: RunningTarget) -> Measurement | None:
         """A closed-model window at the search's probe concurrency: the stack's peak throughput.

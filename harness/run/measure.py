@@ -9,6 +9,7 @@ of one core, memory in MiB, latencies in ms, rates in requests/s.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,3 +150,29 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         generator_lateness_ms_max=None if lateness is None else round(lateness.max, 3),
         longest_silence_s=load.longest_silence_s,
     )
+
+
+def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
+    """``every request failed: 211 requests (HTTP 404: 211)``, when these records sent (or dropped)
+    requests and none succeeded; None when one succeeded, or when none sent any (a cell that
+    failed before any load says why in its own reason).
+
+    A request succeeded when it was answered without an error: ``requests`` counts
+    errors too, and latency is recorded for successes only. Dropped requests (open
+    model: never sent, the driver fell behind) count as failed.
+    """
+    sent = [m for m in measurements if m.requests + m.dropped > 0]
+    if not sent or any(m.requests > m.errors.total or m.latency_ms is not None for m in sent):
+        return None
+    by_status: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for m in sent:
+        by_status.update(m.errors.by_status)
+        kinds.update({"status": m.errors.status, "connect": m.errors.connect, "read": m.errors.read})
+        kinds.update({"timeout": m.errors.timeout, "dropped": m.dropped})
+    statuses = [f"HTTP {code}: {count:,}" for code, count in sorted(by_status.items())]
+    other = [
+        f"{kind}: {count:,}" for kind, count in kinds.items() if count and not (kind == "status" and statuses)
+    ]
+    requests = sum(m.requests + m.dropped for m in sent)
+    return f"every request failed: {requests:,} requests ({', '.join(statuses + other)})"

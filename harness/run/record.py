@@ -13,6 +13,7 @@ from harness.model import Cell, Measurement, RunFailure, Scenario
 from harness.plan import Block
 from harness.results import RunWriter
 from harness.run.cells import failed
+from harness.run.measure import every_request_failed
 from harness.run.spec import Events
 
 
@@ -38,6 +39,19 @@ class Recorder:
         """Store one measurement (measured or failed) of ``cell``."""
         self.writer.add_measurement(measurement)
         self.events.cell_done(cell, measurement)
+
+    def store_measured(self, cell: Cell, measurement: Measurement) -> None:
+        """Store a measured closed- or open-model cell (or phase); one whose every request failed is
+        stored failed, with its figures and the reason, and recorded as a failure.
+
+        A saturation search's steps are stored as they are: a step whose every request failed broke
+        the SLO (its ``slo_breach`` says how), which is the search's answer, not a failure of the run.
+        """
+        reason = every_request_failed([measurement])
+        if reason is not None and measurement.status == "ok":
+            measurement = measurement.model_copy(update={"status": "failed", "failure_reason": reason})
+            self.fail(cell.target, cell, reason)
+        self.store(cell, measurement)
 
     def fail_cell(self, cell: Cell, reason: str) -> None:
         """Record why ``cell`` failed and store its failed record."""
