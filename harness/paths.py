@@ -342,7 +342,10 @@ def your_app_paths(targets: Mapping[str, TargetRun]) -> tuple[MigrationPath, ...
     Gunicorn's sync workers, as most WSGI apps run today, to each ASGI app on each of its
     servers, and to the same WSGI app on its other servers (the moves that keep WSGI).
     """
-    apps = {n: r.config for n, r in sorted(targets.items()) if r.config.framework == YOUR_APP}
+    # A tuned variant is no path's end: a path's row gives both its stack's tuned and configured capacity.
+    apps = {
+        n: r.config for n, r in sorted(targets.items()) if r.config.framework == YOUR_APP and not is_tuned(n)
+    }
     declared = {n: c for n, c in apps.items() if "your_app" not in c.settings}
     launched = {n: c for n, c in apps.items() if "your_app" in c.settings}
     out = [

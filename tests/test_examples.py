@@ -11,6 +11,7 @@ the Flask app on Gunicorn to its port on Uvicorn.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -99,6 +100,9 @@ def test_the_readme_command_benchmarks_both_examples_with_their_database_and_a_p
     assert all(m.status == "ok" and m.requests > 0 and m.errors.total == 0 for m in measurements), [
         (m.cell_id, m.failure_reason, m.errors) for m in measurements
     ]
-    assert "flask-gunicorn -> fastapi-uvicorn" in done.stdout
+    # One path: the tuned Gunicorn is in its row (tuned and as configured), on no path of its own.
+    paths = re.findall(r"^(\S+ -> \S+) on ", done.stdout, re.MULTILINE)
+    assert paths == ["flask-gunicorn -> fastapi-uvicorn"], done.stdout[-3000:]
+    assert "tuned within the limits" in done.stdout
     page = (tmp_path / "reports" / run_dir.name / "index.html").read_text()
     assert "flask-gunicorn -&gt; fastapi-uvicorn" in page
