@@ -10,8 +10,8 @@ A cell's *load level* (``level``) is its concurrency in the closed model and
 its arrival rate in the open and saturation models. Failed cells
 (``status == "failed"``) stay in :func:`measurements_frame` so they can be
 listed; those that failed before any load never enter a statistic, while those
-whose every request failed (:func:`ran_load`) enter the charts and the error
-counts with what was measured: no latency, no throughput. Medians, intervals and
+whose every request failed (:func:`harness.cellstate.ran_load`) enter the charts
+and the error counts with what was measured: no latency, no throughput. Medians, intervals and
 coefficients of variation across repeats come from :mod:`harness.stats`; the
 sustainable throughput of saturation searches is in :mod:`harness.saturation`,
 and the verdict built on all of them in :mod:`harness.verdict`;
@@ -29,6 +29,7 @@ import pandas as pd
 
 from harness import loadset, saturation, stats
 from harness.bounds import merge_bound_reasons
+from harness.cellstate import ran_load
 from harness.histogram import decode
 from harness.model import Measurement, Slo, TargetRun
 
@@ -411,7 +412,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
     Saturation cells are summarised by :func:`harness.saturation.saturation_summary` instead.
     Columns: the keys, ``interface``, ``concurrency``, ``rate``, ``n`` (repeats that ran load,
-    :func:`ran_load`), ``failed`` (failed repeats; those that failed before any load are
+    :func:`harness.cellstate.ran_load`), ``failed`` (failed repeats; those that failed before any load are
     excluded from everything else);
     ``requests_per_second_median``/``_min``/``_max``, ``requests_per_second_values`` (a tuple by repeat),
     ``requests_per_second_ci_low``/``_ci_high`` (the order-statistic interval of the median,
@@ -479,7 +480,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def highest_level_cells(frame: pd.DataFrame, *, sustainable: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The cells that ran load (:func:`ran_load`) a run's top load says most about, per endpoint.
+    """The cells that ran load (:func:`harness.cellstate.ran_load`) a run's top load says most about,
+    per endpoint.
 
     Closed and open cells: those at the endpoint's highest level with such a
     cell (every stack's repeats at that level). Saturation cells: each
@@ -530,16 +532,6 @@ def percentile_spectrum(histograms: Sequence[str], *, step_nines: float = 0.05) 
         percentile = 100.0 * (1.0 - 10.0 ** (-nines))
         rows.append((nines, percentile, merged.get_value_at_percentile(percentile) / 1000.0))
     return pd.DataFrame(rows, columns=columns)
-
-
-def ran_load(frame: pd.DataFrame) -> pd.Series:
-    """Which rows of a :func:`measurements_frame` ran load (a boolean Series on its index).
-
-    The ok cells, and the failed ones that sent (or dropped) requests: a cell whose
-    every request failed is stored failed with the figures measured
-    (:func:`harness.run.measure.every_request_failed`), unlike a cell that failed before any load.
-    """
-    return frame["status"].eq("ok") | (frame["requests"] + frame["dropped"]).gt(0)
 
 
 def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness import stats
 from harness.bounds import merge_bound_reasons
+from harness.cellstate import ran_load
 
 
 def _is_bound(cell: pd.Series) -> bool:
@@ -43,7 +44,7 @@ SUSTAINABLE_COLUMNS = [
 def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (target, endpoint, repeat) of a saturation search: the highest rate whose cell held the SLO.
 
-    Columns (``SUSTAINABLE_COLUMNS``): ``steps`` (ok cells of the search),
+    Columns (``SUSTAINABLE_COLUMNS``): ``steps`` (the search's cells that ran load),
     ``sustainable_requests_per_second`` (requests/s offered in the highest cell with
     ``slo_held``; NaN when no cell held), ``held_cell_id`` and its
     ``latency_ms_p99``; ``broke`` (a higher rate broke the SLO; False means
@@ -52,10 +53,11 @@ def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
     that decided the figure, the one that held or the one that broke above it,
     was generator- or upstream-bound: then the figure may be the generator's, not
     the target's) and ``bound_reasons`` (those cells' :class:`~harness.model.BoundReason`
-    records, each once). Failed cells are ignored; a search
-    without an ok cell has no row.
+    records, each once). A step whose every request failed is stored failed and counts as a step
+    that broke the SLO (it did); a step that failed before any load is ignored; a search
+    without a step that ran load (:func:`harness.cellstate.ran_load`) has no row.
     """
-    ok = frame[frame["model"].eq("saturation") & frame["status"].eq("ok")]
+    ok = frame[frame["model"].eq("saturation") & ran_load(frame)]
     records = []
     for (target, endpoint, repeat), cells in ok.groupby(["target", "endpoint", "repeat"], sort=True):
         cells = cells.sort_values("level")
@@ -106,7 +108,8 @@ def saturation_summary(frame: pd.DataFrame, *, per_repeat: pd.DataFrame | None =
 
     A repeat in which no rate held counts as 0 requests/s (the stack sustained
     less than the lowest rate tried). Columns: ``target``, ``endpoint``,
-    ``interface``, ``n`` (repeats with an ok cell), ``failed`` (failed cells),
+    ``interface``, ``n`` (repeats with a step that ran load), ``failed`` (steps that failed before
+    any load; one whose every request failed is the SLO broken, the search's answer),
     ``sustainable_requests_per_second_median``/``_min``/``_max``, ``sustainable_requests_per_second_values``
     (by repeat), ``sustainable_requests_per_second_ci_low``/``_ci_high`` (the
     order-statistic interval of the median, :func:`harness.stats.median_interval`; NaN with one repeat),
@@ -128,7 +131,7 @@ def saturation_summary(frame: pd.DataFrame, *, per_repeat: pd.DataFrame | None =
     cells = frame[frame["model"].eq("saturation")]
     keys = ["target", "endpoint"]
     failed = (
-        cells.assign(failed=cells["status"].eq("failed"))
+        cells.assign(failed=cells["status"].eq("failed") & ~ran_load(cells))
         .groupby(keys, sort=True)
         .agg(interface=("interface", "first"), failed=("failed", "sum"))
     )

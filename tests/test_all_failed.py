@@ -23,6 +23,7 @@ from harness.report import render_run
 from harness.report.svg import NO_SUCCESS, StackStyle
 from harness.report.timecharts import stages_chart
 from harness.results import load_run
+from harness.runanalysis import analyse_run
 
 SCENARIO = """
 description = "every request answered 404"
@@ -93,6 +94,49 @@ def test_a_run_whose_every_request_failed_renders_its_report_and_exits_1(
     assert len(re.findall(r"every request failed: [\d,]+ requests \(HTTP 404: [\d,]+\)", html)) >= len(
         measurements
     )
+
+
+SEARCH = """
+description = "a capacity search whose every request is answered 404"
+targets = ["flask-gunicorn"]
+endpoints = ["/does-not-exist"]
+model = "saturation"
+warmup_s = 0.3
+duration_s = 1.0
+seed = 7
+
+[saturation]
+method = "grow"
+start_rate = 20
+bisect_steps = 1
+"""
+
+
+def test_a_search_step_whose_every_request_failed_is_failed_and_broke_the_slo(tmp_path: Path) -> None:
+    """Its steps are failed cells with their reason, yet no failure of the run: each broke the SLO."""
+    scenario = tmp_path / "search-404.toml"
+    scenario.write_text(SEARCH)
+    results = tmp_path / "results"
+    done = gwbench(
+        "run", str(scenario), "--no-verify", "--results", str(results), "--reports", str(tmp_path / "reports")
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]
+    reason = r"every request failed: [\d,]+ requests \(HTTP 404: [\d,]+\)"
+    (run_dir,) = results.iterdir()
+    manifest, measurements = load_run(run_dir)
+    assert [m.rate for m in measurements] == [20.0, 10.0], measurements
+    for m in measurements:
+        assert m.model == "saturation" and m.status == "failed" and m.slo_held is False, m
+        assert re.fullmatch(reason, m.failure_reason or "") and m.requests > 0, m
+    assert not manifest.failures
+    lines = done.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("failure ")], done.stderr
+    assert len([line for line in lines if re.fullmatch(reason, line)]) == 1, done.stderr
+    (found,) = analyse_run(manifest, measurements).sustainable.itertuples()
+    assert found.steps == 2 and found.broke and pd.isna(found.sustainable_requests_per_second)
+    page = (tmp_path / "reports" / run_dir.name / "index.html").read_text()
+    assert len(re.findall(reason, page)) >= 2
 
 
 def test_gwbench_report_renders_the_stored_run_and_warns(

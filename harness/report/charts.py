@@ -379,7 +379,7 @@ def errors_chart(
 
     ``rows`` are the endpoint's summary rows (sums over the repeats that ran load of
     ``requests``, ``errors_total`` and ``dropped``); ``cells`` its cells that ran load
-    (:func:`harness.analysis.ran_load`), for the kinds.
+    (:func:`harness.cellstate.ran_load`), for the kinds.
     """
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(12.8, 3.8), layout="constrained")

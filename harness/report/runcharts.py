@@ -19,6 +19,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from harness import analysis, timeseries
+from harness.cellstate import ran_load
 from harness.histogram import decode
 from harness.report import charts, memorycharts, timecharts
 from harness.report.formats import format_number
@@ -76,7 +77,7 @@ def _memory_series(
     whole series is fitted here, as no stored figure covers it.
     """
     out: dict[str, MemorySeries] = {}
-    picked = cells[analysis.ran_load(cells) & cells["timeseries"].notna()].sort_values(["repeat", "stage"])
+    picked = cells[ran_load(cells) & cells["timeseries"].notna()].sort_values(["repeat", "stage"])
     for name, stack in picked.groupby("target", sort=True):
         path = run_dir / str(stack["timeseries"].iloc[0])
         try:
@@ -98,7 +99,7 @@ def _memory_series(
 def _memory_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Peak memory per stack over every cell given that ran load, as :func:`memorycharts.memory_chart`
     reads it."""
-    ok = frame[analysis.ran_load(frame)]
+    ok = frame[ran_load(frame)]
     return (
         ok.groupby("target", sort=True)
         .agg(
@@ -208,7 +209,7 @@ def endpoint_charts(run_dir: Path, run: RunAnalysis, slo: str, problems: list[st
         if failed_requests:
             x = "concurrency" if (rows["model"] == "closed").all() else "rate"
             ok = frame[
-                (frame["endpoint"] == endpoint) & analysis.ran_load(frame) & (frame["model"] != "saturation")
+                (frame["endpoint"] == endpoint) & ran_load(frame) & (frame["model"] != "saturation")
             ]
             drawn.append(("errors", charts.errors_chart(measured, ok, styles, interfaces, f"e{index}e", x)))
         out.append(

@@ -42,15 +42,20 @@ class Recorder:
 
     def store_measured(self, cell: Cell, measurement: Measurement) -> None:
         """Store a measured closed- or open-model cell (or phase); one whose every request failed is
-        stored failed, with its figures and the reason, and recorded as a failure.
+        stored failed, with its figures and the reason, and recorded as a failure of the run."""
+        reason = every_request_failed([measurement])
+        if reason is not None and measurement.status == "ok":
+            self.fail(cell.target, cell, reason)
+            measurement = measurement.model_copy(update={"status": "failed", "failure_reason": reason})
+        self.store(cell, measurement)
 
-        A saturation search's steps are stored as they are: a step whose every request failed broke
-        the SLO (its ``slo_breach`` says how), which is the search's answer, not a failure of the run.
-        """
+    def store_step(self, cell: Cell, measurement: Measurement) -> None:
+        """Store a step of a capacity search; one whose every request failed is stored failed, with its
+        figures and the reason, but is no failure of the run: it broke the SLO (its ``slo_breach``
+        says how), which is what the search looks for."""
         reason = every_request_failed([measurement])
         if reason is not None and measurement.status == "ok":
             measurement = measurement.model_copy(update={"status": "failed", "failure_reason": reason})
-            self.fail(cell.target, cell, reason)
         self.store(cell, measurement)
 
     def fail_cell(self, cell: Cell, reason: str) -> None:
