@@ -303,8 +303,9 @@ class Measurement(Frozen):
     status: Literal["ok", "failed"] = Field(
         default="ok",
         description="ok when the cell was measured; failed when it could not be (then its figures are zero"
-        " or None), or when every request it sent failed (a closed- or open-model cell: its figures are"
-        " those measured, its latency None). failure_reason says why.",
+        " or None), or when every request it sent failed (then its figures are those measured, its"
+        " latency None; a capacity search's step like that broke the SLO, and is no failure of the run)."
+        " failure_reason says why.",
     )
     failure_reason: str | None = Field(
         default=None,
