@@ -370,7 +370,7 @@ class _Run:
             measured = self.measurer.measure(step_cell, running, window)
             if not measured:
                 return None
-            self.recorder.store_step(step_cell, measured[0].model_copy(update=prior))
+            self.recorder.store_measured(step_cell, measured[0].model_copy(update=prior), search_step=True)
             return StepOutcome(bool(measured[0].slo_held), marginal_breach(measured[0], scenario.slo))
 
         if saturation.method == "grow":

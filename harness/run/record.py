@@ -40,21 +40,17 @@ class Recorder:
         self.writer.add_measurement(measurement)
         self.events.cell_done(cell, measurement)
 
-    def store_measured(self, cell: Cell, measurement: Measurement) -> None:
-        """Store a measured closed- or open-model cell (or phase); one whose every request failed is
-        stored failed, with its figures and the reason, and recorded as a failure of the run."""
-        reason = every_request_failed([measurement])
-        if reason is not None and measurement.status == "ok":
-            self.fail(cell.target, cell, reason)
-            measurement = measurement.model_copy(update={"status": "failed", "failure_reason": reason})
-        self.store(cell, measurement)
+    def store_measured(self, cell: Cell, measurement: Measurement, *, search_step: bool = False) -> None:
+        """Store a measured cell (or phase, or a capacity search's step); one whose every request failed
+        is stored failed, with its figures and the reason.
 
-    def store_step(self, cell: Cell, measurement: Measurement) -> None:
-        """Store a step of a capacity search; one whose every request failed is stored failed, with its
-        figures and the reason, but is no failure of the run: it broke the SLO (its ``slo_breach``
-        says how), which is what the search looks for."""
+        A plain cell like that is also recorded as a failure of the run; a ``search_step`` is not: it
+        broke the SLO (its ``slo_breach`` says how), which is what the search looks for.
+        """
         reason = every_request_failed([measurement])
         if reason is not None and measurement.status == "ok":
+            if not search_step:
+                self.fail(cell.target, cell, reason)
             measurement = measurement.model_copy(update={"status": "failed", "failure_reason": reason})
         self.store(cell, measurement)
 
