@@ -27,16 +27,29 @@ def verified_line(target: str, report: VerificationReport) -> str:
     return f"verify {target}: {verdict}"
 
 
+_UNITS = {
+    "http": ("req/s", "p99"),
+    "sse": ("streams/s", "first event p99"),
+    "websocket": ("messages/s", "round trip p99"),
+}
+"""How a cell line names its throughput and latency, by workload."""
+
+
 def cell_line(cell: Cell, m: Measurement) -> str:
-    """One measured cell (or one phase of a staged cell): req/s, p99 in ms, errors and its flags."""
+    """One measured cell (or one phase of a staged cell): req/s, p99 in ms, errors and its flags
+    (streams: streams/s and time to first event, or messages/s and round trip, and SSE events/s)."""
     level = cell.level if m.stage is None else f"{m.stage}: {m.stage_kind}"
     if m.status == "failed":
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [red]failed[/]"
+    if m.status == "unsupported":
+        return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [yellow]not supported[/] (501)"
     p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
     errors = m.errors.total
+    rate, latency = _UNITS[m.workload]
+    events = "" if m.stream_events_per_second is None else f"  {m.stream_events_per_second:,.0f} events/s"
     return (
         f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} "
-        f"{m.requests_per_second:10.1f} req/s  p99 {p99}  errors {errors}"
+        f"{m.requests_per_second:10.1f} {rate}  {latency} {p99}  errors {errors}{events}"
         + (f"  dropped {m.dropped}" if m.dropped else "")
         + ("  [yellow]generator-bound[/]" if m.generator_bound else "")
         + ("  [yellow]upstream-bound[/]" if m.upstream_bound else "")

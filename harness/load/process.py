@@ -32,9 +32,10 @@ from harness.load.connection import clock
 from harness.load.native import ClosedLoad, ensure_loopback, run_closed
 from harness.load.open import run_open
 from harness.load.result import LoadResult, merge_results
+from harness.load.stream.results import StreamLoad, run_stream, split_stream
 from harness.types import WindowCallback
 
-Load = ClosedLoad | OpenLoad
+Load = ClosedLoad | OpenLoad | StreamLoad
 ChildMessage = (
     tuple[Literal["ready"], None]
     | tuple[Literal["window"], tuple[str, int]]
@@ -54,10 +55,12 @@ class DriverError(Exception):
 
 
 def run(load: Load, on_window: WindowCallback = lambda _: None, *, begin_ns: int | None = None) -> LoadResult:
-    """Drive ``load`` in this process with the driver of its model (closed or open)."""
+    """Drive ``load`` in this process with the driver of its model (closed or open) or its stream kind."""
     if isinstance(load, OpenLoad):
         return run_open(load, on_window, begin_ns=begin_ns)
-    return run_closed(load, on_window, begin_ns=begin_ns)
+    if isinstance(load, ClosedLoad):
+        return run_closed(load, on_window, begin_ns=begin_ns)
+    return run_stream(load, on_window, begin_ns=begin_ns)
 
 
 def _try_send(conn: Connection, message: ChildMessage) -> None:
@@ -193,7 +196,11 @@ def drive_in_subprocess(
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     ensure_loopback(load.host, allow_remote=load.allow_remote)
-    loads: list[Load] = list(load.split(processes))
+    loads: list[Load] = []
+    if isinstance(load, ClosedLoad | OpenLoad):
+        loads.extend(load.split(processes))
+    else:
+        loads.extend(split_stream(load, processes))
     silence_s = load.warmup_s + load.duration_s + load.timeout_s + 30.0
     children: list[_Child] = []
     announced: set[str] = set()

@@ -18,6 +18,51 @@ class Lateness:
     max: float
 
 
+@dataclass(frozen=True)
+class StreamCounts:
+    """What a streaming driver counts besides requests (:mod:`harness.load.stream.results`).
+
+    ``kind``: ``"sse"`` or ``"websocket"``. SSE: ``events`` counts the valid,
+    in-order events received in the window, ``streams_completed`` the streams that
+    ended with all their events, and ``inter_event_gap_histogram`` is the
+    HdrHistogram (µs, as ``histogram.encode``) of the time between consecutive
+    events of a stream; ``events_per_stream`` and ``event_interval_ms`` are what each
+    stream asked for. WebSocket: ``unsupported`` when the server answered the
+    upgrade with 501 (the load stopped at once; nothing was measured).
+    """
+
+    kind: str
+    events_per_stream: int | None = None
+    event_interval_ms: int | None = None
+    events: int = 0
+    streams_completed: int = 0
+    inter_event_gap_histogram: str | None = None
+    unsupported: bool = False
+
+
+def merge_stream_counts(counts: Sequence[StreamCounts | None]) -> StreamCounts | None:
+    """The counts of several driver processes as one: sums, merged histograms; None unless all have them.
+
+    ``unsupported`` when any process was refused. Raises ValueError for a mix of kinds.
+    """
+    present = [c for c in counts if c is not None]
+    if not present or len(present) != len(counts):
+        return None
+    kinds = {c.kind for c in present}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot merge stream counts of different kinds: {sorted(kinds)}")
+    gaps = [c.inter_event_gap_histogram for c in present if c.inter_event_gap_histogram]
+    return StreamCounts(
+        kind=present[0].kind,
+        events_per_stream=present[0].events_per_stream,
+        event_interval_ms=present[0].event_interval_ms,
+        events=sum(c.events for c in present),
+        streams_completed=sum(c.streams_completed for c in present),
+        inter_event_gap_histogram=histogram.merge(gaps) if gaps else None,
+        unsupported=any(c.unsupported for c in present),
+    )
+
+
 @dataclass
 class LoadResult:
     """What one load run measured inside its window.
@@ -63,6 +108,11 @@ class LoadResult:
     order (filled by :func:`merge_results`); () for a result of one process, whose figure is
     :attr:`generator_cpu_percent` (and for drivers that report only a total: wrk, Locust).
 
+    ``stream`` (SSE and WebSocket loads only; None elsewhere): what a streaming driver
+    counts besides requests (:class:`StreamCounts`). For them a request is a stream
+    (``ok``: streams completed, ``histogram``: time to first event) or a WebSocket
+    round trip (``ok``: echoes received, ``histogram``: round-trip times).
+
     With a load profile (``harness.load.profile``), ``stages[i]`` is stage i's
     own result, with the same fields over its own part of the window (stages
     have no stages); requests count in a stage as they count in the window.
@@ -92,6 +142,7 @@ class LoadResult:
     histogram_lateness: str | None = None
     generator_cpu_percent_per_process: tuple[float, ...] = ()
     longest_silence_s: float | None = None
+    stream: StreamCounts | None = None
 
     @property
     def generator_lateness_ms(self) -> Lateness | None:
@@ -210,4 +261,5 @@ def merge_results(
         ),
         # The server was silent for all of them at once at most as long as for the least silent.
         longest_silence_s=None if None in silences else min(s for s in silences if s is not None),
+        stream=merge_stream_counts([result.stream for result in results]),
     )

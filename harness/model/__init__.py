@@ -66,10 +66,19 @@ from harness.model.records import (
     upgrade_manifest,
     upgrade_measurement,
 )
-from harness.model.scenario import RequestSpec, Scenario, is_folder_name, is_path
+from harness.model.scenario import (
+    DEFAULT_MESSAGE_BYTES,
+    EndpointKind,
+    RequestSpec,
+    Scenario,
+    is_folder_name,
+    is_path,
+    sse_parameters,
+)
 from harness.model.stages import Phase, Stage, StageKind, phases
 
 __all__ = [
+    "DEFAULT_MESSAGE_BYTES",
     "MANIFEST_KEYS_RENAMED_IN_3",
     "MAX_CONCURRENCY",
     "MAX_CPUS",
@@ -92,6 +101,7 @@ __all__ = [
     "ConfigError",
     "DatabaseRun",
     "DriverName",
+    "EndpointKind",
     "Environment",
     "Errors",
     "Frozen",
@@ -120,6 +130,7 @@ __all__ = [
     "load_target",
     "phases",
     "read_toml",
+    "sse_parameters",
     "suggest",
     "upgrade_manifest",
     "upgrade_measurement",

@@ -40,6 +40,11 @@ Results format changelog (``SCHEMA_VERSION``):
   established at once, per stage too), no longer the concurrency it asked for.
   The scenario gains ``target_requests_per_second`` (the load the cost is worked out for,
   default 10,000); older manifests take the default.
+  Streaming endpoints (an endpoint's ``kind``: ``sse`` or ``websocket``): :class:`Measurement`
+  gains ``workload``, the SSE figures (``stream_events``, ``stream_events_per_second``,
+  ``streams_completed``, ``events_per_stream``, ``event_interval_ms``, ``inter_event_gap_ms``)
+  and the status ``unsupported``; :class:`Errors` gains ``malformed``. Older files take the
+  defaults (``http``, None, 0).
 """
 
 from __future__ import annotations
@@ -120,6 +125,11 @@ class Errors(Frozen):
     timeout: int = Field(
         default=0, description="Requests with no complete response within the scenario's timeout_s."
     )
+    malformed: int = Field(
+        default=0,
+        description="Streaming loads: streams with a wrong content type, a wrong or missing event, or more"
+        " or fewer events than asked; WebSocket echoes that differ from the message sent. 0 for HTTP.",
+    )
     by_status: dict[str, int] = Field(
         default_factory=dict,
         description='The responses counted in status, by status code, e.g. {"502": 17}; empty for drivers'
@@ -140,7 +150,7 @@ class Errors(Frozen):
 
     @property
     def total(self) -> int:
-        return self.status + self.connect + self.read + self.timeout
+        return self.status + self.connect + self.read + self.timeout + self.malformed
 
 
 class BoundReason(Frozen):
@@ -300,12 +310,45 @@ class Measurement(Frozen):
         "(histograms/<cell_id>.hdr, base64 HISTFAAA... encoding, values in microseconds). "
         "None for a failed cell."
     )
-    status: Literal["ok", "failed"] = Field(
+    status: Literal["ok", "failed", "unsupported"] = Field(
         default="ok",
         description="ok when the cell was measured; failed when it could not be (then its figures are zero"
         " or None), or when every request it sent failed (then its figures are those measured, its"
         " latency None; a capacity search's step like that broke the SLO, and is no failure of the run)."
-        " failure_reason says why.",
+        " unsupported: the stack answered a WebSocket upgrade with 501 (the contract's answer of a stack"
+        " without WebSocket support): nothing was measured, and it is no failure. failure_reason says why.",
+    )
+    workload: Literal["http", "sse", "websocket"] = Field(
+        default="http",
+        description="What the cell's requests were: http (requests and responses), sse (Server-Sent Event"
+        " streams: a request is one stream, requests_per_second counts streams completed per second and"
+        " latency_ms is the time to first event, from the request's send) or websocket (echo round trips:"
+        " a request is one message, latency_ms its round trip).",
+    )
+    stream_events: int | None = Field(
+        default=None,
+        description="SSE cells: valid, in-order events received in the window. None for other cells.",
+    )
+    stream_events_per_second: float | None = Field(
+        default=None, description="SSE cells: stream_events over duration_s, events/s. None for other cells."
+    )
+    streams_completed: int | None = Field(
+        default=None,
+        description="SSE cells: streams that ended in the window with every event asked for. None for other"
+        " cells.",
+    )
+    events_per_stream: int | None = Field(
+        default=None, description="SSE cells: the events each stream was asked for. None for other cells."
+    )
+    event_interval_ms: int | None = Field(
+        default=None,
+        description="SSE cells: the interval asked between two events of a stream, ms. None for other cells.",
+    )
+    inter_event_gap_ms: LatencyMs | None = Field(
+        default=None,
+        description="SSE cells: percentiles of the time between two consecutive events of a stream, ms (a"
+        " server keeping pace shows the interval asked). None for other cells, or when no stream had two"
+        " events in the window.",
     )
     failure_reason: str | None = Field(
         default=None,

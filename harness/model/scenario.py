@@ -85,6 +85,31 @@ def is_status(value: int) -> int:
 _Endpoint = Annotated[str, AfterValidator(is_path)]
 
 
+EndpointKind = Literal["http", "sse", "websocket"]
+STREAM_KINDS = ("sse", "websocket")
+DEFAULT_MESSAGE_BYTES = 64
+"""A WebSocket endpoint's message size when its table gives none (bytes)."""
+
+
+def sse_parameters(path: str) -> tuple[str, int, int]:
+    """An SSE endpoint's path split as the driver asks for it: ``(path, events, interval_ms)``.
+
+    ``/stream/sse?events=50&interval_ms=30`` -> ``("/stream/sse", 50, 30)``. Raises
+    ValueError unless the query is exactly ``events`` (1-1000) and ``interval_ms`` (0-10000),
+    in either order.
+    """
+    base, _, query = path.partition("?")
+    pairs = dict(part.partition("=")[::2] for part in query.split("&") if part)
+    if set(pairs) != {"events", "interval_ms"} or not all(v.isdigit() for v in pairs.values()):
+        raise ValueError(
+            "an sse endpoint's query must be events=N&interval_ms=M: /stream/sse?events=50&interval_ms=30"
+        )
+    events, interval_ms = int(pairs["events"]), int(pairs["interval_ms"])
+    if not 1 <= events <= 1000 or not 0 <= interval_ms <= 10_000:
+        raise ValueError("an sse endpoint asks for 1 to 1000 events, 0 to 10000 ms apart")
+    return base, events, interval_ms
+
+
 class RequestSpec(Frozen):
     """One kind of request in a scenario, when a plain GET path is not enough.
 
@@ -94,6 +119,14 @@ class RequestSpec(Frozen):
     (default: the path, or ``"POST /path"`` for another method). ``status`` is
     the one HTTP status that counts as its success (e.g. 302 for a redirect);
     by default any 2xx does. Every other status is an error.
+
+    ``kind`` streams instead of asking (native driver, closed model; each level is
+    that many connections): ``sse`` reads Server-Sent Event streams from a path
+    whose query is ``events=N&interval_ms=M`` (:func:`sse_parameters`), opening the
+    next stream when one ends (:mod:`harness.load.stream.sse`); ``websocket`` opens
+    WebSockets on the path and echoes ``message_bytes``-byte text messages, one in
+    flight per connection (:mod:`harness.load.stream.websocket`; default
+    :data:`DEFAULT_MESSAGE_BYTES`). Both are GETs without a body.
     """
 
     path: _Endpoint
@@ -104,6 +137,30 @@ class RequestSpec(Frozen):
     weight: StrictInt = Field(default=1, ge=1, le=1000)
     name: str | None = Field(default=None, min_length=1)
     status: Annotated[StrictInt, AfterValidator(is_status)] | None = None
+    kind: EndpointKind = "http"
+    message_bytes: StrictInt | None = Field(default=None, ge=1, le=16 << 20)
+
+    @model_validator(mode="after")
+    def _stream_is_a_get(self) -> RequestSpec:
+        if self.message_bytes is not None and self.kind != "websocket":
+            raise PydanticCustomError(
+                "stream", "{key}: only a websocket endpoint sends messages", {"key": "message_bytes"}
+            )
+        if self.kind == "http":
+            return self
+        if self.method != "GET" or self.body is not None or self.body_file is not None or self.status:
+            raise PydanticCustomError(
+                "stream",
+                "{key}: an {kind} endpoint is a GET without a body or a declared status",
+                {"key": "kind", "kind": self.kind},
+            )
+        if self.kind == "sse":
+            try:
+                sse_parameters(self.path)
+            except ValueError as exc:
+                why = {"key": "path", "why": str(exc)}
+                raise PydanticCustomError("stream", "{key}: {why}", why) from None
+        return self
 
     @property
     def label(self) -> str:
@@ -249,6 +306,11 @@ class Scenario(Frozen):
             raise PydanticCustomError(
                 "levels", "{key}: stages run on the native driver only", {"key": "driver"}
             )
+        if any(spec.kind != "http" for spec in self.requests()):
+            raise PydanticCustomError(
+                "levels", "{key}: stream endpoints (sse, websocket) run at fixed levels, not in stages",
+                {"key": "stages"},
+            )
         unit = "rate" if self.model == "open" else "concurrency"
         for index, stage in enumerate(self.stages):
             if getattr(stage, unit) is None:
@@ -304,6 +366,7 @@ class Scenario(Frozen):
                 "levels", "{key}: two endpoints share a label; give them distinct names", {"key": "endpoints"}
             )
         self._one_cell_each()
+        self._streams_are_closed()
         if self.driver != "native" and any(spec.status is not None for spec in self.requests()):
             raise PydanticCustomError(
                 "levels",
@@ -323,6 +386,26 @@ class Scenario(Frozen):
                 {"key": "driver", "driver": self.driver, "model": self.model},
             )
         return self
+
+    def _streams_are_closed(self) -> None:
+        """Raise unless stream endpoints (sse, websocket) run as the native driver's closed model, unmixed."""
+        kinds = sorted({spec.kind for spec in self.requests() if spec.kind != "http"})
+        if not kinds:
+            return
+        what = " and ".join(kinds)
+        if self.model != "closed" or self.driver != "native":
+            raise PydanticCustomError(
+                "levels",
+                "{key}: {what} endpoints run on the native driver's closed model (levels are connections),"
+                " got model = '{model}', driver = '{driver}'",
+                {"key": "model", "what": what, "model": self.model, "driver": self.driver},
+            )
+        if self.mix:
+            raise PydanticCustomError(
+                "levels",
+                "{key}: {what} endpoints are measured on their own, not in a mix",
+                {"key": "mix", "what": what},
+            )
 
     def _one_cell_each(self) -> None:
         """Raise unless every level and endpoint names a cell of its own: two that share a cell id

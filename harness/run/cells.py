@@ -16,7 +16,18 @@ from harness.load import ClosedLoad
 from harness.load.arrivals import OpenLoad
 from harness.load.profile import Segment
 from harness.load.requests import HttpRequest
-from harness.model import Cell, Errors, Measurement, Phase, RequestSpec, Scenario
+from harness.load.stream import SseLoad, WsLoad
+from harness.load.stream.results import StreamLoad
+from harness.model import (
+    DEFAULT_MESSAGE_BYTES,
+    Cell,
+    Errors,
+    Measurement,
+    Phase,
+    RequestSpec,
+    Scenario,
+    sse_parameters,
+)
 from harness.results import utc_now
 
 
@@ -115,10 +126,46 @@ def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
     return http_requests(scenario.requests_for(cell.endpoint))
 
 
+def stream_load(
+    scenario: Scenario, spec: RequestSpec, connections: int, running: RunningTarget, *, allow_remote: bool
+) -> StreamLoad:
+    """The streaming driver's load for a ``sse`` or ``websocket`` endpoint at ``connections``."""
+    if spec.kind == "sse":
+        path, events, interval_ms = sse_parameters(spec.path)
+        return SseLoad(
+            host=running.host,
+            port=running.port,
+            connections=connections,
+            events=events,
+            interval_ms=interval_ms,
+            warmup_s=scenario.warmup_s,
+            duration_s=scenario.duration_s,
+            timeout_s=scenario.timeout_s,
+            path=path,
+            allow_remote=allow_remote,
+        )
+    return WsLoad(
+        host=running.host,
+        port=running.port,
+        connections=connections,
+        message_bytes=spec.message_bytes or DEFAULT_MESSAGE_BYTES,
+        warmup_s=scenario.warmup_s,
+        duration_s=scenario.duration_s,
+        timeout_s=scenario.timeout_s,
+        path=spec.path,
+        allow_remote=allow_remote,
+    )
+
+
 def load_for(
     scenario: Scenario, cell: Cell, running: RunningTarget, *, seed: int, allow_remote: bool
-) -> ClosedLoad | OpenLoad:
-    """The driver's load description for one cell of a run seeded with ``seed``."""
+) -> ClosedLoad | OpenLoad | StreamLoad:
+    """The driver's load description for one cell of a run seeded with ``seed`` (a stream
+    endpoint's: :func:`stream_load`)."""
+    specs = scenario.requests_for(cell.endpoint)
+    if specs[0].kind != "http":
+        assert cell.concurrency is not None  # streams run in the closed model, at fixed levels
+        return stream_load(scenario, specs[0], cell.concurrency, running, allow_remote=allow_remote)
     requests = requests_for(scenario, cell)
     # The same schedule and mix draws for every stack at this cell: a fair comparison.
     cell_seed = zlib.crc32(f"{seed}/{cell.endpoint}/{cell.level}/{cell.repeat}".encode())

@@ -24,6 +24,7 @@ from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subproces
 from harness.load.arrivals import OpenLoad
 from harness.load.locust import LocustLoad, run_locust
 from harness.load.locust_stats import LocustError
+from harness.load.stream.results import StreamLoad
 from harness.load.wrk import WrkError, run_wrk
 from harness.model import Cell, Measurement, Scenario
 from harness.monitor import CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
@@ -206,7 +207,9 @@ class CellMeasurer:
             measurements.append(build_measurement(context, observed))
         return measurements
 
-    def drive(self, load: ClosedLoad | OpenLoad, cell: Cell, on_window: WindowCallback) -> LoadResult:
+    def drive(
+        self, load: ClosedLoad | OpenLoad | StreamLoad, cell: Cell, on_window: WindowCallback
+    ) -> LoadResult:
         """Run the scenario's driver over ``load``; raises DriverError, WrkError or LocustError."""
         scenario = self.spec.scenario
         if scenario.driver == "wrk":

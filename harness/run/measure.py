@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from harness.load import LoadResult
 from harness.load.summary import latency_summary
@@ -98,6 +99,7 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         )
     by_status = {str(k): v for k, v in sorted(load.error_statuses.items())}
     return Measurement(
+        **_stream_fields(load),
         **(identity(cell) if phase is None else phase_identity(cell, phase)),
         started_at=context.started_at,
         warmup_s=context.warmup_s,
@@ -150,6 +152,29 @@ def build_measurement(context: CellContext, observed: Observed) -> Measurement:
         generator_lateness_ms_max=None if lateness is None else round(lateness.max, 3),
         longest_silence_s=load.longest_silence_s,
     )
+
+
+def _stream_fields(load: LoadResult) -> dict[str, Any]:
+    """A streaming load's own fields of its Measurement (none for HTTP): its workload, the SSE
+    figures, or the status ``unsupported`` of a WebSocket upgrade answered 501."""
+    stream = load.stream
+    if stream is None:
+        return {}
+    if stream.unsupported:
+        reason = "answered the WebSocket upgrade with 501: no WebSocket support, nothing measured"
+        return {"workload": stream.kind, "status": "unsupported", "failure_reason": reason}
+    if stream.kind != "sse":
+        return {"workload": stream.kind}
+    gaps = stream.inter_event_gap_histogram
+    return {
+        "workload": "sse",
+        "stream_events": stream.events,
+        "stream_events_per_second": round(stream.events / load.duration_s, 3) if load.duration_s else 0.0,
+        "streams_completed": stream.streams_completed,
+        "events_per_stream": stream.events_per_stream,
+        "event_interval_ms": stream.event_interval_ms,
+        "inter_event_gap_ms": None if gaps is None else latency_summary(gaps),
+    }
 
 
 def every_request_failed(measurements: Sequence[Measurement]) -> str | None:

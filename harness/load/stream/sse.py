@@ -162,8 +162,10 @@ class SseResult:
     the requests sent and ``streams_completed`` the streams that ended with all
     their events. ``time_to_first_event_histogram``: HdrHistogram (µs, as
     ``histogram.encode``; ``latency_summary`` gives ms) of each stream's time
-    to first event. ``generator_cpu_s`` is this process's CPU time and
-    ``duration_s`` the window's wall time (s).
+    to first event; ``inter_event_gap_histogram`` likewise of the time between
+    two consecutive events of a stream (event k-1 to event k, k >= 1).
+    ``generator_cpu_s`` is this process's CPU time and ``duration_s`` the
+    window's wall time (s).
     """
 
     duration_s: float
@@ -175,6 +177,7 @@ class SseResult:
     connections_opened: int
     generator_cpu_s: float
     time_to_first_event_histogram: str
+    inter_event_gap_histogram: str = ""
 
     @property
     def events_per_second(self) -> float:
@@ -185,6 +188,7 @@ class SseResult:
 class _SseTally(Tally):
     load: SseLoad | None = None
     first_event_us: array[int] = field(default_factory=lambda: array("q"))
+    gap_us: array[int] = field(default_factory=lambda: array("q"))
     events: int = 0
     started: int = 0
     streams_started: int = 0
@@ -209,6 +213,7 @@ class _SseStream(Link):
         self.parser = httptools.HttpResponseParser(self)
         self.sse = SseParser(self._event)
         self.start_ns = 0
+        self.last_event_ns = 0
         self.index = 0
         self.headers_done = False
         self.until_close = True
@@ -299,6 +304,9 @@ class _SseStream(Link):
             tally.events += 1
             if index == 0:
                 tally.first_event_us.append((now - self.start_ns) // 1000)
+            else:
+                tally.gap_us.append((now - self.last_event_ns) // 1000)
+        self.last_event_ns = now
         self.index = index + 1
         self.expect_by(now + self.gap_ns)
 
@@ -349,6 +357,7 @@ async def drive_sse(load: SseLoad, on_window: WindowCallback = lambda _: None) -
         connections_opened=tally.connections_opened,
         generator_cpu_s=cpu_s,
         time_to_first_event_histogram=histogram.encode(tally.first_event_us),
+        inter_event_gap_histogram=histogram.encode(tally.gap_us),
     )
 
 
