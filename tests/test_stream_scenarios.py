@@ -1,0 +1,192 @@
+"""Stream endpoints as scenarios: ``gwbench run`` drives SSE and WebSocket cells and stores what
+the server was asked to do, checked against what arrived.
+
+Two real runs through the CLI, each against a sync WSGI stack (flask-gunicorn, 3 workers)
+and an ASGI one (starlette-uvicorn): SSE streams of a known length and spacing, and
+WebSocket echoes (which the WSGI stack answers with 501: "not supported", not a failure).
+And the scenario rules for stream endpoints, which need no server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from pydantic import ValidationError
+
+from harness.model import Measurement, Scenario
+from harness.results import load_run
+
+EVENTS, INTERVAL_MS = 8, 40
+STREAM_S = (EVENTS - 1) * INTERVAL_MS / 1000
+"""How long one stream lasts when the server keeps pace (s): the first event at once, the rest
+``INTERVAL_MS`` apart."""
+
+SSE = f"""
+description = "SSE streams of {EVENTS} events {INTERVAL_MS} ms apart"
+targets = ["flask-gunicorn", "starlette-uvicorn"]
+endpoints = [{{ path = "/stream/sse?events={EVENTS}&interval_ms={INTERVAL_MS}", kind = "sse" }}]
+concurrency = [2, 12]
+warmup_s = 0.5
+duration_s = 3.0
+timeout_s = 5.0
+seed = 3
+"""
+
+WEBSOCKET = """
+description = "WebSocket echo"
+targets = ["flask-gunicorn", "starlette-uvicorn"]
+endpoints = [{ path = "/ws/echo", kind = "websocket", message_bytes = 100 }]
+concurrency = [4]
+warmup_s = 0.3
+duration_s = 1.5
+timeout_s = 5.0
+seed = 3
+"""
+
+
+def gwbench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+
+
+def run_scenario(root: Path, text: str) -> tuple[subprocess.CompletedProcess[str], list[Measurement], Path]:
+    scenario = root / "streams.toml"
+    scenario.write_text(text)
+    results = root / "results"
+    done = gwbench("run", str(scenario), "--results", str(results), "--reports", str(root / "reports"))
+    (run_dir,) = results.iterdir()
+    _, measurements = load_run(run_dir)
+    return done, measurements, run_dir
+
+
+@pytest.fixture(scope="module")
+def sse(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], list[Measurement]]:
+    done, measurements, _ = run_scenario(tmp_path_factory.mktemp("sse"), SSE)
+    return done, measurements
+
+
+@pytest.fixture(scope="module")
+def websocket(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], list[Measurement]]:
+    done, measurements, _ = run_scenario(tmp_path_factory.mktemp("ws"), WEBSOCKET)
+    return done, measurements
+
+
+def by_stack(measurements: list[Measurement]) -> dict[tuple[str, int | None], Measurement]:
+    return {(m.target, m.concurrency): m for m in measurements}
+
+
+def test_sse_cells_count_the_events_and_spacing_the_server_was_asked_for(
+    sse: tuple[subprocess.CompletedProcess[str], list[Measurement]],
+) -> None:
+    done, measurements = sse
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    cells = by_stack(measurements)
+    assert set(cells) == {(t, c) for t in ("flask-gunicorn", "starlette-uvicorn") for c in (2, 12)}
+    for m in measurements:
+        assert m.status == "ok" and m.workload == "sse", m
+        assert (m.events_per_stream, m.event_interval_ms) == (EVENTS, INTERVAL_MS)
+        assert m.streams_completed is not None and m.stream_events is not None
+        assert m.streams_completed > 0 and m.errors.malformed == 0
+        # Every completed stream carried all its events; streams cut by the window's ends add at most
+        # one partial stream per connection on each side.
+        assert m.streams_completed * EVENTS <= m.stream_events + 2 * EVENTS * (m.concurrency or 0)
+        assert m.stream_events <= (m.streams_completed + 2 * (m.concurrency or 0)) * EVENTS
+        assert m.stream_events_per_second == pytest.approx(m.stream_events / m.duration_s, rel=1e-3)
+        # The gaps are the interval asked for. Measured at the client, one event delayed makes its
+        # gap longer and the next one shorter, so the mean and median are checked, not the minimum.
+        gaps = m.inter_event_gap_ms
+        assert gaps is not None
+        assert INTERVAL_MS * 0.97 <= gaps.mean < INTERVAL_MS * 1.25, gaps
+        assert INTERVAL_MS * 0.9 <= gaps.p50 < INTERVAL_MS * 1.25, gaps
+
+
+def test_an_async_stack_streams_every_connection_at_once(
+    sse: tuple[subprocess.CompletedProcess[str], list[Measurement]],
+) -> None:
+    _, measurements = sse
+    m = by_stack(measurements)[("starlette-uvicorn", 12)]
+    # 12 streams at once: each connection completes a stream every STREAM_S.
+    assert m.requests_per_second == pytest.approx(12 / STREAM_S, rel=0.25)
+    assert m.latency_ms is not None and m.latency_ms.p99 < INTERVAL_MS, m.latency_ms
+    assert m.errors.total == 0
+
+
+def test_a_sync_stack_streams_at_most_one_per_worker(
+    sse: tuple[subprocess.CompletedProcess[str], list[Measurement]],
+) -> None:
+    _, measurements = sse
+    few, many = by_stack(measurements)[("flask-gunicorn", 2)], by_stack(measurements)[("flask-gunicorn", 12)]
+    workers = many.server_processes
+    assert workers is not None
+    workers -= 1  # Gunicorn's master serves nothing
+    assert workers == 3
+    # Two streams fit in three workers: no wait for the first event.
+    assert few.latency_ms is not None and few.latency_ms.p99 < INTERVAL_MS
+    # Twelve do not: at most one stream per worker at a time, the rest wait in the accept queue.
+    assert many.requests_per_second <= workers / STREAM_S * 1.15, many.requests_per_second
+    ceiling_events = workers * 1000 / INTERVAL_MS
+    assert many.stream_events_per_second is not None
+    assert many.stream_events_per_second <= ceiling_events * 1.15
+    assert many.latency_ms is not None and many.latency_ms.p99 > STREAM_S * 1000 / 2, many.latency_ms
+
+
+def test_websocket_round_trips_and_a_stack_without_support_is_not_supported(
+    websocket: tuple[subprocess.CompletedProcess[str], list[Measurement]],
+) -> None:
+    done, measurements = websocket
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    cells = by_stack(measurements)
+    flask, starlette = cells[("flask-gunicorn", 4)], cells[("starlette-uvicorn", 4)]
+    assert flask.status == "unsupported" and flask.requests == 0 and flask.latency_ms is None
+    assert "501" in (flask.failure_reason or "")
+    output = done.stdout + done.stderr
+    assert "not supported" in output and "failure" not in output, output
+    assert starlette.status == "ok" and starlette.workload == "websocket"
+    assert starlette.errors.total == 0 and starlette.requests > 100
+    # Four connections, one message in flight each: throughput and round trip agree (Little's law).
+    latency = starlette.latency_ms
+    assert latency is not None and latency.max < 5000
+    assert starlette.requests_per_second * latency.mean / 1000 == pytest.approx(4, rel=0.3)
+
+
+BASE = {"name": "s", "description": "d", "concurrency": [2], "warmup_s": 0.0, "duration_s": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"endpoints": [{"path": "/stream/sse?events=5", "kind": "sse"}]}, "events=N&interval_ms=M"),
+        ({"endpoints": [{"path": "/stream/sse?events=0&interval_ms=5", "kind": "sse"}]}, "1 to 1000"),
+        ({"endpoints": [{"path": "/ws/echo", "kind": "websocket", "method": "POST"}]}, "GET without a body"),
+        ({"endpoints": [{"path": "/json", "message_bytes": 10}]}, "only a websocket endpoint"),
+        (
+            {"endpoints": [{"path": "/ws/echo", "kind": "websocket"}], "model": "open", "rates": [5.0]},
+            "closed model",
+        ),
+        ({"endpoints": [{"path": "/ws/echo", "kind": "websocket"}], "driver": "wrk"}, "native driver"),
+        (
+            {"endpoints": [{"path": "/ws/echo", "kind": "websocket", "name": "a"}, "/json"], "mix": "m"},
+            "not in a mix",
+        ),
+    ],
+)
+def test_stream_endpoints_refuse_what_they_cannot_run(update: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("?", r"\?")):
+        Scenario.model_validate({**BASE, **update})
+
+
+def test_the_shipped_stream_scenarios_load() -> None:
+    for name, kind in (("sse", "sse"), ("websocket", "websocket"), ("inference", "sse")):
+        text = (REPO / "scenarios" / f"{name}.toml").read_text()
+        assert "Where it comes from" in text, name
+        scenario = Scenario.model_validate({"name": name, **__import__("tomllib").loads(text)})
+        assert kind in {spec.kind for spec in scenario.requests()}, name
