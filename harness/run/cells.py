@@ -132,6 +132,9 @@ def stream_load(
     """The streaming driver's load for a ``sse`` or ``websocket`` endpoint at ``connections``."""
     if spec.kind == "sse":
         path, events, interval_ms = sse_parameters(spec.path)
+        # Streams of one length started together end together: spread the first ones over one
+        # stream's length (within the warm-up), so the window sees them end at a steady pace.
+        stream_s = (events - 1) * interval_ms / 1000
         return SseLoad(
             host=running.host,
             port=running.port,
@@ -141,6 +144,7 @@ def stream_load(
             warmup_s=scenario.warmup_s,
             duration_s=scenario.duration_s,
             timeout_s=scenario.timeout_s,
+            stagger_s=min(stream_s, scenario.warmup_s),
             path=path,
             allow_remote=allow_remote,
         )

@@ -126,7 +126,11 @@ class SseLoad:
     ``timeout_s`` bounds the connect, the wait for the first event from the
     request's send, and the wait for each later event beyond ``interval_ms``.
     Besides its duration, the load is bounded by ``max_streams`` streams
-    started; when all have ended, the window ends early.
+    started; when all have ended, the window ends early. ``stagger_s`` spreads
+    the connections' first streams evenly over that many seconds (connection i
+    of n starts at i/n of it): streams of one length started together would end
+    together, and the streams completed in a window would come in steps of
+    ``connections``.
     """
 
     host: str
@@ -138,6 +142,7 @@ class SseLoad:
     duration_s: float
     timeout_s: float = 10.0
     max_streams: int = 10_000_000
+    stagger_s: float = 0.0
     path: str = "/stream/sse"
     allow_remote: bool = False
 
@@ -320,8 +325,10 @@ class _SseStream(Link):
         self.fail("timeout")
 
 
-async def _keep_streaming(tally: _SseTally, load: SseLoad) -> None:
-    """One of the connections: connect, stream until the connection closes, reconnect."""
+async def _keep_streaming(tally: _SseTally, load: SseLoad, delay_s: float = 0.0) -> None:
+    """One of the connections: after ``delay_s``, connect, stream until the connection closes, reconnect."""
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
     request = load.request_bytes()
     expected = [f'{{"i": {index}}}'.encode() for index in range(load.events)]
     timeout_ns = int(load.timeout_s * 1e9)
@@ -342,7 +349,11 @@ async def drive_sse(load: SseLoad, on_window: WindowCallback = lambda _: None) -
     with open_file_limit(load.connections):
         window_start = clock() + int(load.warmup_s * 1e9)
         tally = _SseTally(window_start, window_start + int(load.duration_s * 1e9), load=load)
-        tasks = [asyncio.create_task(_keep_streaming(tally, load)) for _ in range(load.connections)]
+        step_s = load.stagger_s / load.connections
+        tasks = [
+            asyncio.create_task(_keep_streaming(tally, load, index * step_s))
+            for index in range(load.connections)
+        ]
         try:
             duration_s, cpu_s = await measure(tally, tasks, on_window)
         finally:
