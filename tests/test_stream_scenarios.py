@@ -190,3 +190,27 @@ def test_the_shipped_stream_scenarios_load() -> None:
         assert "Where it comes from" in text, name
         scenario = Scenario.model_validate({"name": name, **__import__("tomllib").loads(text)})
         assert kind in {spec.kind for spec in scenario.requests()}, name
+
+
+BACKLOG = """
+description = "more 5 s requests than a sync stack's workers: a backlog that outlasts the cell"
+targets = ["flask-gunicorn"]
+endpoints = ["/io/upstream?ms=5000"]
+concurrency = [40, 41]
+warmup_s = 0.2
+duration_s = 1.0
+timeout_s = 6.0
+seed = 3
+"""
+
+
+def test_a_stack_still_busy_after_a_cell_is_started_again_before_the_next(tmp_path: Path) -> None:
+    # 40 connections of 5 s requests on 3 sync workers: the requests queued in the cell (their
+    # clients gone when it ends) keep the workers busy for about a minute, beyond the 30 s wait.
+    done, measurements, _ = run_scenario(tmp_path, BACKLOG)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in output, output[-3000:]
+    first = sorted(measurements, key=lambda m: m.started_at)[0]
+    assert f"note flask-gunicorn: still busy 30 s after {first.cell_id}" in output, output
+    assert "started again" in output and "failure" not in output, output
+    assert len(measurements) == 2 and all(m.status == "ok" for m in measurements)

@@ -136,6 +136,9 @@ class Display:
     def failure(self, failure: RunFailure) -> None:
         self.progress.console.print(failure_line(failure))
 
+    def notice(self, target: str, text: str) -> None:
+        self.progress.console.print(f"[yellow]note[/] {escape(target)}: {escape(text)}")
+
 
 def execute_with_progress(spec: RunSpec, total_s: float, cells: int) -> RunOutcome:
     """Run ``spec`` as ``gwbench run`` does: a bar over ``total_s`` planned seconds, time left, cell lines."""

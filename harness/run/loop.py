@@ -52,6 +52,11 @@ from harness.run.spec import (
 from harness.run.stacks import Stacks
 from harness.run.tuning import Tuning, derive, is_tuned, with_tuned
 
+BUSY_NOTE = (
+    "still busy 30 s after {cell} (requests queued in that cell, their clients gone, still being "
+    "served): started again, so the next cell starts on an idle stack"
+)
+
 
 class _Run:
     """One run of ``spec``: its launcher, run folder and collaborators, and the block loop."""
@@ -221,15 +226,20 @@ class _Run:
             elif is_tuned(name):
                 stacks.settle(running)  # its many workers boot after the first one answers
             for index, cell in enumerate(block.cells):
-                if not self.launcher.is_alive(running):
-                    # It crashed in an earlier cell: the next cells get a fresh one.
+                busy = False
+                if self.launcher.is_alive(running) and index:
+                    busy = not stacks.drain(running, block.cells[index - 1], record=False)
+                if busy or not self.launcher.is_alive(running):
+                    # It crashed in an earlier cell, or is still serving its requests (a sync worker
+                    # serves a queued request whose client left): the next cells get a fresh one.
+                    if busy:
+                        self.events.notice(name, BUSY_NOTE.format(cell=block.cells[index - 1].cell_id))
                     try:
                         running = stacks.relaunch(name, running, services.env())
                     except LaunchError as exc:
-                        recorder.fail_cell(cell, f"restart after a crash failed: {exc}")
+                        after = "a busy cell" if busy else "a crash"
+                        recorder.fail_cell(cell, f"restart after {after} failed: {exc}")
                         continue
-                elif index:
-                    stacks.drain(running, block.cells[index - 1])
                 self.run_cell(cell, running)
         finally:
             self.launcher.stop(running)

@@ -35,6 +35,8 @@ class Events(Protocol):
         """Called for every planned cell, measured or failed (``measurement.status``)."""
 
     def failure(self, failure: RunFailure) -> None: ...
+    def notice(self, target: str, text: str) -> None:
+        """Something the run did about ``target`` that a reader should know, and no failure."""
 
 
 @dataclass

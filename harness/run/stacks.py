@@ -227,18 +227,24 @@ class Stacks:
             last = now
         return None
 
-    def drain(self, running: RunningTarget, previous: Cell) -> None:
-        """Let the target finish the previous cell's orphaned requests before the next cell.
+    def drain(self, running: RunningTarget, previous: Cell, *, record: bool = True) -> bool:
+        """Let the target finish the previous cell's orphaned requests before the next cell; whether
+        it became idle.
 
         Idle: its ready path answers within :data:`IDLE_S` (a stack's ``/health``), or for
         the user's app, whose ready path is one of its endpoints, within
-        :data:`IDLE_FACTOR` x the time it took unloaded (:meth:`unloaded_answer_s`).
+        :data:`IDLE_FACTOR` x the time it took unloaded (:meth:`unloaded_answer_s`). When it
+        did not within 30 s, ``record`` records that as a failure (the next cell may be affected);
+        a caller that starts the target again passes False.
         """
         quick_s = self.idle_s.get(running.name, IDLE_S)
-        if wait_until_idle(running, self.spec.targets[running.name].ready_path, quick_s=quick_s) is None:
+        if wait_until_idle(running, self.spec.targets[running.name].ready_path, quick_s=quick_s) is not None:
+            return True
+        if record:
             self.recorder.fail(
                 running.name, previous, "target still busy 30 s after the cell; the next cell may be affected"
             )
+        return False
 
     def crash(self, running: RunningTarget, vanished: tuple[int, ...]) -> str | None:
         """Why the cell cannot count because the target lost processes (``vanished`` pids), or None."""
