@@ -34,7 +34,7 @@ from harness.histogram import decode
 from harness.model import Measurement, Slo, TargetRun
 
 LATENCY_FIELDS = ("min", "mean", "stdev", "p50", "p90", "p99", "p999", "max")
-ERROR_KINDS = ("status", "connect", "read", "timeout")
+ERROR_KINDS = ("status", "connect", "read", "timeout", "malformed")
 SUMMARY_KEYS = ["target", "endpoint", "model", "level", "stage"]
 
 LITTLES_LAW_LOW = 0.8
@@ -42,11 +42,21 @@ LITTLES_LAW_HIGH = 1.2
 SYNC_CEILING_TOLERANCE = 1.10  # a cell above 110% of its ceiling is inconsistent
 NON_BLOCKING_WORKERS = ("gevent", "greenlet", "eventlet")
 
+STREAM_COLUMNS = (
+    "stream_events",
+    "stream_events_per_second",
+    "streams_completed",
+    "events_per_stream",
+    "event_interval_ms",
+)
+"""The SSE cells' own figures (:class:`~harness.model.Measurement`), NaN in every other cell."""
+
 COLUMNS = [
     "cell_id",
     "target",
     "interface",
     "endpoint",
+    "workload",
     "model",
     "driver",
     "concurrency",
@@ -98,6 +108,8 @@ COLUMNS = [
     "stalled",
     "load_ceiling_requests_per_second",
     "set_by_load",
+    *STREAM_COLUMNS,
+    *(f"inter_event_gap_ms_{field}" for field in LATENCY_FIELDS),
 ]
 
 
@@ -257,6 +269,7 @@ def _row(measurement: Measurement, run: TargetRun | None, slo: Slo) -> dict[str,
         "target": m.target,
         "interface": None if run is None else run.config.interface,
         "endpoint": m.endpoint,
+        "workload": m.workload,
         "model": m.model,
         "driver": m.driver,
         "concurrency": m.concurrency,
@@ -301,7 +314,14 @@ def _row(measurement: Measurement, run: TargetRun | None, slo: Slo) -> dict[str,
     }
     for kind in ERROR_KINDS:
         row[f"errors_{kind}"] = getattr(m.errors, kind)
-    for prefix, summary in (("latency_ms", latency), ("latency_ms_uncorrected", m.latency_ms_uncorrected)):
+    for column in STREAM_COLUMNS:
+        row[column] = _nan(getattr(m, column))
+    summaries = (
+        ("latency_ms", latency),
+        ("latency_ms_uncorrected", m.latency_ms_uncorrected),
+        ("inter_event_gap_ms", m.inter_event_gap_ms),
+    )
+    for prefix, summary in summaries:
         for field in LATENCY_FIELDS:
             row[f"{prefix}_{field}"] = math.nan if summary is None else getattr(summary, field)
     cpu = m.server_cpu_percent
@@ -309,10 +329,10 @@ def _row(measurement: Measurement, run: TargetRun | None, slo: Slo) -> dict[str,
         cpu_us_per_request(cpu, m.requests_per_second) if ok and cpu is not None else math.nan
     )
     mean_ms = math.nan if latency is None else latency.mean
-    # The law needs the number in flight; only the closed model fixes it (its concurrency).
-    ratio = (
-        littles_law_ratio(m.requests_per_second, mean_ms, m.concurrency) if ok and m.concurrency else math.nan
-    )
+    # The law needs the number in flight; only the closed model fixes it (its concurrency). An SSE
+    # cell's latency is its time to first event, not how long a stream holds its connection.
+    checked = ok and bool(m.concurrency) and m.workload != "sse"
+    ratio = littles_law_ratio(m.requests_per_second, mean_ms, m.concurrency or 0) if checked else math.nan
     row["littles_law_ratio"] = ratio
     # Errored requests hold a connection for a time no latency records, so the
     # law is only checked on error-free cells (the errors are flagged anyway).
@@ -357,9 +377,12 @@ def measurements_frame(
     without them they are None/NaN. Missing figures (latency of a failed cell,
     PSS where unreadable, the rate of a closed cell, the generator's lateness
     ``generator_lateness_ms_p99`` outside the native open model or in runs stored
-    before it was recorded) are NaN. Derived per cell:
+    before it was recorded, the SSE figures of :data:`STREAM_COLUMNS` and
+    ``inter_event_gap_ms_*`` outside SSE cells) are NaN. ``workload`` is the cell's
+    (http, sse, websocket; a cell that failed before any load says http). Derived per cell:
     ``level``, ``server_cpu_us_per_request``, ``littles_law_ratio`` and
-    ``littles_law_inconsistent`` (:func:`littles_law_ratio`),
+    ``littles_law_inconsistent`` (:func:`littles_law_ratio`; NaN and False for SSE cells, whose
+    latency is the time to first event),
     ``sync_ceiling_requests_per_second`` and ``sync_ceiling_exceeded``
     (:func:`sync_ceiling_requests_per_second`, exceeded by more than 10%),
     ``stalled`` (:func:`stalled`, from ``longest_silence_s``),

@@ -182,7 +182,7 @@ def cell_sides(run: RunAnalysis) -> dict[Key, Side]:
         ok = rows[rows["status"].eq("ok")].sort_values("repeat")
         sides[(str(target), str(endpoint), str(model), float(str(level)))] = Side(
             n=len(ok),
-            failed=len(rows) - len(ok),
+            failed=int(rows["status"].eq("failed").sum()),
             requests_per_second_values=tuple(float(v) for v in ok["requests_per_second"]),
             p99_values=tuple(float(v) for v in ok["latency_ms_p99"]),
             flags=_flags(ok),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness import analysis, saturation
+from harness import analysis, saturation, streamsummary
 from harness.model import Measurement, Phase, RunManifest
 from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 
@@ -54,7 +54,10 @@ class RunAnalysis:
     ok cells of each endpoint's top load (:func:`harness.analysis.highest_level_cells`).
     ``verdicts`` are :func:`harness.verdict.verdict`'s (sorted by endpoint),
     ``verdicts_in_order`` the same in ``endpoints`` order, and ``workloads``
-    :func:`harness.verdict.workload_summary` over those. ``endpoints`` lists
+    :func:`harness.verdict.workload_summary` over those of HTTP endpoints (a stream is none of its
+    kinds). ``stream_kinds`` gives each stream endpoint's kind (``sse`` or ``websocket``,
+    :func:`harness.streamsummary.stream_kinds`), in ``endpoints`` order, and ``streams`` their rows
+    (:func:`harness.streamsummary.stream_summary`). ``endpoints`` lists
     the scenario's endpoints in its order, then any other measured one
     (sorted); ``interfaces`` gives each stack's interface (wsgi/asgi/native,
     None for a stack measured but missing from the manifest).
@@ -71,6 +74,13 @@ class RunAnalysis:
     workloads: tuple[WorkloadSummary, ...]
     endpoints: tuple[str, ...]
     interfaces: Mapping[str, str | None]
+    stream_kinds: Mapping[str, str]
+    streams: pd.DataFrame
+
+    @property
+    def http_endpoints(self) -> tuple[str, ...]:
+        """The endpoints that are no stream, in ``endpoints`` order."""
+        return tuple(e for e in self.endpoints if e not in self.stream_kinds)
 
 
 def _endpoint_order(manifest: RunManifest, frame: pd.DataFrame) -> tuple[str, ...]:
@@ -94,6 +104,8 @@ def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> R
     endpoints = _endpoint_order(manifest, frame)
     order = {endpoint: index for index, endpoint in enumerate(endpoints)}
     in_order = sorted(verdicts, key=lambda v: order.get(v.endpoint, len(order)))
+    found = streamsummary.stream_kinds(manifest.scenario, frame)
+    kinds = {endpoint: found[endpoint] for endpoint in endpoints if endpoint in found}
     return RunAnalysis(
         manifest=manifest,
         frame=frame,
@@ -103,7 +115,9 @@ def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> R
         top_cells=analysis.highest_level_cells(frame, sustainable=sustainable),
         verdicts=tuple(verdicts),
         verdicts_in_order=tuple(in_order),
-        workloads=tuple(workload_summary(in_order)),
+        workloads=tuple(workload_summary([v for v in in_order if v.endpoint not in kinds])),
         endpoints=endpoints,
         interfaces=_interfaces(manifest, frame),
+        stream_kinds=kinds,
+        streams=streamsummary.stream_summary(frame, summary, kinds, manifest.targets),
     )

@@ -52,6 +52,7 @@ from harness.paths import MigrationPath, PathRow, run_paths
 from harness.plan import Block, planned_seconds, split_cpus
 from harness.report.formats import format_headline
 from harness.report.paths import PATH_COLUMNS, format_path_lines, path_cells
+from harness.report.streamwords import stream_headline
 from harness.results import read_measurements
 from harness.run import (
     ExternalTarget,
@@ -244,8 +245,18 @@ def plan_lines(scenario: Scenario, blocks: Sequence[Block], total_s: float) -> l
 
 
 def verdict_lines(run: RunAnalysis) -> list[str]:
-    """The run's verdict, one line per endpoint (as the list of runs shows it)."""
-    return [f"verdict: {escape(format_headline([v]))}" for v in run.verdicts_in_order]
+    """The run's verdict, one line per endpoint (as the list of runs shows it; a stream endpoint in
+    its own terms, :func:`harness.report.streamwords.stream_headline`)."""
+    lines = [
+        f"verdict: {escape(format_headline([v]))}"
+        for v in run.verdicts_in_order
+        if v.endpoint not in run.stream_kinds
+    ]
+    streams = run.streams
+    return lines + [
+        f"verdict: {escape(stream_headline(endpoint, kind, streams[streams['endpoint'] == endpoint]))}"
+        for endpoint, kind in run.stream_kinds.items()
+    ]
 
 
 def path_table(rows: Sequence[PathRow]) -> Table:

@@ -38,13 +38,16 @@ from harness.report.svg import (
 )
 
 
-def _level_axis(axes: Axes, levels: Iterable[float], x: str) -> None:
-    """A log axis with a tick at each measured level: concurrency (base 2) or offered rate."""
+def _level_axis(axes: Axes, levels: Iterable[float], x: str, xlabel: str | None = None) -> None:
+    """A log axis with a tick at each measured level: concurrency (base 2) or offered rate; ``xlabel``
+    names it instead of the load model's words."""
     ticks = sorted(set(levels))
     axes.set_xscale("log", base=2 if x == "concurrency" else 10)
     axes.set_xticks(ticks, [f"{level:g}" for level in ticks])
     axes.xaxis.set_minor_locator(NullLocator())
-    if x == "concurrency":
+    if xlabel is not None:
+        axes.set_xlabel(xlabel)
+    elif x == "concurrency":
         axes.set_xlabel("concurrency (connections, closed model)")
     else:
         axes.set_xlabel("offered rate (requests/s, open model)")
@@ -74,6 +77,7 @@ def _lines(
     styles: Mapping[str, StackStyle],
     interfaces: Mapping[str, str | None],
     x: str = "concurrency",
+    xlabel: str | None = None,
 ) -> bool:
     """Plot ``<column>_median`` vs ``x`` (concurrency or rate) per stack, with :func:`_error_bars`.
 
@@ -102,11 +106,11 @@ def _lines(
             capsize=3 if yerr is not None else 0,
             label=label(str(name), interfaces),
         )
-    _level_axis(axes, rows[x].astype(float), x)
+    _level_axis(axes, rows[x].astype(float), x, xlabel)
     return drawn
 
 
-def _line_chart(
+def line_chart(
     rows: pd.DataFrame,
     column: str,
     styles: Mapping[str, StackStyle],
@@ -117,8 +121,17 @@ def _line_chart(
     ylabel: str,
     title: str,
     offered: bool = False,
+    xlabel: str | None = None,
+    log: bool = False,
+    reference: tuple[float, str] | None = None,
+    absent: Mapping[str, str] | None = None,
 ) -> str:
-    """``column`` vs ``x``, one line per stack, y axis from 0; ``offered`` adds the line y = x.
+    """``<column>_median`` vs ``x``, one line per stack, y axis from 0; ``offered`` adds the line y = x.
+
+    ``xlabel`` names the x axis instead of the load model's words; ``log`` draws a log axis of
+    times in ms instead (:func:`~harness.report.svg.log_latency_axis`); ``reference`` (a value and
+    its label) a dotted line across, e.g. the interval a stream asked for; ``absent`` names the
+    stacks with nothing measured, each with why, in the legend.
 
     With no value to draw, the plot says so: :data:`NO_SUCCESS` when no stack
     had a successful request, else ``not measured`` (server CPU of an app
@@ -130,12 +143,19 @@ def _line_chart(
         if offered:
             rates = sorted(set(rows[x].astype(float)))
             axes.plot(rates, rates, color="#888888", linestyle=":", linewidth=1, label="offered rate")
-        if _lines(axes, rows, column, styles, interfaces, x):
+        drawn = _lines(axes, rows, column, styles, interfaces, x, xlabel)
+        if log:
+            log_latency_axis(axes)
+        elif drawn:
             axes.set_ylim(bottom=0)
         else:
             measured = rows[rows["n"] > 0]
             every_failed = all(no_success(stack) for _, stack in measured.groupby("target"))
             note_instead(axes, NO_SUCCESS if every_failed else "not measured")
+        if reference is not None and drawn:
+            axes.axhline(reference[0], color="#888888", linestyle=":", linewidth=1, label=reference[1])
+        for name, why in (absent or {}).items():
+            no_success_entry(axes, name, styles[name], interfaces, why)
         axes.set_ylabel(ylabel)
         axes.set_title(title)
         # Below the plot, never over a line.
@@ -151,7 +171,7 @@ def throughput_chart(
     x: str = "concurrency",
 ) -> str:
     """Median requests/s vs concurrency, or vs offered rate (``x="rate"``, with the offered line)."""
-    return _line_chart(
+    return line_chart(
         rows,
         "requests_per_second",
         styles,
@@ -345,7 +365,7 @@ def cpu_chart(
     x: str = "concurrency",
 ) -> str:
     """Median server CPU time per successful request (microseconds) vs concurrency or rate."""
-    return _line_chart(
+    return line_chart(
         rows,
         "server_cpu_us_per_request",
         styles,
@@ -362,6 +382,7 @@ ERROR_KINDS = (
     ("errors_connect", "connect", "#ef8a62"),
     ("errors_read", "read", "#fddbc7"),
     ("errors_timeout", "timeout", "#67a9cf"),
+    ("errors_malformed", "malformed (streams)", "#762a83"),
     ("dropped", "dropped (never sent)", "#999999"),
 )
 

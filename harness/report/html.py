@@ -4,9 +4,11 @@
 once (:func:`harness.runanalysis.analyse_run`) and every section reads that
 analysis: the tables and verdict blocks come from :mod:`harness.report.tables`,
 the charts from :mod:`harness.report.runcharts`, the sentences from
-:mod:`harness.report.formats`. :func:`write_reports` is the one function that
-writes files. Every value reaches the page through jinja2 autoescaping, except
-the SVG charts, which matplotlib escapes itself.
+:mod:`harness.report.formats`; stream endpoints (SSE, WebSocket) are told in their own
+terms by :mod:`harness.report.streams`, and left out of the sections on requests.
+:func:`write_reports` is the one function that writes files. Every value reaches
+the page through jinja2 autoescaping, except the SVG charts, which matplotlib
+escapes itself.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from harness.report.formats import (
 from harness.report.jinja import pages
 from harness.report.paths import PATH_COLUMNS, PATH_NOTE, path_cells
 from harness.report.runcharts import endpoint_charts
+from harness.report.streams import stream_cells, stream_endpoints
+from harness.report.streamwords import stream_headline
 from harness.report.svg import stack_styles
 from harness.report.tables import cell_row, packages, summary_rows, verdict_context, workload_context
 from harness.results import ResultsError, list_runs, load_manifest, load_run, read_measurements, write_atomic
@@ -81,16 +85,41 @@ def _path_context(run: RunAnalysis, paths: Sequence[MigrationPath]) -> dict[str,
     }
 
 
+def _sections(run: RunAnalysis) -> list[tuple[str, str]]:
+    """The page's numbered sections, (id, title) in order: Streams only when the run has stream
+    endpoints; the charts and medians of requests unless every endpoint streams."""
+    sections = [("verdict", "Verdict")]
+    if run.stream_kinds:
+        sections.append(("streams", "Streams"))
+    if run.http_endpoints or not run.stream_kinds:
+        sections += [("charts", "Charts"), ("medians", "Medians and intervals")]
+    sections += [("cells", "Every cell"), ("stacks", "Stacks"), ("environment", "Environment")]
+    return [*sections, ("raw", "Raw data")]
+
+
+def _headline(run: RunAnalysis) -> str:
+    """The run in one line for the list of runs: each HTTP endpoint's verdict, then each stream endpoint."""
+    requests = [v for v in run.verdicts if v.endpoint not in run.stream_kinds]
+    streams = [
+        stream_headline(endpoint, kind, run.streams[run.streams["endpoint"] == endpoint])
+        for endpoint, kind in run.stream_kinds.items()
+    ]
+    return "; ".join(([format_headline(requests)] if requests or not streams else []) + streams)
+
+
 def _run_context(
     run_dir: Path, run: RunAnalysis, raw_href: str, problems: list[str], paths: Sequence[MigrationPath] = ()
 ) -> dict[str, object]:
-    manifest, frame, summary, interfaces = run.manifest, run.frame, run.summary, run.interfaces
+    manifest, frame, interfaces = run.manifest, run.frame, run.interfaces
     order = {endpoint: index for index, endpoint in enumerate(run.endpoints)}
     styles = stack_styles(interfaces)
     cells = frame.assign(_order=frame["endpoint"].map(order)).sort_values(
         ["target", "_order", "level", "repeat"]
     )
+    streamed = cells["endpoint"].isin(list(run.stream_kinds))
+    summary = run.summary[~run.summary["endpoint"].isin(list(run.stream_kinds))]
     slo = format_slo(manifest.scenario.slo)
+    sections = _sections(run)
     return {
         "manifest": manifest,
         "status_label": format_status(manifest.status),
@@ -99,7 +128,14 @@ def _run_context(
         "started": format_time(manifest.started_at),
         "finished": format_time(manifest.finished_at),
         "duration": _duration(manifest),
-        "verdicts": [verdict_context(v, summary, run.searches) for v in run.verdicts_in_order],
+        "sections": sections,
+        "number": {section: index for index, (section, _) in enumerate(sections, start=1)},
+        "verdicts": [
+            verdict_context(v, summary, run.searches)
+            for v in run.verdicts_in_order
+            if v.endpoint not in run.stream_kinds
+        ],
+        "streams": stream_endpoints(run),
         "workloads": [workload_context(w) for w in run.workloads],
         "stacks": [
             {
@@ -111,10 +147,15 @@ def _run_context(
             for name, style in styles.items()
         ],
         "charts": endpoint_charts(run_dir, run, slo, problems),
-        "summary": summary_rows(summary, run.endpoints),
+        "summary": summary_rows(summary, run.http_endpoints),
         "open_model": bool((frame["model"] != "closed").any()),
-        "cells": [cell_row(row) for row in cells.to_dict("records")],
-        "failed_count": int(frame["status"].eq("failed").sum()),
+        "cells": [cell_row(row) for row in cells[~streamed].to_dict("records")],
+        "http_cells": bool(run.http_endpoints) or not run.stream_kinds,
+        "stream_cells": stream_cells(cells[streamed], dict(run.stream_kinds)),
+        "failed_count": int(cells[~streamed]["status"].eq("failed").sum()),
+        "stream_failed_count": int(cells[streamed]["status"].eq("failed").sum()),
+        "unsupported_count": int(cells[streamed]["status"].eq("unsupported").sum()),
+        "timeout_s": manifest.scenario.timeout_s,
         "targets": _targets(manifest),
         "raw_href": raw_href.rstrip("/"),
         "littles_low": analysis.LITTLES_LAW_LOW,
@@ -168,7 +209,7 @@ def _index_row(run_dir: Path, reports_root: Path, run: RunAnalysis | None) -> di
         "status": manifest.status,
         "status_label": format_status(manifest.status),
         "stacks": sorted(manifest.targets),
-        "headline": format_headline(run.verdicts),
+        "headline": _headline(run),
     }
 
 

@@ -187,7 +187,8 @@ def _at_top_load(
 
 
 def endpoint_charts(run_dir: Path, run: RunAnalysis, slo: str, problems: list[str]) -> list[EndpointCharts]:
-    """The charts of each endpoint of ``run`` (stored in ``run_dir``), in the run's endpoint order.
+    """The charts of each HTTP endpoint of ``run`` (stored in ``run_dir``), in the run's endpoint order
+    (stream endpoints have their own: :mod:`harness.report.streams`).
 
     ``slo`` is the scenario's SLO as text (the sustainable chart's title); each
     unreadable histogram or time series is named in ``problems`` and left out.
@@ -195,7 +196,7 @@ def endpoint_charts(run_dir: Path, run: RunAnalysis, slo: str, problems: list[st
     frame, summary, searches, interfaces = run.frame, run.summary, run.searches, run.interfaces
     styles = stack_styles(interfaces)
     out = []
-    for index, endpoint in enumerate(run.endpoints):
+    for index, endpoint in enumerate(run.http_endpoints):
         rows = summary[summary["endpoint"] == endpoint]
         searched = searches[searches["endpoint"] == endpoint]
         drawn = _by_level(rows, styles, run, index)

@@ -157,15 +157,17 @@ def no_success(stack: pd.DataFrame) -> bool:
     return bool(stack["latency_ms_p50_median"].isna().all())
 
 
-def no_success_entry(axes: Axes, name: str, style: StackStyle, interfaces: Mapping[str, str | None]) -> None:
-    """A legend entry, with nothing drawn: ``flask-gunicorn (WSGI): no successful requests``."""
+def no_success_entry(
+    axes: Axes, name: str, style: StackStyle, interfaces: Mapping[str, str | None], why: str = NO_SUCCESS
+) -> None:
+    """A legend entry, with nothing drawn: ``flask-gunicorn (WSGI): no successful requests`` (or ``why``)."""
     axes.plot(
         [],
         [],
         color=style.colour,
         linestyle="none",
         marker="x",
-        label=f"{label(name, interfaces)}: {NO_SUCCESS}",
+        label=f"{label(name, interfaces)}: {why}",
     )
 
 

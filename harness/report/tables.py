@@ -71,7 +71,8 @@ def _bound_flags(reasons: object, *, generator: bool, upstream: bool) -> list[st
     return flags
 
 
-def _cell_flags(row: Mapping[Hashable, object]) -> list[str]:
+def cell_flags(row: Mapping[Hashable, object]) -> list[str]:
+    """The flags of one cell (a row of :func:`harness.analysis.measurements_frame`), in words."""
     flags = _bound_flags(
         row["bound_reasons"], generator=bool(row["generator_bound"]), upstream=bool(row["upstream_bound"])
     )
@@ -125,7 +126,7 @@ def cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "generator_cpu": num("generator_cpu_percent", 0),
         "generator_late_p99": num("generator_lateness_ms_p99"),
         "ratio": num("littles_law_ratio", 2),
-        "flags": "; ".join(_cell_flags(row)),
+        "flags": "; ".join(cell_flags(row)),
     }
 
 

@@ -194,7 +194,7 @@ def every_request_failed(measurements: Sequence[Measurement]) -> str | None:
     for m in sent:
         by_status.update(m.errors.by_status)
         kinds.update({"status": m.errors.status, "connect": m.errors.connect, "read": m.errors.read})
-        kinds.update({"timeout": m.errors.timeout, "dropped": m.dropped})
+        kinds.update({"timeout": m.errors.timeout, "malformed": m.errors.malformed, "dropped": m.dropped})
     statuses = [f"HTTP {code}: {count:,}" for code, count in sorted(by_status.items())]
     other = [
         f"{kind}: {count:,}" for kind, count in kinds.items() if count and not (kind == "status" and statuses)
