@@ -16,7 +16,7 @@ from typing import Literal
 
 import pandas as pd
 
-from harness import analysis, stats
+from harness import ceilings, stats
 from harness.bounds import merge_bound_reasons
 from harness.claims import CEILING_TOLERANCE, Claim, check_claimed, ratio_text
 from harness.model import BoundReason, Measurement, RunManifest, TargetRun
@@ -108,7 +108,7 @@ def _side(
     bounds = []
     if (
         isinstance(endpoint, str)
-        and (ceiling := analysis.sync_ceiling_requests_per_second(run, endpoint)) is not None
+        and (ceiling := ceilings.sync_ceiling_requests_per_second(run, endpoint)) is not None
     ):
         bounds.append(ceiling)
     if ms is not None:
@@ -145,7 +145,7 @@ def measure_run(claim: Claim, run: RunAnalysis) -> Measured:
     endpoint, concurrency = scenario.endpoint_labels()[0], max(scenario.concurrency or (0,))
     frame, summary = run.frame, run.summary
     rows = summary[(summary["endpoint"] == endpoint) & (summary["level"] == concurrency)]
-    ms = analysis.service_time_ms(endpoint)
+    ms = ceilings.service_time_ms(endpoint)
     sides = {
         name: _side(name, manifest.targets.get(name), rows, frame, (concurrency, ms))
         for name in (claim.scaled.baseline_target, claim.scaled.candidate_target)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness import analysis
+from harness import analysis, ceilings
 from harness.cellstate import ran_load
 from harness.model import Scenario, TargetRun
 from harness.model.scenario import STREAM_KINDS
@@ -34,7 +34,7 @@ class StreamSlots:
     A stream holds a sync worker's thread from its request to its last event (a
     WebSocket, until it closes), so beyond that many the others wait in the server's
     accept queue. Threads per worker are those of
-    :func:`harness.analysis.blocking_request_slots`.
+    :func:`harness.ceilings.blocking_request_slots`.
     """
 
     workers: int
@@ -47,9 +47,9 @@ class StreamSlots:
 
 def stream_slots(run: TargetRun) -> StreamSlots | None:
     """The streams ``run``'s stack holds at once, when its workers block (gunicorn sync and
-    gthread; see :func:`harness.analysis.blocking_request_slots`); None for every other stack,
+    gthread; see :func:`harness.ceilings.blocking_request_slots`); None for every other stack,
     and for a blocking one whose thread count is not a fixed number."""
-    slots = analysis.blocking_request_slots(run)
+    slots = ceilings.blocking_request_slots(run)
     if slots is None:
         return None
     return StreamSlots(workers=run.workers, threads=slots // run.workers)

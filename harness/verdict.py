@@ -22,9 +22,9 @@ from typing import Literal
 
 import pandas as pd
 
-from harness import analysis, stats
-from harness.analysis import WorkloadKind
+from harness import ceilings, stats
 from harness.bounds import bound_kinds, merge_bound_reasons
+from harness.ceilings import WorkloadKind
 from harness.model import BoundReason, LoadModel, TargetRun
 from harness.stats import Comparison, Interval
 
@@ -333,11 +333,11 @@ class WorkloadSummary:
 def workload_summary(verdicts: list[Verdict]) -> list[WorkloadSummary]:
     """One :class:`WorkloadSummary` per workload kind present (I/O-bound, CPU-bound, other, in that order).
 
-    The kind comes from the endpoint's path (:func:`harness.analysis.workload_kind`).
+    The kind comes from the endpoint's path (:func:`harness.ceilings.workload_kind`).
     """
     out = []
-    for kind in analysis.WORKLOAD_KINDS:
-        mine = [v for v in verdicts if analysis.workload_kind(v.endpoint) == kind]
+    for kind in ceilings.WORKLOAD_KINDS:
+        mine = [v for v in verdicts if ceilings.workload_kind(v.endpoint) == kind]
         if not mine:
             continue
         compared = [v for v in mine if v.asgi_over_wsgi is not None]

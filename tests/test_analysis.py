@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from cells import TARGETS, cell, histogram_of, target
 
-from harness import analysis
+from harness import analysis, ceilings
 from harness.analysis import measurements_frame, summarise
 from harness.model import BoundReason, Errors
 from harness.report.formats import format_flag
@@ -257,25 +257,25 @@ def test_summary_flags_upstream_bound_and_sums_dropped_requests() -> None:
 
 
 def test_service_time_is_the_ms_query_parameter() -> None:
-    assert analysis.service_time_ms("/io/sleep?ms=50") == 50.0
-    assert analysis.service_time_ms("/io/upstream?x=1&ms=100") == 100.0
-    assert analysis.service_time_ms("/json") is None
-    assert analysis.service_time_ms("/io/sleep?ms=0") is None
-    assert analysis.service_time_ms("/io/sleep?ms=abc") is None
+    assert ceilings.service_time_ms("/io/sleep?ms=50") == 50.0
+    assert ceilings.service_time_ms("/io/upstream?x=1&ms=100") == 100.0
+    assert ceilings.service_time_ms("/json") is None
+    assert ceilings.service_time_ms("/io/sleep?ms=0") is None
+    assert ceilings.service_time_ms("/io/sleep?ms=abc") is None
 
 
 def test_sync_ceiling_is_workers_times_threads_over_service_time() -> None:
     sync = target("flask-gunicorn", "wsgi", workers=3, settings={"worker_class": "sync"})
     gthread = target("flask-gthread", "wsgi", workers=3, settings={"worker_class": "gthread", "threads": 4})
     pool = target("flask-pool", "wsgi", workers=1, settings={"blocking_threads": 16})
-    assert analysis.sync_ceiling_requests_per_second(sync, "/io/sleep?ms=50") == pytest.approx(60.0)
-    assert analysis.sync_ceiling_requests_per_second(gthread, "/io/upstream?ms=50") == pytest.approx(240.0)
-    assert analysis.sync_ceiling_requests_per_second(pool, "/io/sleep?ms=100") == pytest.approx(160.0)
+    assert ceilings.sync_ceiling_requests_per_second(sync, "/io/sleep?ms=50") == pytest.approx(60.0)
+    assert ceilings.sync_ceiling_requests_per_second(gthread, "/io/upstream?ms=50") == pytest.approx(240.0)
+    assert ceilings.sync_ceiling_requests_per_second(pool, "/io/sleep?ms=100") == pytest.approx(160.0)
     # A sequential fan-out of 3 calls of 100 ms holds a sync worker 300 ms; with mode=threads, 100.
-    assert analysis.sync_ceiling_requests_per_second(sync, "/io/fanout?ms=100&n=3") == pytest.approx(10.0)
+    assert ceilings.sync_ceiling_requests_per_second(sync, "/io/fanout?ms=100&n=3") == pytest.approx(10.0)
     threads = "/io/fanout?ms=100&n=3&mode=threads"
-    assert analysis.sync_ceiling_requests_per_second(sync, threads) == pytest.approx(30.0)
-    assert analysis.sync_ceiling_requests_per_second(sync, "/json") is None
+    assert ceilings.sync_ceiling_requests_per_second(sync, threads) == pytest.approx(30.0)
+    assert ceilings.sync_ceiling_requests_per_second(sync, "/json") is None
 
 
 def test_no_sync_ceiling_for_async_green_thread_or_unknown_pools() -> None:
@@ -283,7 +283,7 @@ def test_no_sync_ceiling_for_async_green_thread_or_unknown_pools() -> None:
     greenlets = target("flask-green", "wsgi", worker_model="a greenlet per connection")
     unsized = target("flask-granian", "wsgi", settings={"blocking_threads": "backpressure / 2"})
     for run in (TARGETS["fastapi-uvicorn"], gevent, greenlets, unsized):
-        assert analysis.sync_ceiling_requests_per_second(run, "/io/sleep?ms=50") is None, run.config.name
+        assert ceilings.sync_ceiling_requests_per_second(run, "/io/sleep?ms=50") is None, run.config.name
 
 
 def test_a_cell_above_its_sync_ceiling_by_more_than_ten_percent_is_flagged() -> None:

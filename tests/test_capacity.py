@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import measurements_frame, sync_ceiling_requests_per_second
+from harness.analysis import measurements_frame
+from harness.ceilings import sync_ceiling_requests_per_second
 from harness.net import free_port
 from harness.paths import run_paths
 from harness.results import load_run

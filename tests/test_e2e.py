@@ -20,7 +20,7 @@ import psutil
 import pytest
 from conftest import REPO, cgroups_of, first_cell_stored, stray_processes
 
-from harness.analysis import service_time_ms
+from harness.ceilings import service_time_ms
 from harness.loadset import closed_ceiling_requests_per_second, closed_set_by_load
 from harness.results import load_run
 

@@ -19,7 +19,7 @@ import pytest
 from cells import TARGETS, cell, histogram_of, target
 from conftest import ALL_TARGETS, REPO, STACKS
 
-from harness.analysis import workload_kind
+from harness.ceilings import workload_kind
 from harness.model import (
     MEASUREMENT_KEYS_RENAMED_IN_3,
     BoundReason,

@@ -28,7 +28,7 @@ from conftest import REPO
 from test_browser import LAPTOP, PHONE, TABLES, console_errors, look
 from test_report import Page, figures, section
 
-from harness.analysis import blocking_request_slots
+from harness.ceilings import blocking_request_slots
 from harness.model import Measurement, RunManifest
 from harness.report.formats import TIMES, format_number
 from harness.report.svg import stack_styles

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from conftest import ALL_TARGETS, REPO, STACKS, stray_processes
 
-from harness.analysis import blocking_request_slots, sync_ceiling_requests_per_second
+from harness.ceilings import blocking_request_slots, sync_ceiling_requests_per_second
 from harness.model import Measurement, TargetRun, load_scenario
 from harness.results import load_run
 from harness.run.tuning import tunable, tuned_name

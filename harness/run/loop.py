@@ -22,7 +22,7 @@ import errno
 import os
 from pathlib import Path
 
-from harness import analysis, cgroup, environment
+from harness import ceilings, cgroup, environment
 from harness.launch import DockerLauncher, LaunchError, LocalLauncher, RunningTarget
 from harness.launch.base import Launcher
 from harness.model import Cell, Measurement, RunManifest
@@ -326,7 +326,7 @@ class _Run:
         peak throughput.
         """
         run = self.stacks.target_runs.get(cell.target)
-        ceiling = None if run is None else analysis.sync_ceiling_requests_per_second(run, cell.endpoint)
+        ceiling = None if run is None else ceilings.sync_ceiling_requests_per_second(run, cell.endpoint)
         if run is not None and ceiling is not None:
             source = f"Little's-law ceiling of {run.workers} workers: {ceiling:,.0f} req/s"
             tuning = self.tunings.get(cell.target)

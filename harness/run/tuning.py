@@ -4,7 +4,7 @@ Gunicorn's ``(2 x cores) + 1`` workers is a starting point for CPU-bound work
 (Gunicorn docs, "How Many Workers?"); a sync worker that waits on a 50 ms call
 serves 20 requests/s however fast its CPU, so a comparison against three of them
 measures the configuration, not the stack. For every stack whose workers block
-(:func:`harness.analysis.blocking_request_slots`), a capacity run with
+(:func:`harness.ceilings.blocking_request_slots`), a capacity run with
 ``[saturation] tune_blocking = true`` also measures ``<stack>@tuned``: the same
 stack, limits and endpoint, with the worker count derived here from one probe
 of the stack as configured, then verified by its own capacity search.
@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.analysis import blocking_request_slots, cpu_us_per_request
+from harness.analysis import cpu_us_per_request
+from harness.ceilings import blocking_request_slots
 from harness.model import MAX_WORKERS, Measurement, TargetConfig, TargetRun
 
 TUNED_SUFFIX = "@tuned"
