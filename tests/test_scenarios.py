@@ -11,7 +11,10 @@ WSGI and an ASGI stack (:data:`PAIRS`), chosen so that each stack is in at least
 on a 2-core machine as slow as CI's, every scenario against every stack took over 15
 minutes and, three runs at a time, starved Django's stacks into windows with no answer.
 io-wait runs at a tenth of its delays, as its file says CI does, and must show the sync
-stack at its Little's-law ceiling while the event loop serves far more.
+stack at its Little's-law ceiling while the event loop serves far more; inference too (its
+5 s waits on 3 sync workers, queued by 32 connections, would keep the stack busy for a
+minute after each smoke window). A WSGI stack's WebSocket cells are "not supported" (the
+contract's 501), never failed.
 
 The runs are smoke runs, not measurements: to keep CI short, two run at a time (longest
 first), so their figures share the machine. Only io-wait's figures are checked: it runs
@@ -39,11 +42,12 @@ from harness.run.tuning import tunable, tuned_name
 
 SHIPPED = sorted((REPO / "scenarios").glob("*.toml"))
 QUICK = "0.05"
-TIME_SCALE = {"io-wait": "0.1"}
+TIME_SCALE = {"io-wait": "0.1", "inference": "0.1"}
 TIMEOUT_S = 420
 AT_ONCE = 2
 ALONE = ("io-wait",)  # its figures are checked: run after the others, with the machine to itself
 LONGEST_FIRST = ("quick", "default", "map", "saturation", "fan-out", "open", "spike", "soak", "closed")
+LONGEST_FIRST += ("sse", "inference", "websocket")
 EVERY_STACK = "quick"
 PAIRS = {
     "ci": ("django-gunicorn", "django-daphne"),
@@ -52,6 +56,7 @@ PAIRS = {
     "db": ("django-gunicorn", "django-gunicorn-uvicornworker"),
     "default": ("flask-gunicorn", "fastapi-uvicorn"),
     "fan-out": ("flask-gunicorn-gevent", "quart-hypercorn"),
+    "inference": ("flask-gunicorn", "fastapi-uvicorn"),
     "io-wait": ("flask-gunicorn", "fastapi-uvicorn"),
     "json-validate": ("flask-gunicorn-gthread", "django-uvicorn"),
     "map": ("flask-gunicorn", "fastapi-uvicorn"),
@@ -60,6 +65,8 @@ PAIRS = {
     "saturation": ("flask-gunicorn", "fastapi-granian"),
     "soak": ("flask-granian", "quart-hypercorn"),
     "spike": ("django-gunicorn", "fastapi-uvicorn"),
+    "sse": ("flask-gunicorn-gthread", "fastapi-granian"),
+    "websocket": ("flask-gunicorn-gevent", "starlette-uvicorn"),
 }
 """The stacks each scenario runs against (a WSGI one, then an ASGI one); a scenario
 missing here runs against its own ``targets``, or every stack when it names none."""
@@ -150,6 +157,10 @@ def test_a_shipped_scenario_runs_against_its_stacks(path: Path, runs: dict[str, 
         assert len(expected) > len(stacks)  # a stack whose workers block
     assert set(manifest.targets) == expected
     assert {m.target for m in measurements} == expected
+    # A WSGI stack answers the WebSocket upgrade with the contract's 501: not supported, not failed.
+    unsupported = {(m.target, m.workload) for m in measurements if m.status == "unsupported"}
+    assert all(manifest.targets[t].config.interface == "wsgi" and w == "websocket" for t, w in unsupported)
+    measurements = [m for m in measurements if m.status != "unsupported"]
     failed = [f"{m.cell_id}: {m.failure_reason}" for m in measurements if m.status != "ok"]
     assert not failed, failed
     phases = scenario.phases()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from test_capacity import serving
 
 from harness.results import load_run
 
@@ -50,3 +51,36 @@ def test_a_window_with_no_answer_is_measured_again_twice_as_long(tmp_path: Path)
     assert slow.duration_s >= 0.9, slow.duration_s
     assert slow.requests >= 3, slow.requests
     assert slow.warmup_s == fast.warmup_s
+
+
+NEVER = """
+description = "smoke window test: one slot of 60 s, so no window up to the cell's own holds an answer"
+endpoints = ["/slots"]
+model = "closed"
+concurrency = [2]
+warmup_s = 1.0
+duration_s = 2.0
+repeats = 1
+timeout_s = 90.0
+"""
+
+
+def test_a_window_that_never_answers_is_measured_again_only_up_to_the_scenarios_window(
+    tmp_path: Path,
+) -> None:
+    # --quick-factor 0.05: a 0.1 s window, then 0.2, 0.4, 0.8, 1.6 and the unscaled 2 s; the
+    # server answers nothing but the check before load, so the cell ends with the 2 s window
+    # (before, each attempt measured again from the scenario's 0.1 s window, for ever).
+    scenario = tmp_path / "never.toml"
+    scenario.write_text(NEVER)
+    with serving(1, 60_000, first_free=True) as port:
+        argv = [sys.executable, "-m", "harness", "run", str(scenario), "--quick", "--quick-factor", "0.05"]
+        argv += ["--url", f"http://127.0.0.1:{port}/slots", "--results", str(tmp_path / "results")]
+        argv += ["--no-report"]
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    output = done.stdout[-2000:] + done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    _, measurements = load_run(run_dir)
+    (cell,) = measurements
+    assert cell.requests == 0, output
+    assert cell.duration_s == pytest.approx(2.0, abs=0.3), output

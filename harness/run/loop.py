@@ -263,12 +263,15 @@ class _Run:
         if cell.model == "saturation":
             self.search(cell, running)
             return
+        window = self.spec.scenario
         measured = self.measurer.measure(cell, running)
-        while measured and (longer := longer_window(self.spec.scenario, cell, measured[0])) is not None:
-            # A smoke window shorter than one response time: measured again (harness.run.smoke).
+        while measured and (longer := longer_window(window, cell, measured[0])) is not None:
+            # A smoke window shorter than one response time: measured again, each time twice as
+            # long up to the scenario's own window (harness.run.smoke), so the attempts end.
             if not self.spec.external:
                 self.stacks.drain(running, cell)
-            measured = self.measurer.measure(cell, running, longer)
+            window = longer
+            measured = self.measurer.measure(cell, running, window)
         for measurement in measured or []:
             self.recorder.store_measured(cell, measurement)
 
