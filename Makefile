@@ -32,9 +32,9 @@ bench-quick: setup $(if $(filter docker,$(LAUNCHER)),docker-ready)
 bench-driver: setup
 	$(BIN)/python -m harness.tools.benchdriver $(BENCH_DRIVER_ARGS)
 
-## bench-idle: server memory per idle WebSocket connection per stack; BENCH_IDLE_ARGS="--kind http" for keep-alive
+## bench-idle: 10,000 idle connections per stack (HTTP keep-alive, then WebSockets): connections held and memory per connection (gwbench run scenarios/connections.toml)
 bench-idle: setup
-	$(BIN)/python -m harness.tools.benchidle $(BENCH_IDLE_ARGS)
+	$(BIN)/gwbench run scenarios/connections.toml $(if $(TARGETS),--targets $(TARGETS)) $(if $(LAUNCHER),--launcher $(LAUNCHER))
 
 .PHONY: bench-map bench-scaling
 

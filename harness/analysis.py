@@ -254,8 +254,9 @@ def _row(measurement: Measurement, run: TargetRun | None, slo: Slo) -> dict[str,
     )
     mean_ms = math.nan if latency is None else latency.mean
     # The law needs the number in flight; only the closed model fixes it (its concurrency). An SSE
-    # cell's latency is its time to first event, not how long a stream holds its connection.
-    checked = ok and bool(m.concurrency) and m.workload != "sse"
+    # cell's latency is its time to first event, not how long a stream holds its connection; an idle
+    # cell holds its connections without a request.
+    checked = ok and bool(m.concurrency) and m.workload in ("http", "websocket")
     ratio = littles_law_ratio(m.requests_per_second, mean_ms, m.concurrency or 0) if checked else math.nan
     row["littles_law_ratio"] = ratio
     # Errored requests hold a connection for a time no latency records, so the

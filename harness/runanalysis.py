@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness import analysis, saturation, streamsummary
+from harness import analysis, idlesummary, saturation, streamsummary
 from harness.model import Measurement, Phase, RunManifest
 from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 
@@ -57,7 +57,8 @@ class RunAnalysis:
     :func:`harness.verdict.workload_summary` over those of HTTP endpoints (a stream is none of its
     kinds). ``stream_kinds`` gives each stream endpoint's kind (``sse`` or ``websocket``,
     :func:`harness.streamsummary.stream_kinds`), in ``endpoints`` order, and ``streams`` their rows
-    (:func:`harness.streamsummary.stream_summary`). ``endpoints`` lists
+    (:func:`harness.streamsummary.stream_summary`); ``idle_kinds`` each idle-connections endpoint's
+    kind and ``idle`` their rows (:func:`harness.idlesummary.idle_summary`). ``endpoints`` lists
     the scenario's endpoints in its order, then any other measured one
     (sorted); ``interfaces`` gives each stack's interface (wsgi/asgi/native,
     None for a stack measured but missing from the manifest).
@@ -76,11 +77,18 @@ class RunAnalysis:
     interfaces: Mapping[str, str | None]
     stream_kinds: Mapping[str, str]
     streams: pd.DataFrame
+    idle_kinds: Mapping[str, str]
+    idle: pd.DataFrame
+
+    @property
+    def apart(self) -> tuple[str, ...]:
+        """The endpoints shown apart from requests: the streams, then the idle connections."""
+        return (*self.stream_kinds, *self.idle_kinds)
 
     @property
     def http_endpoints(self) -> tuple[str, ...]:
         """The endpoints that are no stream, in ``endpoints`` order."""
-        return tuple(e for e in self.endpoints if e not in self.stream_kinds)
+        return tuple(e for e in self.endpoints if e not in self.apart)
 
 
 def _endpoint_order(manifest: RunManifest, frame: pd.DataFrame) -> tuple[str, ...]:
@@ -106,6 +114,7 @@ def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> R
     in_order = sorted(verdicts, key=lambda v: order.get(v.endpoint, len(order)))
     found = streamsummary.stream_kinds(manifest.scenario, frame)
     kinds = {endpoint: found[endpoint] for endpoint in endpoints if endpoint in found}
+    idle = idlesummary.idle_kinds(manifest.scenario)
     return RunAnalysis(
         manifest=manifest,
         frame=frame,
@@ -115,9 +124,11 @@ def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> R
         top_cells=analysis.highest_level_cells(frame, sustainable=sustainable),
         verdicts=tuple(verdicts),
         verdicts_in_order=tuple(in_order),
-        workloads=tuple(workload_summary([v for v in in_order if v.endpoint not in kinds])),
+        workloads=tuple(workload_summary([v for v in in_order if v.endpoint not in kinds | idle])),
         endpoints=endpoints,
         interfaces=_interfaces(manifest, frame),
         stream_kinds=kinds,
         streams=streamsummary.stream_summary(frame, summary, kinds, manifest.targets),
+        idle_kinds=idle,
+        idle=idlesummary.idle_summary(measurements, idle, manifest.targets),
     )

@@ -43,6 +43,8 @@ def cell_line(cell: Cell, m: Measurement) -> str:
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [red]failed[/]"
     if m.status == "unsupported":
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [yellow]not supported[/] (501)"
+    if m.workload in ("idle-http", "idle-websocket"):
+        return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} " + idle_figures(m)
     p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
     errors = m.errors.total
     rate, latency = _UNITS[m.workload]
@@ -55,6 +57,15 @@ def cell_line(cell: Cell, m: Measurement) -> str:
         + ("  [yellow]upstream-bound[/]" if m.upstream_bound else "")
         + ("" if m.slo_held is None else "  SLO " + ("held" if m.slo_held else f"broken: {m.slo_breach}"))
     )
+
+
+def idle_figures(m: Measurement) -> str:
+    """An idle cell's figures: ``held 10,000 of 10,000 (server 10,000)  PSS 4.1 KiB/connection``."""
+    asked = f"{m.concurrency:,}" if m.concurrency else "?"
+    server = "" if m.connections_held_by_server is None else f" (server {m.connections_held_by_server:,})"
+    memory = m.memory_per_connection_kib
+    per = "" if memory is None else f"  PSS {memory.pss:,.1f} KiB/connection, USS {memory.uss:,.1f}"
+    return f"held {m.connections_held or 0:,} of {asked}{server}{per}"
 
 
 def failure_line(failure: RunFailure) -> str:

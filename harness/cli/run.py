@@ -38,6 +38,7 @@ from harness.cli.common import (
 )
 from harness.cli.progress import execute_with_progress
 from harness.cli.yourapp import launched_apps, your_apps
+from harness.idlesummary import idle_headline
 from harness.launch import leftovers
 from harness.model import (
     QUICK_FACTOR,
@@ -246,17 +247,25 @@ def plan_lines(scenario: Scenario, blocks: Sequence[Block], total_s: float) -> l
 
 def verdict_lines(run: RunAnalysis) -> list[str]:
     """The run's verdict, one line per endpoint (as the list of runs shows it; a stream endpoint in
-    its own terms, :func:`harness.report.streamwords.stream_headline`)."""
+    its own terms, :func:`harness.report.streamwords.stream_headline`, and an idle-connections one
+    in its own, :func:`harness.idlesummary.idle_headline`)."""
     lines = [
         f"verdict: {escape(format_headline([v]))}"
         for v in run.verdicts_in_order
-        if v.endpoint not in run.stream_kinds
+        if v.endpoint not in run.apart
     ]
-    streams = run.streams
-    return lines + [
-        f"verdict: {escape(stream_headline(endpoint, kind, streams[streams['endpoint'] == endpoint]))}"
-        for endpoint, kind in run.stream_kinds.items()
-    ]
+    streams, idle = run.streams, run.idle
+    return (
+        lines
+        + [
+            f"verdict: {escape(stream_headline(endpoint, kind, streams[streams['endpoint'] == endpoint]))}"
+            for endpoint, kind in run.stream_kinds.items()
+        ]
+        + [
+            f"verdict: {escape(idle_headline(endpoint, kind, idle[idle['endpoint'] == endpoint]))}"
+            for endpoint, kind in run.idle_kinds.items()
+        ]
+    )
 
 
 def path_table(rows: Sequence[PathRow]) -> Table:

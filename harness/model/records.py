@@ -45,6 +45,10 @@ Results format changelog (``SCHEMA_VERSION``):
   ``streams_completed``, ``events_per_stream``, ``event_interval_ms``, ``inter_event_gap_ms``)
   and the status ``unsupported``; :class:`Errors` gains ``malformed``. Older files take the
   defaults (``http``, None, 0).
+  Idle connections (an endpoint's ``kind``: ``idle-http`` or ``idle-websocket``): the
+  workloads of those names; :class:`Measurement` gains ``connections_held``,
+  ``connections_held_by_server``, ``memory_per_connection_kib`` (a
+  :class:`MemoryPerConnection`) and ``server_pss_mib_before``. Older files take None.
 """
 
 from __future__ import annotations
@@ -101,6 +105,20 @@ class LatencyMs(Frozen):
     p99: float = Field(description="99th percentile latency, ms.")
     p999: float = Field(description="99.9th percentile latency, ms.")
     max: float = Field(description="Slowest response, ms.")
+
+
+class MemoryPerConnection(Frozen):
+    """Memory one idle connection costs a stack, KiB: (reading during the hold - reading before) /
+    connections held, per reading (harness.idle.memory.MemoryReading says what each includes)."""
+
+    pss: float = Field(description="Proportional set size of the process tree, KiB per connection.")
+    pss_anon: float | None = Field(
+        description="Anonymous part of the PSS, KiB per connection (None before Linux 5.3)."
+    )
+    uss: float = Field(description="Unique set size of the process tree, KiB per connection.")
+    cgroup: float | None = Field(
+        description="The control group's memory charge, KiB per connection (None without a control group)."
+    )
 
 
 class Errors(Frozen):
@@ -318,12 +336,36 @@ class Measurement(Frozen):
         " unsupported: the stack answered a WebSocket upgrade with 501 (the contract's answer of a stack"
         " without WebSocket support): nothing was measured, and it is no failure. failure_reason says why.",
     )
-    workload: Literal["http", "sse", "websocket"] = Field(
+    workload: Literal["http", "sse", "websocket", "idle-http", "idle-websocket"] = Field(
         default="http",
         description="What the cell's requests were: http (requests and responses), sse (Server-Sent Event"
         " streams: a request is one stream, requests_per_second counts streams completed per second and"
-        " latency_ms is the time to first event, from the request's send) or websocket (echo round trips:"
-        " a request is one message, latency_ms its round trip).",
+        " latency_ms is the time to first event, from the request's send), websocket (echo round trips:"
+        " a request is one message, latency_ms its round trip), or idle-http / idle-websocket (connections"
+        " held idle, concurrency of them asked for: requests counts the connections opened,"
+        " requests_per_second is 0 and latency_ms None; the figures are connections_held and"
+        " memory_per_connection_kib).",
+    )
+    connections_held: int | None = Field(
+        default=None,
+        description="Idle cells: connections still open at the end of the hold, counted by the driver. None"
+        " for other cells.",
+    )
+    connections_held_by_server: int | None = Field(
+        default=None,
+        description="Idle cells: established TCP connections on the stack's listening ports owned by its"
+        " processes while its memory was read (a sync worker holds only those it accepted; the rest wait in"
+        " the kernel's accept queue). None for other cells, or when the processes could not be read.",
+    )
+    memory_per_connection_kib: MemoryPerConnection | None = Field(
+        default=None,
+        description="Idle cells: the stack's memory growth from before the hold to during it, over"
+        " connections_held, KiB. None for other cells, or when no connection was held.",
+    )
+    server_pss_mib_before: float | None = Field(
+        default=None,
+        description="Idle cells: the stack's PSS before the connections opened, MiB (server_pss_mib_peak is"
+        " the reading during the hold). None for other cells.",
     )
     stream_events: int | None = Field(
         default=None,

@@ -85,8 +85,10 @@ def is_status(value: int) -> int:
 _Endpoint = Annotated[str, AfterValidator(is_path)]
 
 
-EndpointKind = Literal["http", "sse", "websocket"]
+EndpointKind = Literal["http", "sse", "websocket", "idle-http", "idle-websocket"]
 STREAM_KINDS = ("sse", "websocket")
+IDLE_KINDS = ("idle-http", "idle-websocket")
+"""Connections held idle (harness.idle): memory per connection and connections held, no throughput."""
 DEFAULT_MESSAGE_BYTES = 64
 """A WebSocket endpoint's message size when its table gives none (bytes)."""
 
@@ -126,7 +128,11 @@ class RequestSpec(Frozen):
     next stream when one ends (:mod:`harness.load.stream.sse`); ``websocket`` opens
     WebSockets on the path and echoes ``message_bytes``-byte text messages, one in
     flight per connection (:mod:`harness.load.stream.websocket`; default
-    :data:`DEFAULT_MESSAGE_BYTES`). Both are GETs without a body.
+    :data:`DEFAULT_MESSAGE_BYTES`). ``idle-http`` and ``idle-websocket`` hold that many
+    connections idle (each HTTP one after one GET of the path, answered and kept alive;
+    each WebSocket opened on the path) and read the stack's memory before and during the
+    hold (:mod:`harness.idle`): the scenario's warm-up is the settling time before the
+    reading, its window the hold. All are GETs without a body.
     """
 
     path: _Endpoint

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harness import analysis, cost
+from harness.idlesummary import idle_headline
 from harness.model import RunManifest, TargetRun
 from harness.paths import MigrationPath, run_paths
 from harness.report.formats import (
@@ -32,6 +33,7 @@ from harness.report.formats import (
     format_status,
     format_time,
 )
+from harness.report.idle import idle_endpoints
 from harness.report.jinja import pages
 from harness.report.paths import PATH_COLUMNS, PATH_NOTE, path_cells
 from harness.report.runcharts import endpoint_charts
@@ -91,7 +93,9 @@ def _sections(run: RunAnalysis) -> list[tuple[str, str]]:
     sections = [("verdict", "Verdict")]
     if run.stream_kinds:
         sections.append(("streams", "Streams"))
-    if run.http_endpoints or not run.stream_kinds:
+    if run.idle_kinds:
+        sections.append(("idle", "Idle connections"))
+    if run.http_endpoints or not run.apart:
         sections += [("charts", "Charts"), ("medians", "Medians and intervals")]
     sections += [("cells", "Every cell"), ("stacks", "Stacks"), ("environment", "Environment")]
     return [*sections, ("raw", "Raw data")]
@@ -99,10 +103,13 @@ def _sections(run: RunAnalysis) -> list[tuple[str, str]]:
 
 def _headline(run: RunAnalysis) -> str:
     """The run in one line for the list of runs: each HTTP endpoint's verdict, then each stream endpoint."""
-    requests = [v for v in run.verdicts if v.endpoint not in run.stream_kinds]
+    requests = [v for v in run.verdicts if v.endpoint not in run.apart]
     streams = [
         stream_headline(endpoint, kind, run.streams[run.streams["endpoint"] == endpoint])
         for endpoint, kind in run.stream_kinds.items()
+    ] + [
+        idle_headline(endpoint, kind, run.idle[run.idle["endpoint"] == endpoint])
+        for endpoint, kind in run.idle_kinds.items()
     ]
     return "; ".join(([format_headline(requests)] if requests or not streams else []) + streams)
 
@@ -117,7 +124,8 @@ def _run_context(
         ["target", "_order", "level", "repeat"]
     )
     streamed = cells["endpoint"].isin(list(run.stream_kinds))
-    summary = run.summary[~run.summary["endpoint"].isin(list(run.stream_kinds))]
+    requested = ~cells["endpoint"].isin(list(run.apart))
+    summary = run.summary[~run.summary["endpoint"].isin(list(run.apart))]
     slo = format_slo(manifest.scenario.slo)
     sections = _sections(run)
     return {
@@ -133,9 +141,10 @@ def _run_context(
         "verdicts": [
             verdict_context(v, summary, run.searches)
             for v in run.verdicts_in_order
-            if v.endpoint not in run.stream_kinds
+            if v.endpoint not in run.apart
         ],
         "streams": stream_endpoints(run),
+        "idle": idle_endpoints(run),
         "workloads": [workload_context(w) for w in run.workloads],
         "stacks": [
             {
@@ -149,10 +158,10 @@ def _run_context(
         "charts": endpoint_charts(run_dir, run, slo, problems),
         "summary": summary_rows(summary, run.http_endpoints),
         "open_model": bool((frame["model"] != "closed").any()),
-        "cells": [cell_row(row) for row in cells[~streamed].to_dict("records")],
-        "http_cells": bool(run.http_endpoints) or not run.stream_kinds,
+        "cells": [cell_row(row) for row in cells[requested].to_dict("records")],
+        "http_cells": bool(run.http_endpoints) or not run.apart,
         "stream_cells": stream_cells(cells[streamed], dict(run.stream_kinds)),
-        "failed_count": int(cells[~streamed]["status"].eq("failed").sum()),
+        "failed_count": int(cells[requested]["status"].eq("failed").sum()),
         "stream_failed_count": int(cells[streamed]["status"].eq("failed").sum()),
         "unsupported_count": int(cells[streamed]["status"].eq("unsupported").sum()),
         "timeout_s": manifest.scenario.timeout_s,

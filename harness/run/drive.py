@@ -17,6 +17,7 @@ from typing import TypeVar
 import psycopg
 
 from harness.cgroup import Cgroup
+from harness.idle import IdleError
 from harness.launch import RunningTarget
 from harness.launch.base import Launcher
 from harness.launch.postgres import Postgres
@@ -24,12 +25,15 @@ from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subproces
 from harness.load.arrivals import OpenLoad
 from harness.load.locust import LocustLoad, run_locust
 from harness.load.locust_stats import LocustError
+from harness.load.stream import FileLimitError
 from harness.load.stream.results import StreamLoad
 from harness.load.wrk import WrkError, run_wrk
-from harness.model import Cell, Measurement, Scenario
+from harness.model import Cell, Measurement, RequestSpec, Scenario
+from harness.model.scenario import IDLE_KINDS
 from harness.monitor import CgroupMonitor, CgroupWindowStats, TreeMonitor, WindowStats
 from harness.results import RunWriter, utc_now
 from harness.run.cells import load_for, phase_cell_id
+from harness.run.idlecell import measure_idle
 from harness.run.measure import CellContext, Observed, build_measurement, slope_of
 from harness.run.record import Recorder
 from harness.run.services import RunServices
@@ -135,6 +139,9 @@ class CellMeasurer:
         ``scenario``, when given, replaces the run's (a smoke cell's longer window).
         """
         scenario = self.spec.scenario if scenario is None else scenario
+        spec = scenario.requests_for(cell.endpoint)[0]
+        if spec.kind in IDLE_KINDS:
+            return self.measure_idle(cell, running, scenario, spec)
         services = self.services
         load = load_for(scenario, cell, running, seed=self.spec.seed, allow_remote=self.spec.allow_remote)
         phases = scenario.phases() if cell.staged else []
@@ -206,6 +213,29 @@ class CellMeasurer:
             )
             measurements.append(build_measurement(context, observed))
         return measurements
+
+    def measure_idle(
+        self, cell: Cell, running: RunningTarget, scenario: Scenario, spec: RequestSpec
+    ) -> list[Measurement] | None:
+        """An idle-connections cell (harness.run.idlecell); None when it failed (stored as failed)."""
+        self.events.cell_starting(cell)
+        started_at = utc_now()
+        external = self.spec.external
+        try:
+            measurement = measure_idle(
+                scenario, spec, cell, running, None if external else self.launcher.cgroup(running),
+                ready_path=self.spec.targets[running.name].ready_path if not external else spec.path,
+                cpus=self.cpus, started_at=started_at, allow_remote=self.spec.allow_remote,
+            )  # fmt: skip
+        except (IdleError, FileLimitError) as exc:
+            crash = self.stacks.crash(running, ())
+            self.recorder.fail_cell(cell, crash or f"idle connections: {exc}")
+            return None
+        crash = self.stacks.crash(running, ())
+        if crash:
+            self.recorder.fail_cell(cell, crash)
+            return None
+        return [measurement]
 
     def drive(
         self, load: ClosedLoad | OpenLoad | StreamLoad, cell: Cell, on_window: WindowCallback

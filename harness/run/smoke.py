@@ -37,6 +37,8 @@ def longer_window(scenario: Scenario, cell: Cell, measurement: Measurement) -> S
     cap = scenario.smoke_window_max_s
     if cap is None or cell.model != "closed" or cell.staged or cell.concurrency is None:
         return None
+    if measurement.status != "ok" or measurement.workload in ("idle-http", "idle-websocket"):
+        return None  # not supported (a 501), or connections held: no answers to wait for
     window = scenario.duration_s
     if window >= cap or measurement.requests > 0:
         return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.model import Cell, Measurement, RunFailure, RunManifest, Scenario, TargetConfig
+from harness.model.scenario import IDLE_KINDS
 from harness.verify import VerificationReport
 
 
@@ -99,9 +100,10 @@ DESCRIPTORS_PER_CONNECTION = 2  # a target holds the client's socket and one to 
 DESCRIPTOR_MARGIN = 256
 
 
-def descriptors_needed(max_concurrency: int) -> int:
-    """File descriptors a target needs at ``max_concurrency`` connections (our estimate, with margin)."""
-    return DESCRIPTORS_PER_CONNECTION * max_concurrency + DESCRIPTOR_MARGIN
+def descriptors_needed(max_concurrency: int, per_connection: int = DESCRIPTORS_PER_CONNECTION) -> int:
+    """File descriptors a target needs at ``max_concurrency`` connections (our estimate, with margin);
+    ``per_connection``: 1 where a connection asks nothing upstream (idle connections)."""
+    return per_connection * max_concurrency + DESCRIPTOR_MARGIN
 
 
 def check_writable(folder: Path, what: str) -> None:
@@ -137,7 +139,8 @@ def preflight(spec: RunSpec) -> None:
             f"{MIN_FREE_BYTES / 2**20:.0f} MiB"
         )
     connections = spec.scenario.max_level_connections()
-    needed = descriptors_needed(connections)
+    idle_only = all(request.kind in IDLE_KINDS for request in spec.scenario.requests())
+    needed = descriptors_needed(connections, 1 if idle_only else DESCRIPTORS_PER_CONNECTION)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return

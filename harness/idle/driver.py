@@ -18,9 +18,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
+from harness.idle.method import IdleError
 from harness.load.stream import HoldLoad, HoldResult, hold_connections
 from harness.load.stream.link import CLOSE_WAIT_S
-from harness.tools.benchidle.method import BenchError
 
 ChildMessage = (
     tuple[Literal["warmed"], HoldResult]
@@ -83,15 +83,15 @@ def driver_process(warmup: HoldLoad, load: HoldLoad, cpus: Sequence[int]) -> Ite
 
 
 def expect(conn: Connection, kind: str, timeout_s: float) -> Any:
-    """The payload of the driver's next message, which must be ``kind``; BenchError otherwise."""
+    """The payload of the driver's next message, which must be ``kind``; IdleError otherwise."""
     if not conn.poll(timeout_s):
-        raise BenchError(f"the driver sent nothing for {timeout_s:.0f} s (waiting for {kind!r})")
+        raise IdleError(f"the driver sent nothing for {timeout_s:.0f} s (waiting for {kind!r})")
     try:
         got, payload = conn.recv()
     except EOFError:
-        raise BenchError("the driver exited without a result") from None
+        raise IdleError("the driver exited without a result") from None
     if got == "error":
-        raise BenchError(f"driver: {payload}")
+        raise IdleError(f"driver: {payload}")
     if got != kind:
-        raise BenchError(f"the driver sent {got!r} when {kind!r} was due")
+        raise IdleError(f"the driver sent {got!r} when {kind!r} was due")
     return payload

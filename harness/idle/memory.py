@@ -5,21 +5,61 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
 from harness.cgroup import Cgroup
-from harness.monitor import sample_tree
-from harness.tools.benchidle.method import (
+from harness.idle.method import (
     QUIET_CPU_PERCENT,
     QUIET_TIMEOUT_S,
     QUIET_WINDOW_S,
     SAMPLE_INTERVAL_S,
     SAMPLES,
-    BenchError,
+    IdleError,
 )
-from harness.tools.benchidle.records import KIB, MemoryReading
+from harness.monitor import sample_tree
+
+KIB = 1024
+
+Reading = Literal["pss", "pss_anon", "uss", "cgroup"]
+READINGS: tuple[Reading, ...] = ("pss", "pss_anon", "uss", "cgroup")
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    """A process tree's memory in bytes, each the highest of a few samples; ``pids`` are its processes.
+
+    PSS shares each page among every process mapping it, machine-wide: a process elsewhere that maps
+    the same libraries lowers it, so on a shared machine it moves by itself. ``pss_anon_bytes``, the
+    anonymous part (None before Linux 5.3), leaves those file pages out. USS counts the pages only
+    the tree's processes map; a page copied on write in a forked worker counts twice (the worker's
+    copy and the master's, both private now). ``cgroup_bytes`` (None without a control group) counts
+    each page once and adds the kernel memory the kernel charges to the group.
+    """
+
+    pss_bytes: int
+    pss_anon_bytes: int | None
+    uss_bytes: int
+    rss_bytes: int
+    cgroup_bytes: int | None
+    pids: tuple[int, ...]
+
+    def bytes_of(self, reading: Reading) -> int | None:
+        value: int | None = getattr(self, f"{reading}_bytes")
+        return value
+
+
+def kib_per_connection(before: int | None, held: int | None, connections: int) -> float | None:
+    """(held - before) / connections, bytes in, KiB out; None if a reading is missing or none was held.
+
+    ``kib_per_connection(10 * 2**20, 30 * 2**20, 1000)`` -> 20.48.
+    """
+    if before is None or held is None or connections <= 0:
+        return None
+    return (held - before) / connections / KIB
 
 
 def anonymous_pss_bytes(smaps_rollup: str) -> int | None:
@@ -34,12 +74,12 @@ def anonymous_pss_bytes(smaps_rollup: str) -> int | None:
 
 
 def sample_memory(root_pid: int, group: Cgroup | None) -> MemoryReading:
-    """The tree's memory now (psutil, ``smaps_rollup``, the group's charge); BenchError if unreadable."""
+    """The tree's memory now (psutil, ``smaps_rollup``, the group's charge); IdleError if unreadable."""
     try:
         root = psutil.Process(root_pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        raise BenchError("the server exited while its memory was read") from None
+        raise IdleError("the server exited while its memory was read") from None
     pss = uss = rss = 0
     anon: int | None = 0
     pids = []
@@ -50,7 +90,7 @@ def sample_memory(root_pid: int, group: Cgroup | None) -> MemoryReading:
         except (psutil.NoSuchProcess, ProcessLookupError, FileNotFoundError):
             continue  # a process that just exited: the changed pids fail the round
         except (psutil.AccessDenied, PermissionError) as exc:
-            raise BenchError(f"cannot read the memory of process {proc.pid}: {exc}") from None
+            raise IdleError(f"cannot read the memory of process {proc.pid}: {exc}") from None
         pss, uss, rss = pss + full.pss, uss + full.uss, rss + full.rss
         proc_anon = anonymous_pss_bytes(rollup)
         anon = None if anon is None or proc_anon is None else anon + proc_anon
@@ -89,7 +129,7 @@ def read_memory(root_pid: int, group: Cgroup | None) -> MemoryReading:
 def wait_quiet(root_pid: int, *, timeout_s: float = QUIET_TIMEOUT_S) -> float:
     """Wait until the tree uses <= QUIET_CPU_PERCENT of a core over QUIET_WINDOW_S; return that share.
 
-    Raises BenchError when it is still busier than that after ``timeout_s``.
+    Raises IdleError when it is still busier than that after ``timeout_s``.
     """
     deadline = time.monotonic() + timeout_s
     last = sample_tree(root_pid, with_memory=False).cpu_s_by_pid
@@ -100,5 +140,5 @@ def wait_quiet(root_pid: int, *, timeout_s: float = QUIET_TIMEOUT_S) -> float:
         if percent <= QUIET_CPU_PERCENT:
             return percent
         if time.monotonic() > deadline:
-            raise BenchError(f"not idle: {percent:.0f}% of a core after {timeout_s:.0f} s with no load")
+            raise IdleError(f"not idle: {percent:.0f}% of a core after {timeout_s:.0f} s with no load")
         last = now

@@ -1,7 +1,7 @@
-"""How ``bench-idle`` measures a round: the method's constants and the error a round fails with.
+"""How an idle-connections cell is measured: the method's constants and the error it fails with.
 
-The first six are recorded under ``method`` in every results file
-(:class:`~harness.tools.benchidle.records.IdleBench`); the others are time limits and margins.
+The settling time and the length of the hold come from the scenario (its warm-up and window);
+these are the samples, the refresh of idle HTTP connections, time limits and margins.
 """
 
 from __future__ import annotations
@@ -9,12 +9,8 @@ from __future__ import annotations
 WARMUP_CONNECTIONS = 16
 """Opened and closed before ``before``; the memory they leave free for reuse biases the figure
 down by at most WARMUP_CONNECTIONS / K of itself (1.6% at K = 1000)."""
-SETTLE_S = 1.0
-"""From the moment every connection has been tried to the first ``held`` sample (s)."""
 SAMPLES = 5
 SAMPLE_INTERVAL_S = 0.2
-HOLD_S = SETTLE_S + SAMPLES * SAMPLE_INTERVAL_S + 4.0
-"""How long the driver holds the connections: the samples with room for a busy machine (s)."""
 HTTP_REFRESH_S = 4.0
 """An HTTP connection sends a request after this much silence (s): under the 5 s idle timeout of
 the stacks that keep connections (uvicorn, Hypercorn, Gunicorn as configured; Daphne and Granian
@@ -28,9 +24,7 @@ QUIET_WINDOW_S = 0.5
 QUIET_TIMEOUT_S = 15.0
 SPAWN_TIMEOUT_S = 60.0
 """For the driver process to start, import and finish its warm-up (s)."""
-DESCRIPTOR_MARGIN = 256
-"""Files a stack may open besides one per connection; the soft RLIMIT_NOFILE it inherits is raised."""
 
 
-class BenchError(Exception):
-    """A round could not be measured; the message says why."""
+class IdleError(Exception):
+    """An idle-connections cell could not be measured; the message says why."""

@@ -1,0 +1,175 @@
+"""One idle-connections cell: hold K connections on a running stack and read its memory before and during.
+
+On a running stack (launched and checked by the run), a spawned driver process, pinned to
+the generator CPUs, opens and closes a few warm-up connections (so that lazy imports and
+first-request caches are not charged to the connections); once the stack answers its
+ready path quickly and uses no CPU, its memory is read (``before``); the driver opens K
+connections (HTTP keep-alive or WebSocket, at most ``open_concurrency`` at a time) and,
+when every one has been tried, says so; ``settle_s`` later the memory is read again
+(``held``), and the server's own count of its connections is taken; then they close. An
+HTTP connection sends a request only after HTTP_REFRESH_S of silence, a WebSocket never:
+nothing is served while the memory is read.
+
+Memory per connection = (held - before) / connections open at the end of the hold, in KiB,
+for PSS, its anonymous part, USS (psutil, ``smaps_rollup``) and the control group's charge
+(what each includes: :class:`~harness.idle.memory.MemoryReading`). The method is the one of
+``make bench-idle`` before it became a scenario.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import psutil
+
+from harness.cgroup import Cgroup
+from harness.idle.driver import driver_process, expect
+from harness.idle.memory import (
+    MemoryReading,
+    Reading,
+    kib_per_connection,
+    read_memory,
+    sample_memory,
+    wait_quiet,
+)
+from harness.idle.method import (
+    CONNECT_TIMEOUT_S,
+    HTTP_REFRESH_S,
+    OPEN_TIMEOUT_S,
+    QUIET_TIMEOUT_S,
+    SAMPLE_INTERVAL_S,
+    SAMPLES,
+    SPAWN_TIMEOUT_S,
+    WARMUP_CONNECTIONS,
+    IdleError,
+)
+from harness.launch import RunningTarget, wait_until_idle
+from harness.load.stream import HoldKind, HoldLoad, HoldResult
+from harness.load.stream.link import CLOSE_WAIT_S
+
+OPEN_TIMEOUT_FACTOR = 3.0
+"""Opening stops after this many connection timeouts (s): long enough for a stack that answers
+thousands of connections a second, short enough that one that does not keeps a 12-stack run
+within minutes."""
+READ_MARGIN_S = 2.0
+"""The hold lasts at least the settling time, the samples and this much more (s), so that the
+memory is read while every connection is still open on a busy machine."""
+
+
+@dataclass(frozen=True)
+class IdleHold:
+    """What one idle-connections cell saw: the driver's counts, the two memory readings, and
+    ``server_connections``, the established TCP connections on the stack's listening ports owned
+    by its processes when ``held`` was read (the connections the stack itself holds: a sync
+    worker holds only those it accepted; the rest wait in the kernel's accept queue)."""
+
+    hold: HoldResult
+    before: MemoryReading
+    held: MemoryReading
+    server_connections: int | None
+    settle_s: float
+
+    def per_connection_kib(self, reading: Reading) -> float | None:
+        """(held - before) / connections open at the end, KiB; None if a reading is missing."""
+        before, held = self.before.bytes_of(reading), self.held.bytes_of(reading)
+        return kib_per_connection(before, held, self.hold.connections_open_at_end)
+
+
+def server_connections(root_pid: int) -> int | None:
+    """Established TCP connections to the tree's listening ports, counted by the tree's processes.
+
+    A connection shared by a forked master and its worker counts once (by its remote
+    address). None when the tree cannot be read (its processes belong to another user).
+    Source of the counts: psutil's ``Process.net_connections`` (``/proc/<pid>/net/tcp``
+    and the processes' file descriptors).
+    """
+    try:
+        root = psutil.Process(root_pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return None
+    sockets = []
+    for proc in procs:
+        try:
+            sockets.extend(proc.net_connections(kind="tcp"))
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied:
+            return None
+    listening = {s.laddr.port for s in sockets if s.status == psutil.CONN_LISTEN}
+    return len(
+        {
+            (s.laddr, s.raddr)
+            for s in sockets
+            if s.status == psutil.CONN_ESTABLISHED and s.raddr and s.laddr.port in listening
+        }
+    )
+
+
+def hold_and_read(
+    running: RunningTarget,
+    group: Cgroup | None,
+    *,
+    kind: HoldKind,
+    connections: int,
+    path: str,
+    ready_path: str,
+    settle_s: float,
+    hold_s: float,
+    cpus: tuple[int, ...] | list[int],
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    allow_remote: bool = False,
+) -> IdleHold:
+    """Hold ``connections`` idle connections of ``kind`` on ``running`` (``path``: the HTTP request
+    each sends, or the WebSocket's path) and read its memory before and ``settle_s`` after
+    every one was tried; the hold lasts ``hold_s`` (s), at least long enough for the readings.
+    Each connection must open (and an HTTP one be answered) within ``timeout_s``, and opening
+    stops after OPEN_TIMEOUT_FACTOR x ``timeout_s`` (at most OPEN_TIMEOUT_S): a stack that
+    answers slower than that holds fewer, and its ``timeout`` errors count the rest.
+
+    Raises IdleError when the stack cannot be measured (the warm-up opened nothing, it did not
+    go quiet, its processes changed, the machine was too slow to read within the hold), and
+    what :class:`~harness.load.stream.HoldLoad` raises. A WebSocket upgrade answered 501 is no
+    error: the warm-up's result says ``unsupported`` and nothing else is measured (then
+    ``before`` is ``held``).
+    """
+    settle_s = max(settle_s, 0.1)
+    hold_s = max(hold_s, settle_s + SAMPLES * SAMPLE_INTERVAL_S + READ_MARGIN_S)
+    load = HoldLoad(
+        running.host, running.port, connections, hold_s, kind,
+        refresh_s=HTTP_REFRESH_S if kind == "http" else None,
+        timeout_s=timeout_s, open_timeout_s=min(OPEN_TIMEOUT_FACTOR * timeout_s, OPEN_TIMEOUT_S),
+        http_path=path, ws_path=path, allow_remote=allow_remote,
+    )  # fmt: skip
+    warmup = replace(load, connections=min(WARMUP_CONNECTIONS, connections), hold_s=0.1)
+    with driver_process(warmup, load, cpus) as conn:
+        warmed: HoldResult = expect(conn, "warmed", SPAWN_TIMEOUT_S + OPEN_TIMEOUT_S)
+        if warmed.unsupported:
+            conn.send("stop")
+            reading = sample_memory(running.pid, group)
+            return IdleHold(warmed, reading, reading, None, settle_s)
+        if warmed.connections_opened == 0:
+            errors = ", ".join(f"{k} {n}" for k, n in warmed.errors.items() if n) or "no errors"
+            tried = warmed.connections_requested
+            raise IdleError(f"the warm-up opened none of {tried} connections ({errors})")
+        if wait_until_idle(running, ready_path, timeout_s=QUIET_TIMEOUT_S) is None:
+            within = f"within {QUIET_TIMEOUT_S:.0f} s after the warm-up"
+            raise IdleError(f"{ready_path} not answered quickly {within}")
+        wait_quiet(running.pid)
+        before = read_memory(running.pid, group)
+        conn.send("go")
+        held_at: float = expect(conn, "held", load.open_timeout_s + timeout_s + 15)
+        time.sleep(max(held_at + settle_s - time.monotonic(), 0.0))
+        counted = server_connections(running.pid)
+        held = read_memory(running.pid, group)
+        read_until = time.monotonic()
+        result: HoldResult = expect(conn, "result", hold_s + CLOSE_WAIT_S + 15)
+    if result.connections_open_at_end and read_until > held_at + result.held_s:
+        raise IdleError(
+            f"the memory was read until {read_until - held_at:.1f} s into a hold of {result.held_s:.1f} s: "
+            "the machine is too busy for these figures"
+        )
+    if set(held.pids) != set(before.pids):
+        raise IdleError(f"the server's processes changed during the hold: {before.pids} -> {held.pids}")
+    return IdleHold(result, before, held, counted, settle_s)
