@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from harness.idle.method import OPEN_TIMEOUT_S
 from harness.model import Measurement, Scenario, TargetRun
 from harness.model.scenario import IDLE_KINDS
 
@@ -33,6 +34,7 @@ IDLE_COLUMNS = (
     "failure_reason",
     "connections_held",
     "connections_held_by_server",
+    "opening_cut",
     "pss_kib_per_connection",
     "pss_kib_per_connection_min",
     "pss_kib_per_connection_max",
@@ -42,7 +44,15 @@ IDLE_COLUMNS = (
     "server_pss_mib_held",
 )
 """The columns of :func:`idle_summary`; counts and memory are medians over the repeats measured
-(NaN when none was), ``repeats`` how many were, ``unsupported`` and ``failed`` how many were not."""
+(NaN when none was), ``repeats`` how many were, ``unsupported`` and ``failed`` how many were not;
+``opening_cut``: a repeat's opening ran into its time limit (OPEN_TIMEOUT_S; the stack held fewer
+because it answered connections slower than that allowed, not because it accepted no more). Memory per
+connection is NaN where the median held fewer than :data:`MIN_CONNECTIONS_FOR_MEMORY`."""
+
+MIN_CONNECTIONS_FOR_MEMORY = 1000
+"""Fewer connections than this grow a stack's memory by less than its own sampling noise (a few
+hundred KiB): their memory per connection says nothing (263 Django connections read 514 KiB each,
+514 read 234)."""
 
 KIND_WORDS = {"idle-http": "idle HTTP keep-alive connections", "idle-websocket": "idle WebSockets"}
 
@@ -58,7 +68,9 @@ def _median(values: Sequence[float | int | None]) -> float:
 
 
 def idle_summary(
-    measurements: Sequence[Measurement], kinds: Mapping[str, str], targets: Mapping[str, TargetRun]
+    measurements: Sequence[Measurement],
+    kinds: Mapping[str, str],
+    targets: Mapping[str, TargetRun],
 ) -> pd.DataFrame:
     """One row per idle endpoint, stack and level (columns :data:`IDLE_COLUMNS`), in ``kinds``'
     order, then by stack name."""
@@ -72,7 +84,10 @@ def idle_summary(
         groups.items(), key=lambda item: (order[item[0][0]], item[0][1], item[0][2])
     ):
         ok = [m for m in cells if m.status == "ok"]
+        held = _median([m.connections_held for m in ok])
         memory = [m.memory_per_connection_kib for m in ok if m.memory_per_connection_kib is not None]
+        if not held >= MIN_CONNECTIONS_FOR_MEMORY:
+            memory = []
         pss = [x.pss for x in memory]
         run = targets.get(target)
         failed = [m for m in cells if m.status == "failed"]
@@ -88,8 +103,13 @@ def idle_summary(
                 "unsupported": sum(m.status == "unsupported" for m in cells),
                 "failed": len(failed),
                 "failure_reason": failed[0].failure_reason if failed else None,
-                "connections_held": _median([m.connections_held for m in ok]),
+                "connections_held": held,
                 "connections_held_by_server": _median([m.connections_held_by_server for m in ok]),
+                "opening_cut": any(
+                    (m.connections_open_s or 0.0) >= 0.95 * OPEN_TIMEOUT_S
+                    for m in ok
+                    if (m.connections_held or 0) < connections
+                ),
                 "pss_kib_per_connection": _median(pss),
                 "pss_kib_per_connection_min": min(pss) if pss else float("nan"),
                 "pss_kib_per_connection_max": max(pss) if pss else float("nan"),
@@ -132,7 +152,11 @@ def idle_headline(endpoint: str, kind: str, rows: pd.DataFrame) -> str:
     if not short.empty:
         parts.append(
             "held fewer: "
-            + ", ".join(f"{r['target']} {int(r['connections_held']):,}" for r in short.to_dict("records"))
+            + ", ".join(
+                f"{r['target']} {int(r['connections_held']):,}"
+                + (f" (opening stopped at {OPEN_TIMEOUT_S:g} s)" if r["opening_cut"] else "")
+                for r in short.to_dict("records")
+            )
         )
     if unsupported:
         parts.append(f"{unsupported} not supported")

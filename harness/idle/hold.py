@@ -48,10 +48,6 @@ from harness.launch import RunningTarget, wait_until_idle
 from harness.load.stream import HoldKind, HoldLoad, HoldResult
 from harness.load.stream.link import CLOSE_WAIT_S
 
-OPEN_TIMEOUT_FACTOR = 3.0
-"""Opening stops after this many connection timeouts (s): long enough for a stack that answers
-thousands of connections a second, short enough that one that does not keeps a 12-stack run
-within minutes."""
 READ_MARGIN_S = 2.0
 """The hold lasts at least the settling time, the samples and this much more (s), so that the
 memory is read while every connection is still open on a busy machine."""
@@ -125,8 +121,9 @@ def hold_and_read(
     each sends, or the WebSocket's path) and read its memory before and ``settle_s`` after
     every one was tried; the hold lasts ``hold_s`` (s), at least long enough for the readings.
     Each connection must open (and an HTTP one be answered) within ``timeout_s``, and opening
-    stops after OPEN_TIMEOUT_FACTOR x ``timeout_s`` (at most OPEN_TIMEOUT_S): a stack that
-    answers slower than that holds fewer, and its ``timeout`` errors count the rest.
+    stops once no connection opened for ``timeout_s`` (the stack accepts no more), or after
+    OPEN_TIMEOUT_S: a stack that held fewer says which by its ``open_s``, and its ``timeout``
+    errors count the rest.
 
     Raises IdleError when the stack cannot be measured (the warm-up opened nothing, it did not
     go quiet, its processes changed, the machine was too slow to read within the hold), and
@@ -139,7 +136,7 @@ def hold_and_read(
     load = HoldLoad(
         running.host, running.port, connections, hold_s, kind,
         refresh_s=HTTP_REFRESH_S if kind == "http" else None,
-        timeout_s=timeout_s, open_timeout_s=min(OPEN_TIMEOUT_FACTOR * timeout_s, OPEN_TIMEOUT_S),
+        timeout_s=timeout_s, open_timeout_s=OPEN_TIMEOUT_S, stall_s=timeout_s,
         http_path=path, ws_path=path, allow_remote=allow_remote,
     )  # fmt: skip
     warmup = replace(load, connections=min(WARMUP_CONNECTIONS, connections), hold_s=0.1)

@@ -17,6 +17,9 @@ the stacks that keep connections (uvicorn, Hypercorn, Gunicorn as configured; Da
 keep them longer), and later than the driver's default (1.5 s, for Gunicorn's default 2 s), so that
 no request is served while the memory is read: at 1,000 connections that default is ~670 requests/s."""
 OPEN_TIMEOUT_S = 60.0
+"""Opening stops after this long (s), or earlier once no connection opened for a connection timeout
+(the stack accepts no more): a stack that answers connections slower than 10,000 a minute is cut
+here, and says so."""
 CONNECT_TIMEOUT_S = 10.0
 QUIET_CPU_PERCENT = 5.0
 """A stack is idle when its tree uses at most this share of one core over QUIET_WINDOW_S."""

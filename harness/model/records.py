@@ -48,7 +48,7 @@ Results format changelog (``SCHEMA_VERSION``):
   Idle connections (an endpoint's ``kind``: ``idle-http`` or ``idle-websocket``): the
   workloads of those names; :class:`Measurement` gains ``connections_held``,
   ``connections_held_by_server``, ``memory_per_connection_kib`` (a
-  :class:`MemoryPerConnection`) and ``server_pss_mib_before``. Older files take None.
+  :class:`MemoryPerConnection`), ``connections_open_s`` and ``server_pss_mib_before``. Older files take None.
 """
 
 from __future__ import annotations
@@ -361,6 +361,12 @@ class Measurement(Frozen):
         default=None,
         description="Idle cells: the stack's memory growth from before the hold to during it, over"
         " connections_held, KiB. None for other cells, or when no connection was held.",
+    )
+    connections_open_s: float | None = Field(
+        default=None,
+        description="Idle cells: how long opening the connections took, s (opening stops once none opened"
+        " for timeout_s, the stack accepting no more, or after 60 s: a stack cut there held fewer because it"
+        " answers connections slower). None for other cells.",
     )
     server_pss_mib_before: float | None = Field(
         default=None,

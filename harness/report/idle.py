@@ -68,12 +68,13 @@ def _row(row: Record) -> Row:
             return Row(lead, note=UNSUPPORTED, kind="unsupported")
         return Row(lead, note=f"failed: {row['failure_reason']}", kind="failed")
     value = {key: float(v) for key, v in row.items() if isinstance(v, float)}
-    spread = f"{_figure(value['pss_kib_per_connection_min'])}-{_figure(value['pss_kib_per_connection_max'])}"
+    low, high = value["pss_kib_per_connection_min"], value["pss_kib_per_connection_max"]
+    spread = "-" if math.isnan(low) else f"{_figure(low)}-{_figure(high)}"
     before, held = value["server_pss_mib_before"], value["server_pss_mib_held"]
     return Row(
         (
             *lead,
-            _figure(value["connections_held"], 0),
+            _figure(value["connections_held"], 0) + (" (opening stopped at 60 s)" * bool(row["opening_cut"])),
             _figure(value["connections_held_by_server"], 0),
             _figure(value["pss_kib_per_connection"]),
             spread,
@@ -149,7 +150,7 @@ def idle_endpoints(run: RunAnalysis) -> list[IdleEndpoint]:
             IdleEndpoint(
                 endpoint=endpoint,
                 anchor="idle-" + re.sub(r"[^a-z0-9]+", "-", endpoint.lower()).strip("-"),
-                what=f"{KIND_WORDS.get(kind, kind).capitalize()} on {endpoint}.",
+                what=KIND_WORDS.get(kind, kind),
                 sentence=idle_headline(endpoint, kind, rows),
                 table=Table(COLUMNS, tuple(_row(cast(Record, r)) for r in rows.to_dict("records"))),
                 charts=tuple(charts),

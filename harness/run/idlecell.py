@@ -115,5 +115,6 @@ def idle_measurement(
         connections_held=hold.connections_open_at_end,
         connections_held_by_server=held.server_connections,
         memory_per_connection_kib=memory,
+        connections_open_s=round(hold.open_s, 3),
         server_pss_mib_before=round(held.before.pss_bytes / MIB, 2),
     )

@@ -40,7 +40,9 @@ class HoldLoad:
     or a ping (WebSocket); None: never; ``"auto"``: HTTP_REFRESH_S for HTTP,
     never for WebSockets (servers keep them open; their pings are answered).
     Each connection must open, and each refresh be answered, within
-    ``timeout_s``; opening stops after ``open_timeout_s``.
+    ``timeout_s``; opening stops after ``open_timeout_s``, or once no connection
+    has opened for ``stall_s`` (None: never) while tries went on: the server
+    accepts no more (the tries in flight still end at their timeout).
     """
 
     host: str
@@ -52,6 +54,7 @@ class HoldLoad:
     timeout_s: float = 10.0
     open_concurrency: int = 256
     open_timeout_s: float = 120.0
+    stall_s: float | None = None
     http_path: str = "/health"
     ws_path: str = "/ws/echo"
     allow_remote: bool = False
@@ -254,7 +257,9 @@ async def _open_all(tally: _HoldTally, load: HoldLoad) -> tuple[int, int]:
     request = request_bytes(load.host, load.port, load.http_path)
     uri = parse_uri(f"ws://{load.host}:{load.port}{load.ws_path}")
     stop_ns = clock() + int(load.open_timeout_s * 1e9)
+    stall_ns = None if load.stall_s is None else int(load.stall_s * 1e9)
     started = opened = failed = 0
+    last_open_ns = clock()
 
     def factory() -> _HeldHttp | _HeldWs:
         if load.kind == "ws":
@@ -262,7 +267,7 @@ async def _open_all(tally: _HoldTally, load: HoldLoad) -> tuple[int, int]:
         return _HeldHttp(tally, request, refresh_s, timeout_ns)
 
     async def one() -> None:
-        nonlocal opened, failed
+        nonlocal opened, failed, last_open_ns
         try:
             link = await open_link(factory, load.host, load.port, load.timeout_s)
         except (OSError, TimeoutError):
@@ -273,6 +278,7 @@ async def _open_all(tally: _HoldTally, load: HoldLoad) -> tuple[int, int]:
         outcome = await link.holder.outcome
         if outcome is None:
             opened += 1
+            last_open_ns = clock()
         else:
             failed += 1
             if outcome[0] != "unsupported":  # a clean answer, reported as HoldResult.unsupported
@@ -280,7 +286,13 @@ async def _open_all(tally: _HoldTally, load: HoldLoad) -> tuple[int, int]:
 
     async def opener() -> None:
         nonlocal started
-        while started < load.connections and clock() < stop_ns and not tally.unsupported:
+
+        def stalled(now: int) -> bool:
+            return stall_ns is not None and now - last_open_ns > stall_ns
+
+        while started < load.connections and (now := clock()) < stop_ns and not stalled(now):
+            if tally.unsupported:
+                break
             started += 1
             await one()
 
