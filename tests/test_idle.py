@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from test_capacity import serving
 
 from harness.idle import IdleHold, MemoryReading, anonymous_pss_bytes, kib_per_connection, peak_of
-from harness.load.stream import HoldResult
+from harness.load.stream import HoldLoad, HoldResult, hold_connections
 from harness.results import load_run
 
 MIB = 2**20
@@ -152,3 +153,18 @@ def test_the_report_and_the_terminal_show_connections_held_and_memory_per_connec
     assert any(http in v for v in verdicts), verdicts
     assert any("held fewer: flask-gunicorn" in v for v in verdicts), verdicts
     assert any("/ws/echo (idle WebSockets)" in v and "1 not supported" in v for v in verdicts), verdicts
+
+
+def test_opening_stops_once_the_server_accepts_no_more() -> None:
+    # One slot of 60 s: the first GET is answered at once, every other one waits. With a 1 s
+    # timeout and stall_s = 1 s the opening stops about 2 s in, not at its 60 s limit.
+    with serving(1, 60_000, first_free=True) as port:
+        load = HoldLoad(
+            "127.0.0.1", port, 200, 0.5, "http", refresh_s=None, timeout_s=1.0, open_concurrency=20,
+            open_timeout_s=60.0, stall_s=1.0,
+        )  # fmt: skip
+        result = hold_connections(load)
+    assert result.connections_opened == 1, result
+    assert result.open_s < 5, result.open_s  # without the rule: 199 tries / 20 at a time x 1 s = 10 s
+    # Every connection not tried counts as a timeout, beside those that timed out.
+    assert result.connections_failed == 199 and result.errors["timeout"] == 199, result.errors
