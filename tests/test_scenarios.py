@@ -52,7 +52,7 @@ EVERY_STACK = "quick"
 PAIRS = {
     "ci": ("django-gunicorn", "django-daphne"),
     "closed": ("flask-gunicorn-gthread", "starlette-uvicorn"),
-    "connections": ("flask-gunicorn-gthread", "django-daphne"),
+    "connections": ("flask-gunicorn-gthread", "starlette-uvicorn"),
     "cpu-bound": ("flask-granian", "fastapi-granian"),
     "db": ("django-gunicorn", "django-gunicorn-uvicornworker"),
     "default": ("flask-gunicorn", "fastapi-uvicorn"),
