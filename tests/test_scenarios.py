@@ -160,7 +160,8 @@ def test_a_shipped_scenario_runs_against_its_stacks(path: Path, runs: dict[str, 
     assert {m.target for m in measurements} == expected
     # A WSGI stack answers the WebSocket upgrade with the contract's 501: not supported, not failed.
     unsupported = {(m.target, m.workload) for m in measurements if m.status == "unsupported"}
-    assert all(manifest.targets[t].config.interface == "wsgi" and w == "websocket" for t, w in unsupported)
+    websockets = ("websocket", "idle-websocket")
+    assert all(manifest.targets[t].config.interface == "wsgi" and w in websockets for t, w in unsupported)
     stored = {m.cell_id for m in measurements}
     measurements = [m for m in measurements if m.status != "unsupported"]
     failed = [f"{m.cell_id}: {m.failure_reason}" for m in measurements if m.status != "ok"]
