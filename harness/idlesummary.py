@@ -54,6 +54,9 @@ MIN_CONNECTIONS_FOR_MEMORY = 1000
 hundred KiB): their memory per connection says nothing (263 Django connections read 514 KiB each,
 514 read 234)."""
 
+OPENING_STOPPED = f"opening stopped at {OPEN_TIMEOUT_S:g} s"
+"""How a stack whose opening ran into its time limit is marked beside its connections held."""
+
 KIND_WORDS = {"idle-http": "idle HTTP keep-alive connections", "idle-websocket": "idle WebSockets"}
 
 
@@ -154,7 +157,7 @@ def idle_headline(endpoint: str, kind: str, rows: pd.DataFrame) -> str:
             "held fewer: "
             + ", ".join(
                 f"{r['target']} {int(r['connections_held']):,}"
-                + (f" (opening stopped at {OPEN_TIMEOUT_S:g} s)" if r["opening_cut"] else "")
+                + (f" ({OPENING_STOPPED})" if r["opening_cut"] else "")
                 for r in short.to_dict("records")
             )
         )

@@ -69,11 +69,11 @@ def test_memory_per_connection_is_the_growth_over_the_connections_still_open() -
     assert kib_per_connection(10 * MIB, 30 * MIB, 1000) == pytest.approx(20.48)
     assert kib_per_connection(10 * MIB, 30 * MIB, 0) is None
     assert kib_per_connection(None, 30 * MIB, 1000) is None
-    measured = IdleHold(hold(800, opened=900), reading(50, 60), reading(66, 76), 800, 1.0)
+    measured = IdleHold(hold(800, opened=900), reading(50, 60), reading(66, 76), 800)
     assert measured.hold.connections_dropped == 100
     assert measured.per_connection_kib("pss") == pytest.approx(16 * 1024 / 800)
     assert measured.per_connection_kib("cgroup") == pytest.approx(16 * 1024 / 800)
-    assert IdleHold(hold(800), reading(50), reading(66), None, 1.0).per_connection_kib("cgroup") is None
+    assert IdleHold(hold(800), reading(50), reading(66), None).per_connection_kib("cgroup") is None
 
 
 def test_a_reading_is_the_peak_of_its_samples_field_by_field() -> None:

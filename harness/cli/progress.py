@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from harness.cli.common import console
 from harness.model import Cell, Measurement, RunFailure
+from harness.model.scenario import IDLE_KINDS
 from harness.plan import planned_seconds
 from harness.run import RunOutcome, RunSpec, blocks_for, execute
 from harness.verify import VerificationReport
@@ -43,7 +44,7 @@ def cell_line(cell: Cell, m: Measurement) -> str:
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [red]failed[/]"
     if m.status == "unsupported":
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [yellow]not supported[/] (501)"
-    if m.workload in ("idle-http", "idle-websocket"):
+    if m.workload in IDLE_KINDS:
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} " + idle_figures(m)
     p99 = f"{m.latency_ms.p99:9.1f} ms" if m.latency_ms else "        -"
     errors = m.errors.total

@@ -64,7 +64,6 @@ class IdleHold:
     before: MemoryReading
     held: MemoryReading
     server_connections: int | None
-    settle_s: float
 
     def per_connection_kib(self, reading: Reading) -> float | None:
         """(held - before) / connections open at the end, KiB; None if a reading is missing."""
@@ -145,7 +144,7 @@ def hold_and_read(
         if warmed.unsupported:
             conn.send("stop")
             reading = sample_memory(running.pid, group)
-            return IdleHold(warmed, reading, reading, None, settle_s)
+            return IdleHold(warmed, reading, reading, None)
         if warmed.connections_opened == 0:
             errors = ", ".join(f"{k} {n}" for k, n in warmed.errors.items() if n) or "no errors"
             tried = warmed.connections_requested
@@ -169,4 +168,4 @@ def hold_and_read(
         )
     if set(held.pids) != set(before.pids):
         raise IdleError(f"the server's processes changed during the hold: {before.pids} -> {held.pids}")
-    return IdleHold(result, before, held, counted, settle_s)
+    return IdleHold(result, before, held, counted)

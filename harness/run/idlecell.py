@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.cgroup import Cgroup
-from harness.idle import IdleError, IdleHold, hold_and_read
+from harness.idle import READINGS, IdleError, IdleHold, hold_and_read
 from harness.launch import RunningTarget
 from harness.load.stream import FileLimitError, HoldKind
 from harness.model import Cell, Errors, Measurement, MemoryPerConnection, RequestSpec, Scenario
@@ -86,7 +86,7 @@ def idle_measurement(
             server_processes=None, upstream_cpu_percent=None, histogram=None,
             status="unsupported", failure_reason=UNSUPPORTED,
         )  # fmt: skip
-    per = {reading: held.per_connection_kib(reading) for reading in ("pss", "pss_anon", "uss", "cgroup")}
+    per = {reading: held.per_connection_kib(reading) for reading in READINGS}
     memory = None
     if per["pss"] is not None and per["uss"] is not None:
         memory = MemoryPerConnection(

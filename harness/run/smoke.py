@@ -21,6 +21,7 @@ longer.
 from __future__ import annotations
 
 from harness.model import Cell, Measurement, Scenario
+from harness.model.scenario import IDLE_KINDS
 
 GROWTH = 2.0
 """Each new window is this many times the last, so the attempts end at the cap."""
@@ -37,7 +38,7 @@ def longer_window(scenario: Scenario, cell: Cell, measurement: Measurement) -> S
     cap = scenario.smoke_window_max_s
     if cap is None or cell.model != "closed" or cell.staged or cell.concurrency is None:
         return None
-    if measurement.status != "ok" or measurement.workload in ("idle-http", "idle-websocket"):
+    if measurement.status != "ok" or measurement.workload in IDLE_KINDS:
         return None  # not supported (a 501), or connections held: no answers to wait for
     window = scenario.duration_s
     if window >= cap or measurement.requests > 0:
