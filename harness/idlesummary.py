@@ -12,6 +12,7 @@ connection. Pure: built from the stored measurements alone.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -35,6 +36,8 @@ IDLE_COLUMNS = (
     "connections_held",
     "connections_held_by_server",
     "opening_cut",
+    "out_of_memory",
+    "memory_limit_mib",
     "pss_kib_per_connection",
     "pss_kib_per_connection_min",
     "pss_kib_per_connection_max",
@@ -46,8 +49,11 @@ IDLE_COLUMNS = (
 """The columns of :func:`idle_summary`; counts and memory are medians over the repeats measured
 (NaN when none was), ``repeats`` how many were, ``unsupported`` and ``failed`` how many were not;
 ``opening_cut``: a repeat's opening ran into its time limit (OPEN_TIMEOUT_S; the stack held fewer
-because it answered connections slower than that allowed, not because it accepted no more). Memory per
-connection is NaN where the median held fewer than :data:`MIN_CONNECTIONS_FOR_MEMORY`."""
+because it answered connections slower than that allowed, not because it accepted no more);
+``out_of_memory``: the kernel killed the stack for going over its memory limit (``memory_limit_mib``,
+MiB) in a repeat, whose ``connections_held`` is then the most it had open before that. Memory per
+connection is NaN where the median held fewer than :data:`MIN_CONNECTIONS_FOR_MEMORY`, and for a
+repeat killed out of memory."""
 
 MIN_CONNECTIONS_FOR_MEMORY = 1000
 """Fewer connections than this grow a stack's memory by less than its own sampling noise (a few
@@ -56,6 +62,14 @@ hundred KiB): their memory per connection says nothing (263 Django connections r
 
 OPENING_STOPPED = f"opening stopped at {OPEN_TIMEOUT_S:g} s"
 """How a stack whose opening ran into its time limit is marked beside its connections held."""
+
+def out_of_memory(limit_mib: object) -> str:
+    """How a stack killed for going over its memory limit is marked beside the connections it held:
+    ``killed out of memory at 1,024 MiB``."""
+    if isinstance(limit_mib, int | float) and math.isfinite(limit_mib):
+        return f"killed out of memory at {int(limit_mib):,} MiB"
+    return "killed out of memory"
+
 
 KIND_WORDS = {"idle-http": "idle HTTP keep-alive connections", "idle-websocket": "idle WebSockets"}
 
@@ -87,7 +101,8 @@ def idle_summary(
         groups.items(), key=lambda item: (order[item[0][0]], item[0][1], item[0][2])
     ):
         ok = [m for m in cells if m.status == "ok"]
-        held = _median([m.connections_held for m in ok])
+        killed = [m for m in ok if m.server_oom_kills]
+        held = _median([m.connections_open_peak if m.server_oom_kills else m.connections_held for m in ok])
         memory = [m.memory_per_connection_kib for m in ok if m.memory_per_connection_kib is not None]
         if not held >= MIN_CONNECTIONS_FOR_MEMORY:
             memory = []
@@ -113,6 +128,8 @@ def idle_summary(
                     for m in ok
                     if (m.connections_held or 0) < connections
                 ),
+                "out_of_memory": bool(killed),
+                "memory_limit_mib": None if run is None else run.memory_mib,
                 "pss_kib_per_connection": _median(pss),
                 "pss_kib_per_connection_min": min(pss) if pss else float("nan"),
                 "pss_kib_per_connection_max": max(pss) if pss else float("nan"),
@@ -140,7 +157,8 @@ def idle_headline(endpoint: str, kind: str, rows: pd.DataFrame) -> str:
     unsupported = int((top["unsupported"] > 0).sum())
     if measured.empty:
         return f"{head}: no stack measured" + (f"; {unsupported} not supported" if unsupported else "")
-    full = measured[measured["connections_held"] >= 0.99 * level]
+    whole = (measured["connections_held"] >= 0.99 * level) & ~measured["out_of_memory"].astype(bool)
+    full = measured[whole]
     if not full.empty:
         priced = full.dropna(subset=["pss_kib_per_connection"]).sort_values("pss_kib_per_connection")
         sentence = f"{len(full)} of {len(top)} stacks held them all"
@@ -151,13 +169,14 @@ def idle_headline(endpoint: str, kind: str, rows: pd.DataFrame) -> str:
                 f"{high['pss_kib_per_connection']:,.1f} KiB PSS each ({high['target']})"
             )
         parts.append(sentence)
-    short = measured[measured["connections_held"] < 0.99 * level].sort_values("connections_held")
+    short = measured[~whole].sort_values("connections_held")
     if not short.empty:
         parts.append(
             "held fewer: "
             + ", ".join(
                 f"{r['target']} {int(r['connections_held']):,}"
                 + (f" ({OPENING_STOPPED})" if r["opening_cut"] else "")
+                + (f" ({out_of_memory(r['memory_limit_mib'])})" if r["out_of_memory"] else "")
                 for r in short.to_dict("records")
             )
         )

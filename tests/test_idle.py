@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO
 from test_capacity import serving
 
+from harness import cgroup
 from harness.idle import IdleHold, MemoryReading, anonymous_pss_bytes, kib_per_connection, peak_of
 from harness.load.stream import HoldLoad, HoldResult, hold_connections
 from harness.results import load_run
@@ -168,3 +169,41 @@ def test_opening_stops_once_the_server_accepts_no_more() -> None:
     assert result.open_s < 5, result.open_s  # without the rule: 199 tries / 20 at a time x 1 s = 10 s
     # Every connection not tried counts as a timeout, beside those that timed out.
     assert result.connections_failed == 199 and result.errors["timeout"] == 199, result.errors
+
+
+OOM_CONNECTIONS = 6000
+OOM_SCENARIO = f"""
+description = "idle WebSockets on a stack whose memory limit cannot hold them"
+targets = ["starlette-uvicorn"]
+endpoints = [{{ path = "/ws/echo", kind = "idle-websocket" }}]
+model = "closed"
+concurrency = [{OOM_CONNECTIONS}]
+memory_mib = {{ starlette-uvicorn = 80 }}
+warmup_s = 1.0
+duration_s = 3.0
+repeats = 1
+timeout_s = 5.0
+"""
+
+
+@pytest.mark.skipif(cgroup.detect() is None, reason="no cgroup hierarchy on this machine")
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_a_stack_killed_out_of_memory_is_a_finding_with_the_connections_it_held(tmp_path: Path) -> None:
+    # 80 MiB holds uvicorn (about 40 MiB) and a few thousand WebSockets of 15-25 KiB, not 6,000.
+    scenario = tmp_path / "oom.toml"
+    scenario.write_text(OOM_SCENARIO)
+    argv = [sys.executable, "-m", "harness", "run", str(scenario), "--no-verify"]
+    argv += ["--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    manifest, (cell,) = load_run(run_dir)
+    assert manifest.failures == ()
+    assert cell.status == "ok" and cell.server_oom_kills, (cell.status, cell.failure_reason)
+    assert cell.connections_open_peak is not None and 0 < cell.connections_open_peak < OOM_CONNECTIONS
+    assert cell.memory_per_connection_kib is None
+    verdicts = [line for line in done.stdout.splitlines() if line.startswith("verdict:")]
+    marked = f"held fewer: starlette-uvicorn {cell.connections_open_peak:,} (killed out of memory at 80 MiB)"
+    assert any(marked in v for v in verdicts), verdicts
+    page = tmp_path / "reports" / run_dir.name / "index.html"
+    assert "killed out of memory at 80 MiB" in page.read_text()

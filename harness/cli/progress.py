@@ -61,8 +61,11 @@ def cell_line(cell: Cell, m: Measurement) -> str:
 
 
 def idle_figures(m: Measurement) -> str:
-    """An idle cell's figures: ``held 10,000 of 10,000 (server 10,000)  PSS 4.1 KiB/connection``."""
+    """An idle cell's figures: ``held 10,000 of 10,000 (server 10,000)  PSS 4.1 KiB/connection``, or
+    ``killed out of memory with up to 6,128 of 10,000 open``."""
     asked = f"{m.concurrency:,}" if m.concurrency else "?"
+    if m.server_oom_kills:
+        return f"[yellow]killed out of memory[/] with up to {m.connections_open_peak or 0:,} of {asked} open"
     server = "" if m.connections_held_by_server is None else f" (server {m.connections_held_by_server:,})"
     memory = m.memory_per_connection_kib
     per = "" if memory is None else f"  PSS {memory.pss:,.1f} KiB/connection, USS {memory.uss:,.1f}"

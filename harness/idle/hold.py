@@ -62,13 +62,25 @@ class IdleHold:
 
     hold: HoldResult
     before: MemoryReading
-    held: MemoryReading
+    held: MemoryReading | None
     server_connections: int | None
+    oom_kills: int = 0
+    """Processes of the stack the kernel killed for going over its memory limit during the hold
+    (its control group's count; 0 without one). Then ``held`` may be None (the stack was gone when
+    its memory was read) and memory per connection is not measured."""
 
     def per_connection_kib(self, reading: Reading) -> float | None:
-        """(held - before) / connections open at the end, KiB; None if a reading is missing."""
+        """(held - before) / connections open at the end, KiB; None if a reading is missing or the
+        stack was killed out of memory."""
+        if self.held is None or self.oom_kills:
+            return None
         before, held = self.before.bytes_of(reading), self.held.bytes_of(reading)
         return kib_per_connection(before, held, self.hold.connections_open_at_end)
+
+
+def _oom_kills(group: Cgroup | None) -> int:
+    """The group's count of processes killed for going over its memory limit (0 without one)."""
+    return (group.oom_kills() or 0) if group is not None else 0
 
 
 def server_connections(root_pid: int) -> int | None:
@@ -128,7 +140,9 @@ def hold_and_read(
     go quiet, its processes changed, the machine was too slow to read within the hold), and
     what :class:`~harness.load.stream.HoldLoad` raises. A WebSocket upgrade answered 501 is no
     error: the warm-up's result says ``unsupported`` and nothing else is measured (then
-    ``before`` is ``held``).
+    ``before`` is ``held``). Nor is a stack killed for going over its memory limit while
+    connections opened or were held (its control group's ``oom_kills`` grew): that is how many
+    it could hold, and the result says so (``oom_kills``, the hold's ``connections_open_peak``).
     """
     settle_s = max(settle_s, 0.1)
     hold_s = max(hold_s, settle_s + SAMPLES * SAMPLE_INTERVAL_S + READ_MARGIN_S)
@@ -154,13 +168,23 @@ def hold_and_read(
             raise IdleError(f"{ready_path} not answered quickly {within}")
         wait_quiet(running.pid)
         before = read_memory(running.pid, group)
+        kills_before = _oom_kills(group)
         conn.send("go")
         held_at: float = expect(conn, "held", load.open_timeout_s + timeout_s + 15)
         time.sleep(max(held_at + settle_s - time.monotonic(), 0.0))
         counted = server_connections(running.pid)
-        held = read_memory(running.pid, group)
+        held: MemoryReading | None
+        try:
+            held = read_memory(running.pid, group)
+        except IdleError:
+            held = None  # the stack is gone: killed out of memory, or the error below
         read_until = time.monotonic()
         result: HoldResult = expect(conn, "result", hold_s + CLOSE_WAIT_S + 15)
+    killed = _oom_kills(group) - kills_before
+    if killed > 0:
+        return IdleHold(result, before, held, counted, oom_kills=killed)
+    if held is None:
+        raise IdleError("the server exited while its memory was read")
     if result.connections_open_at_end and read_until > held_at + result.held_s:
         raise IdleError(
             f"the memory was read until {read_until - held_at:.1f} s into a hold of {result.held_s:.1f} s: "

@@ -48,7 +48,8 @@ Results format changelog (``SCHEMA_VERSION``):
   Idle connections (an endpoint's ``kind``: ``idle-http`` or ``idle-websocket``): the
   workloads of those names; :class:`Measurement` gains ``connections_held``,
   ``connections_held_by_server``, ``memory_per_connection_kib`` (a
-  :class:`MemoryPerConnection`), ``connections_open_s`` and ``server_pss_mib_before``. Older files take None.
+  :class:`MemoryPerConnection`), ``connections_open_s``, ``connections_open_peak`` and
+  ``server_pss_mib_before``. Older files take None.
 """
 
 from __future__ import annotations
@@ -367,6 +368,11 @@ class Measurement(Frozen):
         description="Idle cells: how long opening the connections took, s (opening stops once none opened"
         " for timeout_s, the stack accepting no more, or after 60 s: a stack cut there held fewer because it"
         " answers connections slower). None for other cells.",
+    )
+    connections_open_peak: int | None = Field(
+        default=None,
+        description="Idle cells: the most connections open at once during the cell (a stack killed out of"
+        " memory during the hold, server_oom_kills > 0, held that many before it). None for other cells.",
     )
     server_pss_mib_before: float | None = Field(
         default=None,

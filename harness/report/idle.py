@@ -22,7 +22,7 @@ import pandas as pd
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from harness.idlesummary import KIND_WORDS, OPENING_STOPPED, idle_headline
+from harness.idlesummary import KIND_WORDS, OPENING_STOPPED, idle_headline, out_of_memory
 from harness.report.streams import Column, Row, Table
 from harness.report.streamwords import Record
 from harness.report.svg import RC, StackStyle, label, stack_styles, svg_text
@@ -74,7 +74,9 @@ def _row(row: Record) -> Row:
     return Row(
         (
             *lead,
-            _figure(value["connections_held"], 0) + (f" ({OPENING_STOPPED})" * bool(row["opening_cut"])),
+            _figure(value["connections_held"], 0)
+            + (f" ({OPENING_STOPPED})" * bool(row["opening_cut"]))
+            + (f" ({out_of_memory(row['memory_limit_mib'])})" * bool(row["out_of_memory"])),
             _figure(value["connections_held_by_server"], 0),
             _figure(value["pss_kib_per_connection"]),
             spread,

@@ -4,7 +4,10 @@ The cell holds ``concurrency`` connections on the running stack and reads its me
 before and during the hold (:func:`harness.idle.hold_and_read`); its record says how many
 connections opened and stayed open (the driver's count), how many the stack held (its
 own count of established connections), and the memory each cost. No throughput or
-latency: nothing is served while the memory is read.
+latency: nothing is served while the memory is read. A stack killed for going over its
+memory limit during the hold is a finding, not a failure: the record keeps how many
+connections were open at most before it (``connections_open_peak``) and the kills
+(``server_oom_kills``), and no memory per connection.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def idle_measurement(
             uss=round(per["uss"], 3),
             cgroup=None if per["cgroup"] is None else round(per["cgroup"], 3),
         )
-    cgroup_bytes = held.held.cgroup_bytes
+    reading = held.held
+    cgroup_bytes = None if reading is None else reading.cgroup_bytes
     return Measurement(
         **common,
         duration_s=round(hold.held_s, 4),
@@ -106,9 +110,9 @@ def idle_measurement(
         ),
         connections_opened=hold.connections_opened,
         server_cpu_percent=None,
-        server_rss_mib_peak=round(held.held.rss_bytes / MIB, 2),
-        server_pss_mib_peak=round(held.held.pss_bytes / MIB, 2),
-        server_processes=len(held.held.pids),
+        server_rss_mib_peak=None if reading is None else round(reading.rss_bytes / MIB, 2),
+        server_pss_mib_peak=None if reading is None else round(reading.pss_bytes / MIB, 2),
+        server_processes=None if reading is None else len(reading.pids),
         upstream_cpu_percent=None,
         histogram=None,
         server_cgroup_memory_mib_peak=None if cgroup_bytes is None else round(cgroup_bytes / MIB, 2),
@@ -116,5 +120,7 @@ def idle_measurement(
         connections_held_by_server=held.server_connections,
         memory_per_connection_kib=memory,
         connections_open_s=round(hold.open_s, 3),
+        connections_open_peak=hold.connections_open_peak,
         server_pss_mib_before=round(held.before.pss_bytes / MIB, 2),
+        server_oom_kills=held.oom_kills or None,
     )

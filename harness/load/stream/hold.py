@@ -83,7 +83,8 @@ class HoldResult:
     the requests or pings sent to keep connections open. ``open_s``: how long
     opening took; ``held_s``: from ``on_held`` to the end of the hold (s).
     ``unsupported``: a WebSocket upgrade was answered 501 (not an error;
-    opening then stops).
+    opening then stops). ``connections_open_peak``: the most that were open at
+    once (a stack killed during the hold held that many before it).
     """
 
     kind: HoldKind
@@ -97,6 +98,7 @@ class HoldResult:
     open_s: float
     held_s: float
     unsupported: bool = False
+    connections_open_peak: int = 0
 
     @property
     def connections_dropped(self) -> int:
@@ -110,6 +112,8 @@ class _HoldTally(Tally):
     """Connections opened and not dropped."""
     refreshes: int = 0
     unsupported: bool = False
+    peak_held: int = 0
+    """The most connections open at once."""
 
 
 class _Holder:
@@ -129,6 +133,7 @@ class _Holder:
             self.outcome.set_result(None if kind is None else (kind, status))
             if kind is None:
                 self.tally.held.add(self.link)
+                self.tally.peak_held = max(self.tally.peak_held, len(self.tally.held))
         elif kind is not None and self.link in self.tally.held:
             self.tally.held.discard(self.link)
             self.tally.error(kind, clock(), status)
@@ -333,6 +338,7 @@ async def drive_hold(load: HoldLoad, on_held: Callable[[], None] = lambda: None)
         open_s=open_s,
         held_s=held_s,
         unsupported=tally.unsupported,
+        connections_open_peak=tally.peak_held,
     )
 
 
