@@ -207,3 +207,18 @@ def test_a_stack_killed_out_of_memory_is_a_finding_with_the_connections_it_held(
     assert any(marked in v for v in verdicts), verdicts
     page = tmp_path / "reports" / run_dir.name / "index.html"
     assert "killed out of memory at 80 MiB" in page.read_text()
+
+
+def test_once_opening_stops_the_tries_in_flight_stop_too_counted_as_timeouts() -> None:
+    # One slot of 60 s again, 20 tries in flight, each allowed 4 s. Opening stops 1 s after the
+    # first connection (stall_s); the 19 tries then waiting for their answer are closed at once,
+    # not waited for until their 4 s timeout.
+    with serving(1, 60_000, first_free=True) as port:
+        load = HoldLoad(
+            "127.0.0.1", port, 200, 0.5, "http", refresh_s=None, timeout_s=4.0, open_concurrency=20,
+            open_timeout_s=60.0, stall_s=1.0,
+        )  # fmt: skip
+        result = hold_connections(load)
+    assert result.connections_opened == 1, result
+    assert result.open_s < 2.5, result.open_s  # waiting for the tries in flight: over 4 s
+    assert result.connections_failed == 199 and result.errors["timeout"] == 199, result.errors

@@ -3,8 +3,9 @@ waits for ``go``, then holds the connections (:func:`harness.load.stream.hold_co
 
 Not :func:`harness.load.drive_in_subprocess`: that one starts every child's measured window at
 a common instant and hands back a LoadResult, while this driver stops between its warm-up and
-its hold until the parent has read the server's memory, and says when every connection has
-been tried (``held``) so the parent reads it again.
+its hold until the parent has read the server's memory, says when every connection has
+been tried (``held``) so the parent reads it again, and ends the hold when the parent has
+(``release``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ connection had been tried, the hold's counts, or why it failed."""
 
 
 def _driver(warmup: HoldLoad, load: HoldLoad, cpus: frozenset[int], conn: Connection) -> None:
-    """The driver process: warm up, wait for ``go``, hold ``load``; reports over ``conn``."""
+    """The driver process: warm up, wait for ``go``, hold ``load`` until ``release`` (or its
+    ``hold_s``); reports over ``conn``."""
 
     def send(message: ChildMessage) -> None:
         conn.send(message)
@@ -43,7 +45,8 @@ def _driver(warmup: HoldLoad, load: HoldLoad, cpus: frozenset[int], conn: Connec
             os.sched_setaffinity(0, cpus)
         send(("warmed", hold_connections(warmup)))
         if conn.recv() == "go":
-            send(("result", hold_connections(load, lambda: send(("held", time.monotonic())))))
+            held = hold_connections(load, lambda: send(("held", time.monotonic())), conn.poll)
+            send(("result", held))
     except (EOFError, BrokenPipeError):
         pass  # the parent gave up on this driver
     except KeyboardInterrupt:

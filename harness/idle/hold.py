@@ -18,6 +18,7 @@ for PSS, its anonymous part, USS (psutil, ``smaps_rollup``) and the control grou
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 
@@ -130,7 +131,8 @@ def hold_and_read(
 ) -> IdleHold:
     """Hold ``connections`` idle connections of ``kind`` on ``running`` (``path``: the HTTP request
     each sends, or the WebSocket's path) and read its memory before and ``settle_s`` after
-    every one was tried; the hold lasts ``hold_s`` (s), at least long enough for the readings.
+    every one was tried; the hold ends once the memory has been read, and lasts at most ``hold_s``
+    (s), at least long enough for the readings.
     Each connection must open (and an HTTP one be answered) within ``timeout_s``, and opening
     stops once no connection opened for ``timeout_s`` (the stack accepts no more), or after
     OPEN_TIMEOUT_S: a stack that held fewer says which by its ``open_s``, and its ``timeout``
@@ -179,6 +181,8 @@ def hold_and_read(
         except IdleError:
             held = None  # the stack is gone: killed out of memory, or the error below
         read_until = time.monotonic()
+        with contextlib.suppress(OSError):  # a hold that lost every connection has ended already
+            conn.send("release")
         result: HoldResult = expect(conn, "result", hold_s + CLOSE_WAIT_S + 15)
     killed = _oom_kills(group) - kills_before
     if killed > 0:

@@ -366,7 +366,7 @@ class Measurement(Frozen):
     connections_open_s: float | None = Field(
         default=None,
         description="Idle cells: how long opening the connections took, s (opening stops once none opened"
-        " for timeout_s, the stack accepting no more, or after 60 s: a stack cut there held fewer because it"
+        " for timeout_s, the stack accepting no more, or after 20 s: a stack cut there held fewer because it"
         " answers connections slower). None for other cells.",
     )
     connections_open_peak: int | None = Field(

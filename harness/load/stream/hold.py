@@ -5,7 +5,8 @@ K connections are opened, at most ``open_concurrency`` at a time: plain HTTP
 one has been tried, ``on_held`` lets the caller sample the server; then they
 are held for ``hold_s`` seconds, a connection sending a request (HTTP) or a
 ping (WebSocket) only after ``refresh_s`` of silence, to stay within the
-server's idle timeout; then closed. Every count covers the whole run.
+server's idle timeout; then reset at once (a closing handshake per connection
+would only keep the server busy). Every count covers the whole run.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class HoldLoad:
     Each connection must open, and each refresh be answered, within
     ``timeout_s``; opening stops after ``open_timeout_s``, or once no connection
     has opened for ``stall_s`` (None: never) while tries went on: the server
-    accepts no more (the tries in flight still end at their timeout).
+    accepts no more. The tries in flight then stop too, each closed and counted
+    as a ``timeout`` (with a ``stall_s`` of at least ``timeout_s``, one of them
+    would have had to open after a wait in which none did).
     """
 
     host: str
@@ -279,8 +282,18 @@ async def _open_all(tally: _HoldTally, load: HoldLoad) -> tuple[int, int]:
             tally.error("connect", clock())
             failed += 1
             return
+        except asyncio.CancelledError:  # opening stopped
+            tally.error("timeout", clock())
+            failed += 1
+            raise
         tally.connections_opened += 1
-        outcome = await link.holder.outcome
+        try:
+            outcome = await link.holder.outcome
+        except asyncio.CancelledError:  # opening stopped: this one will not be waited for
+            link.abort()
+            tally.error("timeout", clock())
+            failed += 1
+            raise
         if outcome is None:
             opened += 1
             last_open_ns = clock()
@@ -301,13 +314,24 @@ async def _open_all(tally: _HoldTally, load: HoldLoad) -> tuple[int, int]:
             started += 1
             await one()
 
-    await asyncio.gather(*(opener() for _ in range(min(load.open_concurrency, load.connections))))
+    openers = [asyncio.create_task(opener()) for _ in range(min(load.open_concurrency, load.connections))]
+    everyone = asyncio.gather(*openers, return_exceptions=True)
+    while not everyone.done():
+        await asyncio.wait([everyone], timeout=0.1)
+        now = clock()
+        stalled = stall_ns is not None and now - last_open_ns > stall_ns
+        if not everyone.done() and (now >= stop_ns or stalled):
+            for task in openers:
+                task.cancel()
+            await everyone
     never_tried = 0 if tally.unsupported else load.connections - started
     tally.errors["timeout"] += never_tried
     return opened, failed + never_tried
 
 
-async def drive_hold(load: HoldLoad, on_held: Callable[[], None] = lambda: None) -> HoldResult:
+async def drive_hold(
+    load: HoldLoad, on_held: Callable[[], None] = lambda: None, released: Callable[[], bool] = lambda: False
+) -> HoldResult:
     """The coroutine ``hold_connections`` runs, for a caller with its own event loop; nothing outlives it."""
     ensure_loopback(load.host, allow_remote=load.allow_remote)
     with open_file_limit(load.connections):
@@ -319,11 +343,13 @@ async def drive_hold(load: HoldLoad, on_held: Callable[[], None] = lambda: None)
             on_held()
             held_from = clock()
             hold_end = held_from + int(load.hold_s * 1e9)
-            while (left := hold_end - clock()) > 0 and tally.held:
+            while (left := hold_end - clock()) > 0 and tally.held and not released():
                 await asyncio.sleep(min(0.1, left / 1e9))
             held_s = (clock() - held_from) / 1e9
             open_at_end = len(tally.held)
             tally.held.clear()  # what closes from here on is our doing
+            for link in list(tally.live):
+                link.abort()  # at once: a server's closing handshakes are no part of the hold
         finally:
             await finish([], tally)
     return HoldResult(
@@ -342,14 +368,18 @@ async def drive_hold(load: HoldLoad, on_held: Callable[[], None] = lambda: None)
     )
 
 
-def hold_connections(load: HoldLoad, on_held: Callable[[], None] = lambda: None) -> HoldResult:
+def hold_connections(
+    load: HoldLoad, on_held: Callable[[], None] = lambda: None, released: Callable[[], bool] = lambda: False
+) -> HoldResult:
     """Open, hold and close ``load.connections`` connections on a fresh uvloop event loop; blocks.
 
     ``on_held`` is called once, inside the event loop, when every connection
     has been tried and before the hold starts: sample the server there,
-    briefly. Wall time: opening (at most ``open_timeout_s`` + ``timeout_s``),
-    ``hold_s`` (less if every connection dropped), and up to CLOSE_WAIT_S to
+    briefly. ``released``, polled every 0.1 s during the hold, ends it early
+    when it returns True (the caller has sampled what it needed). Wall time:
+    opening (at most ``open_timeout_s`` + ``timeout_s``), ``hold_s`` (less if
+    every connection dropped or it was released), and up to CLOSE_WAIT_S to
     close. Raises UnsafeTargetError for a non-loopback host unless
     ``load.allow_remote``, FileLimitError when the connections cannot fit.
     """
-    return uvloop.run(drive_hold(load, on_held))
+    return uvloop.run(drive_hold(load, on_held, released))
