@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness import analysis, idlesummary, saturation, streamsummary
+from harness import analysis, idlesummary, saturation, streamcapacity, streamsummary
 from harness.model import Measurement, Phase, RunManifest
 from harness.verdict import Verdict, WorkloadSummary, verdict, workload_summary
 
@@ -57,7 +57,9 @@ class RunAnalysis:
     :func:`harness.verdict.workload_summary` over those of HTTP endpoints (a stream is none of its
     kinds). ``stream_kinds`` gives each stream endpoint's kind (``sse`` or ``websocket``,
     :func:`harness.streamsummary.stream_kinds`), in ``endpoints`` order, and ``streams`` their rows
-    (:func:`harness.streamsummary.stream_summary`); ``idle_kinds`` each idle-connections endpoint's
+    (:func:`harness.streamsummary.stream_summary`), ``stream_capacity`` each SSE endpoint's
+    capacity per stack in concurrent streams within the scenario's SLO
+    (:func:`harness.streamcapacity.stream_capacity`); ``idle_kinds`` each idle-connections endpoint's
     kind and ``idle`` their rows (:func:`harness.idlesummary.idle_summary`). ``endpoints`` lists
     the scenario's endpoints in its order, then any other measured one
     (sorted); ``interfaces`` gives each stack's interface (wsgi/asgi/native,
@@ -77,6 +79,7 @@ class RunAnalysis:
     interfaces: Mapping[str, str | None]
     stream_kinds: Mapping[str, str]
     streams: pd.DataFrame
+    stream_capacity: pd.DataFrame
     idle_kinds: Mapping[str, str]
     idle: pd.DataFrame
 
@@ -115,6 +118,7 @@ def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> R
     found = streamsummary.stream_kinds(manifest.scenario, frame)
     kinds = {endpoint: found[endpoint] for endpoint in endpoints if endpoint in found}
     idle = idlesummary.idle_kinds(manifest.scenario)
+    streams = streamsummary.stream_summary(frame, summary, kinds, manifest.targets)
     return RunAnalysis(
         manifest=manifest,
         frame=frame,
@@ -128,7 +132,8 @@ def analyse_run(manifest: RunManifest, measurements: Sequence[Measurement]) -> R
         endpoints=endpoints,
         interfaces=_interfaces(manifest, frame),
         stream_kinds=kinds,
-        streams=streamsummary.stream_summary(frame, summary, kinds, manifest.targets),
+        streams=streams,
+        stream_capacity=streamcapacity.stream_capacity(streams, manifest.scenario.slo),
         idle_kinds=idle,
         idle=idlesummary.idle_summary(measurements, idle, manifest.targets),
     )

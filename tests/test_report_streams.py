@@ -235,6 +235,20 @@ def test_a_sync_stack_says_how_many_streams_it_holds_and_what_happened_above(sse
         assert "holds" not in flags[("starlette-uvicorn (ASGI)", f"{level:,}")]
 
 
+def test_the_sse_section_gives_each_stacks_capacity_in_streams_within_the_slo(sse: Rendered) -> None:
+    streams = section(sse.html, "streams")
+    slo = sse.manifest.scenario.slo
+    head = f"Concurrent streams within the SLO (time to first event p99 &lt;= {slo.p99_ms:g} ms, errors"
+    assert head in streams
+    items = re.findall(r"<li><b>([^<]+)</b>: ([^<]+)</li>", streams.split('class="capacities"', 1)[1])
+    assert sorted(target for target, _ in items) == sorted(sse.manifest.targets)
+    levels = [f"{level:,}" for level in sse.manifest.scenario.concurrency]
+    for target, words in items:
+        # Bracketed by the levels measured: at least the highest held, below the first broken.
+        level = "|".join(levels)
+        assert re.match(rf"(at least ({level})|below ({level}))", words), (target, words)
+
+
 def test_stream_charts_use_each_stacks_usual_style(sse: Rendered, websocket: Rendered) -> None:
     styles = stack_styles({name: run.config.interface for name, run in sse.manifest.targets.items()})
     sse_charts = section(sse.html, "streams")

@@ -66,6 +66,7 @@ from harness.run import (
     preflight,
 )
 from harness.runanalysis import RunAnalysis, analyse_run
+from harness.streamcapacity import capacity_sentence
 
 
 def with_endpoint(scenario: Scenario, endpoint: str, targets: list[str], *, origin: str) -> Scenario:
@@ -260,6 +261,11 @@ def verdict_lines(run: RunAnalysis) -> list[str]:
         + [
             f"verdict: {escape(stream_headline(endpoint, kind, streams[streams['endpoint'] == endpoint]))}"
             for endpoint, kind in run.stream_kinds.items()
+        ]
+        + [
+            f"verdict: {escape(capacity_sentence(endpoint, run.stream_capacity, run.manifest.scenario.slo))}"
+            for endpoint, kind in run.stream_kinds.items()
+            if kind == "sse"
         ]
         + [
             f"verdict: {escape(idle_headline(endpoint, kind, idle[idle['endpoint'] == endpoint]))}"

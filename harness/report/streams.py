@@ -37,6 +37,7 @@ from harness.report.streamwords import (
 from harness.report.svg import StackStyle, label, stack_styles
 from harness.report.tables import cell_flags
 from harness.runanalysis import RunAnalysis
+from harness.streamcapacity import capacity_words, slo_words
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class Table:
 @dataclass(frozen=True)
 class StreamEndpoint:
     """One stream endpoint of the Streams section: what it asked for (``what``), the sentence on its
-    top level, a note per stack whose workers block, its table and its charts (kind, SVG)."""
+    top level, a note per stack whose workers block, its table and its charts (kind, SVG). SSE: its
+    capacity in concurrent streams within the SLO (``capacity``, the sentence, and ``capacities``,
+    each stack's in words, highest first; :mod:`harness.streamcapacity`)."""
 
     endpoint: str
     anchor: str
@@ -81,6 +84,8 @@ class StreamEndpoint:
     notes: tuple[str, ...]
     table: Table
     charts: tuple[tuple[str, Markup], ...]
+    capacity: str | None = None
+    capacities: tuple[tuple[str, str], ...] = ()
 
 
 def _row_flags(row: Record) -> str:
@@ -231,6 +236,13 @@ def stream_endpoints(run: RunAnalysis) -> list[StreamEndpoint]:
         if kind == "sse":
             for _, stack in rows.groupby("target", sort=True):
                 notes.append(slots_note(stack.sort_values("level"), interfaces, scenario.timeout_s))
+        capacity: str | None = None
+        capacities: tuple[tuple[str, str], ...] = ()
+        if kind == "sse":
+            words = slo_words(scenario.slo)
+            capacity = words[0].upper() + words[1:]
+            mine = run.stream_capacity[run.stream_capacity["endpoint"] == endpoint]
+            capacities = tuple((str(r["target"]), capacity_words(r)) for r in mine.to_dict("records"))
         out.append(
             StreamEndpoint(
                 endpoint=endpoint,
@@ -241,6 +253,8 @@ def stream_endpoints(run: RunAnalysis) -> list[StreamEndpoint]:
                 notes=tuple(note for note in notes if note),
                 table=_table(rows, kind, interfaces),
                 charts=_charts(kind, rows, styles, interfaces, index),
+                capacity=capacity,
+                capacities=capacities,
             )
         )
     return out
