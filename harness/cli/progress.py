@@ -69,7 +69,8 @@ def idle_figures(m: Measurement) -> str:
     server = "" if m.connections_held_by_server is None else f" (server {m.connections_held_by_server:,})"
     memory = m.memory_per_connection_kib
     per = "" if memory is None else f"  PSS {memory.pss:,.1f} KiB/connection, USS {memory.uss:,.1f}"
-    return f"held {m.connections_held or 0:,} of {asked}{server}{per}"
+    driver = f"  driver {m.generator_cpu_percent:.0f}% CPU" if m.connections_held else ""
+    return f"held {m.connections_held or 0:,} of {asked}{server}{per}{driver}"
 
 
 def failure_line(failure: RunFailure) -> str:

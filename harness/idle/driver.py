@@ -60,9 +60,11 @@ def _driver(warmup: HoldLoad, load: HoldLoad, cpus: frozenset[int], conn: Connec
 
 
 @contextlib.contextmanager
-def driver_process(warmup: HoldLoad, load: HoldLoad, cpus: Sequence[int]) -> Iterator[Connection]:
-    """A spawned :func:`_driver` and the parent's end of its pipe; joined on leaving (stopped at once
-    when leaving on an exception, as the connections need not close cleanly then)."""
+def driver_process(
+    warmup: HoldLoad, load: HoldLoad, cpus: Sequence[int]
+) -> Iterator[tuple[Connection, int | None]]:
+    """A spawned :func:`_driver`: the parent's end of its pipe and the process id; joined on leaving
+    (stopped at once when leaving on an exception, as the connections need not close cleanly then)."""
     context = multiprocessing.get_context("spawn")
     parent_conn, child_conn = context.Pipe()
     process: BaseProcess = context.Process(
@@ -72,7 +74,7 @@ def driver_process(warmup: HoldLoad, load: HoldLoad, cpus: Sequence[int]) -> Ite
     child_conn.close()
     finished = False
     try:
-        yield parent_conn
+        yield parent_conn, process.pid
         finished = True
     finally:
         process.join(timeout=CLOSE_WAIT_S + 3 if finished else 0)

@@ -19,6 +19,7 @@ for PSS, its anonymous part, USS (psutil, ``smaps_rollup``) and the control grou
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -69,6 +70,9 @@ class IdleHold:
     """Processes of the stack the kernel killed for going over its memory limit during the hold
     (its control group's count; 0 without one). Then ``held`` may be None (the stack was gone when
     its memory was read) and memory per connection is not measured."""
+    driver_cpu_percent: float | None = None
+    """The driver process's CPU while it held the connections (from every one tried to the memory
+    read), % of one core: what holding them costs the generator. None when unreadable."""
 
     def per_connection_kib(self, reading: Reading) -> float | None:
         """(held - before) / connections open at the end, KiB; None if a reading is missing or the
@@ -77,6 +81,15 @@ class IdleHold:
             return None
         before, held = self.before.bytes_of(reading), self.held.bytes_of(reading)
         return kib_per_connection(before, held, self.hold.connections_open_at_end)
+
+
+def _cpu_s(pid: int | None) -> float:
+    """A process's CPU time (user + system), s; NaN when it cannot be read."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.Error, ValueError):
+        return math.nan
+    return float(times.user + times.system)
 
 
 def _oom_kills(group: Cgroup | None) -> int:
@@ -155,7 +168,7 @@ def hold_and_read(
         http_path=path, ws_path=path, allow_remote=allow_remote,
     )  # fmt: skip
     warmup = replace(load, connections=min(WARMUP_CONNECTIONS, connections), hold_s=0.1)
-    with driver_process(warmup, load, cpus) as conn:
+    with driver_process(warmup, load, cpus) as (conn, driver_pid):
         warmed: HoldResult = expect(conn, "warmed", SPAWN_TIMEOUT_S + OPEN_TIMEOUT_S)
         if warmed.unsupported:
             conn.send("stop")
@@ -173,6 +186,7 @@ def hold_and_read(
         kills_before = _oom_kills(group)
         conn.send("go")
         held_at: float = expect(conn, "held", load.open_timeout_s + timeout_s + 15)
+        driver_from = _cpu_s(driver_pid)
         time.sleep(max(held_at + settle_s - time.monotonic(), 0.0))
         counted = server_connections(running.pid)
         held: MemoryReading | None
@@ -181,12 +195,15 @@ def hold_and_read(
         except IdleError:
             held = None  # the stack is gone: killed out of memory, or the error below
         read_until = time.monotonic()
+        driver_cpu_s = _cpu_s(driver_pid) - driver_from
         with contextlib.suppress(OSError):  # a hold that lost every connection has ended already
             conn.send("release")
         result: HoldResult = expect(conn, "result", hold_s + CLOSE_WAIT_S + 15)
     killed = _oom_kills(group) - kills_before
+    holding = max(read_until - held_at, 1e-3)
+    driver_percent = 100 * driver_cpu_s / holding if math.isfinite(driver_cpu_s) else None
     if killed > 0:
-        return IdleHold(result, before, held, counted, oom_kills=killed)
+        return IdleHold(result, before, held, counted, oom_kills=killed, driver_cpu_percent=driver_percent)
     if held is None:
         raise IdleError("the server exited while its memory was read")
     if result.connections_open_at_end and read_until > held_at + result.held_s:
@@ -196,4 +213,4 @@ def hold_and_read(
         )
     if set(held.pids) != set(before.pids):
         raise IdleError(f"the server's processes changed during the hold: {before.pids} -> {held.pids}")
-    return IdleHold(result, before, held, counted)
+    return IdleHold(result, before, held, counted, driver_cpu_percent=driver_percent)

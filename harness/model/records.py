@@ -312,7 +312,7 @@ class Measurement(Frozen):
     )
     generator_cpu_percent: float = Field(
         description="CPU time of the load generator over the window, percent of one core, summed over its"
-        " driver processes."
+        " driver processes (idle cells: the driver's while it held the connections, up to the memory read)."
     )
     upstream_cpu_percent: float | None = Field(
         description="CPU time of the upstream service (what the stacks' I/O endpoints call) over the "

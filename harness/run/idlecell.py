@@ -79,7 +79,8 @@ def idle_measurement(
         "warmup_s": warmup_s,
         "requests_per_second": 0.0,
         "latency_ms": None,
-        "generator_cpu_percent": 0.0,
+        # While holding them: what the connections cost the generator, % of one core.
+        "generator_cpu_percent": round(held.driver_cpu_percent or 0.0, 2),
         "generator_bound": False,
     }
     if hold.unsupported:
