@@ -113,6 +113,8 @@ def test_progress_in_a_pipe_is_a_line_per_cell_with_elapsed_and_time_left(
         ceiling = closed_ceiling_requests_per_second(32, service_time_ms(endpoint))
         if closed_set_by_load(asgi.requests_per_second, ceiling):
             assert "ASGI/WSGI" not in line and "flask-gunicorn" in line, (line, asgi.requests_per_second)
+            # ... and never crowns the sync stack it served more than.
+            assert "1 stack at the load's own ceiling" in line, line
         else:
             assert "ASGI/WSGI" in line, (line, asgi.requests_per_second)
 

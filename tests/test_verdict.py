@@ -10,7 +10,7 @@ from cells import TARGETS, cell, target
 
 from harness.analysis import measurements_frame, summarise
 from harness.model import BoundReason, Errors, Measurement
-from harness.report.formats import format_flag
+from harness.report.formats import format_flag, format_headline, format_verdict
 from harness.saturation import saturation_summary
 from harness.verdict import Flag, Verdict, verdict
 
@@ -282,6 +282,13 @@ def test_a_closed_cell_at_the_tests_own_ceiling_is_set_by_the_load_and_carries_n
     assert Flag("set_by_load", "starlette-uvicorn", 2363.0) in result.flags
     text = [format_flag(f) for f in result.flags if f.kind == "set_by_load"]
     assert text and "set by the load, not the stack" in text[0]
+    # The stack left out served more than the one ranked first: no line may crown flask-granian alone.
+    capped = "1 stack at the load's own ceiling (2,363 requests/s: set by the load, not ranked)"
+    below = "below it flask-granian 1,900 requests/s"
+    assert format_headline([result]) == f"/io/upstream?ms=50 @ c128: {capped}; {below} (2 flags)"
+    sentence = format_verdict(result)
+    assert capped in sentence, sentence
+    assert "of the stacks the load did not cap, flask-granian (WSGI) served the most" in sentence, sentence
 
 
 def test_an_open_cell_that_served_its_offered_rate_within_the_slo_is_set_by_the_load() -> None:

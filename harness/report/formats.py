@@ -82,6 +82,24 @@ def _requests_per_second(standing: Standing) -> str:
     return f"{format_number(standing.requests_per_second_median, 0)} requests/s"
 
 
+def load_set_above(verdict: Verdict) -> list[float]:
+    """The figures (requests/s) of the stacks left out of ``verdict``'s ranking as set by the load
+    (the test's own ceiling, or an offered rate served) that are above its best ranked stack's: when
+    there are any, the best ranked stack is only the best of those the load did not cap, and a
+    headline naming it alone would crown a stack that served less. Highest first."""
+    best = verdict.best.requests_per_second_median if verdict.best is not None else -math.inf
+    values = [f.value for f in verdict.flags if f.kind == "set_by_load" and f.value is not None]
+    return sorted((v for v in values if v > best), reverse=True)
+
+
+def _capped(values: list[float]) -> str:
+    """``9 stacks at the load's own ceiling (6 requests/s: set by the load, not ranked)``."""
+    low, high = format_number(min(values), 0), format_number(max(values), 0)
+    figure = high if low == high else f"{low}{DASH}{high}"
+    stacks = f"{len(values)} stack{'s' if len(values) != 1 else ''}"
+    return f"{stacks} at the load's own ceiling ({figure} requests/s: set by the load, not ranked)"
+
+
 def format_where(verdict: Verdict) -> str:
     """``On /io at concurrency 64``, ``... at 960 requests/s offered``, ``... in a saturation search``."""
     if verdict.model == "closed":
@@ -103,6 +121,12 @@ def format_verdict(verdict: Verdict) -> str:
     kind = f" ({best.interface.upper()})" if best.interface else ""
     served = "sustained" if verdict.model == "saturation" else "served"
     head = f"{where}, {best.target}{kind} {served} the most: {_requests_per_second(best)}{excluded}"
+    capped = load_set_above(verdict)
+    if capped:
+        head = (
+            f"{where}, {_capped(capped)}; of the stacks the load did not cap, {best.target}{kind} {served} "
+            f"the most: {_requests_per_second(best)}{excluded}"
+        )
     comparison = verdict.asgi_over_wsgi
     if comparison is None or wsgi is None or asgi is None:
         absent = "WSGI" if wsgi is None else "ASGI"
@@ -282,6 +306,12 @@ def format_headline(verdicts: Sequence[Verdict]) -> str:
         part = (
             f"{v.endpoint}{level.get(v.model, ' sustained')}: {v.best.target} {_requests_per_second(v.best)}"
         )
+        capped = load_set_above(v)
+        if capped:
+            part = (
+                f"{v.endpoint}{level.get(v.model, ' sustained')}: {_capped(capped)}; below it "
+                f"{v.best.target} {_requests_per_second(v.best)}"
+            )
         if v.asgi_over_wsgi is not None:
             part += f", ASGI/WSGI {format_comparison(v.asgi_over_wsgi)}"
         if v.flags:
