@@ -49,12 +49,12 @@ from harness.run.spec import (
     new_run_id,
     preflight,
 )
-from harness.run.stacks import Stacks
+from harness.run.stacks import DRAIN_BEFORE_RESTART_S, Stacks
 from harness.run.tuning import Tuning, derive, is_tuned, with_tuned
 
 BUSY_NOTE = (
-    "still busy 30 s after {cell} (requests queued in that cell, their clients gone, still being "
-    "served): started again, so the next cell starts on an idle stack"
+    f"still busy {DRAIN_BEFORE_RESTART_S:.0f} s after {{cell}} (requests queued in that cell, their clients "
+    "gone, still being served): started again, so the next cell starts on an idle stack"
 )
 
 

@@ -41,6 +41,11 @@ READY_S_PER_WORKER = 3.0
 SETTLED_CPU_SHARE = 0.1
 IDLE_S = 0.05
 """A stack is idle after a cell when its ``/health`` answers within this many seconds."""
+DRAIN_S = 30.0
+"""How long a stack may take to become idle after a cell when it cannot be started again."""
+DRAIN_BEFORE_RESTART_S = 10.0
+"""How long a stack may take to become idle after a cell before it is started again instead
+(a restart takes a few seconds; 3 sync workers serving 29 orphaned 5 s requests take 50)."""
 IDLE_FACTOR = 2.0
 """The user's app is idle when its ready path (one of its endpoints) answers within this
 many times its quickest unloaded answer."""
@@ -234,15 +239,20 @@ class Stacks:
         Idle: its ready path answers within :data:`IDLE_S` (a stack's ``/health``), or for
         the user's app, whose ready path is one of its endpoints, within
         :data:`IDLE_FACTOR` x the time it took unloaded (:meth:`unloaded_answer_s`). When it
-        did not within 30 s, ``record`` records that as a failure (the next cell may be affected);
-        a caller that starts the target again passes False.
+        did not within :data:`DRAIN_S`, ``record`` records that as a failure (the next cell may be
+        affected); a caller that starts the target again passes False, and waits
+        :data:`DRAIN_BEFORE_RESTART_S`.
         """
         quick_s = self.idle_s.get(running.name, IDLE_S)
-        if wait_until_idle(running, self.spec.targets[running.name].ready_path, quick_s=quick_s) is not None:
+        ready = self.spec.targets[running.name].ready_path
+        timeout_s = DRAIN_S if record else DRAIN_BEFORE_RESTART_S
+        if wait_until_idle(running, ready, quick_s=quick_s, timeout_s=timeout_s) is not None:
             return True
         if record:
             self.recorder.fail(
-                running.name, previous, "target still busy 30 s after the cell; the next cell may be affected"
+                running.name,
+                previous,
+                f"target still busy {DRAIN_S:.0f} s after the cell; the next cell may be affected",
             )
         return False
 
