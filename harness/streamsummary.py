@@ -2,7 +2,9 @@
 
 A stream endpoint (a scenario endpoint of ``kind = "sse"`` or ``"websocket"``) is
 measured in the closed model, its level being the connections held open: concurrent
-streams (SSE) or connections with one message in flight each (WebSocket). Its cells
+streams (SSE) or connections with one message in flight each (WebSocket); a WebSocket
+endpoint may also be measured in the open model, its level then the messages/s offered
+(``rate``; round trips from each message's intended send time, messages ``dropped``). Its cells
 keep the usual names with their own meaning (:class:`~harness.model.Measurement`,
 ``workload``): for SSE ``requests_per_second`` counts streams completed per second and
 ``latency_ms`` is the time to first event; for WebSocket they are messages per second

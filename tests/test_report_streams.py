@@ -1,13 +1,14 @@
 """The report of a run with stream endpoints: the Streams section, and streams told apart from requests.
 
-Two real runs through the CLI against a sync WSGI stack (flask-gunicorn) and an ASGI one
+Real runs through the CLI against a sync WSGI stack (flask-gunicorn) and an ASGI one
 (starlette-uvicorn), rendered by ``gwbench report``: SSE streams (beside a plain HTTP
-endpoint, so that the page has both) and WebSocket echoes, which the WSGI stack answers
-with 501. The page must tell streams in their own terms (streams completed/s, time to
-first event, the gap between events against the interval asked; messages/s and round
-trips), show how many streams a blocking stack holds at once and what happened above
-that, list a stack without WebSocket support as not supported (never failed), and keep
-stream endpoints out of the sections on requests. Every expected figure is read from the
+endpoint, so that the page has both) and WebSocket echoes in the closed and the open model,
+which the WSGI stack answers with 501. The page must tell streams in their own terms
+(streams completed/s, time to first event, the gap between events against the interval
+asked; messages/s and round trips, in the open model at each rate offered), show how many
+streams a blocking stack holds at once and what happened above that, list a stack without
+WebSocket support as not supported (never failed), and keep stream endpoints out of the
+sections on requests. Every expected figure is read from the
 stored measurements and manifest, never set by hand. The pages are also looked at in
 headless Chromium at laptop and phone sizes.
 """
@@ -59,6 +60,19 @@ timeout_s = 5.0
 seed = 5
 """
 
+WEBSOCKET_OPEN = """
+description = "WebSocket echo in the open model"
+targets = ["flask-gunicorn", "starlette-uvicorn"]
+endpoints = [{ path = "/ws/echo", kind = "websocket" }]
+model = "open"
+rates = [100.0, 400.0]
+max_connections = 4
+warmup_s = 0.2
+duration_s = 1.0
+timeout_s = 5.0
+seed = 5
+"""
+
 
 def gwbench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -99,6 +113,11 @@ def sse(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
 @pytest.fixture(scope="module")
 def websocket(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return run_and_report(tmp_path_factory.mktemp("websocket"), "streams-websocket", WEBSOCKET)
+
+
+@pytest.fixture(scope="module")
+def websocket_open(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    return run_and_report(tmp_path_factory.mktemp("websocket-open"), "streams-websocket-open", WEBSOCKET_OPEN)
 
 
 class Tables(HTMLParser):
@@ -320,6 +339,52 @@ def test_the_list_of_runs_tells_streams_in_their_own_terms(sse: Rendered, websoc
     escaped = re.escape(stream_path(sse).replace("&", "&amp;"))
     top = max(sse.manifest.scenario.concurrency)
     assert re.search(rf"{escaped} @ {top} streams: first event p99 [\d.,]+ ms \([\w-]+\)", index), index
+
+
+def test_an_open_model_websocket_endpoint_is_told_at_the_rate_offered(websocket_open: Rendered) -> None:
+    rendered = websocket_open
+    assert rendered.report.returncode == 0 and "Traceback" not in rendered.report.stderr
+    assert rendered.manifest.failures == ()
+    html = rendered.html
+    headings, rows = streams_table(html)
+    columns = ["messages/s", "round trip p50 ms", "round trip p99 ms", "dropped", "failed"]
+    assert headings[:7] == ["stack", "messages/s offered", *columns]
+    by_row = {(row[0], row[1]): (kind, row) for kind, row in rows}
+    rates = rendered.manifest.scenario.rates
+    assert len(by_row) == len(rows) == 2 * len(rates)
+    for m in rendered.measurements:
+        assert m.model == "open" and m.rate in rates and m.concurrency is None, m
+        kind, row = by_row[(named(rendered, m.target), format_number(m.rate, 0))]
+        if m.target == "flask-gunicorn":
+            assert m.status == "unsupported" and kind == "unsupported"
+            assert row[-1] == "not supported (answers 501)"
+            continue
+        assert m.status == "ok" and m.latency_ms is not None, m
+        assert row[2:7] == [
+            format_number(m.requests_per_second, 0),
+            format_number(m.latency_ms.p50),
+            format_number(m.latency_ms.p99),
+            f"{m.dropped:,}",
+            f"{m.errors.total:,}",
+        ], (m.cell_id, row)
+    streams = section(html, "streams")
+    assert "intended send time" in streams and "The level is the rate offered, in messages/s" in streams
+    assert figures(streams) == ["roundtrip", "messages"]
+    assert "messages/s offered (open model)" in streams and "offered rate" in streams
+    top = format_number(max(rates), 0)
+    assert re.search(rf'<p class="verdict">On /ws/echo at {top} messages/s offered, starlette-uvicorn', html)
+    tables = [t["rows"] for t in Tables(section(html, "cells")).tables]
+    (heading,) = [rows[0][1] for rows in tables if isinstance(rows, list) and "dropped" in rows[0][1]]
+    assert heading[2] == "messages/s offered" and heading[-2] == "dropped"
+    index = (rendered.page.parent.parent / "index.html").read_text()
+    figures_said = r"starlette-uvicorn [\d,]+ messages/s, round trip p99 [\d.,]+ ms"
+    said = rf"/ws/echo @ {top} messages/s offered: {figures_said}; 1 of 2 stacks not supported"
+    assert re.search(said, index), index
+    # The terminal's verdict says the same, and each cell's line gives the rate offered.
+    assert f"/ws/echo @ {top} messages/s offered" in rendered.run.stdout
+    lines = [line for line in rendered.run.stderr.splitlines() if "starlette-uvicorn" in line]
+    for rate in rates:
+        assert any(f"{format_number(rate, 0)} messages/s offered" in line for line in lines), lines
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ TIMEOUT_S = 420
 AT_ONCE = 2
 ALONE = ("io-wait",)  # its figures are checked: run after the others, with the machine to itself
 LONGEST_FIRST = ("quick", "default", "map", "saturation", "fan-out", "open", "spike", "soak", "closed")
-LONGEST_FIRST += ("sse", "connections", "inference", "websocket")
+LONGEST_FIRST += ("sse", "connections", "inference", "websocket", "websocket-open")
 EVERY_STACK = "quick"
 PAIRS = {
     "ci": ("django-gunicorn", "django-daphne"),
@@ -68,6 +68,7 @@ PAIRS = {
     "spike": ("django-gunicorn", "fastapi-uvicorn"),
     "sse": ("flask-gunicorn-gthread", "fastapi-granian"),
     "websocket": ("flask-gunicorn-gevent", "starlette-uvicorn"),
+    "websocket-open": ("flask-gunicorn", "fastapi-granian"),
 }
 """The stacks each scenario runs against (a WSGI one, then an ASGI one); a scenario
 missing here runs against its own ``targets``, or every stack when it names none."""

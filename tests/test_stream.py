@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import resource
 import signal
@@ -22,7 +23,7 @@ from controlled_server import ControlledServer
 
 from harness.histogram import decode
 from harness.launch.base import health_ok
-from harness.load import UnsafeTargetError
+from harness.load import UnsafeTargetError, drive_in_subprocess
 from harness.load.stream import (
     FileLimitError,
     HoldKind,
@@ -30,13 +31,16 @@ from harness.load.stream import (
     SseLoad,
     SseParser,
     WsLoad,
+    WsOpenLoad,
     drive_hold,
     drive_sse,
     drive_ws,
+    drive_ws_open,
     hold_connections,
     open_file_limit,
     run_sse,
     run_ws,
+    run_ws_open,
 )
 from harness.load.summary import latency_summary
 from harness.net import free_port
@@ -50,6 +54,13 @@ NO_ERRORS = {"connect": 0, "read": 0, "status": 0, "timeout": 0, "malformed": 0}
 @contextmanager
 def serving(*command: str) -> Iterator[int]:
     """Run a server (``{port}`` in ``command`` filled) in its own process group until the block ends."""
+    with server_process(*command) as (port, _):
+        yield port
+
+
+@contextmanager
+def server_process(*command: str) -> Iterator[tuple[int, int]]:
+    """:func:`serving`, giving the port and the process group's id (its leader's pid) too."""
     port = free_port()
     process = subprocess.Popen(
         [part.format(port=port) for part in command],
@@ -64,8 +75,9 @@ def serving(*command: str) -> Iterator[int]:
             assert process.poll() is None, f"{command[0]} exited with {process.returncode}"
             assert time.monotonic() < deadline, f"{command[0]} did not answer /health"
             time.sleep(0.05)
-        yield port
+        yield port, process.pid
     finally:
+        os.killpg(process.pid, signal.SIGCONT)  # a paused server would not see the SIGTERM
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(10)
@@ -299,6 +311,115 @@ def test_a_wsgi_stack_answering_501_is_unsupported_not_broken(wsgi: int) -> None
     assert_all_closed(wsgi)
 
 
+# --- WebSockets in the open model ----------------------------------------------------------------
+
+
+def ws_open(port: int, rate: float, connections: int = 10, duration_s: float = 2.0, **kw: Any) -> WsOpenLoad:
+    kw = {"message_bytes": 100, "warmup_s": 0.5, "timeout_s": 5.0, "seed": 7, **kw}
+    return WsOpenLoad(HOST, port, rate=rate, connections=connections, duration_s=duration_s, **kw)
+
+
+def test_the_open_model_sends_at_the_arrival_rate_and_every_message_is_echoed(asgi: int) -> None:
+    load = ws_open(asgi, rate=400.0)
+    result = run_ws_open(load)
+    assert result.model == "open" and result.intended_rate == load.rate
+    assert result.stream is not None and result.stream.kind == "websocket" and not result.stream.unsupported
+    # Poisson arrivals: the count in the window is Poisson(rate x window), sd its square root.
+    expected = load.rate * load.duration_s
+    assert abs(result.scheduled - expected) <= 4 * math.sqrt(expected), result.scheduled
+    assert result.dropped == 0 and result.errors == NO_ERRORS
+    assert result.ok == result.scheduled  # every message sent was echoed, in order, intact
+    assert decode(result.histogram).get_total_count() == result.ok
+    assert result.histogram_uncorrected is not None
+    assert decode(result.histogram_uncorrected).get_total_count() == result.ok
+    corrected = latency_summary(result.histogram)
+    assert corrected is not None and corrected.max < load.timeout_s * 1000
+    # Echoes arriving in the window: the window's messages, give or take those in flight at its ends.
+    assert result.answered_in_window is not None
+    assert abs(result.answered_in_window - result.scheduled) <= 4 * math.sqrt(expected)
+    assert result.connections_opened == result.connections_peak == load.connections
+    assert 0.9 * load.duration_s <= result.duration_s <= 1.1 * load.duration_s
+    # Uniform arrivals put exactly rate x window messages in the window (one more or less at its ends).
+    uniform = run_ws_open(ws_open(asgi, rate=200.0, duration_s=1.0, arrival="uniform", connections=3))
+    assert abs(uniform.scheduled - 200) <= 1 and uniform.ok == uniform.scheduled
+    assert uniform.errors == NO_ERRORS and uniform.dropped == 0
+    assert_all_closed(asgi)
+
+
+def test_the_open_model_splits_over_driver_processes_and_their_results_merge(asgi: int) -> None:
+    load = ws_open(asgi, rate=300.0, connections=5, duration_s=1.5)
+    parts = load.split(2)
+    assert [part.connections for part in parts] == [3, 2]
+    assert sum(part.rate for part in parts) == pytest.approx(load.rate)
+    assert len({part.seed for part in parts}) == 2 and load.split(9) == load.split(5)
+    result, _ = drive_in_subprocess(load, processes=2)
+    assert result.processes == 2 and result.model == "open"
+    assert result.intended_rate == pytest.approx(load.rate)
+    expected = load.rate * load.duration_s
+    assert abs(result.scheduled - expected) <= 4 * math.sqrt(expected), result.scheduled
+    assert result.ok == result.scheduled and result.dropped == 0 and result.errors == NO_ERRORS
+    assert result.stream is not None and result.stream.kind == "websocket"
+    assert result.connections_peak == load.connections
+
+
+FREEZE_S = 1.0
+
+
+def freeze_later(group: int, after_s: float) -> threading.Thread:
+    """SIGSTOP the process group ``group`` after ``after_s`` s and SIGCONT it FREEZE_S later, in a thread."""
+
+    def freeze() -> None:
+        time.sleep(after_s)
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            time.sleep(FREEZE_S)
+        finally:
+            os.killpg(group, signal.SIGCONT)
+
+    thread = threading.Thread(target=freeze, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stalled_server_shows_in_the_open_models_round_trips_not_the_closed_models() -> None:
+    stall_ms = FREEZE_S * 1000
+    with server_process(*uvicorn()) as (port, group):
+        # The server is paused for FREEZE_S, a second into each 3 s window.
+        frozen = freeze_later(group, after_s=1.5)
+        opened = run_ws_open(ws_open(port, rate=200.0, connections=4, duration_s=3.0, arrival="uniform"))
+        frozen.join()
+        frozen = freeze_later(group, after_s=1.5)
+        closed = run_ws(ws(port, connections=4, warmup_s=0.5, duration_s=3.0, timeout_s=5.0))
+        frozen.join()
+    # Open model: every message due in the stall waits for its end, timed from its intended send time,
+    # so about a third of the window's messages carry part of the stall, and the p99 nearly all of it.
+    # Dozens were in flight on each connection; their echoes came back in order.
+    assert opened.errors == NO_ERRORS and opened.dropped == 0 and opened.ok == opened.scheduled
+    trips = latency_summary(opened.histogram)
+    assert trips is not None
+    assert 0.8 * stall_ms <= trips.p99 <= stall_ms + 500, trips
+    assert trips.p50 < 0.2 * stall_ms, trips
+    # Closed model: each connection waited out the stall with one message and sent none meanwhile, so
+    # four slow round trips among thousands; the p99 does not show the stall, only the maximum does.
+    assert closed.errors == NO_ERRORS
+    waited = latency_summary(closed.histogram)
+    assert waited is not None and closed.messages > 400
+    assert waited.max >= 0.8 * stall_ms, waited
+    assert waited.p99 < 0.2 * stall_ms, waited
+
+
+def test_a_wsgi_stack_answering_501_is_unsupported_in_the_open_model_too(wsgi: int) -> None:
+    started = time.monotonic()
+    windows: list[str] = []
+    result = run_ws_open(ws_open(wsgi, rate=100.0, connections=20, duration_s=5.0), windows.append)
+    assert result.stream is not None and result.stream.unsupported
+    assert result.scheduled == result.dropped == result.ok == 0 and result.errors == NO_ERRORS
+    assert result.duration_s == 0.0 and decode(result.histogram).get_total_count() == 0
+    assert windows == ["start", "end"]
+    assert time.monotonic() - started < 2
+    assert_all_closed(wsgi)
+
+
 # --- idle connections ----------------------------------------------------------------------------
 
 
@@ -373,6 +494,8 @@ def test_only_loopback_targets_are_driven() -> None:
     with pytest.raises(UnsafeTargetError):
         run_ws(WsLoad("192.0.2.1", 80, connections=1, message_bytes=1, warmup_s=0, duration_s=1))
     with pytest.raises(UnsafeTargetError):
+        run_ws_open(WsOpenLoad("192.0.2.1", 80, 1.0, 1, message_bytes=1, warmup_s=0, duration_s=1))
+    with pytest.raises(UnsafeTargetError):
         hold_connections(HoldLoad("192.0.2.1", 80, connections=1, hold_s=1))
     with pytest.raises(ValueError, match="events"):
         SseLoad(HOST, 80, connections=1, events=1001, interval_ms=0, warmup_s=0, duration_s=1)
@@ -385,6 +508,7 @@ def test_no_task_or_connection_outlives_a_drive(asgi: int) -> None:
         drives: list[Callable[[], Coroutine[Any, Any, object]]] = [
             lambda: drive_sse(sse(asgi, events=1000, interval_ms=5, duration_s=0.5)),
             lambda: drive_ws(ws(asgi, duration_s=0.5)),
+            lambda: drive_ws_open(ws_open(asgi, rate=500.0, warmup_s=0.0, duration_s=0.5)),
             lambda: drive_hold(HoldLoad(HOST, asgi, connections=50, hold_s=0.3, kind="ws")),
             lambda: drive_hold(HoldLoad(HOST, asgi, connections=50, hold_s=0.3)),
         ]
@@ -394,5 +518,5 @@ def test_no_task_or_connection_outlives_a_drive(asgi: int) -> None:
             assert sockets_to(asgi) == 0
         return leftovers
 
-    assert asyncio.run(every_drive()) == [set(), set(), set(), set()]
+    assert asyncio.run(every_drive()) == [set(), set(), set(), set(), set()]
     assert_all_closed(asgi)

@@ -1,16 +1,20 @@
 """Stream endpoints as scenarios: ``gwbench run`` drives SSE and WebSocket cells and stores what
 the server was asked to do, checked against what arrived.
 
-Two real runs through the CLI, each against a sync WSGI stack (flask-gunicorn, 3 workers)
+Real runs through the CLI, each against a sync WSGI stack (flask-gunicorn, 3 workers)
 and an ASGI one (starlette-uvicorn): SSE streams of a known length and spacing, and
-WebSocket echoes (which the WSGI stack answers with 501: "not supported", not a failure).
-And the scenario rules for stream endpoints, which need no server.
+WebSocket echoes in the closed and the open model (which the WSGI stack answers with 501:
+"not supported", not a failure). And the scenario rules for stream endpoints, which need
+no server.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,20 @@ timeout_s = 5.0
 seed = 3
 """
 
+OPEN_RATE, OPEN_CONNECTIONS, OPEN_WINDOW_S = 300.0, 8, 1.5
+WEBSOCKET_OPEN = f"""
+description = "WebSocket echo in the open model"
+targets = ["flask-gunicorn", "starlette-uvicorn"]
+endpoints = [{{ path = "/ws/echo", kind = "websocket", message_bytes = 100 }}]
+model = "open"
+rates = [{OPEN_RATE}]
+max_connections = {OPEN_CONNECTIONS}
+warmup_s = 0.3
+duration_s = {OPEN_WINDOW_S}
+timeout_s = 5.0
+seed = 3
+"""
+
 
 def gwbench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -77,6 +95,14 @@ def websocket(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[subprocess.CompletedProcess[str], list[Measurement]]:
     done, measurements, _ = run_scenario(tmp_path_factory.mktemp("ws"), WEBSOCKET)
+    return done, measurements
+
+
+@pytest.fixture(scope="module")
+def websocket_open(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], list[Measurement]]:
+    done, measurements, _ = run_scenario(tmp_path_factory.mktemp("ws-open"), WEBSOCKET_OPEN)
     return done, measurements
 
 
@@ -171,6 +197,40 @@ def test_websocket_round_trips_and_a_stack_without_support_is_not_supported(
     assert starlette.requests_per_second * latency.mean / 1000 == pytest.approx(4, rel=0.3)
 
 
+def test_websocket_messages_arrive_at_the_rate_offered_in_the_open_model(
+    websocket_open: tuple[subprocess.CompletedProcess[str], list[Measurement]],
+) -> None:
+    done, measurements = websocket_open
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in output, output[-3000:]
+    cells = {m.target: m for m in measurements}
+    assert set(cells) == {"flask-gunicorn", "starlette-uvicorn"} and len(measurements) == 2
+    flask, starlette = cells["flask-gunicorn"], cells["starlette-uvicorn"]
+    assert flask.status == "unsupported" and flask.requests == 0 and flask.latency_ms is None
+    assert "501" in (flask.failure_reason or "") and flask.dropped == 0
+    # The terminal gives the level as the rate offered, and the 501 as no failure.
+    line = rf"starlette-uvicorn +/ws/echo +{OPEN_RATE:,.0f} messages/s offered +[\d.]+ messages/s "
+    assert re.search(line, output), output
+    assert "not supported" in output and "failure" not in output, output
+    m = starlette
+    assert m.status == "ok" and m.workload == "websocket" and m.model == "open"
+    assert m.rate == m.intended_rate == OPEN_RATE and m.concurrency is None
+    assert m.cell_id == f"starlette-uvicorn__ws-echo__rate{OPEN_RATE:g}__r0"
+    # Poisson arrivals: the window holds rate x window messages, give or take 4 standard deviations.
+    expected = OPEN_RATE * OPEN_WINDOW_S
+    assert m.scheduled is not None and abs(m.scheduled - expected) <= 4 * math.sqrt(expected), m.scheduled
+    assert m.dropped == 0 and m.errors.total == 0
+    assert m.requests == m.scheduled  # every message sent was echoed
+    assert m.achieved_rate == pytest.approx(m.scheduled / m.duration_s, rel=1e-3)
+    assert abs(m.requests_per_second * m.duration_s - m.scheduled) <= 4 * math.sqrt(expected)
+    assert m.connections_peak == OPEN_CONNECTIONS
+    assert m.latency_ms is not None and m.latency_ms_uncorrected is not None
+    assert m.latency_ms.max < 5000 and m.histogram_uncorrected is not None
+    # Corrected round trips run from the intended send time, never after the actual one.
+    assert m.latency_ms.p50 >= m.latency_ms_uncorrected.p50 - 0.01
+    assert m.generator_lateness_ms_p99 is not None
+
+
 BASE = {"name": "s", "description": "d", "concurrency": [2], "warmup_s": 0.0, "duration_s": 1.0}
 
 
@@ -182,8 +242,20 @@ BASE = {"name": "s", "description": "d", "concurrency": [2], "warmup_s": 0.0, "d
         ({"endpoints": [{"path": "/ws/echo", "kind": "websocket", "method": "POST"}]}, "GET without a body"),
         ({"endpoints": [{"path": "/json", "message_bytes": 10}]}, "only a websocket endpoint"),
         (
-            {"endpoints": [{"path": "/ws/echo", "kind": "websocket"}], "model": "open", "rates": [5.0]},
-            "closed model",
+            {
+                "endpoints": [{"path": "/stream/sse?events=5&interval_ms=5", "kind": "sse"}],
+                "model": "open",
+                "rates": [5.0],
+            },
+            "only websocket endpoints run in the open model",
+        ),
+        (
+            {"endpoints": [{"path": "/ws/echo", "kind": "idle-websocket"}], "model": "open", "rates": [5.0]},
+            "only websocket endpoints run in the open model",
+        ),
+        (
+            {"endpoints": [{"path": "/ws/echo", "kind": "websocket"}], "model": "saturation"},
+            "closed model .* or open model",
         ),
         ({"endpoints": [{"path": "/ws/echo", "kind": "websocket"}], "driver": "wrk"}, "native driver"),
         (
@@ -193,16 +265,28 @@ BASE = {"name": "s", "description": "d", "concurrency": [2], "warmup_s": 0.0, "d
     ],
 )
 def test_stream_endpoints_refuse_what_they_cannot_run(update: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message.replace("?", r"\?")):
+    with pytest.raises(ValidationError, match=message.replace("?", r"\?")) as refused:
         Scenario.model_validate({**BASE, **update})
+    # One line each, as the CLI prints it.
+    assert all("\n" not in error["msg"] for error in refused.value.errors())
+
+
+def test_a_websocket_endpoint_runs_in_the_open_model_at_its_rates() -> None:
+    scenario = Scenario.model_validate(
+        {**BASE, "concurrency": [], "endpoints": [{"path": "/ws/echo", "kind": "websocket"}],
+         "model": "open", "rates": [500.0, 2000.0], "max_connections": 100}
+    )  # fmt: skip
+    assert scenario.model == "open" and scenario.rates == (500.0, 2000.0)
 
 
 def test_the_shipped_stream_scenarios_load() -> None:
-    for name, kind in (("sse", "sse"), ("websocket", "websocket"), ("inference", "sse")):
+    kinds = {"sse": "sse", "websocket": "websocket", "websocket-open": "websocket", "inference": "sse"}
+    for name, kind in kinds.items():
         text = (REPO / "scenarios" / f"{name}.toml").read_text()
-        assert "Where it comes from" in text, name
-        scenario = Scenario.model_validate({"name": name, **__import__("tomllib").loads(text)})
+        assert "Where it comes from" in text and "What to read" in text, name
+        scenario = Scenario.model_validate({"name": name, **tomllib.loads(text)})
         assert kind in {spec.kind for spec in scenario.requests()}, name
+        assert scenario.model == ("open" if name.endswith("-open") else "closed"), name
 
 
 BACKLOG = """

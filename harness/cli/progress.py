@@ -38,8 +38,11 @@ _UNITS = {
 
 def cell_line(cell: Cell, m: Measurement) -> str:
     """One measured cell (or one phase of a staged cell): req/s, p99 in ms, errors and its flags
-    (streams: streams/s and time to first event, or messages/s and round trip, and SSE events/s)."""
+    (streams: streams/s and time to first event, or messages/s and round trip, and SSE events/s).
+    An open-model WebSocket cell's level is its arrival rate: ``2,000 messages/s offered``."""
     level = cell.level if m.stage is None else f"{m.stage}: {m.stage_kind}"
+    if m.workload == "websocket" and m.model == "open" and m.rate is not None:
+        level = f"{m.rate:,.0f} messages/s offered"
     if m.status == "failed":
         return f"  {cell.target:<18} {cell.endpoint:<22} {level:<14} [red]failed[/]"
     if m.status == "unsupported":

@@ -54,7 +54,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -276,22 +276,26 @@ class _Driver:
                 slot.connection.abandon()
 
 
-class _Dispatcher:
-    """Offers each request to the driver at its intended time, woken by an Alarm (no task per request).
+class Dispatcher:
+    """Calls ``offer(intended_ns, now_ns)`` for each of ``times`` (driver clock, ns) when it is due,
+    woken by an Alarm (no task per request); the WebSocket open model (``stream.wsopen``) uses it too.
 
     Requests already due when the alarm fires (the loop woke late, or was busy)
-    go out in one batch, each keeping its own intended time.
+    go out in one batch, each keeping its own intended time. Call :meth:`dispatch`
+    once to start; :meth:`stop` before the loop closes.
     """
 
-    def __init__(self, driver: _Driver, times: Iterator[int]) -> None:
-        self.driver = driver
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, offer: Callable[[int, int], None], times: Iterator[int]
+    ) -> None:
+        self.offer = offer
         self.times = times
         self.next_ns = next(times, None)
-        self.alarm = Alarm(driver.loop, self.dispatch)
+        self.alarm = Alarm(loop, self.dispatch)
 
     def dispatch(self) -> None:
         now = clock()
-        offer = self.driver.offer
+        offer = self.offer
         next_ns = self.next_ns
         while next_ns is not None and next_ns <= now:
             offer(next_ns, now)
@@ -338,7 +342,7 @@ async def _run_open(load: OpenLoad, on_window: WindowCallback, begin_ns: int | N
     marks = [window_start + int(offset * 1e9) for offset in stage_bounds(load.profile)[1:-1]]
     tally = _OpenTally(window_start_ns=window_start, window_end_ns=window_end, marks_ns=marks)
     driver = _Driver(load, tally, asyncio.get_running_loop())
-    dispatcher = _Dispatcher(driver, intended_times(load, begin))
+    dispatcher = Dispatcher(driver.loop, driver.offer, intended_times(load, begin))
     try:
         dispatcher.dispatch()
         await sleep_until(window_start)

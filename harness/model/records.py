@@ -342,7 +342,9 @@ class Measurement(Frozen):
         description="What the cell's requests were: http (requests and responses), sse (Server-Sent Event"
         " streams: a request is one stream, requests_per_second counts streams completed per second and"
         " latency_ms is the time to first event, from the request's send), websocket (echo round trips:"
-        " a request is one message, latency_ms its round trip), or idle-http / idle-websocket (connections"
+        " a request is one message, latency_ms its round trip; in the open model rate is the messages/s"
+        " offered over max_connections WebSockets and latency_ms runs from each message's intended send"
+        " time), or idle-http / idle-websocket (connections"
         " held idle, concurrency of them asked for: requests counts the connections opened,"
         " requests_per_second is 0 and latency_ms None; the figures are connections_held and"
         " memory_per_connection_kib).",

@@ -128,7 +128,9 @@ class RequestSpec(Frozen):
     next stream when one ends (:mod:`harness.load.stream.sse`); ``websocket`` opens
     WebSockets on the path and echoes ``message_bytes``-byte text messages, one in
     flight per connection (:mod:`harness.load.stream.websocket`; default
-    :data:`DEFAULT_MESSAGE_BYTES`). ``idle-http`` and ``idle-websocket`` hold that many
+    :data:`DEFAULT_MESSAGE_BYTES`), or in the open model messages arriving at each
+    of the scenario's rates (messages/s) over ``max_connections`` WebSockets
+    (:mod:`harness.load.stream.wsopen`). ``idle-http`` and ``idle-websocket`` hold that many
     connections idle (each HTTP one after one GET of the path, answered and kept alive;
     each WebSocket opened on the path) and read the stack's memory before and during the
     hold (:mod:`harness.idle`): the scenario's warm-up is the settling time before the
@@ -372,7 +374,7 @@ class Scenario(Frozen):
                 "levels", "{key}: two endpoints share a label; give them distinct names", {"key": "endpoints"}
             )
         self._one_cell_each()
-        self._streams_are_closed()
+        self._streams_fit_the_model()
         if self.driver != "native" and any(spec.status is not None for spec in self.requests()):
             raise PydanticCustomError(
                 "levels",
@@ -393,18 +395,26 @@ class Scenario(Frozen):
             )
         return self
 
-    def _streams_are_closed(self) -> None:
-        """Raise unless stream endpoints (sse, websocket) run as the native driver's closed model, unmixed."""
+    def _streams_fit_the_model(self) -> None:
+        """Raise unless stream and idle endpoints run on the native driver, unmixed, in the closed
+        model (levels are connections), or a websocket endpoint in the open model (levels are
+        messages/s over ``max_connections`` WebSockets)."""
         kinds = sorted({spec.kind for spec in self.requests() if spec.kind != "http"})
         if not kinds:
             return
         what = " and ".join(kinds)
-        if self.model != "closed" or self.driver != "native":
+        websocket_open = self.model == "open" and kinds == ["websocket"]
+        if self.driver != "native" or (self.model != "closed" and not websocket_open):
+            models = "closed model (levels are connections)"
+            if kinds == ["websocket"]:
+                models += " or open model (levels are messages/s)"
+            elif self.model == "open":
+                models += "; only websocket endpoints run in the open model"
             raise PydanticCustomError(
                 "levels",
-                "{key}: {what} endpoints run on the native driver's closed model (levels are connections),"
-                " got model = '{model}', driver = '{driver}'",
-                {"key": "model", "what": what, "model": self.model, "driver": self.driver},
+                "{key}: {what} endpoints run on the native driver's {models}, got model = '{model}',"
+                " driver = '{driver}'",
+                {"key": "model", "what": what, "models": models, "model": self.model, "driver": self.driver},
             )
         if self.mix:
             raise PydanticCustomError(

@@ -5,9 +5,10 @@ order: what it asked for, the sentence on its top level and a note per stack who
 workers block (:mod:`harness.report.streamwords`), a table by level and stack, and its
 charts in the stacks' usual styles (:mod:`harness.report.charts`). SSE: time to first
 event, the gap between events against the interval asked, and events/s against
-concurrent streams; WebSocket: messages/s and round trip against connections. The
-Every-cell section lists stream cells in tables of their own (:func:`stream_cells`).
-Rows come from the run's analysis (``streams``, ``frame``); nothing here computes a statistic.
+concurrent streams; WebSocket: messages/s and round trip against connections (open model:
+against the rate offered, with messages dropped). The Every-cell section lists stream
+cells in tables of their own (:func:`stream_cells`). Rows come from the run's analysis
+(``streams``, ``frame``); nothing here computes a statistic.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from harness.report.streamwords import (
     count,
     endpoint_words,
     error_kinds,
+    level_words,
     not_measured,
     number,
+    offered,
     slots,
     slots_note,
     stream_sentence,
@@ -110,10 +113,12 @@ SSE_COLUMNS = (
     "failed",
 )
 WEBSOCKET_COLUMNS = ("messages/s", "round trip p50 ms", "round trip p99 ms", "failed")
+WEBSOCKET_OPEN_COLUMNS = ("messages/s", "round trip p50 ms", "round trip p99 ms", "dropped", "failed")
 
 
 def _figures(row: Record, kind: str) -> tuple[str, ...]:
-    """A row's figures in the order of :data:`SSE_COLUMNS` or :data:`WEBSOCKET_COLUMNS`."""
+    """A row's figures in the order of :data:`SSE_COLUMNS`, :data:`WEBSOCKET_COLUMNS` or (an
+    open-model row) :data:`WEBSOCKET_OPEN_COLUMNS`."""
 
     def ms(column: str) -> str:
         return format_number(number(row[column]))
@@ -125,7 +130,10 @@ def _figures(row: Record, kind: str) -> tuple[str, ...]:
         events = format_number(number(row["stream_events_per_second_median"]), 0)
         first = (ms("latency_ms_p50_median"), ms("latency_ms_p99_median"))
         return (format_number(rate), events, *first, *gaps, f"{count(row['streams_completed']):,}", failed)
-    return (format_number(rate, 0), ms("latency_ms_p50_median"), ms("latency_ms_p99_median"), failed)
+    trips = (format_number(rate, 0), ms("latency_ms_p50_median"), ms("latency_ms_p99_median"))
+    if row["model"] == "open":
+        return (*trips, f"{count(row['dropped']):,}", failed)
+    return (*trips, failed)
 
 
 def _table(rows: pd.DataFrame, kind: str, interfaces: dict[str, str | None]) -> Table:
@@ -136,10 +144,10 @@ def _table(rows: pd.DataFrame, kind: str, interfaces: dict[str, str | None]) -> 
             f"{name} (asked {interval})" if name.startswith("gap") else name for name in SSE_COLUMNS
         )
     else:
-        names = WEBSOCKET_COLUMNS
+        names = WEBSOCKET_OPEN_COLUMNS if offered(rows) else WEBSOCKET_COLUMNS
     columns = (
         Column("stack", numeric=False),
-        Column("concurrent streams" if kind == "sse" else "connections"),
+        Column(level_words("", kind, offered(rows)).strip()),
         *(Column(name) for name in names),
         Column("server CPU %"),
         Column("peak PSS MiB"),
@@ -181,7 +189,8 @@ def _charts(
     index: int,
 ) -> tuple[tuple[str, Markup], ...]:
     """SSE: time to first event p50 and p99, the gap between events p99 (with the interval asked) and
-    events/s, against concurrent streams; WebSocket: round trip p99 and messages/s against connections."""
+    events/s, against concurrent streams; WebSocket: round trip p99 and messages/s against connections
+    (open model: against the rate offered, with the line of messages/s = the rate)."""
     if not (rows["n"] > 0).any():
         return ()
     absent = _absent(rows)
@@ -211,15 +220,19 @@ def _charts(
             )),
         ]  # fmt: skip
     else:
+        opened = offered(rows)
+        level = "rate" if opened else "concurrency"
         x = "connections, one message in flight each (closed model)"
+        if opened:
+            x = "messages/s offered (open model)"
         drawn = [
             ("roundtrip", charts.line_chart(
-                rows, "latency_ms_p99", styles, interfaces, f"s{index}r", x="concurrency", xlabel=x,
+                rows, "latency_ms_p99", styles, interfaces, f"s{index}r", x=level, xlabel=x,
                 ylabel="round trip p99 (ms, log scale)", title="Round trip, p99", log=True, absent=absent,
             )),
             ("messages", charts.line_chart(
-                rows, "requests_per_second", styles, interfaces, f"s{index}m", x="concurrency", xlabel=x,
-                ylabel="messages echoed per second", title="Messages/s", absent=absent,
+                rows, "requests_per_second", styles, interfaces, f"s{index}m", x=level, xlabel=x,
+                ylabel="messages echoed per second", title="Messages/s", absent=absent, offered=opened,
             )),
         ]  # fmt: skip
     return tuple((name, Markup(svg)) for name, svg in drawn)
@@ -277,6 +290,8 @@ _CELL_COLUMNS = {
         "L/C",
     ),
 }  # fmt: skip
+_OPEN_CELL_COLUMNS = ("messages/s offered", *_CELL_COLUMNS["websocket"][1:-1], "dropped")
+"""The WebSocket open model's: the rate offered for connections, messages dropped for Little's law."""
 CELL_TITLES = {"sse": "SSE cells", "websocket": "WebSocket cells"}
 
 
@@ -294,7 +309,8 @@ def _cell_figures(row: Record, kind: str) -> tuple[str, ...]:
         rates = (num("requests_per_second"), num("stream_events_per_second", 0))
         return (*rates, *first, *gaps, num("streams_completed", 0), errors, *machine)
     trips = tuple(num(f"latency_ms_{p}") for p in ("p50", "p90", "p99", "p999", "max"))
-    return (num("requests_per_second", 0), *trips, errors, *machine, num("littles_law_ratio", 2))
+    last = num("dropped", 0) if row["model"] == "open" else num("littles_law_ratio", 2)
+    return (num("requests_per_second", 0), *trips, errors, *machine, last)
 
 
 def _cell_row(row: Record, kind: str) -> Row:
@@ -314,13 +330,14 @@ def _cell_row(row: Record, kind: str) -> Row:
 def stream_cells(cells: pd.DataFrame, kinds: dict[str, str]) -> list[tuple[str, Table]]:
     """The stream cells of the Every-cell section, one table per kind (SSE, then WebSocket), each with
     its title (:data:`CELL_TITLES`). ``cells``: rows of :func:`harness.analysis.measurements_frame` in
-    page order; ``kinds``: each stream endpoint's kind (:attr:`RunAnalysis.stream_kinds`)."""
+    page order; ``kinds``: each stream endpoint's kind (:attr:`RunAnalysis.stream_kinds`). WebSocket
+    cells of the open model have the rate offered for a level, and messages dropped."""
     out = []
     for kind in ("sse", "websocket"):
         mine = cells[[kinds.get(str(endpoint)) == kind for endpoint in cells["endpoint"]]]
         if mine.empty:
             continue
-        names = _CELL_COLUMNS[kind]
+        names = _OPEN_CELL_COLUMNS if kind == "websocket" and offered(mine) else _CELL_COLUMNS[kind]
         columns = (
             Column("target", numeric=False),
             Column("endpoint", numeric=False, code=True),

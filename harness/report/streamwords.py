@@ -3,8 +3,10 @@
 Each function takes rows of :func:`harness.streamsummary.stream_summary` (one per stack,
 endpoint and level) and returns text. SSE endpoints are told as streams (completed/s,
 time to first event, the gap between events against the interval asked), WebSocket
-endpoints as echoes (messages/s, round trip); a stack that answered a WebSocket upgrade
-with 501 is :data:`UNSUPPORTED`, never failed. Nothing here computes a statistic.
+endpoints as echoes (messages/s, round trip; in the open model at each rate offered, the
+round trip timed from each message's intended send time, and messages dropped); a stack that
+answered a WebSocket upgrade with 501 is :data:`UNSUPPORTED`, never failed. Nothing here
+computes a statistic.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ def _ms(value: object) -> str:
 
 def _level(row: Record) -> str:
     return format_number(number(row["level"]), 0)
+
+
+def offered(rows: pd.DataFrame) -> bool:
+    """Whether ``rows`` are open-model cells: a WebSocket endpoint's levels are then messages/s offered."""
+    return bool(rows["model"].eq("open").any())
+
+
+def level_words(level: str, kind: str, open_model: bool) -> str:
+    """``100 connections``, ``400 concurrent streams`` or, in the open model, ``2,000 messages/s
+    offered``: a formatted ``level`` with its unit."""
+    if open_model:
+        return f"{level} messages/s offered"
+    return f"{level} {'concurrent streams' if kind == 'sse' else 'connections'}"
 
 
 def _plural(n: int, noun: str) -> str:
@@ -102,14 +117,17 @@ def top_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(top: pd.DataFrame, kind: str) -> list[Record]:
-    """The stacks at one level, best first: those with no failure (SSE: by time to first event p99;
-    WebSocket: most messages/s first), then those whose streams or messages failed, or none completed
-    (the smallest share failed first), then those not measured, each group by name on ties."""
+    """The stacks at one level, best first: those with no failure (SSE, and WebSocket in the open
+    model, whose messages/s the rate offered sets: by p99; WebSocket in the closed model: most
+    messages/s first), then those whose streams or messages failed or were dropped, or none
+    completed (the smallest share failed first), then those not measured, each group by name on ties."""
     ran = top["n"] > 0
     completed = top["streams_completed"] if kind == "sse" else top["requests_per_second_median"]
-    failed = ran & ((top["errors_total"] > 0) | ~(completed > 0))
-    share = top["errors_total"] / top["requests"].where(top["requests"] > 0)
-    speed = top["latency_ms_p99_median"] if kind == "sse" else -top["requests_per_second_median"]
+    lost = top["errors_total"] + top["dropped"]
+    failed = ran & ((lost > 0) | ~(completed > 0))
+    share = lost / (top["requests"] + top["dropped"]).where(top["requests"] + top["dropped"] > 0)
+    by_p99 = kind == "sse" or offered(top)
+    speed = top["latency_ms_p99_median"] if by_p99 else -top["requests_per_second_median"]
     ordered = top.assign(
         _group=(~ran).astype(int) * 2 + failed.astype(int),
         _key=speed.where(~failed, share).fillna(math.inf),
@@ -120,14 +138,27 @@ def _ordered(top: pd.DataFrame, kind: str) -> list[Record]:
 def _clean(row: Record) -> bool:
     """Whether a stack completed streams (or echoed messages) at a level, and none failed."""
     completed = count(row["streams_completed"]) > 0 or number(row["requests_per_second_median"]) > 0
-    return count(row["n"]) > 0 and completed and not count(row["errors_total"])
+    return count(row["n"]) > 0 and completed and not _lost(row)
+
+
+def _lost(row: Record) -> int:
+    """A row's messages (or streams) that failed or, in the open model, were dropped."""
+    return count(row["errors_total"]) + count(row["dropped"])
 
 
 def _nothing(row: Record, noun: str) -> str:
     """``388 of 394 streams failed (timeout 388)``, or, when none failed either, that the window saw none."""
     if count(row["errors_total"]):
-        return _failures(row, noun)
+        return _failures(row, noun) + _dropped(row)
+    if count(row["dropped"]):
+        return f"no {noun} completed{_dropped(row)}"
     return f"no {noun} completed or failed in the measured window"
+
+
+def _dropped(row: Record) -> str:
+    """``, 12 dropped (no connection open)`` for an open-model row that dropped messages; else empty."""
+    dropped = count(row["dropped"])
+    return f", {dropped:,} dropped (no connection open)" if dropped else ""
 
 
 def _clause(row: Record, kind: str, interfaces: Mapping[str, str | None]) -> str:
@@ -145,7 +176,8 @@ def _clause(row: Record, kind: str, interfaces: Mapping[str, str | None]) -> str
     if not number(row["requests_per_second_median"]) > 0:
         return f"{stack}: {_nothing(row, 'message')}"
     rate = format_number(number(row["requests_per_second_median"]), 0)
-    return f"{stack}: {rate} messages/s, round trip p99 {format_number(p99)} ms, {_failures(row, 'message')}"
+    failures = _failures(row, "message") + _dropped(row)
+    return f"{stack}: {rate} messages/s, round trip p99 {format_number(p99)} ms, {failures}"
 
 
 def stream_sentence(
@@ -153,7 +185,8 @@ def stream_sentence(
 ) -> str:
     """The verdict on one stream endpoint (``kind`` sse or websocket) from its rows, at the highest
     level where a stack ran load: the ``shown`` best stacks with no failure (:func:`_ordered`), how
-    many more had none, then every stack whose streams (or messages) failed or that was not measured."""
+    many more had none, then every stack whose streams (or messages) failed or that was not measured.
+    Open-model rows (WebSocket) are told at the rate offered."""
     top = top_rows(rows)
     if top.empty:
         return f"On {endpoint}, no stack ran load: nothing to compare."
@@ -164,8 +197,9 @@ def stream_sentence(
     if more := clean[shown:]:
         # _ordered puts the slowest of them last: name it, so that a slow stack is never hidden.
         last, name = more[-1], label(str(more[-1]["target"]), interfaces)
-        if kind == "sse":
-            worst = f"first event p99 up to {_ms(last['latency_ms_p99_median'])} ms, {name}"
+        if kind == "sse" or offered(top):
+            what = "first event" if kind == "sse" else "round trip"
+            worst = f"{what} p99 up to {_ms(last['latency_ms_p99_median'])} ms, {name}"
         else:
             least = format_number(number(last["requests_per_second_median"]), 0)
             worst = f"down to {least} messages/s, {name}"
@@ -174,7 +208,7 @@ def stream_sentence(
     repeats = int(top["n"].max())
     said = [f"events asked {asked_interval(rows)} apart"] if kind == "sse" else []
     said += [f"medians of {repeats} repeats"] if repeats > 1 else []
-    where = f"On {endpoint} at {level} {'concurrent streams' if kind == 'sse' else 'connections'}"
+    where = f"On {endpoint} at {level_words(level, kind, offered(top))}"
     where += f" ({', '.join(said)})" if said else ""
     return f"{where}, " + "; ".join(parts) + "."
 
@@ -247,6 +281,14 @@ def endpoint_words(scenario: Scenario, endpoint: str, kind: str) -> str:
             "when one ends. The level is the number of streams open at once."
         )
     size = spec.message_bytes or DEFAULT_MESSAGE_BYTES
+    if scenario.model == "open":
+        return (
+            f"WebSocket echo in the open model: {size:,}-byte messages arrive at the rate offered "
+            f"({scenario.arrival} arrivals) and go out in turn over {scenario.max_connections:,} "
+            "connections, whether or not earlier echoes have come back. Each round trip is timed from "
+            "the message's intended send time (corrected for coordinated omission); a message due when "
+            "no connection is open is dropped. The level is the rate offered, in messages/s."
+        )
     return (
         f"WebSocket echo: each connection sends a {size:,}-byte message and the next one when its echo "
         "arrives. The level is the number of connections, each with one message in flight."
@@ -256,7 +298,8 @@ def endpoint_words(scenario: Scenario, endpoint: str, kind: str) -> str:
 def stream_headline(endpoint: str, kind: str, rows: pd.DataFrame) -> str:
     """One stream endpoint in the list of runs, at its top level: the best stack (:func:`_ordered`) and
     how many failed or were not measured, e.g. ``/ws/echo @ c100: starlette-uvicorn 16,906 messages/s,
-    round trip p99 10.7 ms; 1 of 2 stacks not supported``."""
+    round trip p99 10.7 ms; 1 of 2 stacks not supported`` (open model: ``/ws/echo @ 2,000 messages/s
+    offered: ...``)."""
     top = top_rows(rows)
     if top.empty:
         return f"{endpoint}: no measurement"
@@ -276,9 +319,10 @@ def stream_headline(endpoint: str, kind: str, rows: pd.DataFrame) -> str:
         best = timed[0]
         rate = format_number(number(best["requests_per_second_median"]), 0)
         p99 = _ms(best["latency_ms_p99_median"])
-        said = f"{endpoint} @ c{level}: {best['target']} {rate} messages/s, round trip p99 {p99} ms"
-    failed = sum(1 for row in measured if count(row["errors_total"]))
-    empty = sum(1 for row in measured if not count(row["errors_total"]) and not _clean(row))
+        at = level_words(level, kind, True) if offered(top) else f"c{level}"
+        said = f"{endpoint} @ {at}: {best['target']} {rate} messages/s, round trip p99 {p99} ms"
+    failed = sum(1 for row in measured if _lost(row))
+    empty = sum(1 for row in measured if not _lost(row) and not _clean(row))
     unsupported = sum(1 for row in ordered if not_measured(row) == UNSUPPORTED)
     others = len(ordered) - len(measured) - unsupported
     noun = "streams" if kind == "sse" else "messages"

@@ -16,7 +16,7 @@ from harness.load import ClosedLoad
 from harness.load.arrivals import OpenLoad
 from harness.load.profile import Segment
 from harness.load.requests import HttpRequest
-from harness.load.stream import SseLoad, WsLoad
+from harness.load.stream import SseLoad, WsLoad, WsOpenLoad
 from harness.load.stream.results import StreamLoad
 from harness.model import (
     DEFAULT_MESSAGE_BYTES,
@@ -127,9 +127,36 @@ def requests_for(scenario: Scenario, cell: Cell) -> tuple[HttpRequest, ...]:
 
 
 def stream_load(
-    scenario: Scenario, spec: RequestSpec, connections: int, running: RunningTarget, *, allow_remote: bool
+    scenario: Scenario,
+    spec: RequestSpec,
+    cell: Cell,
+    running: RunningTarget,
+    *,
+    seed: int | None = None,
+    allow_remote: bool,
 ) -> StreamLoad:
-    """The streaming driver's load for a ``sse`` or ``websocket`` endpoint at ``connections``."""
+    """The streaming driver's load for a ``sse`` or ``websocket`` endpoint's ``cell``: closed model,
+    ``cell.concurrency`` connections; a websocket endpoint in the open model, ``cell.rate`` messages/s
+    over the scenario's ``max_connections`` WebSockets, its arrivals drawn with ``seed``."""
+    message_bytes = spec.message_bytes or DEFAULT_MESSAGE_BYTES
+    if cell.model == "open":
+        assert spec.kind == "websocket" and cell.rate is not None  # Scenario allows no other
+        return WsOpenLoad(
+            host=running.host,
+            port=running.port,
+            rate=cell.rate,
+            connections=scenario.max_connections,
+            message_bytes=message_bytes,
+            warmup_s=scenario.warmup_s,
+            duration_s=scenario.duration_s,
+            arrival=scenario.arrival,
+            timeout_s=scenario.timeout_s,
+            seed=seed,
+            path=spec.path,
+            allow_remote=allow_remote,
+        )
+    connections = cell.concurrency
+    assert connections is not None  # closed-model streams run at fixed levels
     if spec.kind == "sse":
         path, events, interval_ms = sse_parameters(spec.path)
         # Streams of one length started together end together: spread the first ones over one
@@ -152,7 +179,7 @@ def stream_load(
         host=running.host,
         port=running.port,
         connections=connections,
-        message_bytes=spec.message_bytes or DEFAULT_MESSAGE_BYTES,
+        message_bytes=message_bytes,
         warmup_s=scenario.warmup_s,
         duration_s=scenario.duration_s,
         timeout_s=scenario.timeout_s,
@@ -167,12 +194,11 @@ def load_for(
     """The driver's load description for one cell of a run seeded with ``seed`` (a stream
     endpoint's: :func:`stream_load`)."""
     specs = scenario.requests_for(cell.endpoint)
-    if specs[0].kind != "http":
-        assert cell.concurrency is not None  # streams run in the closed model, at fixed levels
-        return stream_load(scenario, specs[0], cell.concurrency, running, allow_remote=allow_remote)
-    requests = requests_for(scenario, cell)
     # The same schedule and mix draws for every stack at this cell: a fair comparison.
     cell_seed = zlib.crc32(f"{seed}/{cell.endpoint}/{cell.level}/{cell.repeat}".encode())
+    if specs[0].kind != "http":
+        return stream_load(scenario, specs[0], cell, running, seed=cell_seed, allow_remote=allow_remote)
+    requests = requests_for(scenario, cell)
     profile = profile_for(scenario.phases(), closed=cell.model == "closed") if cell.staged else ()
     peak = max((max(seg.start, seg.end) for seg in profile), default=0.0)
     if cell.model == "closed":

@@ -25,7 +25,7 @@ from harness.load import ClosedLoad, DriverError, LoadResult, drive_in_subproces
 from harness.load.arrivals import OpenLoad
 from harness.load.locust import LocustLoad, run_locust
 from harness.load.locust_stats import LocustError
-from harness.load.stream import FileLimitError
+from harness.load.stream import FileLimitError, WsOpenLoad
 from harness.load.stream.results import StreamLoad
 from harness.load.wrk import WrkError, run_wrk
 from harness.model import Cell, Measurement, RequestSpec, Scenario
@@ -48,6 +48,21 @@ _T = TypeVar("_T")
 def _nth(items: Sequence[_T], index: int) -> _T | None:
     """``items[index]``, or None when there are not that many (a monitor that was not running)."""
     return items[index] if index < len(items) else None
+
+
+def _connection_cap(load: ClosedLoad | OpenLoad | StreamLoad, result: LoadResult) -> int | None:
+    """The open model's connection cap, for the generator-bound rule ``behind`` (None: closed model).
+
+    The WebSocket open model keeps every one of its connections open, or opening again, all
+    along: a message it dropped found none open because the server closed or refused them,
+    never because a cap held one back. Its cap counts as reached (its peak), so ``behind``
+    does not blame the generator for the server's dropped messages.
+    """
+    if isinstance(load, OpenLoad):
+        return load.max_connections
+    if isinstance(load, WsOpenLoad):
+        return result.connections_peak
+    return None
 
 
 class WindowMonitors:
@@ -196,7 +211,7 @@ class CellMeasurer:
                 started_at=started_at,
                 warmup_s=scenario.warmup_s,
                 driver=scenario.driver,
-                max_connections=scenario.max_connections if isinstance(load, OpenLoad) else None,
+                max_connections=_connection_cap(load, part),
                 slo=scenario.slo if cell.model == "saturation" else None,
                 phase=phase,
             )

@@ -6,7 +6,8 @@ results merge. :func:`as_load_result` maps a streaming result onto
 :class:`~harness.load.result.LoadResult`: for SSE a request is one stream
 (``ok``: streams completed in the window; the histogram: time to first event),
 for WebSocket one echo round trip; what has no place there goes into its
-:class:`~harness.load.result.StreamCounts`.
+:class:`~harness.load.result.StreamCounts`. The WebSocket open model
+(:mod:`harness.load.stream.wsopen`) gives a LoadResult of model ``open`` itself.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from harness.load.native import sleep_until
 from harness.load.result import LoadResult, StreamCounts
 from harness.load.stream.sse import SseLoad, SseResult, drive_sse
 from harness.load.stream.websocket import WsLoad, WsResult, drive_ws
+from harness.load.stream.wsopen import WsOpenLoad, drive_ws_open
 from harness.types import WindowCallback
 
-StreamLoad = SseLoad | WsLoad
+StreamLoad = SseLoad | WsLoad | WsOpenLoad
 
 
 def split_stream(load: StreamLoad, parts: int) -> list[StreamLoad]:
     """Up to ``parts`` loads of the same kind whose connections add up to ``load``'s (fewer when
-    there are fewer connections); each bound on streams or messages divided alike."""
+    there are fewer connections); each bound on streams or messages divided alike (the open
+    model's rate too: :meth:`WsOpenLoad.split`)."""
+    if isinstance(load, WsOpenLoad):
+        return list(load.split(parts))
     parts = max(1, min(parts, load.connections))
     base, extra = divmod(load.connections, parts)
     shares = [base + (1 if index < extra else 0) for index in range(parts)]
@@ -74,6 +79,8 @@ async def _drive(load: StreamLoad, on_window: WindowCallback, begin_ns: int | No
         await sleep_until(begin_ns)
     if isinstance(load, SseLoad):
         return as_load_result(await drive_sse(load, on_window), load)
+    if isinstance(load, WsOpenLoad):
+        return await drive_ws_open(load, on_window)
     return as_load_result(await drive_ws(load, on_window), load)
 
 
@@ -83,6 +90,7 @@ def run_stream(
     """Drive an SSE or WebSocket load on a fresh uvloop event loop, starting at ``begin_ns``
     (``time.monotonic_ns()`` time; None: now), and return it as a LoadResult.
 
-    Raises what :func:`~harness.load.stream.run_sse` and :func:`~harness.load.stream.run_ws` raise.
+    Raises what :func:`~harness.load.stream.run_sse`, :func:`~harness.load.stream.run_ws` and
+    :func:`~harness.load.stream.run_ws_open` raise.
     """
     return uvloop.run(_drive(load, on_window, begin_ns))
