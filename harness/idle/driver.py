@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 from harness.idle.method import IdleError
+from harness.load.process import signals_deferred
 from harness.load.stream import HoldLoad, HoldResult, hold_connections
 from harness.load.stream.link import CLOSE_WAIT_S
 
@@ -70,20 +71,24 @@ def driver_process(
     process: BaseProcess = context.Process(
         target=_driver, args=(warmup, load, frozenset(cpus), child_conn), name="gwbench-idle", daemon=True
     )
-    process.start()
-    child_conn.close()
-    finished = False
+    started = finished = False
     try:
+        with signals_deferred():  # a Ctrl-C is raised once the child is started, and it is stopped
+            process.start()
+            started = True
+        child_conn.close()
         yield parent_conn, process.pid
         finished = True
     finally:
-        process.join(timeout=CLOSE_WAIT_S + 3 if finished else 0)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=2)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        child_conn.close()
+        if started:
+            process.join(timeout=CLOSE_WAIT_S + 3 if finished else 0)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=2)
+            if process.is_alive():
+                process.kill()
+                process.join()
         parent_conn.close()
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -90,6 +92,51 @@ def _child(load: Load, cpus: frozenset[int], conn: Connection) -> None:
         conn.close()
 
 
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals the CLI turns into an interruption (see ``harness.cli.common``)."""
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP back while the block runs, then hand them on in order.
+
+    ``Process.start()`` with the spawn method writes the child's pickled task down a
+    pipe; an interruption in the middle closes that pipe and the child dies printing
+    ``EOFError: Ran out of input`` with a traceback. Inside this block a signal is
+    only recorded; on leaving, the handlers in place before are restored and called
+    with each recorded signal (the CLI's first one raises KeyboardInterrupt there, once
+    the child is started and known to the caller). Python's handlers run in the main
+    thread only, so a signal delivered to another thread waits just the same. Off the
+    main thread (where handlers cannot be set) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def record(signum: int, _frame: object) -> None:
+        caught.append(signum)
+
+    previous = {signum: signal.signal(signum, record) for signum in DEFERRED_SIGNALS}
+    try:
+        yield
+    finally:
+        for deferred, handler in previous.items():
+            signal.signal(deferred, handler)
+        raised: BaseException | None = None
+        for received in caught:  # every one, in order: the CLI counts them
+            handler = previous[signal.Signals(received)]
+            try:
+                if callable(handler):
+                    handler(received, None)
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(received)
+            except BaseException as exc:  # the first interruption is raised once all are handled
+                raised = raised or exc
+        if raised is not None:
+            raise raised
+
+
 @dataclass
 class _Child:
     index: int
@@ -120,9 +167,10 @@ def _spawn(loads: list[Load], cpus: Iterable[int], children: list[_Child]) -> No
         process = context.Process(
             target=_child, args=(part, pinned, child_conn), name=f"gwbench-driver-{index}", daemon=True
         )
-        process.start()
+        with signals_deferred():  # started and in ``children`` before any Ctrl-C is raised
+            process.start()
+            children.append(_Child(index=index, process=process, conn=parent_conn))
         child_conn.close()
-        children.append(_Child(index=index, process=process, conn=parent_conn))
 
 
 def _stop(children: list[_Child], *, finished: bool) -> None:
