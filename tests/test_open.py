@@ -28,8 +28,10 @@ def test_the_driver_sends_at_the_intended_rate() -> None:
     assert result.dropped == 0
     assert result.achieved_rate == pytest.approx(400, rel=0.05)
     assert result.ok / result.duration_s == pytest.approx(400, rel=0.05)
-    # 2 ms of service at 400/s needs about one connection; a few more cover jitter.
-    assert 1 <= result.connections_peak <= 8
+    # 2 ms of service at 400/s needs about one connection, and connections are reused: a
+    # driver opening one per request would reach 800. A pause of the shared machine piles
+    # requests up (CI saw 11 once): up to 100 ms of it needs 400/s x 0.1 s = 40.
+    assert 1 <= result.connections_peak <= 40
 
 
 def test_poisson_arrivals_have_the_right_mean_and_spread() -> None:
