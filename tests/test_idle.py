@@ -151,6 +151,9 @@ def test_the_report_and_the_terminal_show_connections_held_and_memory_per_connec
     assert html.count('class="memory-per-connection"') == 2  # one chart per endpoint
     assert html.count('class="connections-held"') == 2
     assert "not supported" in html
+    # Every cell held idle connections: the cells section points to their tables, not left empty.
+    cells = html[html.index('<section id="cells">') : html.index('<section id="stacks">')]
+    assert 'href="#idle"' in cells, cells
     verdicts = [line for line in done.stdout.splitlines() if line.startswith("verdict:")]
     http = f"/health (idle HTTP keep-alive connections) @ {CONNECTIONS:,}"
     assert any(http in v for v in verdicts), verdicts

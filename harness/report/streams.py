@@ -315,7 +315,8 @@ def _cell_figures(row: Record, kind: str) -> tuple[str, ...]:
 
 def _cell_row(row: Record, kind: str) -> Row:
     level = format_number(number(row["level"]), 0)
-    lead = (str(row["target"]), str(row["endpoint"]), level, str(row["repeat"]))
+    repeat = str(count(row["repeat"]) + 1)  # counted from 1, as the terminal does
+    lead = (str(row["target"]), str(row["endpoint"]), level, repeat)
     reason = row["failure_reason"] or "no reason recorded"
     if row["status"] == "unsupported":
         return Row(lead, f"{UNSUPPORTED}: no WebSocket support, nothing measured", "unsupported")

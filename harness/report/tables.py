@@ -34,6 +34,7 @@ from harness.report.formats import (
     format_where,
     format_workload,
 )
+from harness.report.streamwords import count
 from harness.stats import Interval
 from harness.verdict import Standing, Verdict, WorkloadSummary
 
@@ -107,7 +108,7 @@ def cell_row(row: Mapping[Hashable, object]) -> dict[str, object]:
         "target": row["target"],
         "endpoint": row["endpoint"],
         "level": _level(row["model"], row["level"], row["stage_kind"]),
-        "repeat": row["repeat"],
+        "repeat": count(row["repeat"]) + 1,  # counted from 1, as the terminal does
         "failed": row["status"] == "failed",
         "reason": row["failure_reason"] or "no reason recorded",
         "requests_per_second": num("requests_per_second"),
