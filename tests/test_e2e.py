@@ -448,6 +448,42 @@ def test_a_ctrl_c_while_starting_is_one_line_and_exit_130(after_s: float) -> Non
     assert "Traceback" not in stderr and stderr.strip() == "interrupted", stderr
 
 
+CTRL_C_IN_EXEC = """
+import sys
+
+
+class CtrlCWhileImportingTheCli:
+    \"\"\"Raise KeyboardInterrupt from code run by exec() of a string when harness.cli is imported.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "harness.cli":
+            exec("raise KeyboardInterrupt")  # as a Ctrl-C inside a dataclass's generated method
+        return None
+
+
+sys.meta_path.insert(0, CtrlCWhileImportingTheCli())
+"""
+
+
+def test_a_ctrl_c_caught_inside_exec_still_exits_130(tmp_path: Path) -> None:
+    """CI saw exit -2 (killed by SIGINT) after "interrupted": a Ctrl-C landed in code run by exec()
+    while the CLI was imported, and ``python -m`` then re-raised it as the process ended. The
+    Ctrl-C is put there on purpose (a sitecustomize hook), so the case is met every time."""
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_IN_EXEC)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        gwbench("run", "scenarios/quick.toml", "--dry-run"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "interrupted", proc.stderr
+
+
 TINY_SCENARIO = """
 description = "one short cell"
 targets = ["flask-gunicorn"]
