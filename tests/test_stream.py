@@ -440,6 +440,27 @@ def test_a_thousand_idle_connections_stay_open(asgi: int, kind: HoldKind) -> Non
     assert_all_closed(asgi)
 
 
+def test_the_hold_covers_the_time_from_its_announcement_to_its_release(asgi: int) -> None:
+    """The idle driver announces the hold (``on_held``: the time, over a pipe that may wait on a busy
+    machine) and its parent reads memory until it releases it: the hold must cover that span, else
+    the parent finds its readings outside the hold (CI saw "read until 0.7 s into a hold of 0.7 s")."""
+    announced: list[float] = []
+
+    def slow_announcement() -> None:
+        announced.append(time.monotonic())
+        time.sleep(0.3)  # the pipe's write, delayed
+
+    release_at: list[float] = []
+
+    def released() -> bool:  # released as soon as the announcement is through
+        release_at.append(time.monotonic())
+        return True
+
+    result = hold_connections(HoldLoad(HOST, asgi, connections=10, hold_s=5.0), slow_announcement, released)
+    assert result.connections_open_at_end == 10
+    assert result.held_s >= release_at[0] - announced[0] >= 0.3
+
+
 def test_refreshes_keep_connections_open_past_the_servers_keep_alive() -> None:
     with serving(*uvicorn("--timeout-keep-alive", "1")) as port:
         kept = hold_connections(HoldLoad(HOST, port, connections=100, hold_s=2.0, refresh_s=0.4))

@@ -84,7 +84,7 @@ class HoldResult:
     or why one that opened dropped: the five kinds of every streaming load,
     and ``closed``, the server closed an idle connection. ``refreshes`` counts
     the requests or pings sent to keep connections open. ``open_s``: how long
-    opening took; ``held_s``: from ``on_held`` to the end of the hold (s).
+    opening took; ``held_s``: from just before ``on_held`` to the end of the hold (s).
     ``unsupported``: a WebSocket upgrade was answered 501 (not an error;
     opening then stops). ``connections_open_peak``: the most that were open at
     once (a stack killed during the hold held that many before it).
@@ -340,8 +340,10 @@ async def drive_hold(
         try:
             opened, failed = await _open_all(tally, load)
             open_s = (clock() - begin) / 1e9
-            on_held()
+            # The hold counts from before ``on_held`` (which may wait on a busy machine): a caller
+            # that notes the time there and reads until the release finds the hold covers it.
             held_from = clock()
+            on_held()
             hold_end = held_from + int(load.hold_s * 1e9)
             while (left := hold_end - clock()) > 0 and tally.held and not released():
                 await asyncio.sleep(min(0.1, left / 1e9))
