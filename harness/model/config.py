@@ -186,9 +186,10 @@ class Saturation(Frozen):
     what is known before measuring sets an upper bound, a blocking stack's
     Little's-law ceiling (workers x threads / the endpoint's wait) or else the
     peak of a closed-model probe of ``probe_s`` seconds at ``probe_concurrency``
-    connections; then at most ``steps`` measured steps bisect (geometrically)
-    below it, and the first step whose breach was marginal is measured once
-    more, the second window deciding (:func:`harness.run.search.confirming`).
+    connections; then at most ``steps`` measured windows bisect (geometrically)
+    below it, a step whose breach was doubtful (the p99 alone, the rate kept up
+    with) measured once more while windows are left, the second window deciding
+    (:func:`harness.run.search.capacity_search`).
     ``tune_blocking`` adds, for every stack whose workers block, a
     second search at the worker count that serves it best within the same
     limits (:mod:`harness.run.tuning`), stored as ``<stack>@tuned``.
@@ -205,10 +206,10 @@ class Saturation(Frozen):
     tune_blocking: StrictBool = False
 
     def max_steps(self) -> int:
-        """The most cells one search can take: growth steps plus bisections; or ``steps`` plus the
-        second window of one marginal breach (:func:`harness.run.search.confirming`)."""
+        """The most cells one search can take: growth steps plus bisections; or ``steps``, second
+        windows included (:func:`harness.run.search.capacity_search`)."""
         if self.method == "probe":
-            return self.steps + 1
+            return self.steps
         steps, rate = 1, self.start_rate
         while rate < self.max_rate:
             rate *= self.growth
@@ -224,7 +225,7 @@ class Cell(Frozen):
     one measurement per rate it tries. A staged scenario (``staged``) is one
     cell too, stored as one measurement per phase (:func:`harness.model.stages.phases`).
     ``again`` marks a capacity search's second window at a rate whose first
-    broke the SLO only just (:func:`harness.run.search.confirming`): its level
+    broke the SLO doubtfully (:func:`harness.run.search.doubtful_breach`): its level
     reads ``rate505-again``.
     """
 

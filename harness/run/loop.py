@@ -33,8 +33,7 @@ from harness.run.record import Recorder
 from harness.run.search import (
     StepOutcome,
     capacity_search,
-    confirming,
-    marginal_breach,
+    doubtful_breach,
     search,
     step_window_s,
 )
@@ -384,7 +383,7 @@ class _Run:
             if not measured:
                 return None
             self.recorder.store_measured(step_cell, measured[0].model_copy(update=prior), search_step=True)
-            return StepOutcome(bool(measured[0].slo_held), marginal_breach(measured[0], scenario.slo))
+            return StepOutcome(bool(measured[0].slo_held), doubtful_breach(measured[0], scenario.slo))
 
         if saturation.method == "grow":
             search(saturation, lambda rate: None if (done := measure(rate, False)) is None else done.held)
@@ -394,7 +393,7 @@ class _Run:
             return
         upper, source = bound
         prior.update(search_upper_rps=round(upper, 1), search_prior=source)
-        capacity_search(upper, saturation.steps, confirming(measure))
+        capacity_search(upper, saturation.steps, measure)
 
 
 def expanded(spec: RunSpec) -> RunSpec:
