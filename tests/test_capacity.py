@@ -24,7 +24,7 @@ from harness.ceilings import sync_ceiling_requests_per_second
 from harness.net import free_port
 from harness.paths import run_paths
 from harness.results import load_run
-from harness.run.search import StepOutcome, capacity_search, doubtful_breach, round_rate
+from harness.run.search import FIRST_WARMUP_S, StepOutcome, capacity_search, doubtful_breach, round_rate
 from harness.runanalysis import analyse_run
 from harness.saturation import saturation_summary
 
@@ -228,6 +228,9 @@ def test_a_blocking_stacks_capacity_is_its_littles_law_ceiling_within_10_percent
     # Known before any load: the search bisected below the ceiling, without a probe.
     prior = {m.search_prior for m in measurements if m.target == "flask-gunicorn"}
     assert prior == {"Little's-law ceiling of 8 workers: 80 req/s"}
+    # With no probe before it, the search's first window warms the stack up longer.
+    warmups = [m.warmup_s for m in measurements if m.target == "flask-gunicorn"]
+    assert warmups == [FIRST_WARMUP_S] + [0.3] * (len(warmups) - 1), warmups
 
 
 def test_a_sync_stack_tuned_within_1_gib_serves_more_than_its_default_workers_within_the_limit(
@@ -255,7 +258,7 @@ def test_a_sync_stack_tuned_within_1_gib_serves_more_than_its_default_workers_wi
 
 def test_the_capacity_search_brackets_a_capacity_it_cannot_see_in_the_steps_it_is_given() -> None:
     """The search's rates against capacities it cannot see, above and far below its first step."""
-    for capacity, upper in ((420.0, 500.0), (800.0, 2480.0), (27.0, 60.0), (560.0, 464.0)):
+    for capacity, upper in ((420.0, 500.0), (800.0, 2480.0), (27.0, 60.0), (560.0, 464.0), (250.0, 1089.0)):
         tried: list[float] = []
 
         def window(
@@ -330,15 +333,15 @@ def simulated_searches(descent: float, second_windows: bool, trials: int = 2000)
 def test_second_windows_and_a_gentle_descent_keep_searches_near_a_capacity_that_pauses_hide() -> None:
     # Seeded simulation of 2,000 searches each way. Halving after a break, with no second window,
     # about a quarter end below 0.8 C (a pause sent the search down) and the results' log spread
-    # is about 0.36; descending by 0.7 with second windows, under 5% and about 0.11. None ends
-    # above 1.15 C either way (the simulated stack can hold by chance up to there).
+    # is about 0.36; descending by 0.7 after a doubtful breach, with second windows, about 5% and
+    # 0.13. None ends above 1.15 C either way (the simulated stack can hold by chance up to there).
     spreads, below = {}, {}
     for label, descent, second in (("before", 0.5, False), ("now", 0.7, True)):
         found = simulated_searches(descent, second)
         below[label] = sum(f < 0.8 for f in found) / len(found)
         spreads[label] = statistics.pstdev(math.log(f) for f in found if f > 0)
         assert max(found) <= 1.15, label
-    assert below["before"] > 0.2 and below["now"] < 0.05, below
+    assert below["before"] > 0.2 and below["now"] < 0.06, below
     assert spreads["now"] < 0.5 * spreads["before"], spreads
 
 

@@ -31,6 +31,7 @@ from harness.results import RunWriter, StorageError, utc_now
 from harness.run.drive import CellMeasurer
 from harness.run.record import Recorder
 from harness.run.search import (
+    FIRST_WARMUP_S,
     StepOutcome,
     capacity_search,
     doubtful_breach,
@@ -55,6 +56,9 @@ BUSY_NOTE = (
     f"still busy {DRAIN_BEFORE_RESTART_S:.0f} s after {{cell}} (requests queued in that cell, their clients "
     "gone, still being served): started again, so the next cell starts on an idle stack"
 )
+
+PROBE_SOURCE = "closed-model probe"
+"""How the search prior of a bound that a probe measured begins (``Measurement.search_prior``)."""
 
 
 class _Run:
@@ -349,7 +353,7 @@ class _Run:
         if not self.spec.external:
             self.stacks.drain(running, cell)
         peak = probe.requests_per_second
-        return peak, f"closed-model probe at {probe.concurrency} connections: {peak:,.0f} req/s"
+        return peak, f"{PROBE_SOURCE} at {probe.concurrency} connections: {peak:,.0f} req/s"
 
     def search(self, cell: Cell, running: RunningTarget) -> None:
         """Saturation search: store every step (an open-model cell at one rate, ``model = "saturation"``).
@@ -366,8 +370,10 @@ class _Run:
         previous: Cell | None = None
         prior: dict[str, object] = {}
 
+        first_cold = False
+
         def measure(rate: float, again: bool) -> StepOutcome | None:
-            nonlocal previous
+            nonlocal previous, first_cold
             step_cell = cell.model_copy(update={"rate": rate, "again": again})
             if previous is not None and not self.spec.external:  # the user's app: not ours to wait on
                 if not self.launcher.is_alive(running):
@@ -377,8 +383,11 @@ class _Run:
             self.events.cell_starting(step_cell)
             window = None
             if saturation.method == "probe":
-                duration = step_window_s(rate, scenario.duration_s)
-                window = scenario.model_copy(update={"duration_s": duration})
+                update: dict[str, object] = {"duration_s": step_window_s(rate, scenario.duration_s)}
+                if first_cold:  # the stack's first load since its launch: no probe warmed it
+                    update["warmup_s"] = max(scenario.warmup_s, FIRST_WARMUP_S)
+                window = scenario.model_copy(update=update)
+            first_cold = False
             measured = self.measurer.measure(step_cell, running, window)
             if not measured:
                 return None
@@ -392,6 +401,7 @@ class _Run:
         if bound is None:
             return
         upper, source = bound
+        first_cold = not source.startswith(PROBE_SOURCE)
         prior.update(search_upper_rps=round(upper, 1), search_prior=source)
         capacity_search(upper, saturation.steps, measure)
 
