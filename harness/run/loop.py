@@ -370,10 +370,11 @@ class _Run:
         previous: Cell | None = None
         prior: dict[str, object] = {}
 
-        first_cold = False
+        probed = True  # whether a probe warmed the stack up before the search (set below)
 
         def measure(rate: float, again: bool) -> StepOutcome | None:
-            nonlocal previous, first_cold
+            nonlocal previous
+            first = previous is None
             step_cell = cell.model_copy(update={"rate": rate, "again": again})
             if previous is not None and not self.spec.external:  # the user's app: not ours to wait on
                 if not self.launcher.is_alive(running):
@@ -384,10 +385,9 @@ class _Run:
             window = None
             if saturation.method == "probe":
                 update: dict[str, object] = {"duration_s": step_window_s(rate, scenario.duration_s)}
-                if first_cold:  # the stack's first load since its launch: no probe warmed it
+                if first and not probed:  # the search's first load: no probe warmed the stack
                     update["warmup_s"] = max(scenario.warmup_s, FIRST_WARMUP_S)
                 window = scenario.model_copy(update=update)
-            first_cold = False
             measured = self.measurer.measure(step_cell, running, window)
             if not measured:
                 return None
@@ -401,7 +401,7 @@ class _Run:
         if bound is None:
             return
         upper, source = bound
-        first_cold = not source.startswith(PROBE_SOURCE)
+        probed = source.startswith(PROBE_SOURCE)
         prior.update(search_upper_rps=round(upper, 1), search_prior=source)
         capacity_search(upper, saturation.steps, measure)
 
