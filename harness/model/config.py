@@ -24,6 +24,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -133,9 +134,31 @@ class TargetConfig(Frozen):
         declared = self.settings.get("websocket")
         return declared if isinstance(declared, bool) else None
 
+    @model_validator(mode="after")
+    def _threads_placeholder_has_a_count(self) -> TargetConfig:
+        if "{threads}" in self.command and self.threads is None:
+            raise ValueError("a command with {threads} needs settings.threads, a whole number >= 1")
+        return self
+
+    @property
+    def threads(self) -> int | None:
+        """Threads per worker from ``settings.threads`` (a whole number >= 1), else None."""
+        value = self.settings.get("threads")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+    @property
+    def threads_settable(self) -> bool:
+        """Whether the start command takes the thread count (``{threads}``), so a run may change it."""
+        return "{threads}" in self.command
+
     def argv(self, *, python: str, host: str, port: int, workers: int) -> list[str]:
-        """Return the start command as an argument list with placeholders filled."""
-        filled = self.command.format(python=python, host=host, port=port, workers=workers)
+        """Return the start command as an argument list with placeholders filled.
+
+        ``{threads}`` is filled from ``settings.threads`` (a tuned run changes that setting).
+        """
+        filled = self.command.format(
+            python=python, host=host, port=port, workers=workers, threads=self.threads
+        )
         return filled.split()
 
 

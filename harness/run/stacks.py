@@ -109,7 +109,7 @@ class Stacks:
         """
         run = self.target_runs[name]
         running = self.launcher.start(
-            self.spec.targets[name],
+            run.config,  # a tuned run's, with its own thread count
             self.spec.targets_root / stack_of(name),
             workers=run.workers,
             log_path=self.logs / f"{name}.log",

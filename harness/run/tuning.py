@@ -1,4 +1,4 @@
-"""Tuned within the limits: the worker count that serves a blocking stack best on its CPU and memory.
+"""Tuned within the limits: the workers and threads that serve a blocking stack best on its CPU and memory.
 
 Gunicorn's ``(2 x cores) + 1`` workers is a starting point for CPU-bound work
 (Gunicorn docs, "How Many Workers?"); a sync worker that waits on a 50 ms call
@@ -6,7 +6,7 @@ serves 20 requests/s however fast its CPU, so a comparison against three of them
 measures the configuration, not the stack. For every stack whose workers block
 (:func:`harness.ceilings.blocking_request_slots`), a capacity run with
 ``[saturation] tune_blocking = true`` also measures ``<stack>@tuned``: the same
-stack, limits and endpoint, with the worker count derived here from one probe
+stack, limits and endpoint, with the workers and threads derived here from one probe
 of the stack as configured, then verified by its own capacity search.
 
 The rule (:func:`derive`), from the probe's figures at saturation:
@@ -18,8 +18,21 @@ The rule (:func:`derive`), from the probe's figures at saturation:
 - the workers the memory limit holds: :data:`MEMORY_SHARE` of the limit over the
   memory (PSS) per process.
 
-The workers are the fewest that give those slots (threads per worker kept as
-configured), at least the configured count and at most what the memory holds.
+A stack whose start command takes its thread count (``{threads}``, Gunicorn's
+gthread workers) gets those slots as threads, its workers kept as configured:
+threads per worker = slots / workers, at least as configured and at most
+:data:`MAX_THREADS`. Any other blocking stack (sync workers) gets them as workers:
+the fewest that give those slots, at least the configured count and at most what
+the memory holds.
+
+Why threads, not workers, for gthread: a gthread worker accepts every connection
+it can (up to ``worker_connections``, 1,000), not only as many as it has free
+threads, and holds kept-alive ones; a worker that took more of the client's
+connections than it has threads queues their requests while others idle.
+Measured here (the 50 ms upstream call, open model, one CPU): 16 workers x 4
+threads had one worker holding 8 of the connections, and broke a p99 of 100 ms
+at 450 requests/s (169-187 ms, two windows), 3 workers x 24 threads held 600
+(63-67 ms); threads cost a stack of memory each, not a process.
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ TUNED_SUFFIX = "@tuned"
 CPU_HEADROOM = 1.25
 """Slots beyond what the CPU limit can keep busy, so that a wait longer than the
 probe's does not leave the CPU idle; more only costs memory."""
+MAX_THREADS = 256
+"""The most threads per worker a tuning gives (threads beyond what the CPU can feed only wait)."""
 MEMORY_SHARE = 0.8
 """The share of the memory limit the workers may take at the probe's footprint; the
 rest is headroom for the heap's growth under load (an OOM kill fails the cell)."""
@@ -72,37 +87,40 @@ def with_tuned(targets: dict[str, TargetConfig]) -> dict[str, TargetConfig]:
 
 @dataclass(frozen=True)
 class Tuning:
-    """The worker count derived for a blocking stack, and the figures it came from.
+    """The worker and thread count derived for a blocking stack, and the figures it came from.
 
     ``service_time_ms`` (ms per request, slots / throughput at saturation),
     ``cpu_us_per_request`` (us), ``memory_mib_per_process`` (PSS, MiB) were measured
-    by the probe at ``probe_workers``; ``workers_for_cpu`` and ``workers_for_memory``
-    are the two bounds and ``workers`` the result.
+    by the probe at ``probe_workers`` x ``probe_threads``; ``slots_for_cpu`` (requests
+    at once) and ``workers_for_memory`` are the two bounds, and ``workers`` x
+    ``threads`` the result (:func:`derive`).
     """
 
     workers: int
     threads: int
     probe_workers: int
+    probe_threads: int
     service_time_ms: float
     cpu_us_per_request: float
     memory_mib_per_process: float
-    workers_for_cpu: int
+    slots_for_cpu: int
     workers_for_memory: int
 
     def describe(self) -> str:
         """The derivation in one line, for the run's log and the manifest."""
+        grown = "threads" if self.threads > self.probe_threads else "workers"
         return (
-            f"{self.workers} workers x {self.threads} thread(s): the CPU limit feeds {self.workers_for_cpu} "
-            f"(service time {self.service_time_ms:.1f} ms, "
+            f"{self.workers} workers x {self.threads} thread(s): the CPU limit feeds {self.slots_for_cpu} "
+            f"requests at once (service time {self.service_time_ms:.1f} ms, "
             f"{self.cpu_us_per_request:.0f} us of CPU per request, "
-            f"x{CPU_HEADROOM:g}), the memory limit holds {self.workers_for_memory} "
+            f"x{CPU_HEADROOM:g}), given as {grown}; the memory limit holds {self.workers_for_memory} workers "
             f"({self.memory_mib_per_process:.1f} MiB PSS per process, {MEMORY_SHARE:.0%} of the limit); "
-            f"measured at {self.probe_workers} workers"
+            f"measured at {self.probe_workers} workers x {self.probe_threads} thread(s)"
         )
 
 
 def derive(probe: Measurement, run: TargetRun) -> Tuning | None:
-    """The worker count for ``run``'s stack from a saturating ``probe`` of it at ``run.workers``.
+    """The workers and threads for ``run``'s stack from a saturating ``probe`` of it as ``run`` ran.
 
     ``probe`` is a closed-model measurement with at least as many connections as
     slots. None when the stack does not block (no slots), or the probe lacks the
@@ -120,21 +138,26 @@ def derive(probe: Measurement, run: TargetRun) -> Tuning | None:
     cpu_us = cpu_us_per_request(cpu, rps)
     per_process = memory / processes
     cpus = run.cpus if run.cpus is not None else 1.0
-    slots_for_cpu = CPU_HEADROOM * cpus * service_s * 1e6 / cpu_us
-    workers_for_cpu = max(1, math.ceil(slots_for_cpu / threads))
+    slots_for_cpu = math.ceil(CPU_HEADROOM * cpus * service_s * 1e6 / cpu_us)
     limit = run.memory_mib if run.memory_mib is not None else math.inf
     # One process is the master (gunicorn's arbiter): it is counted in the footprint, not as a worker.
     workers_for_memory = (
         MAX_WORKERS if math.isinf(limit) else max(1, math.floor(MEMORY_SHARE * limit / per_process) - 1)
     )
-    workers = max(run.workers, min(workers_for_cpu, workers_for_memory, MAX_WORKERS))
+    workers, tuned_threads = run.workers, threads
+    if run.config.threads_settable:
+        tuned_threads = max(threads, min(math.ceil(slots_for_cpu / run.workers), MAX_THREADS))
+    else:
+        workers_for_cpu = max(1, math.ceil(slots_for_cpu / threads))
+        workers = max(run.workers, min(workers_for_cpu, workers_for_memory, MAX_WORKERS))
     return Tuning(
         workers=workers,
-        threads=threads,
+        threads=tuned_threads,
         probe_workers=run.workers,
+        probe_threads=threads,
         service_time_ms=round(service_s * 1000, 2),
         cpu_us_per_request=round(cpu_us, 1),
         memory_mib_per_process=round(per_process, 1),
-        workers_for_cpu=workers_for_cpu,
+        slots_for_cpu=slots_for_cpu,
         workers_for_memory=workers_for_memory,
     )

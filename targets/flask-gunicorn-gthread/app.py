@@ -32,7 +32,7 @@ DB_QUERY = "SELECT pg_sleep(%s), 1"
 # Created when a gunicorn worker imports this module (no --preload), so every worker
 # process has its own pool and no socket crosses a fork. retries=False: exactly one GET.
 # The worker's threads share the pool: it keeps up to GWBENCH_UPSTREAM_POOL_SIZE
-# connections (set from `threads` in gunicorn.conf.py); past that urllib3 opens a
+# connections (the thread count, set by gunicorn.conf.py's on_starting); past that urllib3 opens a
 # connection and drops it after use.
 # The fan-out pool's threads keep one connection each on top of that.
 UPSTREAM_POOL_SIZE = int(os.environ.get("GWBENCH_UPSTREAM_POOL_SIZE", "1"))
@@ -43,7 +43,7 @@ upstream = urllib3.PoolManager(retries=False, maxsize=UPSTREAM_POOL_SIZE + FANOU
 fanout_pool = ThreadPoolExecutor(max_workers=FANOUT_THREADS, thread_name_prefix="fanout")
 
 # The database pool, likewise one per worker process: one connection per thread
-# (GWBENCH_DB_POOL_SIZE, set from `threads` in gunicorn.conf.py), opened in the background
+# up to 20 (GWBENCH_DB_POOL_SIZE, set by gunicorn.conf.py's on_starting), opened in the background
 # at import: a database that is down does not stop the worker from starting (requests
 # then answer 502). autocommit: the SELECT is the only statement sent (no BEGIN/COMMIT);
 # timeout: the longest wait for a pooled connection; statement_timeout: the server
