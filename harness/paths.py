@@ -104,10 +104,11 @@ class Side:
     """One stored target's capacity on one endpoint.
 
     ``target`` is the stored name (``flask-gunicorn`` or ``flask-gunicorn@tuned``);
-    ``workers``, ``cpus`` (cores) and ``memory_limit_mib`` are its manifest's (None: not
-    recorded). ``capacity_values`` are the repeats' sustainable requests/s (0 where no rate
-    held), ``capacity_median`` their median and ``capacity_interval`` the interval of the
-    median (:func:`harness.stats.median_interval`). ``cpu_us_per_request_values``,
+    ``workers``, ``threads`` (per worker, its settings'), ``cpus`` (cores) and
+    ``memory_limit_mib`` are its manifest's (None: not recorded). ``capacity_values``
+    are the repeats' sustainable requests/s (0 where no rate held), ``capacity_median``
+    their median and ``capacity_interval`` the interval of the median
+    (:func:`harness.stats.median_interval`). ``cpu_us_per_request_values``,
     ``pss_mib_values`` and ``cgroup_mib_values`` are taken at each repeat's held cell
     (repeats where a figure is missing are left out). ``no_verdict`` says why the stack did
     not set its figure (empty: it did).
@@ -115,6 +116,7 @@ class Side:
 
     target: str
     workers: int | None
+    threads: int | None
     cpus: float | None
     memory_limit_mib: int | None
     n: int
@@ -221,6 +223,7 @@ def _side(
     return Side(
         target=target,
         workers=None if run is None else run.workers,
+        threads=None if run is None else run.config.threads,
         cpus=None if run is None else run.cpus,
         memory_limit_mib=None if run is None else run.memory_mib,
         n=len(values),

@@ -62,7 +62,10 @@ def _capacity(side: Side) -> str:
 def _workers(side: Side) -> str:
     if side.workers is None:
         return DASH
-    return f"{side.workers} worker{'' if side.workers == 1 else 's'}"
+    workers = f"{side.workers} worker{'' if side.workers == 1 else 's'}"
+    if side.threads is not None and side.threads > 1:
+        return f"{workers} x {side.threads} threads"
+    return workers
 
 
 def format_side(used: Side | None, configured: Side | None, memory: str) -> str:
