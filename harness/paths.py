@@ -10,7 +10,7 @@ memory (MiB, at the held cell: PSS when both sides have it, else the control gro
 peak), each with :func:`harness.stats.compare` (the 95% t-interval of the ratio of
 geometric means) over the per-repeat values.
 
-A blocking stack measured again at its tuned worker count is stored as the target
+A blocking stack measured again at its tuned workers and threads is stored as the target
 ``<stack>@tuned`` (:func:`tuned_name`); a path uses the tuned figures when present and
 keeps the as-configured ones beside them. A side whose capacity the stack did not set
 (generator- or upstream-bound, a search that never broke the SLO so the figure is the
@@ -46,7 +46,7 @@ def stack_of(name: str) -> str:
 
 
 def is_tuned(name: str) -> bool:
-    """Whether a stored target is a stack measured at its tuned worker count."""
+    """Whether a stored target is a stack measured at its tuned workers and threads."""
     return name.endswith(TUNED_SUFFIX)
 
 

@@ -383,7 +383,7 @@ def add_run_parser(sub: SubParsers) -> None:
         "scenario",
         nargs="?",
         default=DEFAULT_SCENARIO,
-        help="scenario file (default: scenarios/default.toml, the capacity of every stack, about 15 minutes)",
+        help="scenario file (default: scenarios/default.toml, the capacity of every stack, about 17 minutes)",
     )
     run.add_argument("--targets", help="comma-separated target names (default: the scenario's, else all)")
     run.add_argument("--seed", type=int, help="seed of the randomised order (a 64-bit integer)")

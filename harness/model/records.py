@@ -643,8 +643,8 @@ class TargetRun(Frozen):
     )
     tuning: str | None = Field(
         default=None,
-        description="A blocking stack's tuned variant (<stack>@tuned): how its worker count was derived "
-        "within the limits, in words (harness.run.tuning). None otherwise.",
+        description="A blocking stack's tuned variant (<stack>@tuned): how its workers and threads were "
+        "derived within the limits, in words (harness.run.tuning). None otherwise.",
     )
 
 

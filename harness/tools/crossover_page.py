@@ -181,7 +181,7 @@ NOTES = (
     "errors <= 0.1%, served >= 95% of the rate), 1 CPU and 1 GiB per stack, median of the repeats.",
     "Ratio: to-stack over from-stack, ratio of geometric means of the per-repeat capacities with "
     "its 95% t-interval (harness.stats.compare). A flagged row is no verdict.",
-    "Tuned: the blocking from-stack at the worker count derived within the same limits on that "
+    "Tuned: the blocking from-stack at the workers and threads derived within the same limits on that "
     "point's endpoint (<stack>@tuned); as configured: its default workers.",
     "Fan-out: 3 upstream calls of 100 ms, overlapped on both sides (mode=threads for the sync stacks).",
 )
