@@ -136,7 +136,7 @@ class TargetConfig(Frozen):
 
     @model_validator(mode="after")
     def _threads_placeholder_has_a_count(self) -> TargetConfig:
-        if "{threads}" in self.command and self.threads is None:
+        if self.threads_settable and self.threads is None:
             raise ValueError("a command with {threads} needs settings.threads, a whole number >= 1")
         return self
 
