@@ -104,3 +104,27 @@ def test_a_search_decided_by_a_generator_bound_cell_is_marked_and_one_that_never
     assert [r.by for r in summary.loc["quart-hypercorn", "bound_reasons"]] == ["upstream"]
     assert not summary.loc["flask-gunicorn", "bound"]
     assert summary.loc["flask-gunicorn", "never_broke"] == 1
+
+
+def test_a_top_rate_that_broke_once_and_then_held_its_second_window_is_not_a_floor() -> None:
+    # flask-granian's search in one `make bench` run: 1,190 held, then 1,720 and 2,070 each broke
+    # their first window (p99 alone) and held the second; the 5 windows ran out there.
+    def again(m: Measurement) -> Measurement:
+        return m.model_copy(update={"cell_id": m.cell_id + "-again"})
+
+    edge = [
+        *search("flask-granian", 0, [1190], [1720, 2070]),
+        *(again(m) for m in search("flask-granian", 0, [1720, 2070], [])),
+    ]
+    below = search("fastapi-uvicorn", 0, [100, 150], [])  # never broke: the search's own bound
+    below += [again(m) for m in search("fastapi-uvicorn", 0, [], [100])]  # a lower rate broke once
+    per_repeat = sustainable_throughput(measurements_frame(edge + below, TARGETS)).set_index("target")
+    granian = per_repeat.loc["flask-granian"]
+    assert granian["sustainable_requests_per_second"] == 2070.0
+    assert granian["broke"] and granian["breach"] == "p99 > 100 ms at 2070"
+    uvicorn = per_repeat.loc["fastapi-uvicorn"]
+    assert uvicorn["sustainable_requests_per_second"] == 150.0
+    assert not uvicorn["broke"]
+    summary = saturation_summary(measurements_frame(edge + below, TARGETS)).set_index("target")
+    assert summary.loc["flask-granian", "never_broke"] == 0
+    assert summary.loc["fastapi-uvicorn", "never_broke"] == 1
