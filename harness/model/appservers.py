@@ -92,7 +92,8 @@ WSGI_SERVERS = (
         "gunicorn-gthread",
         "gunicorn",
         "gthread: 4 threads per worker process, each serving one request at a time",
-        _GUNICORN + "--worker-class gthread --threads 4 --worker-connections 1000 --keep-alive 5 {app}",
+        _GUNICORN + "--worker-class gthread --threads {threads} --worker-connections 1000 "
+        "--keep-alive 5 {app}",
         3,
         _TWO_CORES + "; threads 4 for I/O-bound requests",
         "flask-gunicorn-gthread",
