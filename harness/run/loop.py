@@ -32,7 +32,9 @@ from harness.results import RunWriter, StorageError, utc_now
 from harness.run.drive import CellMeasurer
 from harness.run.record import Recorder
 from harness.run.search import (
+    FIRST_FRACTION,
     FIRST_WARMUP_S,
+    TUNED_FIRST_FRACTION,
     StepOutcome,
     capacity_search,
     doubtful_breach,
@@ -422,7 +424,8 @@ class _Run:
         upper, source = bound
         probed = source.startswith(PROBE_SOURCE)
         prior.update(search_upper_rps=round(upper, 1), search_prior=source)
-        capacity_search(upper, saturation.steps, measure)
+        first = TUNED_FIRST_FRACTION if is_tuned(cell.target) and not probed else FIRST_FRACTION
+        capacity_search(upper, saturation.steps, measure, first_fraction=first, fresh_start=not probed)
 
 
 def expanded(spec: RunSpec) -> RunSpec:

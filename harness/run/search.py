@@ -82,6 +82,14 @@ load nears the peak, and a stack's own pauses (a collection, a busy event loop) 
 tail. Measured here on the 50 ms upstream call (p99 <= 100 ms): 3 sync workers held about
 0.5 of their Little's-law ceiling, a tuned pool about 0.8 of it, and the async stacks
 0.35-0.6 of a closed-model probe's peak; 0.6 is where one step up or down lands close."""
+TUNED_FIRST_FRACTION = 0.8
+"""The first rate of a tuned stack's search (:mod:`harness.run.tuning`), as a fraction of its
+ceiling: tuned within its limits, a blocking stack serves most of its ceiling (workers x
+threads / wait, or the CPU limit at the CPU per request its tuning probe measured). Measured
+here, in one ``make bench`` run: django-gunicorn and flask-gunicorn tuned to 25 workers held
+433-475 requests/s under a ceiling of 500, flask-gunicorn-gthread tuned to 3 x 23 threads
+866-1,140 under a CPU limit read as 1,001; from 0.6 the searches spent 3 of their 5 windows
+climbing, and one ended at 1,140 still climbing (a floor, no verdict)."""
 DESCENT = 0.7
 """While no step has held, the next rate after a doubtful breach (:func:`doubtful_breach`) is
 this fraction of the lowest that broke. Not 0.5: a search whose first step broke by chance
@@ -113,13 +121,29 @@ FIRST_WARMUP_S = 2.0
 a Little's-law ceiling): the stack's workers then meet their first requests there. Measured
 here, in one ``make bench`` run: django-gunicorn tuned to 25 workers broke its first window
 at 300 requests/s with p99 445-617 ms after the scenario's 0.5 s warm-up, then held the
-same rate at 58-60 ms in the next window."""
+same rate at 58-60 ms in the next window. The longer warm-up is not always enough, so such a
+first window that breaks is measured again (``fresh_start`` in :func:`capacity_search`): in
+a later run, after the 2 s warm-up, the same stack's first window at 300 requests/s had a
+p99 of 748 ms and a mean of 352 ms at 57% of its CPU (a backlog from the warm-up, not its
+load), a clear breach that sent the search down to 150 and ended it at 275, where its
+other two repeats held 433 and 475."""
 
 
-def capacity_search(upper: float, steps: int, measure: Measure) -> None:
+def capacity_search(
+    upper: float,
+    steps: int,
+    measure: Measure,
+    *,
+    first_fraction: float = FIRST_FRACTION,
+    fresh_start: bool = False,
+) -> None:
     """Search below ``upper`` (requests/s) in at most ``steps`` measured windows.
 
-    The first window is at :data:`FIRST_FRACTION` of ``upper``. A window whose
+    The first window is at ``first_fraction`` of ``upper`` (:data:`FIRST_FRACTION`;
+    :data:`TUNED_FIRST_FRACTION` for a tuned stack). With ``fresh_start`` (the stack was
+    just launched and no load warmed it up before this search) a first window that broke
+    the SLO in any way is measured once more, as a doubtful one is: see
+    :data:`FIRST_WARMUP_S`. A window whose
     breach is doubtful (:func:`doubtful_breach`: the p99 alone broke the SLO while
     the stack kept up with the rate, which a pause of the machine explains as well
     as the load) is measured once more at the same rate while windows are left, and
@@ -144,14 +168,16 @@ def capacity_search(upper: float, steps: int, measure: Measure) -> None:
         raise ValueError(f"the search's upper bound must be a positive rate, not {upper!r}")
     held: float | None = None
     broke: float | None = None
-    rate = round_rate(upper * FIRST_FRACTION)
-    tried = set()
+    rate = round_rate(upper * first_fraction)
+    tried: set[float] = set()
     left = steps
     while left > 0:
+        first = not tried
         tried.add(rate)
         outcome = measure(rate, False)
         left -= 1
-        if outcome is not None and not outcome.held and outcome.doubtful and left > 0:
+        suspect = outcome is not None and (outcome.doubtful or (first and fresh_start))
+        if outcome is not None and not outcome.held and suspect and left > 0:
             outcome = measure(rate, True)  # the second window decides
             left -= 1
         if outcome is None:
