@@ -54,8 +54,8 @@ def sustainable_throughput(frame: pd.DataFrame) -> pd.DataFrame:
     not a rate the search stopped below: measured here, in a ``make bench`` run, flask-granian
     held 1,190 req/s, then broke and held 1,720 and broke and held 2,070 in its 5 windows,
     a figure that counting only higher rates left a floor with no verdict,
-    ``breach`` (why the lowest rate above it broke); ``bound`` (True when a cell
-    that decided the figure, the one that held or the one that broke above it,
+    ``breach`` (why the lowest rate at or above it that broke did); ``bound`` (True when a cell
+    that decided the figure, the one that held or the one that broke at or above it,
     was generator- or upstream-bound: then the figure may be the generator's, not
     the target's) and ``bound_reasons`` (those cells' :class:`~harness.model.BoundReason`
     records, each once). A step whose every request failed is stored failed and counts as a step
